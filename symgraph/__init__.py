@@ -1,0 +1,47 @@
+"""symgraph: symbolic expression graphs, exact derivatives, fast C.
+
+>>> import numpy as np, symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> f = sg.Function("f", [x], [sg.sin(x[0]) * x[1]])
+>>> round(float(f(np.array([0.5, 2.0]))), 6)
+0.958851
+"""
+
+from __future__ import annotations
+
+from .errors import (ArgumentCountError, ArityError, CompileError, DifferentiationError, DTypeError,
+                     FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
+                     SymbolicBoolError, SymgraphError, SympyConversionError)
+from .expr import Expr, apply, collect, const, count_ops, free_symbols, symbol, walk
+from .array import as_expr_array, builder, symbols
+from .function import Function
+from .interop.sympy import from_sympy, to_sympy
+from .ops import OP_LIST, OPS, Op
+
+# Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
+add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
+pow, square, sqrt, cbrt = (builder(n) for n in ("pow", "square", "sqrt", "cbrt"))  # noqa: A001
+exp, expm1, log, log1p, log2, log10 = (builder(n) for n in ("exp", "expm1", "log", "log1p", "log2", "log10"))
+sin, cos, tan, asin, acos, atan, atan2 = (builder(n) for n in ("sin", "cos", "tan", "asin", "acos", "atan", "atan2"))
+sinh, cosh, tanh, asinh, acosh, atanh = (builder(n) for n in ("sinh", "cosh", "tanh", "asinh", "acosh", "atanh"))
+erf, erfc, abs, sign, floor, ceil = (builder(n) for n in ("erf", "erfc", "abs", "sign", "floor", "ceil"))  # noqa: A001
+fmin, fmax, fmod, hypot, mod = (builder(n) for n in ("fmin", "fmax", "fmod", "hypot", "mod"))
+lt, le, gt, ge, eq, ne = (builder(n) for n in ("lt", "le", "gt", "ge", "eq", "ne"))
+logical_not, logical_and, logical_or = (builder(n) for n in ("not", "and", "or"))
+if_else = builder("if_else")
+# numpy spellings
+arcsin, arccos, arctan, arctan2 = asin, acos, atan, atan2
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+__all__ = [
+    "Expr", "Function", "Op", "OPS", "OP_LIST", "symbols", "symbol", "const", "apply", "walk",
+    "free_symbols", "count_ops", "collect", "as_expr_array", "to_sympy", "from_sympy",
+    "add", "sub", "mul", "div", "neg", "pow", "square", "sqrt", "cbrt", "exp", "expm1", "log",
+    "log1p", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh",
+    "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "abs", "sign", "floor", "ceil", "fmin", "fmax",
+    "fmod", "hypot", "mod", "lt", "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and",
+    "logical_or", "if_else", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
+    "SymgraphError", "ArgumentCountError", "ArityError", "CompileError", "DifferentiationError",
+    "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
+    "SymbolicBoolError", "SympyConversionError",
+]

@@ -1,0 +1,60 @@
+"""Every exception symgraph raises on bad input.
+
+Each class subclasses :class:`SymgraphError` *and* the builtin a Python user
+would expect (``ValueError`` for bad values and shapes, ``TypeError`` for bad
+types), so ``except ValueError`` keeps working around symgraph calls.
+
+>>> import symgraph as sg
+>>> issubclass(sg.ShapeError, ValueError) and issubclass(sg.ShapeError, sg.SymgraphError)
+True
+"""
+
+from __future__ import annotations
+
+
+class SymgraphError(Exception):
+    """Base class of every error symgraph raises on purpose."""
+
+
+class NonNumericConstantError(SymgraphError, TypeError):
+    """A value that is neither an expression nor a real number entered a graph."""
+
+
+class SymbolicBoolError(SymgraphError, TypeError):
+    """``bool()`` was asked of a symbolic expression (e.g. ``if x < y:``)."""
+
+
+class ArityError(SymgraphError, TypeError):
+    """An operation was applied to the wrong number of operands."""
+
+
+class InvalidInputError(SymgraphError, ValueError):
+    """A Function input is not a pure symbol, or a symbol is repeated."""
+
+
+class FreeSymbolError(SymgraphError, ValueError):
+    """An output depends on symbols that are not among the Function's inputs."""
+
+
+class ArgumentCountError(SymgraphError, TypeError):
+    """A Function was called with the wrong number of arguments."""
+
+
+class ShapeError(SymgraphError, ValueError):
+    """An argument or operand has the wrong shape."""
+
+
+class DTypeError(SymgraphError, TypeError):
+    """An argument has a dtype that cannot be evaluated (object, string, ...)."""
+
+
+class SympyConversionError(SymgraphError, ValueError):
+    """A SymPy expression uses a function or symbol symgraph cannot map."""
+
+
+class DifferentiationError(SymgraphError, ValueError):
+    """A derivative was requested with respect to something that is not a symbol, or with mismatched seeds."""
+
+
+class CompileError(SymgraphError, RuntimeError):
+    """The C compiler failed or is missing; the message carries its output."""

@@ -1,0 +1,555 @@
+"""Expr: immutable, hash-consed scalar nodes of an expression graph.
+
+Building the same operation on the same operands twice returns the *same*
+object (hash-consing), so structurally equal subgraphs are shared and graph
+equality is identity.  Cheap local simplifications happen at construction:
+constant folding, ``x + 0``, ``x * 1``, ``x * 0 -> 0``, ``x / 1``, ``0 / x``,
+``-(-x)``, ``x ** 1``, ``x ** 0`` and trivial ``if_else``.  ``x * 0 -> 0``
+drops IEEE NaN/inf propagation through that product, as CasADi and SymPy do;
+derivative sparsity relies on it.
+
+Symbols are *not* interned: every ``symbol("x")`` is a new, distinct variable
+(as in CasADi); the name is only a label.
+
+Nothing here recurses over a graph: :func:`walk` and printing use explicit
+stacks, so chains of millions of nodes are fine.
+
+>>> from symgraph.expr import symbol
+>>> x = symbol("x")
+>>> (x + 1) * 2 is (x + 1) * 2
+True
+>>> str(x * 1 + 0)
+'x'
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import ops
+from .errors import ArityError, NonNumericConstantError, SymbolicBoolError
+from .ops import OPS, Op
+
+SYMBOL, CONST = OPS["symbol"], OPS["const"]
+ADD, SUB, MUL, DIV, NEG = OPS["add"], OPS["sub"], OPS["mul"], OPS["div"], OPS["neg"]
+POW, POWI, SQUARE, IF_ELSE = OPS["pow"], OPS["powi"], OPS["square"], OPS["if_else"]
+
+
+class Expr:
+    """A scalar node: an op applied to operand nodes, a symbol or a constant.
+
+    Do not construct directly; use :func:`symbol`, :func:`const`, operators
+    and the ``sg.<op>`` builders.
+
+    Attributes:
+        op: the :class:`~symgraph.ops.Op` of this node.
+        args: operand nodes (empty for symbols and constants).
+        data: the name of a symbol, the float value of a constant, else None.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> e = sg.sin(x) / x
+    >>> e.op.name, e.args[1] is x
+    ('div', True)
+    """
+
+    __slots__ = ("op", "args", "data")
+
+    def __init__(self, op: Op, args: tuple, data: Any = None) -> None:
+        _set_op(self, op)
+        _set_args(self, args)
+        _set_data(self, data)
+
+    # -- identity: hash-consing makes structural equality object identity
+    __hash__ = object.__hash__
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Expr nodes are immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError("Expr nodes are immutable")
+
+    def __reduce__(self):
+        raise TypeError("Expr nodes are not picklable; export a Function instead")
+
+    # -- queries
+    @property
+    def is_symbol(self) -> bool:
+        """True for a free variable made by :func:`symbol`."""
+        return self.op is SYMBOL
+
+    @property
+    def is_const(self) -> bool:
+        """True for a numeric constant."""
+        return self.op is CONST
+
+    @property
+    def name(self) -> str:
+        """The name of a symbol.
+
+        >>> symbol("v").name
+        'v'
+        """
+        if self.op is not SYMBOL:
+            raise AttributeError(f"only symbols have a name; this is a {self.op.name} node")
+        return self.data
+
+    @property
+    def value(self) -> float:
+        """The value of a constant.
+
+        >>> const(2).value
+        2.0
+        """
+        if self.op is not CONST:
+            raise AttributeError(f"only constants have a value; this is a {self.op.name} node")
+        return self.data
+
+    def __float__(self) -> float:
+        if self.op is CONST:
+            return self.data
+        raise SymbolicBoolError(f"cannot convert symbolic expression {_short(self)} to float; "
+                                "evaluate it through a Function")
+
+    def __bool__(self) -> bool:
+        if self.op is CONST:
+            return self.data != 0.0
+        raise SymbolicBoolError(
+            f"the truth value of symbolic expression {_short(self)} is unknown until evaluated; "
+            "use sg.if_else(cond, a, b) for a branch inside the graph (and sg.lt/sg.le/... for "
+            "elementwise comparisons of arrays)")
+
+    # -- arithmetic operators (numbers on either side)
+    def __add__(self, other):
+        return _binary(ADD, self, other)
+
+    def __radd__(self, other):
+        return _binary(ADD, other, self)
+
+    def __sub__(self, other):
+        return _binary(SUB, self, other)
+
+    def __rsub__(self, other):
+        return _binary(SUB, other, self)
+
+    def __mul__(self, other):
+        return _binary(MUL, self, other)
+
+    def __rmul__(self, other):
+        return _binary(MUL, other, self)
+
+    def __truediv__(self, other):
+        return _binary(DIV, self, other)
+
+    def __rtruediv__(self, other):
+        return _binary(DIV, other, self)
+
+    def __pow__(self, other):
+        return power(self, other) if not isinstance(other, np.ndarray) else NotImplemented
+
+    def __rpow__(self, other):
+        return power(other, self) if not isinstance(other, np.ndarray) else NotImplemented
+
+    def __mod__(self, other):  # Python semantics: result has the sign of the divisor
+        return NotImplemented if isinstance(other, np.ndarray) else _pymod(self, other)
+
+    def __rmod__(self, other):
+        return NotImplemented if isinstance(other, np.ndarray) else _pymod(other, self)
+
+    def __floordiv__(self, other):
+        return NotImplemented if isinstance(other, np.ndarray) else apply(OPS["floor"], self / other)
+
+    def __rfloordiv__(self, other):
+        return NotImplemented if isinstance(other, np.ndarray) else apply(OPS["floor"], other / self)
+
+    def __neg__(self):
+        return apply(NEG, self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return apply(OPS["abs"], self)
+
+    # -- comparisons build 0/1-valued nodes
+    def __lt__(self, other):
+        return _binary(OPS["lt"], self, other)
+
+    def __le__(self, other):
+        return _binary(OPS["le"], self, other)
+
+    def __gt__(self, other):
+        return _binary(OPS["gt"], self, other)
+
+    def __ge__(self, other):
+        return _binary(OPS["ge"], self, other)
+
+    def __eq__(self, other):
+        return _binary(OPS["eq"], self, other)
+
+    def __ne__(self, other):
+        return _binary(OPS["ne"], self, other)
+
+    # -- numpy: ufuncs on Expr scalars and object arrays of Expr
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from .array import ufunc_builder
+
+        build = ufunc_builder(ufunc) if method == "__call__" and not kwargs else None
+        if build is None:
+            return NotImplemented
+        return build(*inputs)
+
+    # -- printing
+    def __str__(self) -> str:
+        return to_str(self)
+
+    def __repr__(self) -> str:
+        return f"Expr({_short(self, 200)})"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+_set_op, _set_args, _set_data = Expr.op.__set__, Expr.args.__set__, Expr.data.__set__
+
+
+# numpy calls these by name when a ufunc meets an object array of Expr.
+def _method(name):
+    def method(self, *others):
+        return apply(OPS[name], self, *others)
+
+    method.__name__ = name
+    return method
+
+
+for _numpy_name, _op_name in {
+    "sin": "sin", "cos": "cos", "tan": "tan", "arcsin": "asin", "arccos": "acos",
+    "arctan": "atan", "arctan2": "atan2", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "exp": "exp",
+    "expm1": "expm1", "log": "log", "log1p": "log1p", "log2": "log2", "log10": "log10",
+    "sqrt": "sqrt", "cbrt": "cbrt", "square": "square", "sign": "sign", "floor": "floor",
+    "ceil": "ceil", "hypot": "hypot", "fmod": "fmod", "fabs": "abs", "erf": "erf", "erfc": "erfc",
+}.items():
+    setattr(Expr, _numpy_name, _method(_op_name))
+
+
+# ------------------------------------------------------------------ interning
+_TABLE: dict[tuple, Expr] = {}
+_SWEEP_AT = [1 << 16]  # table size that triggers the next sweep of dead nodes
+_CONSTS: dict[Any, Expr] = {}
+
+
+def _const_key(value: float):
+    if value == 0.0:
+        return (0.0, math.copysign(1.0, value))  # keep -0.0 apart from 0.0
+    if value != value:
+        return "nan"
+    return value
+
+
+def const(value: Any) -> Expr:
+    """The constant node for a real number (interned by value; -0.0 and 0.0 differ).
+
+    >>> const(3) is const(3.0)
+    True
+    >>> const(-0.0) is const(0.0)
+    False
+    """
+    if type(value) is Expr:
+        return value
+    value = _as_float(value)
+    key = _const_key(value)
+    node = _CONSTS.get(key)
+    if node is None:
+        node = _CONSTS.setdefault(key, Expr(CONST, (), value))
+    return node
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, np.timedelta64):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (complex, np.complexfloating)):
+        raise NonNumericConstantError(f"complex constant {value!r} cannot enter a graph; "
+                                      "graphs are real (complex numbers are only for evaluation)")
+    raise NonNumericConstantError(f"cannot use {value!r} of type {type(value).__name__} in an "
+                                  "expression; expected an Expr or a real number")
+
+
+def symbol(name: str) -> Expr:
+    """A new free variable; each call gives a distinct symbol.
+
+    >>> a, b = symbol("a"), symbol("a")
+    >>> a is b
+    False
+    """
+    if not isinstance(name, str) or not name:
+        raise NonNumericConstantError(f"a symbol name must be a non-empty str, got {name!r}")
+    return Expr(SYMBOL, (), name)
+
+
+def _coerce(x: Any) -> Expr:
+    return x if type(x) is Expr else const(x)
+
+
+def _binary(op: Op, a: Any, b: Any):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return NotImplemented  # let numpy broadcast elementwise
+    return apply(op, a, b)
+
+
+def apply(op: Op, *operands: Any) -> Expr:
+    """The node ``op(*operands)``, simplified locally and interned.
+
+    >>> from symgraph.ops import OPS
+    >>> x = symbol("x")
+    >>> apply(OPS["mul"], x, 1) is x
+    True
+    >>> apply(OPS["add"], 2, 3).value
+    5.0
+    """
+    if len(operands) != op.arity:
+        raise ArityError(f"{op.name} takes {op.arity} operand(s), got {len(operands)}")
+    args = tuple([x if type(x) is Expr else const(x) for x in operands])
+    simplified = _simplify(op, args)
+    if simplified is not None:
+        return simplified
+    if op.arity == 2 and args[1].op is CONST and args[0].op is not CONST and op.has("commutative"):
+        args = (args[1], args[0])  # constants first in commutative ops: 2*x, never x*2
+    key = (op,) + args
+    node = _TABLE.get(key)
+    if node is None:
+        node = _TABLE.setdefault(key, Expr(op, args))
+        if len(_TABLE) >= _SWEEP_AT[0]:
+            collect()
+    return node
+
+
+ops._APPLY = apply
+
+
+def collect() -> int:
+    """Forget interned nodes nobody references any more; returns how many.
+
+    The intern table holds strong references, so it is swept whenever it has
+    doubled since the last sweep.  One pass in reverse creation order suffices:
+    a node is always created after its operands, so dropping a parent releases
+    its operands before they are visited.
+
+    >>> isinstance(collect(), int)
+    True
+    """
+    dropped = 0
+    getrefcount = sys.getrefcount
+    for key in reversed(list(_TABLE)):
+        node = _TABLE[key]
+        # references: the table's value slot, `node`, getrefcount's argument
+        if getrefcount(node) <= 3:
+            del _TABLE[key]
+            dropped += 1
+        del node
+    _SWEEP_AT[0] = max(1 << 16, 2 * len(_TABLE))
+    return dropped
+
+
+def _is(x: Expr, value: float) -> bool:
+    return x.op is CONST and x.data == value
+
+
+def _simplify(op: Op, args: tuple) -> Expr | None:
+    """Local simplifications applied at construction; None if none applies."""
+    if all(a.op is CONST for a in args):
+        return _fold(op, args)
+    name = op.name
+    if op.arity == 2:
+        a, b = args
+        if op.identity is not None and b.op is CONST and b.data == op.identity:
+            return a
+        if name == "add":
+            return b if _is(a, 0.0) else None
+        if name == "mul":
+            if _is(a, 0.0) or _is(b, 0.0):
+                return const(0.0)
+            if _is(a, 1.0):
+                return b
+            if _is(a, -1.0) or _is(b, -1.0):
+                return apply(NEG, b if _is(a, -1.0) else a)
+            return None
+        if name == "sub":
+            return apply(NEG, b) if _is(a, 0.0) else None
+        if name == "div":
+            if _is(a, 0.0):
+                return const(0.0)
+            return apply(NEG, a) if _is(b, -1.0) else None
+        if name in ("pow", "powi") and _is(b, 0.0):
+            return const(1.0)
+        return None
+    if name == "neg":
+        return args[0].args[0] if args[0].op is NEG else None
+    if op is IF_ELSE:
+        c, a, b = args
+        if c.op is CONST:
+            return a if c.data != 0.0 else b  # nan counts as true
+        if a is b:
+            return a
+        if c.op.has("boolean") and a.op is CONST and b.op is CONST:
+            if a.data == 1.0 and b.data == 0.0:
+                return c
+            if a.data == 0.0 and b.data == 1.0:
+                return apply(OPS["not"], c)
+    return None
+
+
+def _fold(op: Op, args: tuple) -> Expr:
+    values = [np.float64(a.data) for a in args]
+    with np.errstate(all="ignore"):
+        return const(float(op.np(*values)))
+
+
+def power(base: Any, exponent: Any) -> Expr:
+    """``base ** exponent``: square for 2, powi for other integer constants, else pow.
+
+    >>> x = symbol("x")
+    >>> (x ** 2).op.name, (x ** 3).op.name, (x ** 0.5).op.name
+    ('square', 'powi', 'pow')
+    """
+    base, exponent = _coerce(base), _coerce(exponent)
+    if exponent.op is CONST and base.op is not CONST:
+        n = exponent.data
+        if n == 1.0:
+            return base
+        if n == 2.0:
+            return apply(SQUARE, base)
+        if n.is_integer() and abs(n) <= 1 << 30:
+            return apply(POWI, base, exponent)
+    return apply(POW, base, exponent)
+
+
+def _pymod(a: Any, b: Any) -> Expr:
+    a, b = _coerce(a), _coerce(b)
+    return a - apply(OPS["floor"], a / b) * b
+
+
+# ------------------------------------------------------------------ traversal
+def walk(roots) -> Iterator[Expr]:
+    """Every node reachable from ``roots`` once, operands before users.
+
+    Iterative depth-first post-order, deterministic for a given graph.
+
+    >>> x = symbol("x")
+    >>> [str(n) for n in walk([x * 2 + x])]
+    ['2', 'x', '2 * x', '2 * x + x']
+    """
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, 0)]
+        while stack:
+            node, i = stack[-1]
+            args = node.args
+            if i < len(args):
+                stack[-1] = (node, i + 1)
+                child = args[i]
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+            else:
+                stack.pop()
+                yield node
+
+
+def free_symbols(roots) -> list[Expr]:
+    """Symbols reachable from ``roots``, in first-visit order.
+
+    >>> x, y = symbol("x"), symbol("y")
+    >>> [s.name for s in free_symbols([x * y + 1])]
+    ['x', 'y']
+    """
+    return [n for n in walk(roots) if n.op is SYMBOL]
+
+
+def count_ops(roots) -> int:
+    """Number of operation nodes (not symbols or constants) reachable from roots.
+
+    >>> x = symbol("x")
+    >>> count_ops([x * x + x * x])
+    2
+    """
+    return sum(1 for n in walk(roots) if n.args)
+
+
+# ------------------------------------------------------------------- printing
+def _format_const(v: float) -> str:
+    if v != v:
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v.is_integer() and abs(v) < 1e16:
+        return str(int(v)) if v != 0 or math.copysign(1.0, v) > 0 else "-0"
+    return repr(v)
+
+
+def _node_prec(node: Expr) -> int:
+    op = node.op
+    if op is CONST:
+        return 3 if node.data < 0 or math.copysign(1.0, node.data) < 0 else 9
+    if op.name == "square":
+        return 4
+    return op.prec if op.infix else 9
+
+
+def to_str(root: Expr, limit: int | None = None) -> str:
+    """Infix text with minimal parentheses (shared subgraphs are repeated).
+
+    ``limit`` stops the text once it is longer than that many characters.
+
+    >>> x, y = symbol("x"), symbol("y")
+    >>> to_str((x + y) * (x - y) ** 3 - -x)
+    '(x + y) * (x - y)**3 - -x'
+    """
+    text: dict[int, str] = {}
+    for node in walk([root]):
+        text[id(node)] = _render(node, text)
+        if limit is not None and len(text[id(node)]) > limit:
+            return text[id(node)][:limit] + "..."
+    return text[id(root)]
+
+
+def _short(node: Expr, limit: int = 80) -> str:
+    return to_str(node, limit)
+
+
+def _wrap(child: Expr, text: dict, need: int, strict: bool = False) -> str:
+    s = text[id(child)]
+    p = _node_prec(child)
+    return f"({s})" if p < need or (strict and p == need) else s
+
+
+def _render(node: Expr, text: dict) -> str:
+    op = node.op
+    if op is SYMBOL:
+        return node.data
+    if op is CONST:
+        return _format_const(node.data)
+    args = node.args
+    if op.name == "square":
+        return _wrap(args[0], text, 5) + "**2"
+    if op.infix is None:
+        return f"{op.name}({', '.join(text[id(a)] for a in args)})"
+    if op.arity == 1:
+        return op.infix + _wrap(args[0], text, op.prec)
+    if op.infix == "**":  # right-associative
+        return f"{_wrap(args[0], text, op.prec, strict=True)}**{_wrap(args[1], text, op.prec)}"
+    strict_right = op.name in ("sub", "div") or op.prec == 0
+    return (f"{_wrap(args[0], text, op.prec, strict=op.prec == 0)} {op.infix} "
+            f"{_wrap(args[1], text, op.prec, strict=strict_right)}")

@@ -1,0 +1,255 @@
+"""Function: a graph frozen over named inputs and outputs.
+
+``sg.Function(name, inputs, outputs)`` validates its inputs (distinct pure
+symbols) and outputs (Exprs or numbers, any shape), freezes them into a
+:class:`~symgraph.tape.Tape`, and evaluates through the numpy VM
+(``F(*args)``, ``F.batch(*args)``) or compiled C (``F.compile()``).
+
+>>> import numpy as np, symgraph as sg
+>>> x, y = sg.symbols("x", 2), sg.symbols("y")
+>>> F = sg.Function("f", [x, y], [x * y, x.sum()])
+>>> F(np.array([1.0, 2.0]), 3.0)
+(array([3., 6.]), np.float64(3.0))
+>>> F.input_shapes, F.output_shapes, F.n_ops
+(((2,), ()), ((2,), ()), 3)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from .array import as_expr_array
+from .errors import ArgumentCountError, DTypeError, InvalidInputError, ShapeError
+from .expr import SYMBOL, Expr
+from .tape import Tape, build_tape
+from . import vm
+
+
+class Function:
+    """A frozen graph with inputs and outputs, callable on numbers.
+
+    Args:
+        name: the function's name (sanitized before it reaches any C code).
+        inputs: a list of inputs, each an Expr symbol or an array of distinct
+            symbols (a single symbol or array is taken as one input).
+        outputs: a list of outputs, each an Expr, a number, or an array of them.
+        input_names, output_names: optional names; by default an input made
+            by ``sg.symbols("x", n)`` is called ``x``, outputs ``o0, o1, ...``.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("sq", [x], [x * x])
+    >>> float(F(3.0))
+    9.0
+    """
+
+    def __init__(self, name: str, inputs: Any, outputs: Any,
+                 input_names: Sequence[str] | None = None,
+                 output_names: Sequence[str] | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"Function name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.inputs = tuple(_check_input(k, v) for k, v in enumerate(_as_list(inputs)))
+        _check_distinct(self.inputs)
+        self.outputs = tuple(as_expr_array(v) for v in _as_list(outputs))
+        self.input_names = _names(input_names, [_default_input_name(k, v) for k, v in enumerate(self.inputs)],
+                                  "input")
+        self.output_names = _names(output_names, [f"o{k}" for k in range(len(self.outputs))], "output")
+        self.tape: Tape = build_tape(self.inputs, self.outputs)
+        self._program: vm.Program | None = None
+
+    # ------------------------------------------------------------ metadata
+    @property
+    def n_in(self) -> int:
+        """Number of inputs."""
+        return len(self.inputs)
+
+    @property
+    def n_out(self) -> int:
+        """Number of outputs."""
+        return len(self.outputs)
+
+    @property
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shape of each input."""
+        return tuple(a.shape for a in self.inputs)
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shape of each output."""
+        return tuple(a.shape for a in self.outputs)
+
+    @property
+    def n_ops(self) -> int:
+        """Number of operations (instructions) on the Tape."""
+        return self.tape.n_instructions
+
+    def listing(self, limit: int | None = 200) -> str:
+        """The Tape as readable text (first ``limit`` instructions).
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> print(sg.Function("f", [x], [x + 1]).listing())
+        @0 = input 0 [] (x)
+        @1 = 1
+        @2 = add(@1, @0)
+        output 0 [] = @2
+        """
+        return self.tape.listing(limit)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(_signature(n, s) for n, s in zip(self.input_names, self.input_shapes))
+        outs = ", ".join(_signature(n, s) for n, s in zip(self.output_names, self.output_shapes))
+        return f"Function({self.name}: ({ins}) -> ({outs}), {self.n_ops} ops)"
+
+    __str__ = __repr__
+
+    # ---------------------------------------------------------- evaluation
+    def __call__(self, *args: Any):
+        """Evaluate at one point in the numpy VM: arrays shaped like the inputs.
+
+        Returns one array (a numpy scalar for a scalar output) per output, as
+        a tuple when there are several outputs.
+        """
+        flat = self._flat_args(args, batch=False)
+        results = vm.run(self.tape, flat, self._vm_program())
+        return self._pack([r[0].reshape(shape) for r, shape in zip(results, self.output_shapes)])
+
+    def batch(self, *args: Any):
+        """Evaluate N points at once: each argument has a leading axis of length N.
+
+        >>> import numpy as np, symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> sg.Function("f", [x], [2 * x]).batch(np.arange(3.0))
+        array([0., 2., 4.])
+        """
+        flat = self._flat_args(args, batch=True)
+        n = flat[0].shape[0] if flat else 1
+        results = vm.run(self.tape, flat, self._vm_program())
+        return self._pack([r.reshape((n,) + shape) for r, shape in zip(results, self.output_shapes)])
+
+    def _vm_program(self) -> vm.Program:
+        if self._program is None:
+            self._program = vm.program(self.tape)
+        return self._program
+
+    def _pack(self, results: list[np.ndarray]):
+        results = [r[()] if r.ndim == 0 else r for r in results]
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def _flat_args(self, args: Sequence[Any], batch: bool) -> list[np.ndarray]:
+        if len(args) != self.n_in:
+            raise ArgumentCountError(f"{self.name} takes {self.n_in} argument(s) "
+                                     f"({', '.join(self.input_names)}), got {len(args)}")
+        flat, n = [], None
+        for k, (value, shape) in enumerate(zip(args, self.input_shapes)):
+            arr = check_argument(self, k, value, shape, batch)
+            if batch:
+                if n is not None and arr.shape[0] != n:
+                    raise ShapeError(f"{self.name}: argument {k} ({self.input_names[k]!r}) has {arr.shape[0]} "
+                                     f"points, but earlier arguments have {n}")
+                n = arr.shape[0]
+            flat.append(arr.reshape(-1 if not batch else arr.shape[0], int(np.prod(shape, dtype=np.int64))))
+        return flat
+
+    # ------------------------------------------------------------ backends
+    def compile(self, **options: Any):
+        """Compile to C (see :mod:`codegen.runtime`); same call signature as ``F``."""
+        from codegen.runtime import compile_function
+
+        return compile_function(self, **options)
+
+    def c_code(self, **options: Any) -> str:
+        """The C99 source of this Function (see :mod:`codegen.c99`)."""
+        from codegen.c99 import generate
+
+        return generate(self, **options)
+
+    @property
+    def c_source(self) -> str:
+        """The C99 source of this Function with default options."""
+        return self.c_code()
+
+    def export_c(self, directory: str, name: str | None = None):
+        """Write standalone ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` into ``directory``."""
+        from codegen.c99 import export_c
+
+        return export_c(self, directory, name)
+
+
+def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -> np.ndarray:
+    """Argument ``k`` of ``F`` as a float64/complex128 array, or a clear error.
+
+    Shared by the VM and compiled functions, so both refuse the same input.
+    """
+    label = f"{F.name}: argument {k} ({F.input_names[k]!r})"
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise DTypeError(f"{label}: cannot convert {type(value).__name__} to an array ({exc})") from None
+    if arr.dtype.kind not in "biufc":
+        raise DTypeError(f"{label}: expected real numbers, got an array of dtype {arr.dtype}")
+    arr = arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
+    if batch:
+        if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
+            raise ShapeError(f"{label}: expected shape (N,) + {shape} for a batch, got {arr.shape}")
+    elif arr.shape != shape:
+        raise ShapeError(f"{label}: expected shape {shape}, got {arr.shape}")
+    return arr
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _check_input(k: int, value: Any) -> np.ndarray:
+    arr = np.asarray(value, dtype=object) if not isinstance(value, Expr) else np.array(value, dtype=object)
+    for index, v in np.ndenumerate(arr):
+        if type(v) is not Expr or v.op is not SYMBOL:
+            where = f"input {k}" + (f" at {list(index)}" if arr.ndim else "")
+            shown = str(v) if type(v) is Expr else repr(v)
+            raise InvalidInputError(f"{where} is {shown}, not a pure symbol; "
+                                    "Function inputs must be symbols made by sg.symbols")
+    return arr
+
+
+def _check_distinct(inputs: Sequence[np.ndarray]) -> None:
+    seen: dict[int, tuple[int, tuple]] = {}
+    for k, arr in enumerate(inputs):
+        for index, sym in np.ndenumerate(arr):
+            if id(sym) in seen:
+                k0, i0 = seen[id(sym)]
+                raise InvalidInputError(f"symbol {sym.data!r} appears twice among the inputs "
+                                        f"(input {k0} at {list(i0)} and input {k} at {list(index)})")
+            seen[id(sym)] = (k, index)
+
+
+_ARRAY_NAME = re.compile(r"^(.*)\[[0-9,]+\]$")
+
+
+def _default_input_name(k: int, arr: np.ndarray) -> str:
+    if arr.ndim == 0:
+        return arr[()].data
+    bases = {(_ARRAY_NAME.match(s.data) or [None, None])[1] for s in arr.reshape(-1)}
+    return bases.pop() if len(bases) == 1 and None not in bases else f"i{k}"
+
+
+def _names(given: Sequence[str] | None, default: list[str], kind: str) -> tuple[str, ...]:
+    if given is None:
+        return tuple(default if len(set(default)) == len(default) else
+                     [f"{kind[0]}{k}" for k in range(len(default))])
+    given = list(given)
+    if len(given) != len(default) or not all(isinstance(g, str) and g for g in given):
+        raise InvalidInputError(f"{kind}_names must be {len(default)} non-empty str, got {given!r}")
+    if len(set(given)) != len(given):
+        raise InvalidInputError(f"{kind}_names must be distinct, got {given!r}")
+    return tuple(given)
+
+
+def _signature(name: str, shape: tuple) -> str:
+    return name + (f"[{','.join(map(str, shape))}]" if shape else "")
