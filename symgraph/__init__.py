@@ -12,11 +12,13 @@ from __future__ import annotations
 from .errors import (ArgumentCountError, ArityError, CompileError, DifferentiationError, DTypeError,
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
                      SymbolicBoolError, SymgraphError, SympyConversionError)
-from .expr import Expr, apply, collect, const, count_ops, free_symbols, symbol, walk
+from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
+from .sparse import SparseExpr
 from .interop.sympy import from_sympy, to_sympy
 from .ops import OP_LIST, OPS, Op
+from . import models
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
 add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
@@ -34,7 +36,7 @@ arcsin, arccos, arctan, arctan2 = asin, acos, atan, atan2
 arcsinh, arccosh, arctanh = asinh, acosh, atanh
 
 __all__ = [
-    "Expr", "Function", "Op", "OPS", "OP_LIST", "symbols", "symbol", "const", "apply", "walk",
+    "Expr", "Function", "SparseExpr", "Op", "OPS", "OP_LIST", "symbols", "symbol", "const", "apply", "walk", "building",
     "free_symbols", "count_ops", "collect", "as_expr_array", "to_sympy", "from_sympy",
     "add", "sub", "mul", "div", "neg", "pow", "square", "sqrt", "cbrt", "exp", "expm1", "log",
     "log1p", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh",

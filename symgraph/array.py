@@ -64,7 +64,13 @@ def _elementwise(build: Callable[..., Expr], nin: int, name: str, doc: str) -> C
 
 
 def _as_object(x: Any):
-    return np.asarray(x, dtype=object) if isinstance(x, (list, tuple)) else x
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)):
+        return np.asarray(x, dtype=object)
+    scalar = np.empty((), dtype=object)  # an Expr must not reach numpy bare, or
+    scalar[()] = x                       # numpy would ask its __array_ufunc__
+    return scalar
 
 
 def _op_builder(op_name: str, public: str | None = None) -> Callable[..., Any]:

@@ -24,9 +24,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import numbers
 import sys
+import threading
 from typing import Any, Iterator
 
 import numpy as np
@@ -60,10 +63,8 @@ class Expr:
 
     __slots__ = ("op", "args", "data")
 
-    def __init__(self, op: Op, args: tuple, data: Any = None) -> None:
-        _set_op(self, op)
-        _set_args(self, args)
-        _set_data(self, data)
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("Expr nodes are made by sg.symbols, sg.const, operators and sg.<op> builders")
 
     # -- identity: hash-consing makes structural equality object identity
     __hash__ = object.__hash__
@@ -216,6 +217,15 @@ class Expr:
 
 
 _set_op, _set_args, _set_data = Expr.op.__set__, Expr.args.__set__, Expr.data.__set__
+_object_new = object.__new__
+
+
+def _make(op: Op, args: tuple, data: Any = None) -> Expr:
+    node = _object_new(Expr)
+    _set_op(node, op)
+    _set_args(node, args)
+    _set_data(node, data)
+    return node
 
 
 # numpy calls these by name when a ufunc meets an object array of Expr.
@@ -239,7 +249,12 @@ for _numpy_name, _op_name in {
 
 
 # ------------------------------------------------------------------ interning
-_TABLE: dict[tuple, Expr] = {}
+# The intern table maps an int key to the node.  The key packs the opcode and
+# the ids of the operands, (((id(a) << 48) | id(b)) << 7) | opcode: ints never
+# call Expr.__eq__ (which builds a symbolic node), are not tracked by the
+# garbage collector, and cost less memory than tuples.  An id cannot be
+# reused while its node is an operand of an interned node, so keys are exact.
+_TABLE: dict[int, Expr] = {}
 _SWEEP_AT = [1 << 16]  # table size that triggers the next sweep of dead nodes
 _CONSTS: dict[Any, Expr] = {}
 
@@ -260,13 +275,18 @@ def const(value: Any) -> Expr:
     >>> const(-0.0) is const(0.0)
     False
     """
-    if type(value) is Expr:
+    kind = type(value)
+    if (kind is float or kind is int) and value:  # fast path: nonzero Python numbers
+        node = _CONSTS.get(value)  # 3 and 3.0 are one key
+        if node is not None:
+            return node
+    elif kind is Expr:
         return value
     value = _as_float(value)
     key = _const_key(value)
     node = _CONSTS.get(key)
     if node is None:
-        node = _CONSTS.setdefault(key, Expr(CONST, (), value))
+        node = _CONSTS.setdefault(key, _make(CONST, (), value))
     return node
 
 
@@ -293,7 +313,7 @@ def symbol(name: str) -> Expr:
     """
     if not isinstance(name, str) or not name:
         raise NonNumericConstantError(f"a symbol name must be a non-empty str, got {name!r}")
-    return Expr(SYMBOL, (), name)
+    return _make(SYMBOL, (), name)
 
 
 def _coerce(x: Any) -> Expr:
@@ -301,9 +321,38 @@ def _coerce(x: Any) -> Expr:
 
 
 def _binary(op: Op, a: Any, b: Any):
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return NotImplemented  # let numpy broadcast elementwise
-    return apply(op, a, b)
+    """Operator entry point: the hot path of graph construction."""
+    if type(a) is not Expr:
+        if isinstance(a, np.ndarray):
+            return NotImplemented  # let numpy broadcast elementwise
+        a = const(a)
+    if type(b) is not Expr:
+        if isinstance(b, np.ndarray):
+            return NotImplemented
+        b = const(b)
+    if a.op is CONST or b.op is CONST:  # every binary simplification needs a constant
+        simplified = _simplify_binary(op, a, b)
+        if simplified is not None:
+            return simplified
+        if b.op is CONST and op.has("commutative"):
+            a, b = b, a  # constants first in commutative ops: 2*x, never x*2
+    return _intern(op, (a, b), ((id(a) << 48 | id(b)) << 7) | op.code)
+
+
+def _intern(op: Op, args: tuple, key: int) -> Expr:
+    node = _TABLE.get(key)
+    if node is None:
+        node = _TABLE.setdefault(key, _make(op, args))
+        if len(_TABLE) >= _SWEEP_AT[0]:
+            collect()
+    return node
+
+
+def _key(op: Op, args: tuple) -> int:
+    key = 0
+    for a in args:
+        key = key << 48 | id(a)
+    return key << 7 | op.code
 
 
 def apply(op: Op, *operands: Any) -> Expr:
@@ -319,18 +368,12 @@ def apply(op: Op, *operands: Any) -> Expr:
     if len(operands) != op.arity:
         raise ArityError(f"{op.name} takes {op.arity} operand(s), got {len(operands)}")
     args = tuple([x if type(x) is Expr else const(x) for x in operands])
+    if op.arity == 2:
+        return _binary(op, *args)
     simplified = _simplify(op, args)
     if simplified is not None:
         return simplified
-    if op.arity == 2 and args[1].op is CONST and args[0].op is not CONST and op.has("commutative"):
-        args = (args[1], args[0])  # constants first in commutative ops: 2*x, never x*2
-    key = (op,) + args
-    node = _TABLE.get(key)
-    if node is None:
-        node = _TABLE.setdefault(key, Expr(op, args))
-        if len(_TABLE) >= _SWEEP_AT[0]:
-            collect()
-    return node
+    return _intern(op, args, _key(op, args))
 
 
 ops._APPLY = apply
@@ -340,7 +383,7 @@ def collect() -> int:
     """Forget interned nodes nobody references any more; returns how many.
 
     The intern table holds strong references, so it is swept whenever it has
-    doubled since the last sweep.  One pass in reverse creation order suffices:
+    grown fourfold since the last sweep.  One pass in reverse creation order suffices:
     a node is always created after its operands, so dropping a parent releases
     its operands before they are visited.
 
@@ -351,12 +394,12 @@ def collect() -> int:
     getrefcount = sys.getrefcount
     for key in reversed(list(_TABLE)):
         node = _TABLE[key]
-        # references: the table's value slot, `node`, getrefcount's argument
+        # references: the table, `node`, getrefcount's argument
         if getrefcount(node) <= 3:
             del _TABLE[key]
             dropped += 1
         del node
-    _SWEEP_AT[0] = max(1 << 16, 2 * len(_TABLE))
+    _SWEEP_AT[0] = max(1 << 16, 4 * len(_TABLE))
     return dropped
 
 
@@ -364,35 +407,39 @@ def _is(x: Expr, value: float) -> bool:
     return x.op is CONST and x.data == value
 
 
+def _simplify_binary(op: Op, a: Expr, b: Expr) -> Expr | None:
+    """Local simplifications of ``op(a, b)`` when an operand is constant."""
+    if a.op is CONST and b.op is CONST:
+        return _fold(op, (a, b))
+    if b.op is CONST and b.data == op.identity:
+        return a
+    name = op.name
+    if name == "add":
+        return b if _is(a, 0.0) else None
+    if name == "mul":
+        if _is(a, 0.0) or _is(b, 0.0):
+            return const(0.0)
+        if _is(a, 1.0):
+            return b
+        if _is(a, -1.0) or _is(b, -1.0):
+            return apply(NEG, b if _is(a, -1.0) else a)
+        return None
+    if name == "sub":
+        return apply(NEG, b) if _is(a, 0.0) else None
+    if name == "div":
+        if _is(a, 0.0):
+            return const(0.0)
+        return apply(NEG, a) if _is(b, -1.0) else None
+    if name in ("pow", "powi") and _is(b, 0.0):
+        return const(1.0)
+    return None
+
+
 def _simplify(op: Op, args: tuple) -> Expr | None:
-    """Local simplifications applied at construction; None if none applies."""
+    """Local simplifications of unary and ternary ops; None if none applies."""
     if all(a.op is CONST for a in args):
         return _fold(op, args)
-    name = op.name
-    if op.arity == 2:
-        a, b = args
-        if op.identity is not None and b.op is CONST and b.data == op.identity:
-            return a
-        if name == "add":
-            return b if _is(a, 0.0) else None
-        if name == "mul":
-            if _is(a, 0.0) or _is(b, 0.0):
-                return const(0.0)
-            if _is(a, 1.0):
-                return b
-            if _is(a, -1.0) or _is(b, -1.0):
-                return apply(NEG, b if _is(a, -1.0) else a)
-            return None
-        if name == "sub":
-            return apply(NEG, b) if _is(a, 0.0) else None
-        if name == "div":
-            if _is(a, 0.0):
-                return const(0.0)
-            return apply(NEG, a) if _is(b, -1.0) else None
-        if name in ("pow", "powi") and _is(b, 0.0):
-            return const(1.0)
-        return None
-    if name == "neg":
+    if op is NEG:
         return args[0].args[0] if args[0].op is NEG else None
     if op is IF_ELSE:
         c, a, b = args
@@ -438,34 +485,88 @@ def _pymod(a: Any, b: Any) -> Expr:
     return a - apply(OPS["floor"], a / b) * b
 
 
+_PAUSE = {"depth": 0, "was_enabled": False}
+_PAUSE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def building():
+    """Pause Python's cyclic garbage collector while a large graph is built.
+
+    Graph nodes never form reference cycles, yet every node is tracked by the
+    cyclic collector, whose repeated passes over millions of live nodes cost
+    two to three times the construction itself.  Inside this block the
+    collector is paused (reference counting still frees everything); it is
+    restored on exit.  Reentrant; symgraph's own bulk builders use it.
+
+    >>> import symgraph as sg
+    >>> with sg.building():
+    ...     x = sg.symbols("x", 1000)
+    ...     f = (x * x).sum()
+    >>> sg.count_ops([f])
+    1999
+    """
+    with _PAUSE_LOCK:
+        if _PAUSE["depth"] == 0:
+            _PAUSE["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _PAUSE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _PAUSE_LOCK:
+            _PAUSE["depth"] -= 1
+            if _PAUSE["depth"] == 0 and _PAUSE["was_enabled"]:
+                gc.enable()
+
+
 # ------------------------------------------------------------------ traversal
-def walk(roots) -> Iterator[Expr]:
+_EMIT = object()  # stack marker: the entry below it is complete
+
+
+def topological(roots) -> list[Expr]:
     """Every node reachable from ``roots`` once, operands before users.
 
-    Iterative depth-first post-order, deterministic for a given graph.
+    Iterative depth-first post-order (operands left to right), deterministic
+    for a given graph.  A node is expanded once; an entry found on the stack
+    after its expansion is skipped, so a DAG is never walked twice.
+
+    >>> x = symbol("x")
+    >>> [str(n) for n in topological([x * 2 + x])]
+    ['2', 'x', '2 * x', '2 * x + x']
+    """
+    order: list[Expr] = []
+    emit = order.append
+    expanded: set[Expr] = set()  # Expr hashes by identity, so sets are exact
+    for root in roots:
+        stack = [root]
+        push, pop = stack.append, stack.pop
+        while stack:
+            node = pop()
+            if node is _EMIT:
+                emit(pop())
+            elif node not in expanded:
+                expanded.add(node)
+                args = node.args
+                if args:
+                    push(node)
+                    push(_EMIT)
+                    for a in reversed(args):
+                        if a not in expanded:
+                            push(a)
+                else:
+                    emit(node)
+    return order
+
+
+def walk(roots) -> Iterator[Expr]:
+    """Iterate :func:`topological` order: every node once, operands first.
 
     >>> x = symbol("x")
     >>> [str(n) for n in walk([x * 2 + x])]
     ['2', 'x', '2 * x', '2 * x + x']
     """
-    seen: set[int] = set()
-    for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, 0)]
-        while stack:
-            node, i = stack[-1]
-            args = node.args
-            if i < len(args):
-                stack[-1] = (node, i + 1)
-                child = args[i]
-                if id(child) not in seen:
-                    seen.add(id(child))
-                    stack.append((child, 0))
-            else:
-                stack.pop()
-                yield node
+    return iter(topological(roots))
 
 
 def free_symbols(roots) -> list[Expr]:

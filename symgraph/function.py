@@ -24,6 +24,7 @@ import numpy as np
 from .array import as_expr_array
 from .errors import ArgumentCountError, DTypeError, InvalidInputError, ShapeError
 from .expr import SYMBOL, Expr
+from .sparse import SparseExpr, to_scipy
 from .tape import Tape, build_tape
 from . import vm
 
@@ -54,7 +55,12 @@ class Function:
         self.name = name
         self.inputs = tuple(_check_input(k, v) for k, v in enumerate(_as_list(inputs)))
         _check_distinct(self.inputs)
-        self.outputs = tuple(as_expr_array(v) for v in _as_list(outputs))
+        outputs = _as_list(outputs)
+        # output_sparsity[k] is None for a dense output, else (rows, cols, shape)
+        # of a SparseExpr output, whose Tape output slots are its nonzeros in order.
+        self.output_sparsity = tuple((v.rows, v.cols, v.shape) if isinstance(v, SparseExpr) else None
+                                     for v in outputs)
+        self.outputs = tuple(v.values if isinstance(v, SparseExpr) else as_expr_array(v) for v in outputs)
         self.input_names = _names(input_names, [_default_input_name(k, v) for k, v in enumerate(self.inputs)],
                                   "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(self.outputs))], "output")
@@ -79,8 +85,8 @@ class Function:
 
     @property
     def output_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Shape of each output."""
-        return tuple(a.shape for a in self.outputs)
+        """Shape of each output (the matrix shape for a sparse output)."""
+        return tuple(a.shape if sp is None else sp[2] for a, sp in zip(self.outputs, self.output_sparsity))
 
     @property
     def n_ops(self) -> int:
@@ -116,7 +122,13 @@ class Function:
         """
         flat = self._flat_args(args, batch=False)
         results = vm.run(self.tape, flat, self._vm_program())
-        return self._pack([r[0].reshape(shape) for r, shape in zip(results, self.output_shapes)])
+        return self._pack([self._shape_result(k, r[0]) for k, r in enumerate(results)])
+
+    def _shape_result(self, k: int, flat: np.ndarray):
+        sparsity = self.output_sparsity[k]
+        if sparsity is None:
+            return flat.reshape(self.output_shapes[k])
+        return to_scipy(flat, *sparsity)
 
     def batch(self, *args: Any):
         """Evaluate N points at once: each argument has a leading axis of length N.
@@ -125,19 +137,22 @@ class Function:
         >>> x = sg.symbols("x")
         >>> sg.Function("f", [x], [2 * x]).batch(np.arange(3.0))
         array([0., 2., 4.])
+
+        Sparse outputs come back as a list of N ``scipy.sparse`` matrices.
         """
         flat = self._flat_args(args, batch=True)
         n = flat[0].shape[0] if flat else 1
         results = vm.run(self.tape, flat, self._vm_program())
-        return self._pack([r.reshape((n,) + shape) for r, shape in zip(results, self.output_shapes)])
+        return self._pack([r.reshape((n,) + shape) if sp is None else [to_scipy(row, *sp) for row in r]
+                           for r, shape, sp in zip(results, self.output_shapes, self.output_sparsity)])
 
     def _vm_program(self) -> vm.Program:
         if self._program is None:
             self._program = vm.program(self.tape)
         return self._program
 
-    def _pack(self, results: list[np.ndarray]):
-        results = [r[()] if r.ndim == 0 else r for r in results]
+    def _pack(self, results: list):
+        results = [r[()] if isinstance(r, np.ndarray) and r.ndim == 0 else r for r in results]
         return results[0] if len(results) == 1 else tuple(results)
 
     def _flat_args(self, args: Sequence[Any], batch: bool) -> list[np.ndarray]:
@@ -156,6 +171,18 @@ class Function:
         return flat
 
     # ------------------------------------------------------------ backends
+    def optimize(self, level: int = 1) -> "Function":
+        """A new, equivalent Function with a simplified graph (level 0: unchanged).
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> sg.Function("f", [x], [x + x]).optimize().n_ops <= 1
+        True
+        """
+        from .optimize import optimize_function
+
+        return optimize_function(self, level)
+
     def compile(self, **options: Any):
         """Compile to C (see :mod:`codegen.runtime`); same call signature as ``F``."""
         from codegen.runtime import compile_function

@@ -66,6 +66,7 @@ class Op:
     props: frozenset = field(default_factory=frozenset)
     identity: float | None = None
     doc: str = ""
+    code: int = -1  # position in OP_LIST (the opcode on a Tape), set below
 
     def __repr__(self) -> str:
         return f"Op({self.name})"
@@ -384,6 +385,9 @@ def _atan2_deriv(y, x, r):
 
 
 OP_LIST: tuple[Op, ...] = tuple(_table())
+for _code, _op in enumerate(OP_LIST):
+    object.__setattr__(_op, "code", _code)
+assert len(OP_LIST) < 128  # opcodes fit the 7 low bits of an intern key (expr.py)
 OPS: dict[str, Op] = {op.name: op for op in OP_LIST}
 OPCODE: dict[Op, int] = {op: code for code, op in enumerate(OP_LIST)}
 

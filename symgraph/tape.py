@@ -11,11 +11,11 @@ Tape and the op table.
 >>> x = sg.symbols("x")
 >>> tape = sg.Function("f", [x], [sg.sin(x) * 2]).tape
 >>> print(tape.listing())
-@0 = input 0 [0] (x)
+@0 = input 0 [] (x)
 @1 = 2
 @2 = sin(@0)
 @3 = mul(@1, @2)
-output 0 [0] = @3
+output 0 [] = @3
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import FreeSymbolError
 from .expr import CONST, SYMBOL, Expr, walk
-from .ops import OP_LIST, OPCODE, Op
+from .ops import OP_LIST, Op
 
 MAX_ARITY = 3
 
@@ -142,16 +142,16 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
     Raises :class:`FreeSymbolError` naming symbols the outputs use that are
     not inputs.
     """
-    slot_of: dict[int, int] = {}
+    slot_of: dict[Expr, int] = {}  # Expr hashes by identity
     names: list[str] = []
     for arr in inputs:
         for sym in arr.reshape(-1):
-            slot_of[id(sym)] = len(names)
+            slot_of[sym] = len(names)
             names.append(sym.data)
     roots = [e for arr in outputs for e in arr.reshape(-1)]
     constants, nodes, free = [], [], []
     for node in walk(roots):
-        if id(node) in slot_of:
+        if node in slot_of:
             continue
         if node.op is CONST:
             constants.append(node)
@@ -165,23 +165,33 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
                               "add them to the Function's inputs")
     next_slot = len(names)
     for node in constants + nodes:
-        slot_of[id(node)] = next_slot
+        slot_of[node] = next_slot
         next_slot += 1
-    pad = {k: [-1] * (MAX_ARITY - k) for k in range(MAX_ARITY + 1)}
-    rows = [[slot_of[id(a)] for a in n.args] + pad[len(n.args)] for n in nodes]
-    operands = np.array(rows, dtype=np.int64).reshape(len(nodes), MAX_ARITY)
+    operands = _operand_matrix(nodes, slot_of)
     return Tape(
         input_slots=tuple(_slot_array(arr, slot_of) for arr in inputs),
         constants=np.array([c.data for c in constants], dtype=np.float64),
-        opcodes=np.array([OPCODE[n.op] for n in nodes], dtype=np.int16),
+        opcodes=np.array([n.op.code for n in nodes], dtype=np.int16),
         operands=operands,
         output_slots=tuple(_slot_array(arr, slot_of) for arr in outputs),
         symbol_names=tuple(names),
     )
 
 
-def _slot_array(arr: np.ndarray, slot_of: dict[int, int]) -> np.ndarray:
-    flat = [slot_of[id(e)] for e in arr.reshape(-1)]
+def _operand_matrix(nodes: list[Expr], slot_of: dict[Expr, int]) -> np.ndarray:
+    """``(len(nodes), MAX_ARITY)`` operand slots, -1 where an op has fewer operands."""
+    arity = np.array([len(n.args) for n in nodes], dtype=np.int64)
+    flat = np.array([slot_of[a] for n in nodes for a in n.args], dtype=np.int64)
+    start = np.cumsum(arity) - arity
+    operands = np.full((len(nodes), MAX_ARITY), -1, dtype=np.int64)
+    for k in range(MAX_ARITY):
+        has = arity > k
+        operands[has, k] = flat[start[has] + k]
+    return operands
+
+
+def _slot_array(arr: np.ndarray, slot_of: dict[Expr, int]) -> np.ndarray:
+    flat = [slot_of[e] for e in arr.reshape(-1)]
     return np.array(flat, dtype=np.int64).reshape(arr.shape)
 
 

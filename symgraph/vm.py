@@ -8,7 +8,7 @@ last use, so memory follows the live set, not the program length.
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x", 2)
 >>> F = sg.Function("f", [x], [x[0] * sg.exp(x[1])])
->>> [float(v) for v in run(F.tape, [np.array([[2.0, 0.0], [3.0, 0.0]])])[0]]
+>>> run(F.tape, [np.array([[2.0, 0.0], [3.0, 0.0]])])[0].ravel().tolist()
 [2.0, 3.0]
 """
 

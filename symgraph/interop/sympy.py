@@ -39,7 +39,7 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
     >>> sg.to_sympy(sg.atan2(y, x) * sg.log1p(x))
-    log1p(x)*atan2(y, x)
+    atan2(y, x)*log1p(x)
     """
     import sympy as sp
 

@@ -1,0 +1,84 @@
+"""SparseExpr: a sparse matrix of expressions (COO triplets with a shape).
+
+Jacobians and Hessians are returned as SparseExpr holding only structural
+nonzeros. As a Function output, a SparseExpr evaluates to a
+``scipy.sparse.csc_matrix`` (or ``coo`` on request) with the same pattern
+every call; its nonzeros sit on the Tape in the SparseExpr's own order.
+
+>>> import symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> S = SparseExpr([0, 1], [1, 0], [x[0], 2 * x[1]], (2, 2))
+>>> F = sg.Function("f", [x], [S])
+>>> F([1.0, 3.0]).toarray()
+array([[0., 1.],
+       [6., 0.]])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ShapeError
+
+
+class SparseExpr:
+    """Sparse matrix of Expr: ``values[k]`` sits at ``(rows[k], cols[k])``.
+
+    Args:
+        rows, cols: int sequences of equal length (no duplicate positions).
+        values: Exprs or numbers, one per position.
+        shape: ``(n_rows, n_cols)``.
+    """
+
+    def __init__(self, rows: Sequence[int], cols: Sequence[int], values: Sequence[Any],
+                 shape: tuple[int, int]) -> None:
+        from .array import as_expr_array
+
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self.cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+        self.values = as_expr_array(list(values) if not isinstance(values, np.ndarray) else values).reshape(-1)
+        self.shape = (int(shape[0]), int(shape[1]))
+        if not (len(self.rows) == len(self.cols) == len(self.values)):
+            raise ShapeError(f"SparseExpr: rows, cols and values must have one length, got "
+                             f"{len(self.rows)}, {len(self.cols)}, {len(self.values)}")
+        if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= self.shape[0]
+                               or self.cols.min() < 0 or self.cols.max() >= self.shape[1]):
+            raise ShapeError(f"SparseExpr: an index lies outside the shape {self.shape}")
+        if len(set(zip(self.rows.tolist(), self.cols.tolist()))) != len(self.rows):
+            raise ShapeError("SparseExpr: duplicate (row, col) positions")
+
+    @property
+    def nnz(self) -> int:
+        """Number of structural nonzeros."""
+        return len(self.values)
+
+    def to_dense(self) -> np.ndarray:
+        """Dense object array of Expr (structural zeros are the constant 0).
+
+        >>> import symgraph as sg
+        >>> SparseExpr([1], [0], [sg.symbols("y")], (2, 1)).to_dense().tolist()
+        [[Expr(0)], [Expr(y)]]
+        """
+        from .expr import const
+
+        out = np.full(self.shape, const(0.0), dtype=object)
+        out[self.rows, self.cols] = self.values
+        return out
+
+    def pattern(self):
+        """The sparsity pattern as a ``scipy.sparse.coo_matrix`` of ones."""
+        import scipy.sparse as sp
+
+        return sp.coo_matrix((np.ones(self.nnz), (self.rows, self.cols)), shape=self.shape)
+
+    def __repr__(self) -> str:
+        return f"SparseExpr(shape={self.shape}, nnz={self.nnz})"
+
+
+def to_scipy(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
+    """A ``scipy.sparse.csc_matrix`` with the given nonzeros (pattern kept, zeros included)."""
+    import scipy.sparse as sp
+
+    return sp.csc_matrix((values, (rows, cols)), shape=shape)
