@@ -1,0 +1,63 @@
+"""Hypothesis strategies shared by the test suite: random graphs over the op table.
+
+A graph is built step by step: each step applies a random op of the table to
+operands drawn from the symbols, earlier nodes and interesting constants, so
+every op (and every new op added to the table) is exercised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+import symgraph as sg
+from symgraph.ops import OP_LIST
+
+OPERATIONS = [op for op in OP_LIST if op.arity > 0]
+INTERESTING = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -3.0, 1e-8, 1e8, 3.141592653589793]
+
+
+@dataclass
+class RandomGraph:
+    """Input symbols (scalars), output expressions, and the ops used."""
+
+    inputs: list
+    outputs: list
+    ops: list
+
+    def function(self, name: str = "rand") -> sg.Function:
+        """The graph frozen as a Function of the scalar inputs."""
+        return sg.Function(name, self.inputs, [np.array(self.outputs, dtype=object)])
+
+
+@st.composite
+def random_graphs(draw, max_inputs: int = 3, max_steps: int = 12, ops=None, smooth_only: bool = False):
+    """A :class:`RandomGraph` with up to ``max_steps`` random operations."""
+    ops = ops or [op for op in OPERATIONS if not (smooth_only and op.has("flat"))]
+    n_in = draw(st.integers(1, max_inputs))
+    inputs = [sg.symbols(f"v{i}") for i in range(n_in)]
+    pool = list(inputs)
+    used = []
+    for _ in range(draw(st.integers(1, max_steps))):
+        op = draw(st.sampled_from(ops))
+        if op.name == "powi":
+            operands = [draw(st.sampled_from(pool)), float(draw(st.integers(-4, 5)))]
+        else:
+            operands = [draw(st.one_of(st.sampled_from(pool), st.sampled_from(INTERESTING).map(sg.const)))
+                        if i else draw(st.sampled_from(pool)) for i in range(op.arity)]
+        node = sg.apply(op, *operands)
+        used.append(op.name)
+        pool.append(node)
+    n_out = draw(st.integers(1, min(3, len(pool))))
+    outputs = pool[-n_out:]
+    return RandomGraph(inputs, outputs, used)
+
+
+def points(n_inputs: int, wide: bool = True):
+    """Input values: ordinary reals, plus zeros, signs, huge and tiny values when ``wide``."""
+    ordinary = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
+    special = st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 1e300, -1e300, 0.5, 1e-8])
+    value = st.one_of(ordinary, special) if wide else ordinary
+    return st.lists(value, min_size=n_inputs, max_size=n_inputs).map(lambda v: np.array(v, dtype=np.float64))
