@@ -1,6 +1,7 @@
 """Shared test set-up: one fixed hypothesis profile, so runs are reproducible."""
 
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
 
@@ -13,3 +14,6 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("symgraph")
+
+# Test modules import shared helpers (strategies.py) by plain name.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
