@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .expr import Expr, apply, power, symbol, _pymod
+from .expr import Expr, apply, power, symbol, _pymod, _unary
 from .ops import OPS
 
 
@@ -82,7 +82,8 @@ def _op_builder(op_name: str, public: str | None = None) -> Callable[..., Any]:
            f">>> x = sg.symbols('x', 2)\n"
            f">>> sg.{public}({', '.join(['x'] * op.arity)}).shape\n"
            f"(2,)\n")
-    return _elementwise(lambda *a: apply(op, *a), op.arity, public, doc)
+    build = (lambda a: _unary(op, a)) if op.arity == 1 else (lambda *a: apply(op, *a))
+    return _elementwise(build, op.arity, public, doc)
 
 
 # Elementwise builders for every op of the table (scalar or array operands).

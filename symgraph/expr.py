@@ -169,7 +169,7 @@ class Expr:
         return NotImplemented if isinstance(other, np.ndarray) else apply(OPS["floor"], other / self)
 
     def __neg__(self):
-        return apply(NEG, self)
+        return _unary(NEG, self)
 
     def __pos__(self):
         return self
@@ -230,8 +230,13 @@ def _make(op: Op, args: tuple, data: Any = None) -> Expr:
 
 # numpy calls these by name when a ufunc meets an object array of Expr.
 def _method(name):
-    def method(self, *others):
-        return apply(OPS[name], self, *others)
+    op = OPS[name]
+    if op.arity == 1:
+        def method(self):
+            return _unary(op, self)
+    else:
+        def method(self, *others):
+            return apply(op, self, *others)
 
     method.__name__ = name
     return method
@@ -249,6 +254,7 @@ for _numpy_name, _op_name in {
 
 
 # ------------------------------------------------------------------ interning
+_COMMUTATIVE = frozenset(op for op in OPS.values() if op.has("commutative"))
 # The intern table maps an int key to the node.  The key packs the opcode and
 # the ids of the operands, (((id(a) << 48) | id(b)) << 7) | opcode: ints never
 # call Expr.__eq__ (which builds a symbolic node), are not tracked by the
@@ -334,15 +340,30 @@ def _binary(op: Op, a: Any, b: Any):
         simplified = _simplify_binary(op, a, b)
         if simplified is not None:
             return simplified
-        if b.op is CONST and op.has("commutative"):
+        if b.op is CONST and op in _COMMUTATIVE:
             a, b = b, a  # constants first in commutative ops: 2*x, never x*2
     return _intern(op, (a, b), ((id(a) << 48 | id(b)) << 7) | op.code)
+
+
+def _unary(op: Op, a: Any) -> Expr:
+    """Unary entry point (methods called by numpy ufuncs, sg builders)."""
+    if type(a) is not Expr:
+        a = const(a)
+    if a.op is CONST:
+        return _fold(op, (a,))
+    if op is NEG and a.op is NEG:
+        return a.args[0]
+    return _intern(op, (a,), id(a) << 7 | op.code)
 
 
 def _intern(op: Op, args: tuple, key: int) -> Expr:
     node = _TABLE.get(key)
     if node is None:
-        node = _TABLE.setdefault(key, _make(op, args))
+        node = _object_new(Expr)  # _make, inlined on the hot path
+        _set_op(node, op)
+        _set_args(node, args)
+        _set_data(node, None)
+        node = _TABLE.setdefault(key, node)
         if len(_TABLE) >= _SWEEP_AT[0]:
             collect()
     return node
@@ -367,9 +388,11 @@ def apply(op: Op, *operands: Any) -> Expr:
     """
     if len(operands) != op.arity:
         raise ArityError(f"{op.name} takes {op.arity} operand(s), got {len(operands)}")
-    args = tuple([x if type(x) is Expr else const(x) for x in operands])
+    if op.arity == 1:
+        return _unary(op, *operands)
     if op.arity == 2:
-        return _binary(op, *args)
+        return _binary(op, *operands)
+    args = tuple([x if type(x) is Expr else const(x) for x in operands])
     simplified = _simplify(op, args)
     if simplified is not None:
         return simplified
@@ -474,10 +497,10 @@ def power(base: Any, exponent: Any) -> Expr:
         if n == 1.0:
             return base
         if n == 2.0:
-            return apply(SQUARE, base)
+            return _unary(SQUARE, base)
         if n.is_integer() and abs(n) <= 1 << 30:
-            return apply(POWI, base, exponent)
-    return apply(POW, base, exponent)
+            return _binary(POWI, base, exponent)
+    return _binary(POW, base, exponent)
 
 
 def _pymod(a: Any, b: Any) -> Expr:

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .errors import FreeSymbolError
-from .expr import CONST, SYMBOL, Expr, walk
+from .expr import CONST, Expr
 from .ops import OP_LIST, Op
 
 MAX_ARITY = 3
@@ -134,65 +134,99 @@ def _const_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
 
 
+# While freezing, a slot is first recorded as a provisional code: inputs keep
+# their final slot, the i-th instruction is _INSTR + i and the j-th constant
+# _CONST + j; one vectorized remap then yields final slots (inputs, constants,
+# instructions), so the graph is walked only once.
+_INSTR, _CONST = 1 << 40, 1 << 50
+_EMIT = object()
+
+
 def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> Tape:
     """Freeze output graphs over input symbols into a :class:`Tape`.
 
     ``inputs`` are object arrays of distinct symbols, ``outputs`` object
     arrays of Expr (validated by :class:`~symgraph.function.Function`).
     Raises :class:`FreeSymbolError` naming symbols the outputs use that are
-    not inputs.
+    not inputs.  One iterative post-order walk (as
+    :func:`~symgraph.expr.topological`) numbers every node.
     """
-    slot_of: dict[Expr, int] = {}  # Expr hashes by identity
+    code_of: dict[Expr, int] = {}  # Expr hashes by identity
     names: list[str] = []
     for arr in inputs:
         for sym in arr.reshape(-1):
-            slot_of[sym] = len(names)
+            code_of[sym] = len(names)
             names.append(sym.data)
-    roots = [e for arr in outputs for e in arr.reshape(-1)]
-    constants, nodes, free = [], [], []
-    for node in walk(roots):
-        if node in slot_of:
-            continue
-        if node.op is CONST:
-            constants.append(node)
-        elif node.op is SYMBOL:
-            free.append(node)
-        else:
-            nodes.append(node)
+    constants: list[float] = []
+    free: list[Expr] = []
+    opcodes: list[int] = []
+    arity: list[int] = []
+    flat: list[int] = []  # operand codes of all instructions, concatenated
+    lookup = code_of.__getitem__
+    for root in (e for arr in outputs for e in arr.reshape(-1)):
+        stack = [root]
+        push, pop = stack.append, stack.pop
+        while stack:
+            node = pop()
+            if node is _EMIT:
+                node = pop()
+                args = node.args
+                code_of[node] = _INSTR + len(opcodes)
+                opcodes.append(node.op.code)
+                arity.append(len(args))
+                flat.extend(map(lookup, args))
+            elif node not in code_of:
+                # In a DAG a node popped here was never expanded: any copy of
+                # it above an expanded one would make it its own descendant.
+                args = node.args
+                if args:
+                    push(node)
+                    push(_EMIT)
+                    for a in reversed(args):
+                        if a not in code_of:
+                            push(a)
+                elif node.op is CONST:
+                    code_of[node] = _CONST + len(constants)
+                    constants.append(node.data)
+                else:
+                    code_of[node] = -1
+                    free.append(node)
     if free:
         shown = ", ".join(repr(s.data) for s in free[:10]) + (" ..." if len(free) > 10 else "")
         raise FreeSymbolError(f"the outputs depend on {len(free)} symbol(s) that are not inputs: {shown}; "
                               "add them to the Function's inputs")
-    next_slot = len(names)
-    for node in constants + nodes:
-        slot_of[node] = next_slot
-        next_slot += 1
-    operands = _operand_matrix(nodes, slot_of)
+    remap = _remapper(len(names), len(constants))
     return Tape(
-        input_slots=tuple(_slot_array(arr, slot_of) for arr in inputs),
-        constants=np.array([c.data for c in constants], dtype=np.float64),
-        opcodes=np.array([n.op.code for n in nodes], dtype=np.int16),
-        operands=operands,
-        output_slots=tuple(_slot_array(arr, slot_of) for arr in outputs),
+        input_slots=tuple(_slot_array(arr, code_of, remap) for arr in inputs),
+        constants=np.array(constants, dtype=np.float64),
+        opcodes=np.array(opcodes, dtype=np.int16),
+        operands=_operand_matrix(np.array(arity, dtype=np.int64), remap(np.array(flat, dtype=np.int64))),
+        output_slots=tuple(_slot_array(arr, code_of, remap) for arr in outputs),
         symbol_names=tuple(names),
     )
 
 
-def _operand_matrix(nodes: list[Expr], slot_of: dict[Expr, int]) -> np.ndarray:
-    """``(len(nodes), MAX_ARITY)`` operand slots, -1 where an op has fewer operands."""
-    arity = np.array([len(n.args) for n in nodes], dtype=np.int64)
-    flat = np.array([slot_of[a] for n in nodes for a in n.args], dtype=np.int64)
+def _remapper(n_inputs: int, n_constants: int):
+    def remap(codes: np.ndarray) -> np.ndarray:
+        return np.where(codes >= _CONST, codes - _CONST + n_inputs,
+                        np.where(codes >= _INSTR, codes - _INSTR + n_inputs + n_constants, codes))
+
+    return remap
+
+
+def _operand_matrix(arity: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``(n, MAX_ARITY)`` operand slots from concatenated operands, -1 where unused."""
     start = np.cumsum(arity) - arity
-    operands = np.full((len(nodes), MAX_ARITY), -1, dtype=np.int64)
+    operands = np.full((len(arity), MAX_ARITY), -1, dtype=np.int64)
     for k in range(MAX_ARITY):
         has = arity > k
         operands[has, k] = flat[start[has] + k]
     return operands
 
 
-def _slot_array(arr: np.ndarray, slot_of: dict[Expr, int]) -> np.ndarray:
-    flat = [slot_of[e] for e in arr.reshape(-1)]
-    return np.array(flat, dtype=np.int64).reshape(arr.shape)
+def _slot_array(arr: np.ndarray, code_of: dict[Expr, int], remap) -> np.ndarray:
+    flat = np.array([code_of[e] for e in arr.reshape(-1)], dtype=np.int64)
+    return remap(flat).reshape(arr.shape)
 
 
 def tape_exprs(tape: Tape, inputs: Sequence[np.ndarray]) -> list[Expr]:
