@@ -134,23 +134,24 @@ def _np_cbrt(x):
     return np.cbrt(x)
 
 
+# fmin/fmax: the first operand wins ties, also between -0.0 and 0.0 (np.fmin
+# returns either zero depending on the array length: SIMD body vs scalar tail).
 def _np_fmin(a, b):
-    if np.iscomplexobj(a) or np.iscomplexobj(b):
-        ar, br = _re(a), _re(b)
-        return np.where(np.isnan(ar) | (br < ar), b, a)
-    return np.fmin(a, b)
+    ar, br = _re(a), _re(b)
+    return np.where(np.isnan(ar) | (br < ar), b, a)
 
 
 def _np_fmax(a, b):
-    if np.iscomplexobj(a) or np.iscomplexobj(b):
-        ar, br = _re(a), _re(b)
-        return np.where(np.isnan(ar) | (br > ar), b, a)
-    return np.fmax(a, b)
+    ar, br = _re(a), _re(b)
+    return np.where(np.isnan(ar) | (br > ar), b, a)
 
 
 def _np_fmod(a, b):
     if np.iscomplexobj(a) or np.iscomplexobj(b):
-        return a - np.trunc(_re(a / b)) * b
+        ar, br = _re(a), _re(b)
+        r = np.fmod(ar, br)  # the real part is exactly C's fmod
+        n = np.round((ar - r) / br)  # the integer quotient trunc(a/b) behind r
+        return r + ((a - ar) - n * (b - br))
     return np.fmod(a, b)
 
 
