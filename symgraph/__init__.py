@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .errors import (ArgumentCountError, ArityError, CompileError, DifferentiationError, DTypeError,
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
-                     SymbolicBoolError, SymgraphError, SympyConversionError)
+                     SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -19,6 +19,8 @@ from .sparse import SparseExpr
 from .interop.sympy import from_sympy, to_sympy
 from .ops import OP_LIST, OPS, Op
 from . import models
+from .nlp import NLP, NLPResult
+from .interop.scipy import least_squares
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
 add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
@@ -45,5 +47,5 @@ __all__ = [
     "logical_or", "if_else", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
     "SymgraphError", "ArgumentCountError", "ArityError", "CompileError", "DifferentiationError",
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
-    "SymbolicBoolError", "SympyConversionError",
+    "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
 ]

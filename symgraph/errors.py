@@ -58,3 +58,19 @@ class DifferentiationError(SymgraphError, ValueError):
 
 class CompileError(SymgraphError, RuntimeError):
     """The C compiler failed or is missing; the message carries its output."""
+
+
+class MissingSolverError(SymgraphError, ImportError):
+    """An optional solver package (e.g. cyipopt) is not installed."""
+
+
+class OptimizerOptionError(SymgraphError, ValueError):
+    """An optimizer option (level, rule or rule-set name) is not recognised."""
+
+
+class CompilerNotFoundError(CompileError):
+    """No usable C compiler was found (the numpy VM still works without one)."""
+
+
+class BackendWarning(UserWarning):
+    """A note from the C backend: a fallback was taken (cache dir, compiler choice)."""
