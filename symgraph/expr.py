@@ -297,7 +297,7 @@ def const(value: Any) -> Expr:
 
 
 def _as_float(value: Any) -> float:
-    if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, np.timedelta64):
+    if isinstance(value, (float, int, np.floating, np.integer, np.bool_)) and not isinstance(value, np.timedelta64):
         return float(value)
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
         return float(value)
@@ -619,7 +619,7 @@ def _format_const(v: float) -> str:
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     if v.is_integer() and abs(v) < 1e16:
-        return str(int(v)) if v != 0 or math.copysign(1.0, v) > 0 else "-0"
+        return str(int(v)) if v != 0 or math.copysign(1.0, v) > 0 else "-0.0"  # reads back as -0.0
     return repr(v)
 
 
@@ -635,45 +635,59 @@ def _node_prec(node: Expr) -> int:
 def to_str(root: Expr, limit: int | None = None) -> str:
     """Infix text with minimal parentheses (shared subgraphs are repeated).
 
-    ``limit`` stops the text once it is longer than that many characters.
+    Emitted top-down from an explicit stack, so ``limit`` (a number of
+    characters, then ``...``) bounds the work too: printing the head of a
+    million-node expression is instant.
 
     >>> x, y = symbol("x"), symbol("y")
     >>> to_str((x + y) * (x - y) ** 3 - -x)
     '(x + y) * (x - y)**3 - -x'
+    >>> to_str(x + y, limit=3)
+    'x +...'
     """
-    text: dict[int, str] = {}
-    for node in walk([root]):
-        text[id(node)] = _render(node, text)
-        if limit is not None and len(text[id(node)]) > limit:
-            return text[id(node)][:limit] + "..."
-    return text[id(root)]
+    out: list[str] = []
+    size = 0
+    stack: list = [root]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            out.append(item)
+            size += len(item)
+            if limit is not None and size > limit:
+                return "".join(out)[:limit] + "..."
+        else:
+            stack.extend(reversed(_pieces(item)))
+    return "".join(out)
 
 
 def _short(node: Expr, limit: int = 80) -> str:
     return to_str(node, limit)
 
 
-def _wrap(child: Expr, text: dict, need: int, strict: bool = False) -> str:
-    s = text[id(child)]
+def _wrap(child: Expr, need: int, strict: bool = False) -> list:
     p = _node_prec(child)
-    return f"({s})" if p < need or (strict and p == need) else s
+    return ["(", child, ")"] if p < need or (strict and p == need) else [child]
 
 
-def _render(node: Expr, text: dict) -> str:
+def _pieces(node: Expr) -> list:
+    """The text of ``node`` as strings and operand nodes still to print."""
     op = node.op
     if op is SYMBOL:
-        return node.data
+        return [node.data]
     if op is CONST:
-        return _format_const(node.data)
+        return [_format_const(node.data)]
     args = node.args
     if op.name == "square":
-        return _wrap(args[0], text, 5) + "**2"
+        return _wrap(args[0], 5) + ["**2"]
     if op.infix is None:
-        return f"{op.name}({', '.join(text[id(a)] for a in args)})"
+        pieces: list = [op.name + "("]
+        for k, a in enumerate(args):
+            pieces += [", ", a] if k else [a]
+        return pieces + [")"]
     if op.arity == 1:
-        return op.infix + _wrap(args[0], text, op.prec)
+        return [op.infix] + _wrap(args[0], op.prec)
     if op.infix == "**":  # right-associative
-        return f"{_wrap(args[0], text, op.prec, strict=True)}**{_wrap(args[1], text, op.prec)}"
+        return _wrap(args[0], op.prec, strict=True) + ["**"] + _wrap(args[1], op.prec)
     strict_right = op.name in ("sub", "div") or op.prec == 0
-    return (f"{_wrap(args[0], text, op.prec, strict=op.prec == 0)} {op.infix} "
-            f"{_wrap(args[1], text, op.prec, strict=strict_right)}")
+    return (_wrap(args[0], op.prec, strict=op.prec == 0) + [f" {op.infix} "]
+            + _wrap(args[1], op.prec, strict=strict_right))
