@@ -54,7 +54,8 @@ def _elementwise(build: Callable[..., Expr], nin: int, name: str, doc: str) -> C
 
             raise ArityError(f"{name} takes {nin} operand(s), got {len(operands)}")
         if any(isinstance(o, (np.ndarray, list, tuple)) for o in operands):
-            return np.asarray(vectorized(*[_as_object(o) for o in operands]), dtype=object)
+            # an object array; all-0-d operands give a bare Expr, as numpy ufuncs give scalars
+            return vectorized(*[_as_object(o) for o in operands])
         return build(*operands)
 
     builder.__name__ = name
