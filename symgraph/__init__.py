@@ -21,6 +21,8 @@ from .ops import OP_LIST, OPS, Op
 from . import models
 from .nlp import NLP, NLPResult
 from .interop.scipy import least_squares
+from .ad import grad, hessian, jacobian, jvp, vjp
+from .sparsity import Sparsity, hessian_sparsity, jacobian_sparsity
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
 add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
@@ -48,4 +50,5 @@ __all__ = [
     "SymgraphError", "ArgumentCountError", "ArityError", "CompileError", "DifferentiationError",
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
+    "jvp", "vjp", "grad", "jacobian", "hessian", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
 ]

@@ -30,7 +30,14 @@ class SparseExpr:
         rows, cols: int sequences of equal length (no duplicate positions).
         values: Exprs or numbers, one per position.
         shape: ``(n_rows, n_cols)``.
+
+    Derivatives (``sg.jacobian``, ``sg.hessian``) also set ``mode``
+    (``"forward"``, ``"reverse"`` or ``"star"``) and ``n_colors`` (number of
+    compressed sweeps used); both are None otherwise.
     """
+
+    mode: str | None = None
+    n_colors: int | None = None
 
     def __init__(self, rows: Sequence[int], cols: Sequence[int], values: Sequence[Any],
                  shape: tuple[int, int]) -> None:

@@ -1,0 +1,413 @@
+"""Symbolic automatic differentiation: graphs in, derivative graphs out.
+
+Every function here takes expression graphs and returns new expression
+graphs built from the op table's partial derivatives (``Op.deriv``), so the
+results can be evaluated, optimized, compiled and differentiated again.
+
+* :func:`jvp` -- forward mode, one pass over the topological order carrying
+  any number of tangent directions at once.
+* :func:`vjp` -- reverse mode, one backward pass accumulating adjoints
+  (any number of cotangent directions at once).
+* :func:`grad` -- gradient of a scalar by one reverse sweep (cheap gradient).
+* :func:`jacobian` -- sparse Jacobian: structural pattern, coloring,
+  one compressed sweep per color, only structural nonzeros kept.
+* :func:`hessian` -- sparse symmetric Hessian by forward-over-reverse with
+  a star coloring; the full matrix or its lower triangle.
+
+Conventions at kinks follow the op table's subgradients: ``abs'(0) = 0``,
+``floor``/``sign``/comparisons have derivative 0, ``fmin``/``fmax`` give the
+derivative of the first operand on ties.  ``if_else`` is differentiated as a
+selection: tangents and adjoints flow only through the taken branch
+(``if_else(c, t_a, t_b)``), so a NaN or inf derivative in the branch not
+taken cannot leak into the result (no ``0 * inf``).
+
+>>> import numpy as np, symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> f = x[0] ** 2 * sg.sin(x[1])
+>>> g = sg.grad(f, x)
+>>> F = sg.Function("g", [x], [g])
+>>> np.round(F([2.0, 0.0]), 6).tolist()
+[0.0, 4.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import ShapeError
+from .expr import CONST, IF_ELSE, Expr, building, const, topological
+from .sparse import SparseExpr
+from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
+                       star_recovery, symbol_columns, symmetric)
+
+ZERO = const(0.0)
+ONE = const(1.0)
+
+# Direction sets: dict direction -> Expr (zero directions are absent).
+Dirs = dict
+
+
+def _is_zero(p: Any) -> bool:
+    if type(p) is Expr:
+        return p.op is CONST and p.data == 0.0
+    return p == 0.0
+
+
+def _scale(p: Any, v: Expr) -> Expr:
+    """``p * v`` without building trivial products."""
+    if type(p) is not Expr:
+        if p == 1.0:
+            return v
+        if p == -1.0:
+            return -v
+    return p * v
+
+
+# ------------------------------------------------------------------ sweeps
+def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs]:
+    """Tangents of every node of ``order`` (a topological order) given tangents of symbols.
+
+    ``seeds`` maps symbols to ``{direction: tangent}``; the result maps
+    each node with a nonzero tangent to its ``{direction: tangent}``.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> t = forward_sweep(sg.expr.topological([x * x]), {x: {0: ONE, 1: sg.const(2.0)}})
+    >>> {k: str(v) for k, v in t[x * x].items()}
+    {0: 'x + x', 1: '2 * x + 2 * x'}
+    """
+    tangents: dict[Expr, Dirs] = dict(seeds)
+    get = tangents.get
+    for node in order:
+        args = node.args
+        if not args:
+            continue
+        ts = [get(a) for a in args]
+        if not any(ts):
+            continue
+        out: Dirs = {}
+        if node.op is IF_ELSE:
+            c = args[0]
+            ta, tb = ts[1] or {}, ts[2] or {}
+            for k in sorted(ta.keys() | tb.keys()):
+                out[k] = IF_ELSE_BUILD(c, ta.get(k, ZERO), tb.get(k, ZERO))
+        else:
+            partials = node.op.deriv(*args, node)
+            for t, p in zip(ts, partials):
+                if not t or _is_zero(p):
+                    continue
+                for k, v in t.items():
+                    term = _scale(p, v)
+                    prev = out.get(k)
+                    out[k] = term if prev is None else prev + term
+        if out:
+            tangents[node] = out
+    return tangents
+
+
+def active_nodes(order: list[Expr], symbols) -> set:
+    """Nodes of ``order`` that depend on any of ``symbols`` (activity analysis).
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> len(active_nodes(sg.expr.topological([x * y, y + 1]), [x]))
+    2
+    """
+    active = set(symbols)
+    add = active.add
+    for node in order:
+        for a in node.args:
+            if a in active:
+                add(node)
+                break
+    return active
+
+
+def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set) -> dict[Expr, Dirs]:
+    """Adjoints by one backward pass over ``order`` (a topological order).
+
+    ``seeds`` lists ``(node, {direction: cotangent})`` (repeated nodes
+    accumulate); only nodes in ``active`` receive adjoints.  Returns the
+    adjoints of the leaves (symbols) reached.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> f = x * y
+    >>> adj = reverse_sweep(sg.expr.topological([f]), [(f, {0: ONE})], {x, y, f})
+    >>> str(adj[x][0]), str(adj[y][0])
+    ('y', 'x')
+    """
+    adjoints: dict[Expr, Dirs] = {}
+    for node, dirs in seeds:
+        if node not in active:
+            continue
+        acc = adjoints.setdefault(node, {})
+        for k, v in dirs.items():
+            prev = acc.get(k)
+            acc[k] = v if prev is None else prev + v
+    pop, get = adjoints.pop, adjoints.get
+    for node in reversed(order):
+        args = node.args
+        if not args:
+            continue
+        bar = pop(node, None)
+        if not bar:
+            continue
+        if node.op is IF_ELSE:
+            c = args[0]
+            partials = (0.0, None, None)  # routed through the taken branch below
+        else:
+            partials = node.op.deriv(*args, node)
+        for position, (a, p) in enumerate(zip(args, partials)):
+            if a not in active or (p is not None and _is_zero(p)):
+                continue
+            acc = get(a)
+            if acc is None:
+                acc = adjoints[a] = {}
+            for k, v in bar.items():
+                if p is None:  # if_else branch
+                    term = IF_ELSE_BUILD(c, v, ZERO) if position == 1 else IF_ELSE_BUILD(c, ZERO, v)
+                else:
+                    term = _scale(p, v)
+                prev = acc.get(k)
+                acc[k] = term if prev is None else prev + term
+    return adjoints
+
+
+def IF_ELSE_BUILD(c: Expr, a: Expr, b: Expr) -> Expr:  # noqa: N802 - reads like the op
+    """``if_else(c, a, b)`` as one graph node (simplified at construction)."""
+    from .expr import apply
+
+    return apply(IF_ELSE, c, a, b)
+
+
+# ------------------------------------------------------------- directions
+def _directions(value: Any, shape: tuple, what: str, against: str) -> tuple[bool, list[list[Expr]]]:
+    """Seeds shaped ``shape`` (one direction) or ``(k,) + shape`` (k directions), flattened."""
+    from .array import as_expr_array
+
+    arr = as_expr_array(value)
+    if arr.shape == shape:
+        return True, [arr.reshape(-1).tolist()]
+    if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
+        return False, [row.reshape(-1).tolist() for row in arr]
+    raise ShapeError(f"{what} must have the shape of the {against} {shape} (one direction) or "
+                     f"(k,) + {shape} (k directions), got shape {arr.shape}")
+
+
+def _shape_result(values: list[Expr], shape: tuple, scalar: bool):
+    if scalar:
+        return values[0]
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out.reshape(shape)
+
+
+def _stack(results: list[list[Expr]], shape: tuple) -> np.ndarray:
+    out = np.empty((len(results), int(np.prod(shape, dtype=np.int64))), dtype=object)
+    for k, row in enumerate(results):
+        out[k, :] = row
+    return out.reshape((len(results),) + shape)
+
+
+def jvp(outputs: Any, inputs: Any, tangents: Any):
+    """Forward mode: the directional derivative ``J @ t`` of ``outputs`` along ``tangents``.
+
+    ``inputs`` is a symbol or an array of distinct symbols; ``tangents``
+    (numbers or Exprs) has the shape of ``inputs`` for one direction, or
+    ``(k,) + inputs.shape`` for k directions computed in one pass.  The
+    result has the shape of ``outputs`` (``(k,) + outputs.shape`` for k
+    directions); an Expr for a scalar output and one direction.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> str(jvp(x[0] * x[1], x, [1.0, 0.0]))
+    'x[1]'
+    >>> [str(e) for e in jvp(x[0] * x[1], x, [[1, 0], [0, 1]])]
+    ['x[1]', 'x[0]']
+    """
+    out_arr, roots = flat_exprs(outputs, "jvp outputs")
+    in_arr, columns = symbol_columns(inputs)
+    single, dirs = _directions(tangents, in_arr.shape, "jvp tangents", "inputs")
+    seeds: dict[Expr, Dirs] = {}
+    symbols = list(columns)
+    for k, row in enumerate(dirs):
+        for s, t in zip(symbols, row):
+            if not _is_zero(t):
+                seeds.setdefault(s, {})[k] = t
+    with building():
+        tan = forward_sweep(topological(roots), seeds)
+        results = [[tan.get(r, {}).get(k, ZERO) for r in roots] for k in range(len(dirs))]
+    if single:
+        return _shape_result(results[0], out_arr.shape, isinstance(outputs, Expr))
+    return _stack(results, out_arr.shape)
+
+
+def vjp(outputs: Any, inputs: Any, cotangents: Any):
+    """Reverse mode: ``c @ J``, the cotangent ``cotangents`` pulled back to ``inputs``.
+
+    ``cotangents`` has the shape of ``outputs`` for one direction, or
+    ``(k,) + outputs.shape`` for k directions computed in one backward pass.
+    The result has the shape of ``inputs`` (``(k,) + inputs.shape``); an
+    Expr for a single symbol and one direction.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> [str(e) for e in vjp([x[0] * x[1], x[0]], x, [1.0, 2.0])]
+    ['2 + x[1]', 'x[0]']
+    """
+    out_arr, roots = flat_exprs(outputs, "vjp outputs")
+    in_arr, columns = symbol_columns(inputs)
+    single, dirs = _directions(cotangents, out_arr.shape, "vjp cotangents", "outputs")
+    with building():
+        order = topological(roots)
+        active = active_nodes(order, columns)
+        seeds = [(r, {k: row[i] for k, row in enumerate(dirs) if not _is_zero(row[i])})
+                 for i, r in enumerate(roots)]
+        adj = reverse_sweep(order, seeds, active)
+        results = [[adj.get(s, {}).get(k, ZERO) for s in columns] for k in range(len(dirs))]
+    if single:
+        return _shape_result(results[0], in_arr.shape, isinstance(inputs, Expr))
+    return _stack(results, in_arr.shape)
+
+
+def _scalar(f: Any, who: str) -> Expr:
+    if type(f) is Expr:
+        return f
+    arr, flat = flat_exprs(f, f"{who} f")
+    if arr.ndim != 0:
+        raise ShapeError(f"{who} needs a scalar function f, got an array of shape {arr.shape}; "
+                         "use sg.jacobian for vector-valued functions")
+    return flat[0]
+
+
+def grad(f: Any, x: Any):
+    """Gradient of the scalar ``f`` with respect to ``x``, shaped like ``x``.
+
+    One reverse sweep: its graph has at most a few times the operations of
+    ``f`` (cheap gradient principle).  Symbols ``f`` does not use get 0.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 3)
+    >>> [str(e) for e in grad(x[0] * x[1] + sg.exp(x[0]), x)]
+    ['exp(x[0]) + x[1]', 'x[0]', '0']
+    """
+    f = _scalar(f, "grad")
+    in_arr, columns = symbol_columns(x)
+    with building():
+        order = topological([f])
+        adj = reverse_sweep(order, [(f, {0: ONE})], active_nodes(order, columns))
+        values = [adj.get(s, {}).get(0, ZERO) for s in columns]
+    return _shape_result(values, in_arr.shape, isinstance(x, Expr))
+
+
+# --------------------------------------------------------------- jacobian
+def _colors(color: np.ndarray) -> int:
+    return int(color.max()) + 1 if len(color) else 0
+
+
+def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
+    """Sparse Jacobian ``d outputs / d inputs`` holding only structural nonzeros.
+
+    Outputs and inputs are flattened (C order): the result is a
+    ``(outputs.size, inputs.size)`` :class:`~symgraph.SparseExpr` with
+    nonzeros in column-major (CSC) order.  The pattern comes from
+    :func:`~symgraph.sparsity.jacobian_sparsity`; columns (forward mode) or
+    rows (reverse mode) are colored with networkx's greedy coloring of the
+    intersection graph, the mode with fewer colors is used (``mode`` =
+    ``"forward"`` or ``"reverse"`` forces one), and one compressed sweep per
+    color (all colors in a single pass) yields the nonzeros.  The result
+    carries ``.mode`` and ``.n_colors``.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x = sg.symbols("x", 3)
+    >>> J = jacobian(x[1:] * x[:-1], x)
+    >>> J.shape, J.nnz, J.mode, J.n_colors
+    ((2, 3), 4, 'forward', 2)
+    >>> sg.Function("J", [x], [J])(np.array([1.0, 2.0, 3.0])).toarray().tolist()
+    [[2.0, 1.0, 0.0], [0.0, 3.0, 2.0]]
+    """
+    from .errors import DifferentiationError
+
+    if mode not in ("auto", "forward", "reverse"):
+        raise DifferentiationError(f"jacobian mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    out_arr, roots = flat_exprs(outputs, "jacobian outputs")
+    in_arr, columns = symbol_columns(inputs)
+    with building():
+        order = topological(roots)
+        pat = jacobian_sparsity(roots, in_arr, order)
+        fwd = column_coloring(pat) if mode != "reverse" else None
+        rev = row_coloring(pat) if mode != "forward" else None
+        if mode == "auto":
+            mode = "forward" if _colors(fwd) <= _colors(rev) else "reverse"
+        symbols = list(columns)
+        rows, cols = pat.rows.tolist(), pat.cols.tolist()
+        if mode == "forward":
+            color = fwd.tolist()
+            tan = forward_sweep(order, {s: {color[j]: ONE} for j, s in enumerate(symbols)})
+            empty: Dirs = {}
+            values = [tan.get(roots[i], empty).get(color[j], ZERO) for i, j in zip(rows, cols)]
+            n_colors = _colors(fwd)
+        else:
+            color = rev.tolist()
+            active = active_nodes(order, columns)
+            adj = reverse_sweep(order, [(r, {color[i]: ONE}) for i, r in enumerate(roots)], active)
+            empty = {}
+            values = [adj.get(symbols[j], empty).get(color[i], ZERO) for i, j in zip(rows, cols)]
+            n_colors = _colors(rev)
+    J = SparseExpr(pat.rows, pat.cols, values, pat.shape)
+    J.mode, J.n_colors = mode, n_colors
+    return J
+
+
+def hessian(f: Any, x: Any, lower: bool = False) -> SparseExpr:
+    """Sparse symmetric Hessian of the scalar ``f`` with respect to ``x`` (flattened).
+
+    Forward-over-reverse: the gradient graph is built by one reverse sweep,
+    its Jacobian pattern (made symmetric) is star-colored, and one
+    compressed forward sweep per color (all in a single pass) gives
+    ``H @ S``, from which each nonzero is read directly.  Entries ``(i, j)``
+    and ``(j, i)`` share one expression.  ``lower=True`` returns only the
+    lower triangle (``row >= col``, what IPOPT asks for).  Nonzeros are in
+    column-major order; the result carries ``.mode == "star"`` and ``.n_colors``.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> H = hessian(x[0] ** 2 * x[1], x)
+    >>> sg.Function("H", [x], [H])(np.array([3.0, 5.0])).toarray().tolist()
+    [[10.0, 6.0], [6.0, 0.0]]
+    >>> hessian(x[0] ** 2 * x[1], x, lower=True).nnz
+    2
+    """
+    f = _scalar(f, "hessian")
+    in_arr, columns = symbol_columns(x)
+    n = len(columns)
+    symbols = list(columns)
+    with building():
+        order_f = topological([f])
+        adj = reverse_sweep(order_f, [(f, {0: ONE})], active_nodes(order_f, columns))
+        g = [adj.get(s, {}).get(0, ZERO) for s in symbols]
+        del adj, order_f
+        order = topological(g)
+        pat = symmetric(jacobian_sparsity(g, in_arr, order))
+        color = star_coloring(pat)
+        low = pat.rows >= pat.cols
+        read_row, read_col = star_recovery(pat, color)
+        colors = color.tolist()
+        tan = forward_sweep(order, {s: {colors[j]: ONE} for j, s in enumerate(symbols)})
+        empty: Dirs = {}
+        lower_values = [tan.get(g[r], empty).get(c, ZERO)
+                        for r, c in zip(read_row[low].tolist(), read_col[low].tolist())]
+    lrows, lcols = pat.rows[low], pat.cols[low]
+    if lower:
+        H = SparseExpr(lrows, lcols, lower_values, (n, n))
+    else:
+        # the full pattern (CSC order): upper entries reuse their mirror's expression
+        at = {(i, j): k for k, (i, j) in enumerate(zip(lrows.tolist(), lcols.tolist()))}
+        values = [lower_values[at[(i, j)] if i >= j else at[(j, i)]]
+                  for i, j in zip(pat.rows.tolist(), pat.cols.tolist())]
+        H = SparseExpr(pat.rows, pat.cols, values, (n, n))
+    H.mode, H.n_colors = "star", _colors(color)
+    return H
