@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .errors import (ArgumentCountError, ArityError, CompileError, DifferentiationError, DTypeError,
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
-                     SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError)
+                     SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError,
+                     OptimizerOptionError)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -19,6 +20,7 @@ from .sparse import SparseExpr
 from .interop.sympy import from_sympy, to_sympy
 from .ops import OP_LIST, OPS, Op
 from . import models
+from .optimize import OptimizeReport, simplify
 from .nlp import NLP, NLPResult
 from .interop.scipy import least_squares
 from .ad import grad, hessian, jacobian, jvp, vjp
@@ -51,4 +53,5 @@ __all__ = [
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
     "jvp", "vjp", "grad", "jacobian", "hessian", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
+    "simplify", "OptimizeReport", "OptimizerOptionError",
 ]

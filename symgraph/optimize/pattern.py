@@ -1,0 +1,236 @@
+"""Patterns over ops: the left-hand sides of rewrite rules.
+
+A pattern is a small tree of :class:`Pat` nodes: an op with sub-patterns, a
+variable (``X``: any node; the same name twice must be the same node), a
+constant wildcard (``C``: any constant, bound to its float value) or a
+literal constant.  Python operators build patterns, so a rule reads like the
+algebra it rewrites::
+
+    X, Y, C = var("x"), var("y"), cst("c")
+    -X * -Y            # mul(neg(x), neg(y))
+    P.log(1 + X)       # log(add(1, x))
+
+Operands of commutative ops match in either order.  Patterns are a few
+levels deep, so matching recurses over the *pattern* (never over a graph).
+
+>>> import symgraph as sg
+>>> X, Y = var("x"), var("y")
+>>> x, y = sg.symbols("x"), sg.symbols("y")
+>>> m = match(-X * Y, y * -x)
+>>> m["x"] is x and m["y"] is y
+True
+>>> match(-X * Y, x * y) is None
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..expr import CONST, Expr, apply, const
+from ..ops import OPS, Op
+
+OP, VAR, CST, LIT = 0, 1, 2, 3
+
+
+class Pat:
+    """One node of a pattern (build with :func:`var`, :func:`cst`, operators and ``P.<op>``).
+
+    >>> str(var("x") + 1)
+    'add(x, 1)'
+    """
+
+    __slots__ = ("kind", "op", "args", "name", "node")
+
+    def __init__(self, kind: int, op: Op | None = None, args: tuple = (), name: str | None = None,
+                 node: Expr | None = None) -> None:
+        self.kind, self.op, self.args, self.name, self.node = kind, op, args, name, node
+
+    # -- the operators build op patterns
+    def __add__(self, o: Any) -> "Pat":
+        return op_pattern("add", self, o)
+
+    def __radd__(self, o: Any) -> "Pat":
+        return op_pattern("add", o, self)
+
+    def __sub__(self, o: Any) -> "Pat":
+        return op_pattern("sub", self, o)
+
+    def __rsub__(self, o: Any) -> "Pat":
+        return op_pattern("sub", o, self)
+
+    def __mul__(self, o: Any) -> "Pat":
+        return op_pattern("mul", self, o)
+
+    def __rmul__(self, o: Any) -> "Pat":
+        return op_pattern("mul", o, self)
+
+    def __truediv__(self, o: Any) -> "Pat":
+        return op_pattern("div", self, o)
+
+    def __rtruediv__(self, o: Any) -> "Pat":
+        return op_pattern("div", o, self)
+
+    def __neg__(self) -> "Pat":
+        return op_pattern("neg", self)
+
+    def __str__(self) -> str:
+        if self.kind == OP:
+            return f"{self.op.name}({', '.join(str(a) for a in self.args)})"
+        if self.kind == LIT:
+            return str(self.node)
+        return self.name if self.kind == VAR else f"<{self.name}>"
+
+    __repr__ = __str__
+
+    @property
+    def head(self) -> int | None:
+        """Opcode a node must have to match (None for a variable)."""
+        if self.kind == OP:
+            return self.op.code
+        return None if self.kind == VAR else CONST.code
+
+
+def var(name: str) -> Pat:
+    """A variable matching any node (repeated names must bind the same node).
+
+    >>> var("x").kind == VAR
+    True
+    """
+    return Pat(VAR, name=name)
+
+
+def cst(name: str) -> Pat:
+    """A wildcard matching any constant node; binds its float value.
+
+    >>> import symgraph as sg
+    >>> match(cst("c") * var("x"), 3 * sg.symbols("x"))["c"]
+    3.0
+    """
+    return Pat(CST, name=name)
+
+
+def lit(value: float) -> Pat:
+    """The literal constant ``value`` (``-0.0`` and ``0.0`` differ).
+
+    >>> str(lit(1.0))
+    '1'
+    """
+    return Pat(LIT, node=const(value))
+
+
+def _as_pat(x: Any) -> Pat:
+    return x if isinstance(x, Pat) else lit(x)
+
+
+def op_pattern(name: str, *args: Any) -> Pat:
+    """The pattern ``name(*args)``; numbers become literals.
+
+    >>> str(op_pattern("log", var("x")))
+    'log(x)'
+    """
+    op = OPS[name]
+    if len(args) != op.arity:
+        raise TypeError(f"pattern {name} takes {op.arity} operand(s), got {len(args)}")
+    return Pat(OP, op=op, args=tuple(_as_pat(a) for a in args))
+
+
+class _Builders:
+    """``P.<op>(...)`` builds the op pattern of any op of the table."""
+
+    def __getattr__(self, name: str):
+        if name not in OPS:
+            raise AttributeError(f"no op {name!r} in the op table")
+        return lambda *args: op_pattern(name, *args)
+
+    __getitem__ = __getattr__  # P["not"], P["and"], P["or"]
+
+
+P = _Builders()
+
+
+class _GraphBuilders:
+    """``G.<op>(...)`` builds the graph node ``op(...)`` through ``sg.apply`` (for replacements).
+
+    >>> import symgraph as sg
+    >>> str(G.log1p(sg.symbols("x")))
+    'log1p(x)'
+    """
+
+    def __getattr__(self, name: str):
+        if name not in OPS:
+            raise AttributeError(f"no op {name!r} in the op table")
+        op = OPS[name]
+        return lambda *args: apply(op, *args)
+
+    __getitem__ = __getattr__
+
+
+G = _GraphBuilders()
+
+
+class Match(dict):
+    """Bindings of a successful match; ``m.x`` reads binding ``x``; ``m.ctx`` is the rewrite context.
+
+    >>> m = Match(None, x=1); m.x
+    1
+    """
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: Any = None, **bindings: Any) -> None:
+        super().__init__(bindings)
+        self.ctx = ctx
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def match_into(pat: Pat, node: Expr, m: dict) -> bool:
+    """Match ``node`` against ``pat``, adding bindings to ``m``; False (m may be spoiled) if no match."""
+    kind = pat.kind
+    if kind == VAR:
+        bound = m.get(pat.name)
+        if bound is None:
+            m[pat.name] = node
+            return True
+        return bound is node
+    if kind == LIT:
+        return node is pat.node
+    if kind == CST:
+        if node.op is not CONST:
+            return False
+        bound = m.get(pat.name)
+        if bound is None:
+            m[pat.name] = node.data
+            return True
+        return bound == node.data
+    if node.op is not pat.op:
+        return False
+    args, pargs = node.args, pat.args
+    if len(pargs) == 2 and pat.op.has("commutative"):
+        saved = dict(m)
+        if match_into(pargs[0], args[0], m) and match_into(pargs[1], args[1], m):
+            return True
+        m.clear()
+        m.update(saved)
+        return match_into(pargs[0], args[1], m) and match_into(pargs[1], args[0], m)
+    for p, a in zip(pargs, args):
+        if not match_into(p, a, m):
+            return False
+    return True
+
+
+def match(pat: Pat, node: Expr, ctx: Any = None) -> Match | None:
+    """The bindings if ``node`` matches ``pat``, else None.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> match(var("a") + var("a"), x + x)["a"] is x
+    True
+    """
+    m = Match(ctx)
+    return m if match_into(pat, node, m) else None

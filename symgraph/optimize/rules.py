@@ -1,0 +1,145 @@
+"""Rule records, rule sets and rule selection.
+
+A :class:`Rule` is data: a name, a pattern (:mod:`.pattern`), a replacement
+computed from the match, an optional guard, one line of doc with its domain
+conditions, the set it belongs to and whether it is on by default.  The
+rules themselves live in one table per set (:mod:`.fold`,
+:mod:`.canonicalize`, :mod:`.specialize`, :mod:`.stabilize`); the engine
+(:mod:`.engine`) knows nothing about any particular rule.
+
+Default rules are IEEE-safe: they never turn a finite result into NaN/inf or
+a NaN/inf result into anything else, keep signed zeros, and change finite
+values by a few ulps at most (stabilize rules: they may make a value *more*
+accurate, e.g. replace a spurious overflow by the true finite value).  Rules
+that are only identities of real arithmetic (``x - x -> 0``, reassociation)
+are off by default; ``level=2`` or naming them turns them on.
+
+>>> [r.name for r in select(["fold"])][:3]
+['fmin-self', 'fmax-self', 'abs-abs']
+>>> len(select("all")) > len(select(None))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from ..errors import OptimizerOptionError
+from .pattern import Match, Pat
+
+SET_NAMES = ("stabilize", "fold", "canonicalize", "specialize")
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One rewrite: ``pattern`` -> ``replace(match)`` where ``guard(match)`` holds.
+
+    Attributes:
+        name: unique, kebab-case (``"log1p"``).
+        pattern: left-hand side (:class:`~symgraph.optimize.pattern.Pat`).
+        replace: ``replace(m) -> Expr | float | None`` (None: does not apply).
+        doc: one line: the rewrite and its domain conditions.
+        set: the rule set (one of ``SET_NAMES``).
+        default: on by default (IEEE-safe, see module doc).
+        guard: ``guard(m) -> bool``, checked before ``replace``.
+    """
+
+    name: str
+    pattern: Pat
+    replace: Callable[[Match], Any]
+    doc: str
+    set: str = "fold"
+    default: bool = True
+    guard: Callable[[Match], bool] | None = None
+
+    def __repr__(self) -> str:
+        return f"Rule({self.name}: {self.pattern})"
+
+
+def rule(name: str, pattern: Pat, replace: Callable[[Match], Any], doc: str, *,
+         guard: Callable[[Match], bool] | None = None, default: bool = True) -> Rule:
+    """A rule of the set named by the caller's table (set filled in by :func:`table`).
+
+    >>> from symgraph.optimize.pattern import var
+    >>> rule("id", var("x"), lambda m: m.x, "x -> x").default
+    True
+    """
+    return Rule(name, pattern, replace, doc, "", default, guard)
+
+
+def table(set_name: str, rules: Iterable[Rule]) -> list[Rule]:
+    """The rules of one set, stamped with its name.
+
+    >>> from symgraph.optimize.pattern import var
+    >>> table("fold", [rule("id", var("x"), lambda m: m.x, "x -> x")])[0].set
+    'fold'
+    """
+    if set_name not in SET_NAMES:
+        raise ValueError(f"unknown rule set {set_name!r}")
+    return [Rule(r.name, r.pattern, r.replace, r.doc, set_name, r.default, r.guard) for r in rules]
+
+
+def all_rules() -> list[Rule]:
+    """Every rule, in priority order (stabilize, fold, canonicalize, specialize).
+
+    >>> len({r.name for r in all_rules()}) == len(all_rules())
+    True
+    """
+    from . import canonicalize, fold, specialize, stabilize
+
+    return stabilize.RULES + fold.RULES + canonicalize.RULES + specialize.RULES
+
+
+def select(rules: Any = None) -> list[Rule]:
+    """The rules named by ``rules``, in priority order.
+
+    ``None`` or ``"default"``: every default rule.  ``"all"``: every rule.
+    A set name (``"fold"``): the default rules of that set.  A rule name:
+    that rule (default or not).  A :class:`Rule`: itself.  A list combines.
+
+    >>> [r.name for r in select(["sub-self"])]
+    ['sub-self']
+    >>> select("nonsense")
+    Traceback (most recent call last):
+    ...
+    symgraph.errors.OptimizerOptionError: unknown rule or rule set 'nonsense'; expected 'default', 'all', a set name (stabilize, fold, canonicalize, specialize) or a rule name (see docs/rules.md)
+    """
+    everything = all_rules()
+    if rules is None:
+        rules = ["default"]
+    elif isinstance(rules, (str, Rule)):
+        rules = [rules]
+    by_name = {r.name: r for r in everything}
+    chosen: set[int] = set()
+    extra: list[Rule] = []
+    for item in rules:
+        if isinstance(item, Rule):
+            if by_name.get(item.name) is item:
+                chosen.add(id(item))
+            else:
+                extra.append(item)
+        elif item == "default":
+            chosen.update(id(r) for r in everything if r.default)
+        elif item == "all":
+            chosen.update(id(r) for r in everything)
+        elif item in SET_NAMES:
+            chosen.update(id(r) for r in everything if r.set == item and r.default)
+        elif isinstance(item, str) and item in by_name:
+            chosen.add(id(by_name[item]))
+        else:
+            raise OptimizerOptionError(
+                f"unknown rule or rule set {item!r}; expected 'default', 'all', a set name "
+                f"({', '.join(SET_NAMES)}) or a rule name (see docs/rules.md)")
+    return [r for r in everything if id(r) in chosen] + extra
+
+
+def rules_for_level(level: Any) -> list[Rule]:
+    """Rules of an optimization level: 1 the default rules, 2 every rule.
+
+    >>> len(rules_for_level(2)) == len(all_rules())
+    True
+    """
+    if isinstance(level, bool) or not isinstance(level, int) or level not in (1, 2):
+        raise OptimizerOptionError(f"optimization level must be 0, 1 or 2, got {level!r}")
+    return select("default" if level == 1 else "all")

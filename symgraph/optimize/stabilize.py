@@ -1,0 +1,57 @@
+"""Rule set ``stabilize``: forms that lose less accuracy.
+
+Default rules agree with the original wherever the original is accurate and
+give the accurate value where the original cancels (``log(1 + 1e-17)`` is 0,
+``log1p(1e-17)`` is 1e-17) or over/underflows spuriously
+(``log(exp(1000))`` is inf, ``x`` is 1000).  They never turn a finite
+result into NaN/inf.  Rules that can (the log-sum-exp and softplus forms give
+NaN where both exponents are the same infinity) or that cost extra
+operations are off by default.
+
+>>> import symgraph as sg
+>>> x = sg.symbols("x")
+>>> str(sg.simplify(sg.log(1 + x) + (sg.exp(x) - 1), rules="stabilize"))
+'log1p(x) + expm1(x)'
+"""
+
+from __future__ import annotations
+
+from .analysis import nonneg
+from .pattern import G, P, var
+from .rules import rule, table
+
+X, Y = var("x"), var("y")
+
+
+def _lse(m):
+    x, y = m.x, m.y
+    return G.fmax(x, y) + G.log1p(G.exp(-G.abs(x - y)))
+
+
+def _softplus(m):
+    x = m.x
+    return G.fmax(x, 0.0) + G.log1p(G.exp(-G.abs(x)))
+
+
+RULES = table("stabilize", [
+    rule("log1p", P.log(1.0 + X), lambda m: G.log1p(m.x),
+         "log(1 + x) -> log1p(x); accurate for small x; same -inf at x = -1 and nan below"),
+    rule("log1p-sub", P.log(1.0 - X), lambda m: G.log1p(-m.x), "log(1 - x) -> log1p(-x); accurate for small x"),
+    rule("expm1", P.exp(X) - 1.0, lambda m: G.expm1(m.x), "exp(x) - 1 -> expm1(x); accurate for small x; inf alike"),
+    rule("expm1-add", -1.0 + P.exp(X), lambda m: G.expm1(m.x), "exp(x) + (-1) -> expm1(x)"),
+    rule("log-exp", P.log(P.exp(X)), lambda m: m.x,
+         "log(exp(x)) -> x; differs only where exp(x) over/underflows (original inf/-inf, rewrite exact)"),
+    rule("sqrt-square", P.sqrt(P.square(X)), lambda m: G.abs(m.x),
+         "sqrt(x**2) -> abs(x); differs only where x**2 over/underflows (rewrite exact)"),
+    rule("exp-log", P.exp(P.log(X)), lambda m: m.x,
+         "exp(log(x)) -> x where x is structurally >= +0 (log of a negative is nan)", guard=lambda m: nonneg(m.x)),
+    rule("square-sqrt", P.square(P.sqrt(X)), lambda m: m.x,
+         "sqrt(x)**2 -> x where x is structurally >= +0 (sqrt of a negative is nan)", guard=lambda m: nonneg(m.x)),
+    # ---- off by default
+    rule("log-sum-exp", P.log(P.exp(X) + P.exp(Y)), _lse,
+         "log(exp(a) + exp(b)) -> fmax(a, b) + log1p(exp(-|a - b|)); no overflow, but nan where a = b = +-inf "
+         "and 3 more operations", default=False),
+    rule("softplus", P.log1p(P.exp(X)), _softplus,
+         "log1p(exp(x)) -> fmax(x, 0) + log1p(exp(-|x|)); no overflow for large x, 3 more operations",
+         default=False),
+])
