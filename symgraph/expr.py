@@ -688,6 +688,7 @@ def _pieces(node: Expr) -> list:
         return [op.infix] + _wrap(args[0], op.prec)
     if op.infix == "**":  # right-associative
         return _wrap(args[0], op.prec, strict=True) + ["**"] + _wrap(args[1], op.prec)
-    strict_right = op.name in ("sub", "div") or op.prec == 0
+    # Left-associative like Python: an equal-precedence right operand keeps its
+    # parentheses (x * (y / z), x + (y + z)), so the text parses back to this graph.
     return (_wrap(args[0], op.prec, strict=op.prec == 0) + [f" {op.infix} "]
-            + _wrap(args[1], op.prec, strict=strict_right))
+            + _wrap(args[1], op.prec, strict=True))

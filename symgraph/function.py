@@ -167,7 +167,8 @@ class Function:
                     raise ShapeError(f"{self.name}: argument {k} ({self.input_names[k]!r}) has {arr.shape[0]} "
                                      f"points, but earlier arguments have {n}")
                 n = arr.shape[0]
-            flat.append(arr.reshape(-1 if not batch else arr.shape[0], int(np.prod(shape, dtype=np.int64))))
+            # explicit leading size: -1 is ambiguous for an empty input (shape (0,))
+            flat.append(arr.reshape(1 if not batch else arr.shape[0], int(np.prod(shape, dtype=np.int64))))
         return flat
 
     # ------------------------------------------------------------ backends
