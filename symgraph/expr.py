@@ -177,6 +177,12 @@ class Expr:
     def __abs__(self):
         return apply(OPS["abs"], self)
 
+    def __floor__(self):  # math.floor, and np.floor on object arrays (numpy calls math.floor)
+        return apply(OPS["floor"], self)
+
+    def __ceil__(self):
+        return apply(OPS["ceil"], self)
+
     # -- comparisons build 0/1-valued nodes
     def __lt__(self, other):
         return _binary(OPS["lt"], self, other)
