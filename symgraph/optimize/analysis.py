@@ -112,7 +112,7 @@ class Context:
     """
 
     def __init__(self, symbol_order: Iterable[Expr] = ()) -> None:
-        self._keys: dict[Expr, int] = {}
+        self.keys: dict[Expr, int] = {}
         self._symbols: dict[Expr, int] = {}
         for s in symbol_order:
             self._symbols.setdefault(s, len(self._symbols))
@@ -123,10 +123,16 @@ class Context:
 
     def key(self, node: Expr) -> int:
         """The structural order key of ``node`` (iterative, memoized)."""
-        keys = self._keys
+        keys = self.keys
         k = keys.get(node)
         if k is not None:
             return k
+        args = node.args
+        if len(args) == 2:  # fast path: operands already keyed (the usual case in a pass)
+            k0, k1 = keys.get(args[0]), keys.get(args[1])
+            if k0 is not None and k1 is not None:
+                k = keys[node] = hash((node.op.code, k0, k1))
+                return k
         stack = [node]
         while stack:
             n = stack[-1]
@@ -138,7 +144,13 @@ class Context:
                 stack.extend(missing)
                 continue
             stack.pop()
-            keys[n] = self._leaf_key(n) if not n.args else hash((n.op.code,) + tuple(keys[a] for a in n.args))
+            args = n.args
+            if not args:
+                keys[n] = self._leaf_key(n)
+            elif len(args) == 2:
+                keys[n] = hash((n.op.code, keys[args[0]], keys[args[1]]))
+            else:
+                keys[n] = hash((n.op.code,) + tuple([keys[a] for a in args]))
         return keys[node]
 
     def _leaf_key(self, n: Expr) -> int:

@@ -38,12 +38,21 @@ _SORTABLE = [op for op in OPS.values() if op.has("commutative") and op.arity == 
 
 
 def _unsorted(m: Match) -> bool:
-    x, y = m.x, m.y
-    return x.op is not CONST and y.op is not CONST and m.ctx.key(x) > m.ctx.key(y)
+    x, y = m.ctx.current.args  # the node's own order, whichever variant matched
+    if x.op is CONST or y.op is CONST:
+        return False
+    ctx = m.ctx
+    keys = ctx.keys
+    kx, ky = keys.get(x), keys.get(y)
+    if kx is None:
+        kx = ctx.key(x)
+    if ky is None:
+        ky = ctx.key(y)
+    return kx > ky
 
 
 def _sort_rule(op) -> object:
-    return rule(f"sort-{op.name}", P[op.name](X, Y), lambda m: G[op.name](m.y, m.x),
+    return rule(f"sort-{op.name}", P[op.name](X, Y), lambda m: G[op.name](m.ctx.current.args[1], m.ctx.current.args[0]),
                 f"{op.name}(a, b) -> {op.name}(b, a) ordered by structural key (constants stay first); "
                 "exact: IEEE " + ("add/mul are" if op.name in ("add", "mul") else "this op is") + " commutative",
                 guard=_unsorted)
@@ -90,6 +99,20 @@ def _sum_terms(root: Expr, ctx) -> tuple[float, dict]:
     return total, coef
 
 
+def _ordered_add(a: Expr, b: Expr, ctx) -> Expr:
+    """``a + b`` with operands in the order the sort-add rule wants (so it does not fire again)."""
+    if a.op is not CONST and b.op is not CONST and ctx.key(a) > ctx.key(b):
+        a, b = b, a
+    return a + b
+
+
+def _ordered_mul(a: Expr, b: Expr, ctx) -> Expr:
+    """``a * b`` with operands in sort-mul order."""
+    if a.op is not CONST and b.op is not CONST and ctx.key(a) > ctx.key(b):
+        a, b = b, a
+    return a * b
+
+
 def _canonical_sum(m: Match) -> Expr | None:
     node, ctx = m.node, m.ctx
     total, coef = _sum_terms(node, ctx)
@@ -99,7 +122,7 @@ def _canonical_sum(m: Match) -> Expr | None:
         if acc is None:
             acc = t if c == 1.0 else c * t
         elif c > 0:
-            acc = acc + (t if c == 1.0 else c * t)
+            acc = _ordered_add(acc, t if c == 1.0 else c * t, ctx)
         else:
             acc = acc - (t if c == -1.0 else -c * t)
     return None if acc is node else acc
@@ -142,9 +165,9 @@ def _canonical_product(m: Match) -> Expr | None:
     for b, e in factors:
         f = _power(b, abs(e))
         if e > 0:
-            num = f if num is None else num * f
+            num = f if num is None else _ordered_mul(num, f, ctx)
         else:
-            den = f if den is None else den * f
+            den = f if den is None else _ordered_mul(den, f, ctx)
     out = const(coefficient) if num is None else coefficient * num
     if den is not None:
         out = out / den
@@ -184,19 +207,19 @@ RULES = table("canonicalize", [
          default=False),
     rule("sum-canonical", X + Y, lambda m: _canonical_sum(_with_node(m)),
          "flatten a sum tree (add, sub, neg, const * x through single-use nodes), collect like terms and "
-         "constants, sort terms; reassociates (rounding, cancellation, overflow)", default=False,
+         "constants, sort terms; reassociates (rounding, cancellation, overflow)", default=False, needs_uses=True,
          guard=lambda m: _is_root(m, ("add", "sub", "neg"))),
     rule("sum-canonical-sub", X - Y, lambda m: _canonical_sum(_with_node(m)),
-         "as sum-canonical, at a sub root", default=False, guard=lambda m: _is_root(m, ("add", "sub", "neg"))),
+         "as sum-canonical, at a sub root", default=False, needs_uses=True, guard=lambda m: _is_root(m, ("add", "sub", "neg"))),
     rule("sum-canonical-neg", -X, lambda m: _canonical_sum(_with_node(m)),
-         "as sum-canonical, at a neg root over a sum", default=False,
+         "as sum-canonical, at a neg root over a sum", default=False, needs_uses=True,
          guard=lambda m: m.x.op in (ADD, SUB) and _is_root(m, ("add", "sub", "neg"))),
     rule("product-canonical", X * Y, lambda m: _canonical_product(_with_node(m)),
          "flatten a product tree (mul, div, neg, square, powi through single-use nodes), collect powers and "
-         "constant factors, sort factors; reassociates (rounding, overflow, x/x -> 1)", default=False,
+         "constant factors, sort factors; reassociates (rounding, overflow, x/x -> 1)", default=False, needs_uses=True,
          guard=lambda m: _is_root(m, ("mul", "div"))),
     rule("product-canonical-div", X / Y, lambda m: _canonical_product(_with_node(m)),
-         "as product-canonical, at a div root", default=False, guard=lambda m: _is_root(m, ("mul", "div"))),
+         "as product-canonical, at a div root", default=False, needs_uses=True, guard=lambda m: _is_root(m, ("mul", "div"))),
 ])
 
 

@@ -25,9 +25,8 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 from ..expr import Expr, apply, building, const, topological
-from ..ops import OP_LIST
 from .analysis import Context
-from .pattern import Match, match_into
+from .pattern import OP, alternatives, compile_matcher
 from .rules import Rule
 
 MAX_PASSES = 64
@@ -35,43 +34,55 @@ MAX_FIRINGS_PER_NODE = 32
 
 
 class Dispatch:
-    """Candidate rules per (opcode, operand opcodes), built lazily from the rule list."""
+    """Candidate rules per (opcode, operand opcodes), built lazily from the rule list.
+
+    Each rule's pattern is expanded into its commutative variants and each
+    variant compiled to a matcher; a node only tries the variants whose
+    root and operand heads fit it.
+    """
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self.by_op: dict[int, list[Rule]] = {}
+        self.by_op: dict[int, list[tuple[Rule, list]]] = {}
         for r in self.rules:
-            if r.pattern.head is None:
+            if r.pattern.head is None or r.pattern.kind != OP:
                 raise ValueError(f"rule {r.name}: the pattern root must be an op, got {r.pattern}")
-            self.by_op.setdefault(r.pattern.head, []).append(r)
-        self.cache: dict[tuple, list[Rule]] = {}
+            variants = [(tuple(p.head for p in alt.args), compile_matcher(alt)) for alt in alternatives(r.pattern)]
+            self.by_op.setdefault(r.pattern.head, []).append((r, variants))
+        self.cache: dict[tuple, list[tuple[Rule, tuple]]] = {}
 
-    def candidates(self, node: Expr) -> list[Rule]:
-        """The rules whose pattern root and operand heads fit ``node``."""
-        key = (node.op.code,) + tuple(a.op.code for a in node.args)
+    def candidates(self, node: Expr) -> list[tuple[Rule, tuple]]:
+        """``(rule, matchers)`` pairs whose variants' operand heads fit ``node``, in rule order."""
+        args = node.args
+        key = (node.op.code,) + tuple([a.op.code for a in args])
         found = self.cache.get(key)
         if found is None:
-            found = self.cache[key] = [r for r in self.by_op.get(key[0], ()) if _fits(r, key)]
+            found = []
+            for r, variants in self.by_op.get(key[0], ()):
+                fits = tuple(fn for heads, fn in variants
+                             if all(h is None or h == k for h, k in zip(heads, key[1:])))
+                if fits:
+                    found.append((r, fits))
+            self.cache[key] = found
         return found
 
 
-def _fits(r: Rule, key: tuple) -> bool:
-    heads = [p.head for p in r.pattern.args]
-    ok = all(h is None or h == k for h, k in zip(heads, key[1:]))
-    if not ok and len(heads) == 2 and OP_LIST[key[0]].has("commutative"):
-        ok = all(h is None or h == k for h, k in zip(heads, reversed(key[1:])))
-    return ok
-
-
 def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter) -> Expr:
-    """Rewrite at ``node`` (its operands are taken as already rewritten) until no rule fires."""
+    """Rewrite at ``node`` (its operands are taken as already rewritten) until no rule fires.
+
+    A rule applies with the first of its variants that matches; then its
+    guard must hold and its replacement must be a different node.
+    """
     for _ in range(MAX_FIRINGS_PER_NODE):
         if not node.args:
             return node
         ctx.current = node
-        for r in dispatch.candidates(node):
-            m = Match(ctx)
-            if not match_into(r.pattern, node, m):
+        for r, matchers in dispatch.candidates(node):
+            for fn in matchers:
+                m = fn(node, ctx)
+                if m is not None:
+                    break
+            else:
                 continue
             if r.guard is not None and not r.guard(m):
                 continue
@@ -95,40 +106,95 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
 
     Returns the new roots (same order), the number of times each rule fired,
     and the number of passes run.  ``symbol_order`` fixes the order key of
-    symbols (e.g. a Function's inputs), so operand sorting is deterministic.
+    symbols (e.g. a Function's inputs; others are numbered as first met), so
+    operand sorting is deterministic.
     """
     roots = list(roots)
     dispatch = Dispatch(rules)
-    ctx = Context(list(symbol_order) + [n for n in topological(roots) if n.is_symbol])
+    ctx = Context(symbol_order)
+    whole_graph = any(r.needs_uses for r in dispatch.rules)
+    cache = dispatch.cache
     counts: Counter = Counter()
     normal: set[Expr] = set()
     passes = 0
     with building():
         while passes < max_passes:
             passes += 1
-            order = topological(roots)
-            ctx.count_uses(order)
+            if whole_graph:
+                order = topological(roots)
+                ctx.count_uses(order)
+            else:
+                order = pending(roots, normal)
             new: dict[Expr, Expr] = {}
             for node in order:
                 args = node.args
                 if not args or node in normal:
                     new[node] = node
                     continue
-                nargs = [new[a] for a in args]
+                nargs = [new.get(a, a) for a in args]  # operands not walked are normal
                 changed = False
                 for a, b in zip(args, nargs):
                     if a is not b:
                         changed = True
                         break
                 rebuilt = apply(node.op, *nargs) if changed else node
-                ctx.node = node
-                result = apply_rules(rebuilt, dispatch, ctx, counts) if rebuilt.args else rebuilt
+                rargs = rebuilt.args
+                if not rargs:
+                    result = rebuilt
+                else:
+                    key = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
+                    if not cache.get(key, True):  # known: no rule can match this shape
+                        result = rebuilt
+                    else:
+                        ctx.node = node
+                        result = apply_rules(rebuilt, dispatch, ctx, counts)
                 if result is node:
                     normal.add(node)
                 new[node] = result
-            new_roots = [new[r] for r in roots]
+            new_roots = [new.get(r, r) for r in roots]
             if all(a is b for a, b in zip(new_roots, roots)):
                 break
             roots = new_roots
     return roots, counts, passes
 
+
+def pending(roots: Sequence[Expr], normal: set) -> list[Expr]:
+    """Nodes under ``roots`` in topological order, not descending into nodes of ``normal``.
+
+    A normal node's operands are normal too, so a later pass only walks
+    what changed.  Iterative, like :func:`symgraph.expr.topological`.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> e = sg.sin(x) + 1
+    >>> [str(n) for n in pending([e], {sg.sin(x)})]
+    ['1', 'sin(x)', '1 + sin(x)']
+    """
+    order: list[Expr] = []
+    emit = order.append
+    expanded: set[Expr] = set()
+    marker = _EMIT
+    for root in roots:
+        if root in expanded:
+            continue
+        stack = [root]
+        push, pop = stack.append, stack.pop
+        while stack:
+            node = pop()
+            if node is marker:
+                emit(pop())
+            elif node not in expanded:
+                expanded.add(node)
+                args = node.args
+                if args and node not in normal:
+                    push(node)
+                    push(marker)
+                    for a in reversed(args):
+                        if a not in expanded:
+                            push(a)
+                else:
+                    emit(node)
+    return order
+
+
+_EMIT = object()

@@ -182,11 +182,19 @@ class Match(dict):
         super().__init__(bindings)
         self.ctx = ctx
 
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+class _FastMatch(Match):
+    """Match built by generated matchers: dict's own constructor, ctx set afterwards."""
+
+    __slots__ = ()
+    __init__ = dict.__init__
 
 
 def match_into(pat: Pat, node: Expr, m: dict) -> bool:
@@ -222,6 +230,85 @@ def match_into(pat: Pat, node: Expr, m: dict) -> bool:
         if not match_into(p, a, m):
             return False
     return True
+
+
+def alternatives(pat: Pat) -> list[Pat]:
+    """``pat`` and its variants with operands of commutative ops swapped (distinct ones, original first).
+
+    >>> [str(a) for a in alternatives(var("x") * -var("y"))]
+    ['mul(x, neg(y))', 'mul(neg(y), x)']
+    """
+    if pat.kind != OP:
+        return [pat]
+    options = [[]]
+    for sub in pat.args:
+        options = [o + [a] for o in options for a in alternatives(sub)]
+    out = [Pat(OP, op=pat.op, args=tuple(o)) for o in options]
+    if len(pat.args) == 2 and pat.op.has("commutative"):
+        out += [Pat(OP, op=pat.op, args=(o.args[1], o.args[0])) for o in out]
+    seen, unique = set(), []
+    for a in out:
+        if str(a) not in seen:
+            seen.add(str(a))
+            unique.append(a)
+    return unique
+
+
+def compile_matcher(pat: Pat):
+    """A fast matcher ``fn(node, ctx) -> Match | None`` for ``pat`` taken literally (operands in order).
+
+    Generated Python code: one attribute test per pattern node, no
+    backtracking (commutative variants are separate :func:`alternatives`).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> compile_matcher(var("a") + var("a"))(x + x, None)["a"] is x
+    True
+    """
+    env: dict[str, Any] = {"Match": _FastMatch, "CONST": CONST}
+    lines: list[str] = []
+    bound: dict[str, str] = {}
+    counter = [0]
+
+    def fresh() -> str:
+        counter[0] += 1
+        return f"n{counter[0]}"
+
+    work = [(pat, "node")]  # patterns are tiny; an explicit list keeps the order operands-first-left
+    while work:
+        p, e = work.pop(0)
+        if p.kind == OP:
+            env[f"op{p.op.code}"] = p.op
+            lines.append(f"if {e}.op is not op{p.op.code}: return None")
+            subs = []
+            for i, sub in enumerate(p.args):
+                name = fresh()
+                lines.append(f"{name} = {e}.args[{i}]")
+                subs.append((sub, name))
+            work = subs + work
+        elif p.kind == LIT:
+            key = f"lit{counter[0]}"
+            counter[0] += 1
+            env[key] = p.node
+            lines.append(f"if {e} is not {key}: return None")
+        elif p.kind == VAR:
+            if p.name in bound:
+                lines.append(f"if {e} is not {bound[p.name]}: return None")
+            else:
+                bound[p.name] = e
+        else:  # CST
+            lines.append(f"if {e}.op is not CONST: return None")
+            if p.name in bound:
+                lines.append(f"if {e}.data != {bound[p.name]}: return None")
+            else:
+                value = fresh()
+                lines.append(f"{value} = {e}.data")
+                bound[p.name] = value
+    binds = ", ".join(f"{k}={v}" for k, v in bound.items())
+    tail = [f"m = Match({binds})", "m.ctx = ctx", "return m"]
+    src = "def matcher(node, ctx):\n    " + "\n    ".join(lines + tail) + "\n"
+    exec(compile(src, f"<pattern {pat}>", "exec"), env)
+    return env["matcher"]
 
 
 def match(pat: Pat, node: Expr, ctx: Any = None) -> Match | None:

@@ -43,6 +43,7 @@ class Rule:
         set: the rule set (one of ``SET_NAMES``).
         default: on by default (IEEE-safe, see module doc).
         guard: ``guard(m) -> bool``, checked before ``replace``.
+        needs_uses: the rule reads use counts of the whole graph (``m.ctx.uses``).
     """
 
     name: str
@@ -52,20 +53,22 @@ class Rule:
     set: str = "fold"
     default: bool = True
     guard: Callable[[Match], bool] | None = None
+    needs_uses: bool = False
 
     def __repr__(self) -> str:
         return f"Rule({self.name}: {self.pattern})"
 
 
 def rule(name: str, pattern: Pat, replace: Callable[[Match], Any], doc: str, *,
-         guard: Callable[[Match], bool] | None = None, default: bool = True) -> Rule:
+         guard: Callable[[Match], bool] | None = None, default: bool = True,
+         needs_uses: bool = False) -> Rule:
     """A rule of the set named by the caller's table (set filled in by :func:`table`).
 
     >>> from symgraph.optimize.pattern import var
     >>> rule("id", var("x"), lambda m: m.x, "x -> x").default
     True
     """
-    return Rule(name, pattern, replace, doc, "", default, guard)
+    return Rule(name, pattern, replace, doc, "", default, guard, needs_uses)
 
 
 def table(set_name: str, rules: Iterable[Rule]) -> list[Rule]:
@@ -77,7 +80,7 @@ def table(set_name: str, rules: Iterable[Rule]) -> list[Rule]:
     """
     if set_name not in SET_NAMES:
         raise ValueError(f"unknown rule set {set_name!r}")
-    return [Rule(r.name, r.pattern, r.replace, r.doc, set_name, r.default, r.guard) for r in rules]
+    return [Rule(r.name, r.pattern, r.replace, r.doc, set_name, r.default, r.guard, r.needs_uses) for r in rules]
 
 
 def all_rules() -> list[Rule]:
