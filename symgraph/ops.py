@@ -220,8 +220,9 @@ def _np_erfc(x):
 # ---------------------------------------------------------------- sympy side
 
 def _sp_bool(sp, x):
-    """A SymPy boolean for a 0/1-valued symgraph operand."""
-    return x if isinstance(x, sp.logic.boolalg.Boolean) else sp.Ne(x, 0)
+    """A SymPy boolean for a symgraph truth value (nonzero is true; nan too, as in C)."""
+    # A real sympy.Symbol is also a Boolean subclass: numbers must be compared with 0.
+    return x if isinstance(x, sp.logic.boolalg.Boolean) and not isinstance(x, sp.Expr) else sp.Ne(x, 0)
 
 
 def _sp_indicator(sp, cond):

@@ -140,7 +140,7 @@ def _convert(sp, node, args: list, by_name: dict) -> Expr:
     if node is sp.true or node is sp.false:
         return const(1.0 if node is sp.true else 0.0)
     if isinstance(node, (sp.Number, sp.NumberSymbol)) or node in (sp.oo, -sp.oo, sp.nan, sp.zoo):
-        if node.is_real is False or node is sp.zoo:
+        if node.is_extended_real is False or node is sp.zoo:  # oo is extended real, not real
             raise SympyConversionError(f"SymPy number {node} is not real")
         return const(float(node))
     if isinstance(node, sp.Add):
@@ -169,9 +169,9 @@ def _mul(sp, node, args: list) -> Expr:
     # a * b**-1 reads as a / b, as SymPy prints it
     num, den = [], []
     for sym_arg, arg in zip(node.args, args):
-        if isinstance(sym_arg, sp.Pow) and sym_arg.exp == -1:
-            den.append(arg.args[1] if arg.op is OPS["div"] and _is_one(arg.args[0]) else arg)
-        else:
+        if isinstance(sym_arg, sp.Pow) and sym_arg.exp == -1 and arg.op is OPS["div"] and _is_one(arg.args[0]):
+            den.append(arg.args[1])
+        else:  # includes a reciprocal already folded to a constant (1/log(2))
             num.append(arg)
     top = _fold_left(lambda a, b: a * b, num) if num else const(1.0)
     return top / _fold_left(lambda a, b: a * b, den) if den else top
@@ -237,4 +237,6 @@ def _function_builder(sp, node) -> Callable | None:
         return _pymod
     if head is cf.exp2:
         return lambda x: power(2.0, x)
+    if head is sp.ITE:  # SymPy's boolean if-then-else, from simplified Piecewise conditions
+        return lambda c, a, b: apply(OPS["if_else"], c, a, b)
     return None
