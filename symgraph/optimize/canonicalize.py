@@ -206,20 +206,20 @@ RULES = table("canonicalize", [
     rule("sub-neg-left", -X - Y, lambda m: -(m.x + m.y), "(-a) - b -> -(a + b); wrong sign of zero when a == -b",
          default=False),
     rule("sum-canonical", X + Y, lambda m: _canonical_sum(_with_node(m)),
-         "flatten a sum tree (add, sub, neg, const * x through single-use nodes), collect like terms and "
+         "a + b -> canonical sum: flatten a sum tree (add, sub, neg, const * x through single-use nodes), collect like terms and "
          "constants, sort terms; reassociates (rounding, cancellation, overflow)", default=False, needs_uses=True,
          guard=lambda m: _is_root(m, ("add", "sub", "neg"))),
     rule("sum-canonical-sub", X - Y, lambda m: _canonical_sum(_with_node(m)),
-         "as sum-canonical, at a sub root", default=False, needs_uses=True, guard=lambda m: _is_root(m, ("add", "sub", "neg"))),
+         "a - b -> canonical sum, as sum-canonical (at a sub root)", default=False, needs_uses=True, guard=lambda m: _is_root(m, ("add", "sub", "neg"))),
     rule("sum-canonical-neg", -X, lambda m: _canonical_sum(_with_node(m)),
-         "as sum-canonical, at a neg root over a sum", default=False, needs_uses=True,
+         "-(a + b) -> canonical sum, as sum-canonical (at a neg root over a sum)", default=False, needs_uses=True,
          guard=lambda m: m.x.op in (ADD, SUB) and _is_root(m, ("add", "sub", "neg"))),
     rule("product-canonical", X * Y, lambda m: _canonical_product(_with_node(m)),
-         "flatten a product tree (mul, div, neg, square, powi through single-use nodes), collect powers and "
+         "a * b -> canonical product: flatten a product tree (mul, div, neg, square, powi through single-use nodes), collect powers and "
          "constant factors, sort factors; reassociates (rounding, overflow, x/x -> 1)", default=False, needs_uses=True,
          guard=lambda m: _is_root(m, ("mul", "div"))),
     rule("product-canonical-div", X / Y, lambda m: _canonical_product(_with_node(m)),
-         "as product-canonical, at a div root", default=False, needs_uses=True, guard=lambda m: _is_root(m, ("mul", "div"))),
+         "a / b -> canonical product, as product-canonical (at a div root)", default=False, needs_uses=True, guard=lambda m: _is_root(m, ("mul", "div"))),
 ])
 
 
