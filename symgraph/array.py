@@ -34,11 +34,12 @@ def symbols(name: str, shape: int | tuple[int, ...] | None = None):
     """
     if shape is None:
         return symbol(name)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if any(not isinstance(n, (int, np.integer)) or n < 0 for n in shape):
+    given = shape
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape) if hasattr(shape, "__iter__") else None
+    if shape is None or any(not isinstance(n, (int, np.integer)) or n < 0 for n in shape):
         from .errors import ShapeError
 
-        raise ShapeError(f"symbols({name!r}): shape must be non-negative ints, got {shape!r}")
+        raise ShapeError(f"symbols({name!r}): shape must be an int or a tuple of non-negative ints, got {given!r}")
     out = np.empty(shape, dtype=object)
     for index in itertools.product(*(range(n) for n in shape)):
         out[index] = symbol(f"{name}[{','.join(map(str, index))}]")
