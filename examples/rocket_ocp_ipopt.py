@@ -1,11 +1,11 @@
 """Optimal control by direct multiple shooting: a rocket that must climb and stop, with least effort.
 
 States (height h, velocity v, mass m), thrust u. Dynamics
-h' = v,  v' = (u - 0.05 v^2) / m - g0,  m' = -0.1 u^2,
+h' = v,  v' = (u - 0.05 v^2) / m - g0,  m' = -0.01 u^2,
 integrated with RK4 on each of N shooting intervals. Decision variables are
 the states at every node and the controls; continuity of the shooting
 intervals is a set of equality constraints. Minimize sum u^2 to reach
-h = 10, v = 0 at T = 5 s with 0 <= u <= 2 and m >= 0.5.
+h = 10, v = 0 at T = 10 s with 0 <= u <= 3 and m >= 0.5.
 Run: python3 examples/rocket_ocp_ipopt.py   (needs cyipopt)
 """
 
@@ -18,7 +18,7 @@ G0 = 1.0
 
 def dynamics(state, u):
     h, v, m = state
-    return np.array([v, (u - 0.05 * v ** 2) / m - G0, -0.1 * u ** 2], dtype=object)
+    return np.array([v, (u - 0.05 * v ** 2) / m - G0, -0.01 * u ** 2], dtype=object)
 
 
 def rk4(state, u, dt, substeps=4):
@@ -32,7 +32,7 @@ def rk4(state, u, dt, substeps=4):
     return state
 
 
-def main(n: int = 40, horizon: float = 5.0) -> float:
+def main(n: int = 40, horizon: float = 10.0) -> float:
     dt = horizon / n
     X = sg.symbols("X", (n + 1, 3))
     U = sg.symbols("U", n)
@@ -42,7 +42,7 @@ def main(n: int = 40, horizon: float = 5.0) -> float:
     w = np.concatenate([X.reshape(-1), U])
     nlp = sg.NLP(x=w, f=f, g=g, name="rocket")
     lbx = np.concatenate([np.tile([-np.inf, -np.inf, 0.5], n + 1), np.zeros(n)])
-    ubx = np.concatenate([np.tile([np.inf, np.inf, np.inf], n + 1), np.full(n, 2.0)])
+    ubx = np.concatenate([np.tile([np.inf, np.inf, np.inf], n + 1), np.full(n, 3.0)])
     x0 = np.concatenate([np.column_stack([np.linspace(0, 10, n + 1), np.ones(n + 1), np.ones(n + 1)]).ravel(),
                          np.full(n, 1.5)])
     sol = nlp.solve_ipopt(x0, lbx=lbx, ubx=ubx)
