@@ -114,18 +114,29 @@ def _ordered_mul(a: Expr, b: Expr, ctx) -> Expr:
 
 
 def _canonical_sum(m: Match) -> Expr | None:
+    """Constant first, then positive terms, then negative terms subtracted, each group in key order;
+    a sum with only negative terms is ``-(t1 + t2 + ...)`` (so no rule rewrites the result again)."""
     node, ctx = m.node, m.ctx
     total, coef = _sum_terms(node, ctx)
     terms = sorted(((t, c) for t, c in coef.items() if c != 0.0), key=lambda tc: ctx.key(tc[0]))
-    acc = const(total) if total != 0.0 or not terms else None
-    for t, c in terms:
-        if acc is None:
-            acc = t if c == 1.0 else c * t
-        elif c > 0:
-            acc = _ordered_add(acc, t if c == 1.0 else c * t, ctx)
-        else:
-            acc = acc - (t if c == -1.0 else -c * t)
+    pos = [t if c == 1.0 else c * t for t, c in terms if c > 0]
+    neg = [t if c == -1.0 else -c * t for t, c in terms if c < 0]
+    if total == 0.0 and not pos and neg:
+        return _negated_sum(node, neg, ctx)
+    acc = const(total) if total != 0.0 or not (pos or neg) else None
+    for t in pos:
+        acc = t if acc is None else _ordered_add(acc, t, ctx)
+    for t in neg:
+        acc = acc - t
     return None if acc is node else acc
+
+
+def _negated_sum(node: Expr, neg: list, ctx) -> Expr | None:
+    acc = None
+    for t in neg:
+        acc = t if acc is None else _ordered_add(acc, t, ctx)
+    out = -acc
+    return None if out is node else out
 
 
 def _product_factors(root: Expr, ctx) -> tuple[float, dict]:
@@ -153,8 +164,16 @@ def _product_factors(root: Expr, ctx) -> tuple[float, dict]:
     return coefficient, power
 
 
-def _power(base: Expr, e: int) -> Expr:
-    return base if e == 1 else (G.square(base) if e == 2 else G.powi(base, float(e)))
+def _power(base: Expr, e: int, ctx) -> Expr:
+    """base**e spelled as powi-expand spells it (squarings and multiplications for 3 <= e <= 16)."""
+    if e == 1:
+        return base
+    if e == 2:
+        return G.square(base)
+    if 3 <= e <= 16:
+        sq = G.square(_power(base, e // 2, ctx))
+        return _ordered_mul(sq, base, ctx) if e % 2 else sq
+    return G.powi(base, float(e))
 
 
 def _canonical_product(m: Match) -> Expr | None:
@@ -163,7 +182,7 @@ def _canonical_product(m: Match) -> Expr | None:
     factors = sorted(((b, e) for b, e in power.items() if e != 0), key=lambda be: ctx.key(be[0]))
     num = den = None
     for b, e in factors:
-        f = _power(b, abs(e))
+        f = _power(b, abs(e), ctx)
         if e > 0:
             num = f if num is None else _ordered_mul(num, f, ctx)
         else:
