@@ -37,13 +37,25 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .expr import CONST, IF_ELSE, Expr, building, const, topological
+from .expr import ADD, CONST, IF_ELSE, MUL, NEG, Expr, _binary, apply, building, const, topological
 from .sparse import SparseExpr
 from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
                        star_recovery, symbol_columns, symmetric)
 
 ZERO = const(0.0)
 ONE = const(1.0)
+
+
+def _mul(a: Expr, b: Expr) -> Expr:
+    return _binary(MUL, a, b)
+
+
+def _add(a: Expr, b: Expr) -> Expr:
+    return _binary(ADD, a, b)
+
+
+def _neg(a: Expr) -> Expr:
+    return apply(NEG, a)
 
 # Direction sets: dict direction -> Expr (zero directions are absent).
 Dirs = dict
@@ -56,13 +68,38 @@ def _is_zero(p: Any) -> bool:
 
 
 def _scale(p: Any, v: Expr) -> Expr:
-    """``p * v`` without building trivial products."""
+    """``p * v`` (``p`` a partial: float or Expr) without building trivial products.
+
+    Products of two constants are folded here in Python floats (IEEE, the
+    same result as the op table's numpy folding, without its overhead):
+    unit seeds make them frequent.
+    """
     if type(p) is not Expr:
         if p == 1.0:
             return v
+        if v.op is CONST:
+            return const(p * v.data)
         if p == -1.0:
-            return -v
-    return p * v
+            return _neg(v)
+        return _mul(const(p), v)
+    if v.op is CONST:
+        if p.op is CONST:
+            return const(p.data * v.data)
+        if v.data == 1.0:
+            return p
+    return _mul(p, v)
+
+
+def _plus(a: Expr, b: Expr) -> Expr:
+    """``a + b``, folding two constants in Python floats."""
+    if a.op is CONST and b.op is CONST:
+        return const(a.data + b.data)
+    return _add(a, b)
+
+
+def _select(c: Expr, a: Expr, b: Expr) -> Expr:
+    """``if_else(c, a, b)`` as one graph node (simplified at construction)."""
+    return apply(IF_ELSE, c, a, b)
 
 
 # ------------------------------------------------------------------ sweeps
@@ -84,6 +121,15 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
         args = node.args
         if not args:
             continue
+        if len(args) == 1:
+            t = get(args[0])
+            if t is None:
+                continue
+            (p,) = node.op.deriv(args[0], node)
+            if _is_zero(p):
+                continue
+            tangents[node] = {k: _scale(p, v) for k, v in t.items()}
+            continue
         ts = [get(a) for a in args]
         if not any(ts):
             continue
@@ -92,7 +138,7 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             c = args[0]
             ta, tb = ts[1] or {}, ts[2] or {}
             for k in sorted(ta.keys() | tb.keys()):
-                out[k] = IF_ELSE_BUILD(c, ta.get(k, ZERO), tb.get(k, ZERO))
+                out[k] = _select(c, ta.get(k, ZERO), tb.get(k, ZERO))
         else:
             partials = node.op.deriv(*args, node)
             for t, p in zip(ts, partials):
@@ -101,7 +147,7 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
                 for k, v in t.items():
                     term = _scale(p, v)
                     prev = out.get(k)
-                    out[k] = term if prev is None else prev + term
+                    out[k] = term if prev is None else _plus(prev, term)
         if out:
             tangents[node] = out
     return tangents
@@ -146,7 +192,7 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
         acc = adjoints.setdefault(node, {})
         for k, v in dirs.items():
             prev = acc.get(k)
-            acc[k] = v if prev is None else prev + v
+            acc[k] = v if prev is None else _plus(prev, v)
     pop, get = adjoints.pop, adjoints.get
     for node in reversed(order):
         args = node.args
@@ -157,30 +203,63 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
             continue
         if node.op is IF_ELSE:
             c = args[0]
-            partials = (0.0, None, None)  # routed through the taken branch below
-        else:
-            partials = node.op.deriv(*args, node)
-        for position, (a, p) in enumerate(zip(args, partials)):
-            if a not in active or (p is not None and _is_zero(p)):
+            for position in (1, 2):
+                a = args[position]
+                if a not in active:
+                    continue
+                acc = adjoints.setdefault(a, {})
+                for k, v in bar.items():
+                    term = _select(c, v, ZERO) if position == 1 else _select(c, ZERO, v)
+                    prev = acc.get(k)
+                    acc[k] = term if prev is None else _plus(prev, term)
+            continue
+        partials = node.op.deriv(*args, node)
+        for a, p in zip(args, partials):
+            if a not in active or _is_zero(p):
                 continue
             acc = get(a)
             if acc is None:
-                acc = adjoints[a] = {}
+                adjoints[a] = {k: _scale(p, v) for k, v in bar.items()}
+                continue
             for k, v in bar.items():
-                if p is None:  # if_else branch
-                    term = IF_ELSE_BUILD(c, v, ZERO) if position == 1 else IF_ELSE_BUILD(c, ZERO, v)
-                else:
-                    term = _scale(p, v)
+                term = _scale(p, v)
                 prev = acc.get(k)
-                acc[k] = term if prev is None else prev + term
+                acc[k] = term if prev is None else _plus(prev, term)
     return adjoints
 
 
-def IF_ELSE_BUILD(c: Expr, a: Expr, b: Expr) -> Expr:  # noqa: N802 - reads like the op
-    """``if_else(c, a, b)`` as one graph node (simplified at construction)."""
-    from .expr import apply
+def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
+    """Adjoints of the leaves for the single cotangent 1 on ``f`` (the gradient).
 
-    return apply(IF_ELSE, c, a, b)
+    :func:`reverse_sweep` specialized to one direction (plain Exprs, no dicts).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> f = sg.sin(x) * x
+    >>> str(gradient_sweep(sg.expr.topological([f]), f, {x, sg.sin(x), f})[x])
+    'sin(x) + cos(x) * x'
+    """
+    adjoints: dict[Expr, Expr] = {f: ONE} if f in active else {}
+    pop, get = adjoints.pop, adjoints.get
+    for node in reversed(order):
+        args = node.args
+        if not args:
+            continue
+        bar = pop(node, None)
+        if bar is None:
+            continue
+        if node.op is IF_ELSE:
+            c = args[0]
+            contributions = [(args[1], _select(c, bar, ZERO)), (args[2], _select(c, ZERO, bar))]
+        else:
+            contributions = [(a, _scale(p, bar)) for a, p in zip(args, node.op.deriv(*args, node))
+                             if a in active and not _is_zero(p)]
+        for a, term in contributions:
+            if a not in active:
+                continue
+            prev = get(a)
+            adjoints[a] = term if prev is None else _plus(prev, term)
+    return adjoints
 
 
 # ------------------------------------------------------------- directions
@@ -298,8 +377,8 @@ def grad(f: Any, x: Any):
     in_arr, columns = symbol_columns(x)
     with building():
         order = topological([f])
-        adj = reverse_sweep(order, [(f, {0: ONE})], active_nodes(order, columns))
-        values = [adj.get(s, {}).get(0, ZERO) for s in columns]
+        adj = gradient_sweep(order, f, active_nodes(order, columns))
+        values = [adj.get(s, ZERO) for s in columns]
     return _shape_result(values, in_arr.shape, isinstance(x, Expr))
 
 
@@ -387,8 +466,8 @@ def hessian(f: Any, x: Any, lower: bool = False) -> SparseExpr:
     symbols = list(columns)
     with building():
         order_f = topological([f])
-        adj = reverse_sweep(order_f, [(f, {0: ONE})], active_nodes(order_f, columns))
-        g = [adj.get(s, {}).get(0, ZERO) for s in symbols]
+        adj = gradient_sweep(order_f, f, active_nodes(order_f, columns))
+        g = [adj.get(s, ZERO) for s in symbols]
         del adj, order_f
         order = topological(g)
         pat = symmetric(jacobian_sparsity(g, in_arr, order))

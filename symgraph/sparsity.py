@@ -131,6 +131,17 @@ def _partial_flags(op: Op, args: tuple) -> tuple[bool, ...]:
     return tuple(a.op is not CONST and not _is_zero(p) for a, p in zip(args, partials))
 
 
+def _plain_flags() -> dict[Op, tuple[bool, ...]]:
+    """nonzero_partials of every op on operands that are not constants."""
+    from .ops import OP_LIST
+
+    return {op: _partial_flags(op, tuple(symbol(f"_a{k}") for k in range(op.arity)))
+            for op in OP_LIST if op.arity > 0}
+
+
+_PLAIN_FLAGS = _plain_flags()
+
+
 # --------------------------------------------------- dependency propagation
 _WIDE_BUDGET = 1 << 28  # bits of wide dependency sets kept before unused ones are dropped
 _WIDE = 1 << 12         # a set wider than this many bits counts as wide
@@ -151,43 +162,80 @@ def dependencies(roots: Sequence[Expr], columns: dict[Expr, int],
         order = topological(roots)
     masks: dict[Expr, tuple[int, int]] = {s: (j, 1) for s, j in columns.items()}
     get = masks.get
-    flags_of = _FLAGS.get
+    plain = _PLAIN_FLAGS
     wide_bits, wide = 0, []
     for position, node in enumerate(order):
         args = node.args
         if not args:
             continue
-        op = node.op
-        # inline of nonzero_partials' fast path (no constant operand)
-        flags = flags_of(op)
-        if flags is None or any(a.op is CONST for a in args):
-            flags = nonzero_partials(node)
-        m = None
-        for a, live in zip(args, flags):
-            if live:
-                ma = get(a)
-                if ma is not None:
-                    if m is None or m is ma:
-                        m = ma
-                    else:
-                        l1, b1 = m
-                        l2, b2 = ma
-                        if l1 == l2:
-                            b = b1 | b2
-                            m = m if b == b1 else (ma if b == b2 else (l1, b))
-                        elif l1 < l2:
-                            m = (l1, b1 | (b2 << (l2 - l1)))
-                        else:
-                            m = (l2, b2 | (b1 << (l1 - l2)))
-        if m is not None:
-            masks[node] = m
-            width = m[1].bit_length()
-            if width > _WIDE:
+        if len(args) == 1:  # a unary node never has a constant operand (it would fold)
+            if plain[node.op][0]:
+                m = get(args[0])
+                if m is not None:
+                    masks[node] = m
+            continue
+        if len(args) == 2:
+            a, b = args
+            if a.op is CONST or b.op is CONST:  # one constant operand: the other's set or nothing
+                other = b if a.op is CONST else a
+                m = get(other)
+                if m is not None and nonzero_partials(node)[1 if other is b else 0]:
+                    masks[node] = m
+                continue
+            fa, fb = plain[node.op]
+            m = get(a) if fa else None
+            mb = get(b) if fb else None
+            if mb is None or mb is m:
+                if m is not None:
+                    masks[node] = m
+                continue
+            if m is None:
+                masks[node] = mb
+                continue
+        else:
+            m = None
+            mb = None
+            for a, live in zip(args, nonzero_partials(node)):
+                ma = get(a) if live else None
+                if ma is None:
+                    continue
+                if m is None or m is ma:
+                    m = ma
+                    continue
+                m = _union(m, ma)
+            if m is not None:
+                masks[node] = m
+                if m[1].bit_length() <= _WIDE:
+                    continue
                 wide.append(node)
-                wide_bits += width
-                if wide_bits > _WIDE_BUDGET:
-                    wide_bits, wide = _drop_unused(masks, wide, order, position, roots)
+                wide_bits += m[1].bit_length()
+            continue
+        # union of two distinct sets m, mb (inline: the hot path)
+        l1, b1 = m
+        l2, b2 = mb
+        if l1 == l2:
+            bits = b1 | b2
+            m = m if bits == b1 else (mb if bits == b2 else (l1, bits))
+        elif l1 < l2:
+            m = (l1, b1 | (b2 << (l2 - l1)))
+        else:
+            m = (l2, b2 | (b1 << (l1 - l2)))
+        masks[node] = m
+        width = m[1].bit_length()
+        if width > _WIDE:
+            wide.append(node)
+            wide_bits += width
+            if wide_bits > _WIDE_BUDGET:
+                wide_bits, wide = _drop_unused(masks, wide, order, position, roots)
     return [get(r) if type(r) is Expr else None for r in roots]
+
+
+def _union(m1: tuple[int, int], m2: tuple[int, int]) -> tuple[int, int]:
+    """Union of two dependency sets ``(lo, bits)``."""
+    (l1, b1), (l2, b2) = m1, m2
+    if l1 > l2:
+        (l1, b1), (l2, b2) = (l2, b2), (l1, b1)
+    return (l1, b1 | (b2 << (l2 - l1)))
 
 
 def _drop_unused(masks: dict, wide: list, order: list, position: int, roots: Sequence) -> tuple[int, list]:
