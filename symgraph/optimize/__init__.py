@@ -31,6 +31,8 @@ from .engine import rewrite
 from .report import OptimizeReport
 from .rules import SET_NAMES, Rule, all_rules, rules_for_level, select
 
+LEVEL2_PASSES = 12
+
 __all__ = ["optimize_function", "simplify", "OptimizeReport", "Rule", "all_rules", "select", "SET_NAMES"]
 
 
@@ -55,13 +57,21 @@ def optimize_function(F, level: int = 1, rules: Any = None):
             raise OptimizerOptionError(f"optimization level must be 0, 1 or 2, got {level!r}")
         if level == 0:
             return F
-        chosen = rules_for_level(level)
+        chosen = rules_for_level(1)
     else:
         chosen = select(rules)
     start = time.perf_counter()
     roots = [e for arr in F.outputs for e in arr.reshape(-1)]
     symbol_order = [s for arr in F.inputs for s in arr.reshape(-1)]
     new_roots, counts, passes = rewrite(roots, chosen, symbol_order)
+    if rules is None and level == 2:
+        # Level 2 (reassociation) starts from the level-1 fixed point and is bounded in passes; a
+        # result that did not reach its fixed point is kept only if it has fewer operations.
+        counts1 = counts
+        new_roots2, counts2, passes2 = rewrite(new_roots, all_rules(), symbol_order, max_passes=LEVEL2_PASSES)
+        if passes2 < LEVEL2_PASSES or count_ops(new_roots2) < count_ops(new_roots):
+            new_roots, passes = new_roots2, passes + passes2
+            counts = counts1 + counts2
     outputs, k = [], 0
     for arr, sparsity in zip(F.outputs, F.output_sparsity):
         size = arr.size

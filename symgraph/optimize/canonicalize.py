@@ -67,7 +67,7 @@ def _exact_factor(m: Match) -> bool:
 
 # ------------------------------------------------------------ sums, products
 def _single(node: Expr, ctx) -> bool:
-    return ctx.uses.get(node, 1) == 1
+    return ctx.uses.get(node, 2) == 1  # nodes new in this pass: not known single-use
 
 
 def _is_root(m: Match, inner_ops: tuple) -> bool:
@@ -92,8 +92,8 @@ def _sum_terms(root: Expr, ctx) -> tuple[float, dict]:
             stack += [(n.args[1], -c), (n.args[0], c)]
         elif op is NEG and inside:
             stack.append((n.args[0], -c))
-        elif op is MUL and n.args[0].op is CONST and inside:
-            stack.append((n.args[1], c * n.args[0].data))
+        elif op is MUL and n.args[0].op is CONST and inside and n.args[1].op not in (ADD, SUB, NEG):
+            stack.append((n.args[1], c * n.args[0].data))  # never distributes c over a sum
         else:
             coef[n] = coef.get(n, 0.0) + c
     return total, coef
@@ -209,6 +209,11 @@ RULES = table("canonicalize", [
     rule("neg-const-div", -(C / X), lambda m: -m.c / m.x, "-(c / x) -> (-c) / x; exact"),
     rule("div-neg-num", -X / Y, lambda m: -(m.x / m.y), "(-a) / b -> -(a / b); exact"),
     rule("div-neg-den", X / -Y, lambda m: -(m.x / m.y), "a / (-b) -> -(a / b); exact"),
+    rule("add-neg-multiple", X + C * Y, lambda m: m.x - (-m.c) * m.y,
+         "a + c*b -> a - (-c)*b for c < 0; exact ((-c)*b is -(c*b) exactly); meets a shared (-c)*b",
+         guard=lambda m: m.c < 0),
+    rule("sub-neg-multiple", X - C * Y, lambda m: m.x + (-m.c) * m.y,
+         "a - c*b -> a + (-c)*b for c < 0; exact", guard=lambda m: m.c < 0),
     rule("add-self", X + X, lambda m: 2.0 * m.x, "x + x -> 2 * x; exact (doubling is exact, overflow alike)"),
     rule("mul-self", X * X, lambda m: G.square(m.x), "x * x -> x**2; exact (square is x*x)"),
     rule("mul-const-exact", C1 * (C2 * X), lambda m: (m.c1 * m.c2) * m.x,

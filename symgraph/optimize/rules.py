@@ -146,3 +146,34 @@ def rules_for_level(level: Any) -> list[Rule]:
     if isinstance(level, bool) or not isinstance(level, int) or level not in (1, 2):
         raise OptimizerOptionError(f"optimization level must be 0, 1 or 2, got {level!r}")
     return select("default" if level == 1 else "all")
+
+
+def rules_markdown() -> str:
+    """The rule table as Markdown (docs/rules.md is this text; a test keeps them equal).
+
+    >>> "| `log1p` |" in rules_markdown()
+    True
+    """
+    lines = ["# Optimizer rules", "",
+             "Generated from the rule tables in `symgraph/optimize/` by "
+             "`symgraph.optimize.rules.rules_markdown()`; a test keeps this file in sync.", "",
+             "Levels: `F.optimize(0)` does nothing; `1` (the default) runs every rule marked *default*; "
+             "`2` runs every rule. `sg.simplify(e, rules=...)` takes `\"default\"`, `\"all\"`, set names "
+             "(their default rules) and rule names.", "",
+             "Default rules are IEEE-safe: the same NaN and infinities (with sign) and signed zeros as the "
+             "original, finite values within a few ulps; default `stabilize` rules may in addition replace a "
+             "result that lost all accuracy (cancellation, spurious over/underflow) by the accurate one. "
+             "Rules off by default are identities of real arithmetic that change results on some inputs; "
+             "their conditions say where.", "",
+             "Construction (`sg.apply`, run on every rebuilt node) already folds constants and applies "
+             "`x + 0`, `x * 1`, `x * 0 -> 0`, `0 / x -> 0`, `x ** 0 -> 1`, `-(-x) -> x` and trivial "
+             "`if_else` (see docs/design.md, core).", ""]
+    for set_name in SET_NAMES:
+        lines += [f"## {set_name}", "", "| rule | pattern | default | rewrite and conditions |",
+                  "|---|---|---|---|"]
+        for r in all_rules():
+            if r.set == set_name:
+                doc = r.doc.replace("|", "\\|")
+                lines.append(f"| `{r.name}` | `{r.pattern}` | {'yes' if r.default else 'no'} | {doc} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -28,6 +28,10 @@ def _lse(m):
     return G.fmax(x, y) + G.log1p(G.exp(-G.abs(x - y)))
 
 
+def _nonpos(x) -> bool:
+    return x.op.name == "neg" and nonneg(x.args[0])
+
+
 def _softplus(m):
     x = m.x
     return G.fmax(x, 0.0) + G.log1p(G.exp(-G.abs(x)))
@@ -52,6 +56,6 @@ RULES = table("stabilize", [
          "log(exp(a) + exp(b)) -> fmax(a, b) + log1p(exp(-|a - b|)); no overflow, but nan where a = b = +-inf "
          "and 3 more operations", default=False),
     rule("softplus", P.log1p(P.exp(X)), _softplus,
-         "log1p(exp(x)) -> fmax(x, 0) + log1p(exp(-|x|)); no overflow for large x, 3 more operations",
-         default=False),
+         "log1p(exp(x)) -> fmax(x, 0) + log1p(exp(-|x|)) unless x is structurally <= 0 (-abs(.), ...); "
+         "no overflow for large x, 3 more operations", guard=lambda m: not _nonpos(m.x), default=False),
 ])
