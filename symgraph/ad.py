@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import ShapeError
 from .expr import ADD, CONST, IF_ELSE, MUL, NEG, Expr, _binary, apply, building, const, topological
+from .ops import OP_LIST
 from .sparse import SparseExpr
 from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
                        star_recovery, symbol_columns, symmetric)
@@ -57,6 +58,10 @@ def _add(a: Expr, b: Expr) -> Expr:
 def _neg(a: Expr) -> Expr:
     return apply(NEG, a)
 
+
+# ops whose nodes act as masks in products (see _scale)
+_MASKS = frozenset({IF_ELSE} | {op for op in OP_LIST if op.has("boolean")})
+
 # Direction sets: dict direction -> Expr (zero directions are absent).
 Dirs = dict
 
@@ -72,22 +77,59 @@ def _scale(p: Any, v: Expr) -> Expr:
 
     Products of two constants are folded here in Python floats (IEEE, the
     same result as the op table's numpy folding, without its overhead):
-    unit seeds make them frequent.
+    unit seeds make them frequent.  Selections stay outermost: a factor
+    that is a mask (a 0/1-valued comparison, or ``if_else(c, w, 0)``)
+    turns the product into ``if_else(c, p * w, 0)``, so a derivative that
+    is nan or inf where the mask is 0 (the branch not taken) gives 0, not
+    ``0 * inf = nan``.
     """
     if type(p) is not Expr:
         if p == 1.0:
             return v
         if v.op is CONST:
             return const(p * v.data)
-        if p == -1.0:
-            return _neg(v)
-        return _mul(const(p), v)
-    if v.op is CONST:
+        p = const(p)
+    elif v.op is CONST:
         if p.op is CONST:
             return const(p.data * v.data)
         if v.data == 1.0:
             return p
+    if p.op in _MASKS or v.op in _MASKS:
+        return _masked_product(p, v)
+    if p.op is CONST and p.data == -1.0:
+        return _neg(v)
     return _mul(p, v)
+
+
+def _is_const_zero(e: Expr) -> bool:
+    return e.op is CONST and e.data == 0.0
+
+
+def _masked_product(p: Expr, v: Expr) -> Expr:
+    """``p * v`` with selections and 0/1 comparisons of either factor pulled outside."""
+    masks = []  # (condition, product sits in the then-branch)
+    factors = []
+    for e in (p, v):
+        while True:
+            if e.op is IF_ELSE:
+                c, a, b = e.args
+                if _is_const_zero(b):
+                    masks.append((c, True))
+                    e = a
+                    continue
+                if _is_const_zero(a):
+                    masks.append((c, False))
+                    e = b
+                    continue
+            elif e.op.has("boolean"):
+                masks.append((e, True))
+                e = ONE
+            break
+        factors.append(e)
+    term = _scale(factors[0], factors[1])
+    for c, then in reversed(masks):
+        term = _select(c, term, ZERO) if then else _select(c, ZERO, term)
+    return term
 
 
 def _plus(a: Expr, b: Expr) -> Expr:
