@@ -72,6 +72,7 @@ def optimize_function(F, level: int = 1, rules: Any = None):
         if passes2 < LEVEL2_PASSES or count_ops(new_roots2) < count_ops(new_roots):
             new_roots, passes = new_roots2, passes + passes2
             counts = counts1 + counts2
+    rewrite_seconds = time.perf_counter() - start
     outputs, k = [], 0
     for arr, sparsity in zip(F.outputs, F.output_sparsity):
         size = arr.size
@@ -85,7 +86,7 @@ def optimize_function(F, level: int = 1, rules: Any = None):
             outputs.append(SparseExpr(rows, cols, values, shape))
     G = Function(F.name, list(F.inputs), outputs, input_names=F.input_names, output_names=F.output_names)
     G.optimize_report = OptimizeReport(F.name, level if rules is None else None, F.n_ops, G.n_ops,
-                                       dict(counts), passes, time.perf_counter() - start)
+                                       dict(counts), passes, time.perf_counter() - start, rewrite_seconds)
     return G
 
 

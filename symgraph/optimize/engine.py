@@ -126,18 +126,20 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
             else:
                 order = pending(roots, normal)
             new: dict[Expr, Expr] = {}
+            new_get = new.get
             for node in order:
                 args = node.args
                 if not args or node in normal:
                     new[node] = node
                     continue
-                nargs = [new.get(a, a) for a in args]  # operands not walked are normal
-                changed = False
-                for a, b in zip(args, nargs):
-                    if a is not b:
-                        changed = True
-                        break
-                rebuilt = apply(node.op, *nargs) if changed else node
+                if len(args) == 2:  # the common case, unrolled
+                    a0, a1 = args
+                    b0, b1 = new_get(a0, a0), new_get(a1, a1)  # operands not walked are normal
+                    rebuilt = node if (b0 is a0 and b1 is a1) else apply(node.op, b0, b1)
+                else:
+                    nargs = [new_get(a, a) for a in args]
+                    changed = any(a is not b for a, b in zip(args, nargs))
+                    rebuilt = apply(node.op, *nargs) if changed else node
                 rargs = rebuilt.args
                 if not rargs:
                     result = rebuilt
