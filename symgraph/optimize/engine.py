@@ -67,17 +67,19 @@ class Dispatch:
         return found
 
 
-def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter) -> Expr:
+def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
+                cands: list | None = None) -> Expr:
     """Rewrite at ``node`` (its operands are taken as already rewritten) until no rule fires.
 
     A rule applies with the first of its variants that matches; then its
-    guard must hold and its replacement must be a different node.
+    guard must hold and its replacement must be a different node.  ``cands``
+    are the candidates of ``node`` if the caller has them.
     """
     for _ in range(MAX_FIRINGS_PER_NODE):
         if not node.args:
             return node
         ctx.current = node
-        for r, matchers in dispatch.candidates(node):
+        for r, matchers in (cands if cands is not None else dispatch.candidates(node)):
             for fn in matchers:
                 m = fn(node, ctx)
                 if m is not None:
@@ -94,10 +96,30 @@ def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter) -
             if out is not node:
                 counts[r.name] += 1
                 node = out
+                cands = None
                 break
         else:
             return node
     return node
+
+
+_DISPATCH: dict[tuple, Dispatch] = {}
+
+
+def dispatch_for(rules: Sequence[Rule]) -> Dispatch:
+    """The (cached) :class:`Dispatch` of a rule list: patterns are compiled once per list.
+
+    >>> from symgraph.optimize.rules import select
+    >>> dispatch_for(select()) is dispatch_for(select())
+    True
+    """
+    key = tuple(id(r) for r in rules)
+    found = _DISPATCH.get(key)
+    if found is None or [id(r) for r in found.rules] != list(key):
+        if len(_DISPATCH) > 32:
+            _DISPATCH.clear()
+        found = _DISPATCH[key] = Dispatch(rules)
+    return found
 
 
 def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable[Expr] = (),
@@ -110,7 +132,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     operand sorting is deterministic.
     """
     roots = list(roots)
-    dispatch = Dispatch(rules)
+    dispatch = dispatch_for(rules)
     ctx = Context(symbol_order)
     whole_graph = any(r.needs_uses for r in dispatch.rules)
     cache = dispatch.cache
@@ -144,12 +166,18 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 if not rargs:
                     result = rebuilt
                 else:
-                    key = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
-                    if not cache.get(key, True):  # known: no rule can match this shape
+                    if len(rargs) == 2:
+                        key = (rebuilt.op.code, rargs[0].op.code, rargs[1].op.code)
+                    else:
+                        key = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
+                    cands = cache.get(key)
+                    if cands is None:
+                        cands = dispatch.candidates(rebuilt)
+                    if not cands:  # no rule can match this shape
                         result = rebuilt
                     else:
                         ctx.node = node
-                        result = apply_rules(rebuilt, dispatch, ctx, counts)
+                        result = apply_rules(rebuilt, dispatch, ctx, counts, cands)
                 if result is node:
                     normal.add(node)
                 new[node] = result
