@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .expr import ADD, CONST, IF_ELSE, MUL, NEG, Expr, _binary, apply, building, const, topological
+from .expr import ADD, CONST, IF_ELSE, MUL, NEG, SUB, Expr, _binary, apply, building, const, topological
 from .ops import OP_LIST
 from .sparse import SparseExpr
 from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
@@ -94,10 +94,18 @@ def _scale(p: Any, v: Expr) -> Expr:
             return const(p.data * v.data)
         if v.data == 1.0:
             return p
+        p, v = v, p  # the constant first
     if p.op in _MASKS or v.op in _MASKS:
         return _masked_product(p, v)
-    if p.op is CONST and p.data == -1.0:
-        return _neg(v)
+    if p.op is CONST:
+        c = p.data
+        if c == -1.0:
+            return _neg(v)
+        vop = v.op
+        if vop is MUL and v.args[0].op is CONST:  # c * (d * w) -> (c*d) * w, as CasADi
+            return _mul(const(c * v.args[0].data), v.args[1])
+        if vop is NEG:  # c * -w -> (-c) * w
+            return _mul(const(-c), v.args[0])
     return _mul(p, v)
 
 
@@ -133,9 +141,13 @@ def _masked_product(p: Expr, v: Expr) -> Expr:
 
 
 def _plus(a: Expr, b: Expr) -> Expr:
-    """``a + b``, folding two constants in Python floats."""
+    """``a + b``, folding two constants in Python floats, ``a + -w`` as ``a - w``."""
     if a.op is CONST and b.op is CONST:
         return const(a.data + b.data)
+    if b.op is NEG:  # a + -w -> a - w, as CasADi
+        return _binary(SUB, a, b.args[0])
+    if a.op is NEG:
+        return _binary(SUB, b, a.args[0])
     return _add(a, b)
 
 
