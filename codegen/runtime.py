@@ -1,0 +1,365 @@
+"""CompiledFunction: a Function compiled to C, called like the Function itself.
+
+``F.compile(**options)`` optimizes ``F`` (``optimize=1``; 0 disables),
+generates C (:mod:`codegen.c99`), builds and loads it (:mod:`codegen.build`,
+cached on disk) and returns a :class:`CompiledFunction`.  Calls check the
+argument count, shapes and dtypes before entering C (the same checks as the
+VM; complex input is refused: use the VM for complex step), so bad input
+never reaches C.  Each thread gets its own input, output and work buffers,
+so calls are thread safe (and run without the GIL).
+
+>>> import numpy as np, symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> F = sg.Function("f", [x], [x * 2, x[0] * x[1]])
+>>> C = F.compile()
+>>> C(np.array([1.0, 3.0]))
+(array([2., 6.]), np.float64(3.0))
+>>> C.batch(np.array([[1.0, 2.0], [3.0, 4.0]]))[1]
+array([ 2., 12.])
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from symgraph.errors import (ArgumentCountError, BackendWarning, CompileError, CompilerNotFoundError,
+                             DTypeError, ShapeError)
+from symgraph.function import check_argument
+
+from . import build as _build
+from .c99 import DEFAULT_CHUNK, program, single_file, translation_units
+
+TCC_THRESHOLD = 400_000  # instructions above which the default compiler switches to tcc (auto_tcc)
+MIN_PARTS_PER_UNIT = 2  # split into several C files only when each gets at least this many parts
+_F64 = np.dtype(np.float64)
+
+
+def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, flags: Sequence[str] | None = None,
+                     jobs: int | None = None, chunk_size: int = DEFAULT_CHUNK, cache_dir: str | None = None,
+                     auto_tcc: bool = True, tcc_threshold: int = TCC_THRESHOLD,
+                     name: str | None = None) -> "CompiledFunction":
+    """Compile ``F`` to C and load it.
+
+    Args:
+        F: the :class:`symgraph.Function`.
+        optimize: optimizer level applied first (``F.optimize(level)``); 0 compiles ``F`` as is.
+        compiler: ``"cc"``, ``"gcc"``, ``"clang"``, ``"tcc"`` or a path; default: the first
+            of cc, gcc, clang on PATH (tcc for very large code, see ``auto_tcc``).
+        flags: compiler flags, default ``("-O2",)`` (e.g. ``("-O3", "-march=native")``).
+        jobs: parallel compiler processes for large code (default: CPU count).
+        chunk_size: instructions per generated C function.
+        cache_dir: cache directory (default ``$SYMGRAPH_CACHE_DIR`` or ``~/.cache/symgraph``).
+        auto_tcc: with no explicit ``compiler``, compile programs of more than
+            ``tcc_threshold`` instructions with tcc when it is installed (fast build,
+            slower code), with a :class:`~symgraph.errors.BackendWarning` saying so.
+        name: C name prefix (default ``F.name``, sanitized).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> C = sg.Function("sq", [x], [x * x]).compile(optimize=0)
+    >>> float(C(3.0)), C.work_size
+    (9.0, 0)
+    """
+    if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
+        raise CompileError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
+    G = F.optimize(optimize) if optimize else F
+    cc = _choose_compiler(G, compiler, auto_tcc, tcc_threshold)
+    prog = program(G, name, chunk_size)
+    jobs = max(1, jobs or _build.os.cpu_count() or 1)
+    n_units = 1 if cc.family == "tcc" else max(1, min(jobs, len(prog.parts) // MIN_PARTS_PER_UNIT))
+    units = translation_units(prog, G, n_units)
+    library = _build.build(units, prog.cdef, cc, flags, jobs, cache_dir)
+    return CompiledFunction(F, G, prog, library, tuple(_build.DEFAULT_FLAGS if flags is None else flags))
+
+
+def _choose_compiler(G: Any, compiler: str | None, auto_tcc: bool, threshold: int) -> _build.Compiler:
+    if compiler is not None:
+        return _build.find_compiler(compiler)
+    if auto_tcc and G.n_ops > threshold:
+        try:
+            tcc = _build.find_compiler("tcc")
+        except CompilerNotFoundError:
+            tcc = None
+        if tcc is not None:
+            warnings.warn(f"{G.name} has {G.n_ops} operations (more than tcc_threshold={threshold}): "
+                          "compiling with tcc, which builds in a fraction of the time but whose code runs "
+                          "about 3-4x slower; pass compiler='cc' (or auto_tcc=False) to use the optimizing "
+                          "compiler", BackendWarning, stacklevel=4)
+            return tcc
+    return _build.find_compiler(None)
+
+
+class _State:
+    """One thread's buffers: inputs, outputs and work memory, with the C pointer arrays."""
+
+    __slots__ = ("inbuf", "invals", "inviews", "argp", "outbuf", "outvals", "outviews", "resp", "w")
+
+
+class CompiledFunction:
+    """A Function compiled to C: ``C(*args, out=None)`` and ``C.batch(*args)`` like ``F``.
+
+    Attributes:
+        function: the original Function (names, shapes, VM).
+        compiled: the (optimized) Function the C code was generated from.
+        library: the :class:`codegen.build.Library` (path, cache key, whether it was a cache hit).
+        flags: the compiler flags used.
+        work_size: doubles of work memory per call.
+    """
+
+    def __init__(self, F: Any, G: Any, prog: Any, library: Any, flags: tuple) -> None:
+        self.function = F
+        self.compiled = G
+        self.library = library
+        self.flags = flags
+        self.work_size = prog.work_size
+        self._program = prog
+        self.name = F.name
+        self._fn = getattr(library.lib, prog.name)
+        self._batch_fn = getattr(library.lib, prog.name + "_batch")
+        self._ffi = library.ffi
+        self._local = threading.local()
+        shapes = F.input_shapes
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
+        # per input: (index, shape, offset, scalar?)
+        self._inputs = tuple((k, shapes[k], offsets[k], shapes[k] == ()) for k in range(F.n_in))
+        self._in_sizes = sizes
+        self._in_offsets = offsets
+        self._n_in = F.n_in
+        out_sizes = [int(np.prod(s, dtype=np.int64)) if sp is None else len(sp[0])
+                     for s, sp in zip(F.output_shapes, F.output_sparsity)]
+        self._out_sizes = out_sizes
+        self._out_offsets = np.concatenate([[0], np.cumsum(out_sizes, dtype=np.int64)]).tolist()
+        self._sparse = [None if sp is None else _csc_pattern(sp) for sp in F.output_sparsity]
+        # per output: (kind, offset, shape, sparse pattern); kind 0 scalar, 1 dense array, 2 sparse
+        self._outputs = tuple((0 if sp is None and s == () else 1 if sp is None else 2,
+                               self._out_offsets[k], s, self._sparse[k])
+                              for k, (s, sp) in enumerate(zip(F.output_shapes, F.output_sparsity)))
+        self._single = F.n_out == 1
+        self._fast = self._make_fast()
+
+    # ------------------------------------------------------------ metadata
+    @property
+    def source(self) -> str:
+        """The C source (one file) of the compiled Function."""
+        return single_file(self._program, self.compiled)
+
+    @property
+    def cache_hit(self) -> bool:
+        """True when loading needed no compiler run."""
+        return self.library.cache_hit
+
+    @property
+    def compiler(self) -> str:
+        """Path of the compiler that built the library."""
+        return self.library.compiler.path if self.library.compiler else "?"
+
+    def __repr__(self) -> str:
+        return f"Compiled{self.function!r}"
+
+    # ------------------------------------------------------------ buffers
+    def _new_state(self) -> _State:
+        ffi = self._ffi
+        st = _State()
+        st.inbuf = ffi.new("double[]", max(1, self._in_offsets[-1]))
+        st.invals = np.frombuffer(ffi.buffer(st.inbuf), dtype=np.float64)
+        st.inviews = [st.invals[off:off + size].reshape(shape)
+                      for (_, shape, off, _), size in zip(self._inputs, self._in_sizes)]
+        st.argp = ffi.new("double *[]", max(1, self._n_in))
+        for k, off in enumerate(self._in_offsets[:-1]):
+            st.argp[k] = st.inbuf + off
+        st.outbuf = ffi.new("double[]", max(1, self._out_offsets[-1]))
+        st.outvals = np.frombuffer(ffi.buffer(st.outbuf), dtype=np.float64)
+        st.outviews = []
+        for kind, off, shape, _ in self._outputs:
+            size = self._out_sizes[len(st.outviews)]
+            view = st.outvals[off:off + size]
+            st.outviews.append(view.reshape(shape) if kind != 2 else view)
+        st.resp = ffi.new("double *[]", max(1, len(self._outputs)))
+        for k, off in enumerate(self._out_offsets[:-1]):
+            st.resp[k] = st.outbuf + off
+        st.w = ffi.new("double[]", max(1, self.work_size))
+        self._local.state = st
+        return st
+
+    # ------------------------------------------------------------ calls
+    def __call__(self, *args: Any, out: Any = None):
+        """Evaluate at one point; ``out`` optionally receives the outputs (see :meth:`_fill_out`)."""
+        if out is None:
+            return self._fast(args)
+        return self._fill_out(self._run(args), out)
+
+    def _run(self, args: tuple) -> _State:
+        """Check and copy the arguments into this thread's buffers and run the C code."""
+        if len(args) != self._n_in:
+            self._count_error(args)
+        try:
+            st = self._local.state
+        except AttributeError:
+            st = self._new_state()
+        inbuf = st.inbuf
+        for value, (k, shape, off, scalar) in zip(args, self._inputs):
+            kind = type(value)
+            if scalar and (kind is float or kind is np.float64):
+                inbuf[off] = value
+            elif kind is np.ndarray and value.dtype is _F64 and value.shape == shape:
+                st.inviews[k][...] = value
+            else:
+                st.inviews[k][...] = self._checked(k, value, shape, False)
+        self._fn(st.argp, st.resp, st.w)
+        return st
+
+    def _count_error(self, args: tuple):
+        raise ArgumentCountError(f"{self.name} takes {self._n_in} argument(s) "
+                                 f"({', '.join(self.function.input_names)}), got {len(args)}")
+
+    def _make_fast(self):
+        """A call path specialized to this Function's inputs and outputs (unrolled, no loops).
+
+        Only integers and names of local variables enter the generated Python;
+        no user-supplied text does.
+        """
+        if self._n_in > 64 or len(self._outputs) > 64:
+            def generic(args):
+                st = self._run(args)
+                return self._results(st)
+            return generic
+        lines = ["def fast(args):",
+                 f"    if len(args) != {self._n_in}: count_error(args)",
+                 "    try:", "        st = local.state", "    except AttributeError:", "        st = new_state()",
+                 "    b = st.inbuf", "    iv = st.inviews"]
+        for k, shape, off, scalar in self._inputs:
+            lines.append(f"    v = args[{k}]")
+            if scalar:
+                lines += ["    t = type(v)", "    if t is float or t is F64S:", f"        b[{off}] = v"]
+            else:
+                lines += [f"    if type(v) is ndarray and v.dtype is F64 and v.shape == shapes[{k}]:",
+                          f"        iv[{k}][...] = v"]
+            lines += ["    else:", f"        iv[{k}][...] = checked({k}, v, shapes[{k}], False)"]
+        lines += ["    fn(st.argp, st.resp, st.w)", "    o = st.outvals", "    ov = st.outviews"]
+        items = []
+        for k, (kind, off, _, _) in enumerate(self._outputs):
+            items.append(f"o[{off}]" if kind == 0 else f"ov[{k}].copy()" if kind == 1
+                         else f"to_csc(ov[{k}].copy(), patterns[{k}])")
+        lines.append(f"    return {items[0]}" if self._single else f"    return ({', '.join(items)},)")
+        namespace = {"count_error": self._count_error, "local": self._local, "new_state": self._new_state,
+                     "F64S": np.float64, "F64": _F64, "ndarray": np.ndarray, "fn": self._fn,
+                     "checked": self._checked, "shapes": [s for _, s, _, _ in self._inputs],
+                     "to_csc": _to_csc, "patterns": self._sparse}
+        exec(compile("\n".join(lines), f"<compiled {self._program.name}>", "exec"), namespace)
+        return namespace["fast"]
+
+    def _results(self, st: _State):
+        results = []
+        for k, (kind, off, shape, pattern) in enumerate(self._outputs):
+            if kind == 0:
+                results.append(st.outvals[off])
+            elif kind == 1:
+                results.append(st.outviews[k].copy())
+            else:
+                results.append(_to_csc(st.outviews[k].copy(), pattern))
+        return results[0] if self._single else tuple(results)
+
+    def _checked(self, k: int, value: Any, shape: tuple, batch: bool) -> np.ndarray:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
+            value = float(value)
+        arr = check_argument(self.function, k, value, shape, batch)
+        if arr.dtype.kind == "c":
+            raise DTypeError(f"{self.name}: argument {k} ({self.function.input_names[k]!r}) is complex; "
+                             "compiled functions evaluate float64 only; use the VM, F(...), for complex step")
+        return arr
+
+    def _fill_out(self, st: _State, out: Any):
+        """Copy the results into ``out``: an array for one output, else a sequence with one per output.
+
+        A dense output takes a float64 array of the output's shape; a sparse
+        output a float64 array of its nonzeros (CSC order) or a ``csc_matrix``
+        with the same pattern, whose ``data`` is filled.  Entries may be None.
+        """
+        outs = [out] if self._single else out
+        if self._single and isinstance(out, (list, tuple)):
+            outs = out
+        if not isinstance(outs, (list, tuple)) or len(outs) != len(self._outputs):
+            raise ArgumentCountError(f"{self.name}: out= must hold {len(self._outputs)} array(s) "
+                                     f"(one per output, None to allocate), got {type(out).__name__}")
+        results = []
+        for k, (target, (kind, off, shape, pattern)) in enumerate(zip(outs, self._outputs)):
+            values = st.outviews[k]
+            if target is None:
+                results.append(st.outvals[off] if kind == 0 else values.copy() if kind == 1
+                               else _to_csc(values.copy(), pattern))
+                continue
+            label = f"{self.name}: out[{k}] ({self.function.output_names[k]!r})"
+            if kind == 2 and hasattr(target, "tocsc"):
+                if target.format != "csc" or target.nnz != len(values) or target.shape != shape \
+                        or target.data.dtype != _F64:
+                    raise ShapeError(f"{label}: expected a float64 csc_matrix of shape {shape} with "
+                                     f"{len(values)} stored entries, got {target!r}")
+                target.data[...] = values
+                results.append(target)
+                continue
+            want = values.shape
+            if not isinstance(target, np.ndarray) or target.dtype != _F64 or not target.flags.writeable:
+                raise DTypeError(f"{label}: expected a writeable float64 numpy array, got "
+                                 f"{type(target).__name__}{'' if not isinstance(target, np.ndarray) else ' of dtype ' + str(target.dtype)}")
+            if target.shape != want:
+                raise ShapeError(f"{label}: expected shape {want}, got {target.shape}")
+            target[...] = values
+            results.append(target)
+        return results[0] if self._single else tuple(results)
+
+    def batch(self, *args: Any):
+        """Evaluate N points at once (arguments with a leading axis of length N), in one C call.
+
+        Returns arrays of shape ``(N,) + shape`` (a list of N ``csc_matrix`` for sparse outputs).
+        """
+        F = self.function
+        if len(args) != self._n_in:
+            raise ArgumentCountError(f"{self.name} takes {self._n_in} argument(s) "
+                                     f"({', '.join(F.input_names)}), got {len(args)}")
+        arrays, n = [], None
+        for k, (value, shape) in enumerate(zip(args, F.input_shapes)):
+            arr = self._checked(k, value, shape, True)
+            if n is not None and arr.shape[0] != n:
+                raise ShapeError(f"{self.name}: argument {k} ({F.input_names[k]!r}) has {arr.shape[0]} "
+                                 f"points, but earlier arguments have {n}")
+            n = arr.shape[0]
+            arrays.append(np.ascontiguousarray(arr, dtype=np.float64))
+        n = 1 if n is None else n
+        outs = [np.empty((n, size), dtype=np.float64) for size in self._out_sizes]
+        if n:
+            ffi = self._ffi
+            keep = [ffi.from_buffer("double[]", a) for a in arrays]
+            keep_out = [ffi.from_buffer("double[]", o) for o in outs]
+            argp = ffi.new("double *[]", max(1, len(keep)))
+            resp = ffi.new("double *[]", max(1, len(keep_out)))
+            for k, buf in enumerate(keep):
+                argp[k] = buf
+            for k, buf in enumerate(keep_out):
+                resp[k] = buf
+            w = ffi.new("double[]", max(1, self.work_size))
+            self._batch_fn(n, argp, resp, w)
+        results = []
+        for (kind, _, shape, pattern), values in zip(self._outputs, outs):
+            results.append(values.reshape((n,) + shape) if kind != 2 else [_to_csc(row.copy(), pattern) for row in values])
+        return results[0] if self._single else tuple(results)
+
+
+def _csc_pattern(sparsity) -> tuple:
+    """``(indices, indptr, shape)`` of a sparse output in compressed-column order."""
+    rows, cols, shape = sparsity
+    perm = np.lexsort((rows, cols))
+    index_dtype = np.int32 if max(shape) < 2**31 - 1 and len(rows) < 2**31 - 1 else np.int64
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))]).astype(index_dtype)
+    return rows[perm].astype(index_dtype), indptr, shape
+
+
+def _to_csc(data: np.ndarray, pattern: tuple):
+    import scipy.sparse as sp
+
+    indices, indptr, shape = pattern
+    return sp.csc_matrix((data, indices.copy(), indptr.copy()), shape=shape)
