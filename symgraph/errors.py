@@ -74,11 +74,3 @@ class CompilerNotFoundError(CompileError):
 
 class BackendWarning(UserWarning):
     """A note from the C backend: a fallback was taken (cache dir, compiler choice)."""
-
-
-class CompilerNotFoundError(CompileError):
-    """No usable C compiler was found (the numpy VM still works without one)."""
-
-
-class BackendWarning(UserWarning):
-    """A note from the C backend: a fallback was taken (cache dir, compiler choice)."""
