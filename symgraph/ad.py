@@ -184,6 +184,21 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
                 continue
             tangents[node] = {k: _scale(p, v) for k, v in t.items()}
             continue
+        if len(args) == 2:  # the common case, unrolled
+            a, b = args
+            ta, tb = get(a), get(b)
+            if ta is None and tb is None:
+                continue
+            pa, pb = node.op.deriv(a, b, node)
+            out = {} if ta is None or _is_zero(pa) else {k: _scale(pa, v) for k, v in ta.items()}
+            if tb is not None and not _is_zero(pb):
+                for k, v in tb.items():
+                    term = _scale(pb, v)
+                    prev = out.get(k)
+                    out[k] = term if prev is None else _plus(prev, term)
+            if out:
+                tangents[node] = out
+            continue
         ts = [get(a) for a in args]
         if not any(ts):
             continue
@@ -472,9 +487,12 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
         order = topological(roots)
         pat = jacobian_sparsity(roots, in_arr, order)
         fwd = column_coloring(pat) if mode != "reverse" else None
-        rev = row_coloring(pat) if mode != "forward" else None
+        # a row coloring needs at least as many colors as the longest column has nonzeros
+        longest_column = int(np.bincount(pat.cols, minlength=1).max())
+        skip_reverse = mode == "forward" or (mode == "auto" and _colors(fwd) <= longest_column)
+        rev = row_coloring(pat) if not skip_reverse else None
         if mode == "auto":
-            mode = "forward" if _colors(fwd) <= _colors(rev) else "reverse"
+            mode = "forward" if rev is None or _colors(fwd) <= _colors(rev) else "reverse"
         symbols = list(columns)
         rows, cols = pat.rows.tolist(), pat.cols.tolist()
         if mode == "forward":
