@@ -180,6 +180,16 @@ def _np_atan2(y, x):
     return np.arctan2(yr, xr) + np.where(np.abs(xr) >= np.abs(yr), along_x, along_y)
 
 
+def _np_pow(a, b):
+    # numpy turns a scalar exponent of 0.5 into sqrt (pow(-0.0, .5) = -0.0,
+    # pow(-inf, .5) = nan); C's pow gives +0.0 and +inf.  A materialized
+    # exponent array keeps numpy on its true pow loop, which matches C.
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    if not shape:
+        return np.power(np.array([a]), np.array([b]))[0]
+    return np.power(a, np.array(np.broadcast_to(b, shape)))
+
+
 def _np_floor(x):
     return np.floor(_re(x))
 
@@ -290,7 +300,7 @@ def _table() -> list[Op]:
            infix="/", prec=2, props=_EXACT, identity=1.0, doc="a / b; IEEE inf/nan at b == 0"),
         Op("neg", 1, np.negative, "-{0}", lambda a, r: (-1.0,), lambda sp, a: -a,
            infix="-", prec=3, props=_EXACT, doc="-a"),
-        Op("pow", 2, np.power, "pow({0}, {1})",
+        Op("pow", 2, _np_pow, "pow({0}, {1})",
            lambda a, b, r: (b * pow_(a, b - 1.0), log(a) * r), lambda sp, a, b: a**b,
            infix="**", prec=4, doc="a ** b for real b; nan for a < 0 and non-integer b"),
         Op("powi", 2, _np_powi, None,
