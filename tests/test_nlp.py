@@ -128,13 +128,24 @@ def test_hs071_with_ipopt():
 
 
 @needs_ipopt
-def test_parameter_change_moves_solution():
+def test_parameter_change_moves_solution_without_recompiling():
+    from codegen.build import STATS
+
     x, p = sg.symbols("x", 2), sg.symbols("p", 2)
-    nlp = sg.NLP(x=x, f=(x[0] - p[0]) ** 2 + (x[1] - p[1]) ** 2, g=x[0] + x[1], p=p, jit=False)
+    nlp = sg.NLP(x=x, f=(x[0] - p[0]) ** 2 + (x[1] - p[1]) ** 2 + sg.exp(x[0] - x[1]), g=x[0] + x[1], p=p)
+    compiles = STATS["compiles"]
     a = nlp.solve_ipopt([0.0, 0.0], p=[1.0, 0.0])
     b = nlp.solve_ipopt([0.0, 0.0], p=[3.0, -1.0])
-    np.testing.assert_allclose(a.x, [0.5, -0.5], atol=1e-8)
-    np.testing.assert_allclose(b.x, [2.0, -2.0], atol=1e-8)
+    assert STATS["compiles"] == compiles, "a parameter change must not run the compiler"
+    # optimum on x0 + x1 = 0: x = (t, -t) with 2(t - p0) + 2(t + p1) + 2 exp(2t) = 0
+    for sol, (p0, p1) in ((a, (1.0, 0.0)), (b, (3.0, -1.0))):
+        t = sol.x[0]
+        assert sol.x[1] == pytest.approx(-t, abs=1e-9)
+        assert 2 * (t - p0) + 2 * (t + p1) + 2 * np.exp(2 * t) == pytest.approx(0.0, abs=1e-7)
+    assert a.x[0] != pytest.approx(b.x[0], abs=1e-3)
+    again = sg.NLP(x=x, f=(x[0] - p[0]) ** 2 + (x[1] - p[1]) ** 2 + sg.exp(x[0] - x[1]), g=x[0] + x[1], p=p)
+    assert STATS["compiles"] == compiles, "the same NLP again is a cache hit"
+    np.testing.assert_allclose(again.solve_ipopt([0.0, 0.0], p=[3.0, -1.0]).x, b.x, rtol=1e-12)
 
 
 def test_bad_input():
