@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import find, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import symgraph as sg
 from symgraph.expr import topological
@@ -423,8 +423,15 @@ def _biased(op):
 def test_random_graphs_reach_the_op(name):
     """The graphs of the property below do contain nodes of the op they are about."""
     op = OPS[name]
-    find(_biased(op), lambda g: any(n.op is op for n in topological(g.outputs)),
-         settings=settings(max_examples=200, database=None))
+    seen = []
+
+    @settings(max_examples=12, database=None)
+    @given(_biased(op))
+    def probe(graph):
+        seen.append(any(n.op is op for n in topological(graph.outputs)))
+
+    probe()
+    assert sum(seen) >= 3, f"{name}: in {sum(seen)} of {len(seen)} graphs"
 
 
 @pytest.mark.parametrize("name", [op.name for op in OPERATIONS])
