@@ -230,7 +230,14 @@ def active_nodes(order: list[Expr], symbols) -> set:
     >>> len(active_nodes(sg.expr.topological([x * y, y + 1]), [x]))
     2
     """
-    active = set(symbols)
+    symbols = set(symbols)
+    leaves = [node for node in order if not node.args]
+    if all(node.op is CONST or node in symbols for node in leaves):
+        # no other free symbol: every node but the constants depends on the inputs
+        active = set(order)
+        active.difference_update([node for node in leaves if node.op is CONST])
+        return active | symbols
+    active = symbols
     add = active.add
     for node in order:
         for a in node.args:
