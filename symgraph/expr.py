@@ -675,6 +675,10 @@ def _wrap(child: Expr, need: int, strict: bool = False) -> list:
     return ["(", child, ")"] if p < need or (strict and p == need) else [child]
 
 
+# Ops printed under their sg builder name, so printed text reads back as Python.
+_CALL_NAME = {"not": "logical_not", "and": "logical_and", "or": "logical_or"}
+
+
 def _pieces(node: Expr) -> list:
     """The text of ``node`` as strings and operand nodes still to print."""
     op = node.op
@@ -686,7 +690,7 @@ def _pieces(node: Expr) -> list:
     if op.name == "square":
         return _wrap(args[0], 5) + ["**2"]
     if op.infix is None:
-        pieces: list = [op.name + "("]
+        pieces: list = [_CALL_NAME.get(op.name, op.name) + "("]
         for k, a in enumerate(args):
             pieces += [", ", a] if k else [a]
         return pieces + [")"]

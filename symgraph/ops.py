@@ -101,7 +101,7 @@ def _g(name: str) -> Callable[..., Any]:
 
 
 sqrt, exp, log, cos, sin, cosh, sinh = map(_g, ("sqrt", "exp", "log", "cos", "sin", "cosh", "sinh"))
-square, powi, pow_, sign, floor, absval = map(_g, ("square", "powi", "pow", "sign", "floor", "abs"))
+square, powi, pow_, sign = map(_g, ("square", "powi", "pow", "sign"))
 le, ge, lnot, if_else = map(_g, ("le", "ge", "not", "if_else"))
 
 
@@ -278,10 +278,6 @@ _BOOL = frozenset({"flat", "boolean", "exact"})
 _CA = frozenset({"commutative", "associative", "exact"})
 
 
-def _trunc(q):
-    return sign(q) * floor(absval(q))
-
-
 def _table() -> list[Op]:
     """The ops in a fixed order (their index is their opcode on a Tape)."""
     leaf = frozenset({"leaf"})
@@ -359,13 +355,16 @@ def _table() -> list[Op]:
         Op("ceil", 1, _np_ceil, "ceil({0})", lambda a, r: (0.0,), lambda sp, a: sp.ceiling(a),
            props=frozenset({"flat", "exact"}), doc="derivative 0 (also at the jumps)"),
         Op("fmin", 2, _np_fmin, "fmin({0}, {1})", lambda a, b, r: (le(a, b), lnot(le(a, b))),
-           lambda sp, a, b: sp.Min(a, b), props=frozenset({"commutative", "exact"}),
-           doc="minimum ignoring a nan operand (C fmin); the first operand wins ties in derivatives"),
+           lambda sp, a, b: sp.Min(a, b), props=_EXACT,
+           doc="minimum ignoring a nan operand (C fmin); the first operand wins ties in derivatives "
+               "(not marked commutative: reordering would change ties and the sign of a zero result)"),
         Op("fmax", 2, _np_fmax, "fmax({0}, {1})", lambda a, b, r: (ge(a, b), lnot(ge(a, b))),
-           lambda sp, a, b: sp.Max(a, b), props=frozenset({"commutative", "exact"}),
-           doc="maximum ignoring a nan operand (C fmax); the first operand wins ties in derivatives"),
-        Op("fmod", 2, _np_fmod, "fmod({0}, {1})", lambda a, b, r: (1.0, -_trunc(a / b)), _sp_fmod,
-           props=_EXACT, doc="C fmod: a - trunc(a/b)*b, sign of a; nan for b == 0"),
+           lambda sp, a, b: sp.Max(a, b), props=_EXACT,
+           doc="maximum ignoring a nan operand (C fmax); the first operand wins ties in derivatives "
+               "(not marked commutative, as fmin)"),
+        Op("fmod", 2, _np_fmod, "fmod({0}, {1})", lambda a, b, r: (1.0, (r - a) / b), _sp_fmod,
+           props=_EXACT, doc="C fmod: a - trunc(a/b)*b, sign of a; nan for b == 0; d/db = -(a - r)/b, "
+                             "the exact integer quotient (a rounded a/b can be off by one)"),
         Op("hypot", 2, _np_hypot, "hypot({0}, {1})", lambda a, b, r: (a / r, b / r),
            _sp_cfun("hypot"), props=frozenset({"commutative"}),
            doc="sqrt(a*a + b*b) without overflow; derivative nan at the origin"),
