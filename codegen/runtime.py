@@ -20,6 +20,7 @@ array([ 2., 12.])
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import Any, Sequence
@@ -69,7 +70,7 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
     G = F.optimize(optimize) if optimize else F
     cc = _choose_compiler(G, compiler, auto_tcc, tcc_threshold)
     prog = program(G, name, chunk_size)
-    jobs = max(1, jobs or _build.os.cpu_count() or 1)
+    jobs = max(1, jobs or os.cpu_count() or 1)
     n_units = 1 if cc.family == "tcc" else max(1, min(jobs, len(prog.parts) // MIN_PARTS_PER_UNIT))
     units = translation_units(prog, G, n_units)
     library = _build.build(units, prog.cdef, cc, flags, jobs, cache_dir)
