@@ -459,8 +459,13 @@ def grad(f: Any, x: Any):
 
 
 # --------------------------------------------------------------- jacobian
-def _colors(color: np.ndarray) -> int:
-    return int(color.max()) + 1 if len(color) else 0
+def _colors(color: np.ndarray | None, used: np.ndarray | None = None) -> int:
+    """Number of colors among the ``used`` vertices (all if None)."""
+    if color is None:
+        return 0
+    if used is not None:
+        color = color[used]
+    return len(np.unique(color))
 
 
 def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
@@ -493,29 +498,31 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
     with building():
         order = topological(roots)
         pat = jacobian_sparsity(roots, in_arr, order)
+        used_cols, used_rows = np.unique(pat.cols), np.unique(pat.rows)  # only these are seeded
         fwd = column_coloring(pat) if mode != "reverse" else None
+        n_fwd = _colors(fwd, used_cols)
         # a row coloring needs at least as many colors as the longest column has nonzeros
         longest_column = int(np.bincount(pat.cols, minlength=1).max())
-        skip_reverse = mode == "forward" or (mode == "auto" and _colors(fwd) <= longest_column)
+        skip_reverse = mode == "forward" or (mode == "auto" and n_fwd <= longest_column)
         rev = row_coloring(pat) if not skip_reverse else None
+        n_rev = _colors(rev, used_rows)
         if mode == "auto":
-            mode = "forward" if rev is None or _colors(fwd) <= _colors(rev) else "reverse"
+            mode = "forward" if rev is None or n_fwd <= n_rev else "reverse"
         symbols = list(columns)
         rows, cols = pat.rows.tolist(), pat.cols.tolist()
+        empty: Dirs = {}
         if mode == "forward":
             color = fwd.tolist()
-            tan = forward_sweep(order, {s: {color[j]: ONE} for j, s in enumerate(symbols)})
-            empty: Dirs = {}
+            tan = forward_sweep(order, {symbols[j]: {color[j]: ONE} for j in used_cols.tolist()})
             values = [tan.get(roots[i], empty).get(color[j], ZERO) for i, j in zip(rows, cols)]
-            n_colors = _colors(fwd)
+            n_colors = n_fwd
         else:
             color = rev.tolist()
             active = active_nodes(order, columns)
-            adj = reverse_sweep(order, [(r, {color[i]: ONE}) for i, r in enumerate(roots)], active)
-            empty = {}
+            adj = reverse_sweep(order, [(roots[i], {color[i]: ONE}) for i in used_rows.tolist()], active)
             values = [adj.get(symbols[j], empty).get(color[i], ZERO) for i, j in zip(rows, cols)]
-            n_colors = _colors(rev)
-    J = SparseExpr(pat.rows, pat.cols, values, pat.shape)
+            n_colors = n_rev
+        J = SparseExpr(pat.rows, pat.cols, values, pat.shape)
     J.mode, J.n_colors = mode, n_colors
     return J
 
@@ -554,18 +561,19 @@ def hessian(f: Any, x: Any, lower: bool = False) -> SparseExpr:
         low = pat.rows >= pat.cols
         read_row, read_col = star_recovery(pat, color)
         colors = color.tolist()
-        tan = forward_sweep(order, {s: {colors[j]: ONE} for j, s in enumerate(symbols)})
+        tan = forward_sweep(order, {symbols[j]: {colors[j]: ONE} for j in np.unique(pat.cols).tolist()})
         empty: Dirs = {}
         lower_values = [tan.get(g[r], empty).get(c, ZERO)
                         for r, c in zip(read_row[low].tolist(), read_col[low].tolist())]
-    lrows, lcols = pat.rows[low], pat.cols[low]
-    if lower:
-        H = SparseExpr(lrows, lcols, lower_values, (n, n))
-    else:
-        # the full pattern (CSC order): upper entries reuse their mirror's expression
-        at = {(i, j): k for k, (i, j) in enumerate(zip(lrows.tolist(), lcols.tolist()))}
-        values = [lower_values[at[(i, j)] if i >= j else at[(j, i)]]
-                  for i, j in zip(pat.rows.tolist(), pat.cols.tolist())]
-        H = SparseExpr(pat.rows, pat.cols, values, (n, n))
-    H.mode, H.n_colors = "star", _colors(color)
+        lrows, lcols = pat.rows[low], pat.cols[low]
+        if lower:
+            H = SparseExpr(lrows, lcols, lower_values, (n, n))
+        else:
+            # the full pattern (CSC order): upper entries reuse their mirror's expression
+            lower_keys = lcols * n + lrows  # sorted: CSC order
+            mirror = np.searchsorted(lower_keys, np.minimum(pat.rows, pat.cols) * n
+                                     + np.maximum(pat.rows, pat.cols))
+            values = [lower_values[k] for k in mirror.tolist()]
+            H = SparseExpr(pat.rows, pat.cols, values, (n, n))
+    H.mode, H.n_colors = "star", _colors(color, np.unique(pat.cols))
     return H

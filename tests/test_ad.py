@@ -354,3 +354,14 @@ def test_results_are_ordinary_graphs_for_functions():
     outs = F(np.array([0.1, 0.2, 0.3]))
     assert len(outs) == 4 and sp.issparse(outs[2]) and sp.issparse(outs[3])
     np.testing.assert_allclose(np.tril(outs[2].toarray()), outs[3].toarray(), rtol=1e-15)
+
+
+def test_empty_cases():
+    x = sg.symbols("x", 2)
+    J = sg.jacobian([], x)
+    assert J.shape == (0, 2) and J.nnz == 0 and J.n_colors == 0
+    H = sg.hessian(x[0] + 3 * x[1], x)
+    assert H.nnz == 0 and H.n_colors == 0
+    assert sg.jvp(x[0] * x[1], x, np.zeros((0, 2))).shape == (0,)
+    assert sg.vjp(x * 2, x, np.zeros((0, 2))).shape == (0, 2)
+    assert sg.Function("J", [x], [J])(np.ones(2)).shape == (0, 2)
