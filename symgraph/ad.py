@@ -95,7 +95,7 @@ def _scale(p: Any, v: Expr) -> Expr:
         if v.data == 1.0:
             return p
         p, v = v, p  # the constant first
-    if p.op in _MASKS or v.op in _MASKS:
+    if (p.op in _MASKS and _is_mask(p)) or (v.op in _MASKS and _is_mask(v)):
         return _masked_product(p, v)
     if p.op is CONST:
         c = p.data
@@ -111,6 +111,13 @@ def _scale(p: Any, v: Expr) -> Expr:
 
 def _is_const_zero(e: Expr) -> bool:
     return e.op is CONST and e.data == 0.0
+
+
+def _is_mask(e: Expr) -> bool:
+    """A 0/1 comparison, or a selection with one branch the constant 0."""
+    if e.op is IF_ELSE:
+        return _is_const_zero(e.args[1]) or _is_const_zero(e.args[2])
+    return e.op.has("boolean")
 
 
 def _masked_product(p: Expr, v: Expr) -> Expr:

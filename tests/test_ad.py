@@ -365,3 +365,20 @@ def test_empty_cases():
     assert sg.jvp(x[0] * x[1], x, np.zeros((0, 2))).shape == (0,)
     assert sg.vjp(x * 2, x, np.zeros((0, 2))).shape == (0, 2)
     assert sg.Function("J", [x], [J])(np.ones(2)).shape == (0, 2)
+
+
+def test_selection_with_both_branches_active_feeds_later_ops():
+    x = sg.symbols("x", 2)
+    sel = sg.if_else(x[0] > 0, x[0] * x[1], x[1] * x[1])
+    f = sg.sin(sel) * sel
+    F = sg.Function("f", [x], [f])
+    outs = [sg.grad(f, x), sg.jvp(f, x, [1.0, -2.0]), sg.jacobian([f, sel], x), sg.hessian(f, x)]
+    G = sg.Function("g", [x], outs)
+    for x0 in (np.array([0.7, -1.2]), np.array([-0.4, 0.9])):
+        g, jv, J, Hm = G(x0)
+        cs = _cs_jacobian(F, x0)[0]
+        np.testing.assert_allclose(g, cs, rtol=1e-13)
+        assert jv == pytest.approx(cs @ [1.0, -2.0], rel=1e-13)
+        np.testing.assert_allclose(J.toarray()[0], cs, rtol=1e-13)
+        Gf = sg.Function("gr", [x], [sg.grad(f, x)])
+        np.testing.assert_allclose(Hm.toarray(), _cs_jacobian(Gf, x0), rtol=1e-12)

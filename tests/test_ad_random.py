@@ -117,3 +117,24 @@ def test_third_derivatives_are_symmetric(graph, data):
     t = sg.Function("t", [x], [T])(x0).toarray().reshape(n, n, n)
     for perm in [(1, 0, 2), (0, 2, 1), (2, 1, 0)]:
         assert _close(t, t.transpose(perm))
+
+
+SELECTION_OPS = [sg.OPS[name] for name in ("if_else", "fmin", "fmax", "abs", "lt", "mul", "add", "sub", "div",
+                                           "sin", "exp", "sqrt", "square")]
+
+
+@settings(max_examples=EXAMPLES)
+@given(graph=random_graphs(max_inputs=3, max_steps=12, ops=SELECTION_OPS), data=st.data())
+def test_selections_and_kinks_forward_reverse_hessian_agree(graph, data):
+    x = np.array(graph.inputs, dtype=object)
+    outs = np.array(graph.outputs, dtype=object)
+    n, m = len(x), len(outs)
+    f = outs.sum()
+    F = sg.Function("f", [x], [sg.jacobian(outs, x, mode="forward"), sg.jacobian(outs, x, mode="reverse"),
+                               sg.jvp(outs, x, np.eye(n)), sg.vjp(outs, x, np.eye(m)), sg.hessian(f, x),
+                               sg.jacobian(sg.grad(f, x), x)])
+    x0 = data.draw(points(n, wide=False))
+    jf, jr, jv, vj, h, jg = F(x0)
+    assert _same(jf.toarray(), jv.T) and _same(jr.toarray(), vj)
+    assert _close(jv.T, vj)
+    assert _close(h.toarray(), jg.toarray())
