@@ -138,3 +138,36 @@ def test_selections_and_kinks_forward_reverse_hessian_agree(graph, data):
     assert _same(jf.toarray(), jv.T) and _same(jr.toarray(), vj)
     assert _close(jv.T, vj)
     assert _close(h.toarray(), jg.toarray())
+
+
+SMOOTH_UNARY = ["sin", "exp", "tanh", "square", "atan", "neg"]
+BINARY = ["mul", "add", "sub", "div", "fmin", "fmax", "hypot"]
+
+
+@st.composite
+def selections(draw):
+    """f(x) = u(if_else(cond, left, right) <op> w): both branches depend on the inputs."""
+    x = sg.symbols("x", 3)
+
+    def term():
+        a, b = draw(st.sampled_from(list(x))), draw(st.sampled_from(list(x)))
+        return sg.apply(sg.OPS[draw(st.sampled_from(BINARY))], sg.apply(sg.OPS[draw(st.sampled_from(SMOOTH_UNARY))], a), b)
+
+    cond = sg.apply(sg.OPS[draw(st.sampled_from(["lt", "le", "gt"]))], draw(st.sampled_from(list(x))), term())
+    sel = sg.if_else(cond, term(), term())
+    inner = sg.apply(sg.OPS[draw(st.sampled_from(BINARY))], sel, term())
+    return x, sg.apply(sg.OPS[draw(st.sampled_from(SMOOTH_UNARY))], inner)
+
+
+@settings(max_examples=EXAMPLES)
+@given(case=selections(), data=st.data())
+def test_selection_graphs_against_complex_step(case, data):
+    x, f = case
+    F = sg.Function("f", [x], [f])
+    G = sg.Function("g", [x], [sg.grad(f, x), sg.jvp(f, x, np.eye(3)), sg.hessian(f, x),
+                               sg.jacobian(sg.grad(f, x), x)])
+    x0 = data.draw(points(3, wide=False))
+    g, jv, h, jg = G(x0)
+    cs = np.array([np.imag(F(x0 + 1e-30j * e)) / 1e-30 for e in np.eye(3)])
+    assert _close(g, cs) and _close(jv, cs)
+    assert _close(h.toarray(), jg.toarray())
