@@ -265,7 +265,14 @@ def _bits(lo: int, bits: int) -> list[int]:
 
 
 def flat_exprs(value: Any, what: str) -> tuple[np.ndarray, list[Expr]]:
-    """``value`` as an object array of Expr and its flat list (C order)."""
+    """``value`` as an object array of Expr and its flat list (C order).
+
+    ``what`` names the argument in the error raised for anything else.
+
+    >>> arr, flat = flat_exprs([[1.0, symbol("y")]], "outputs")
+    >>> arr.shape, [str(e) for e in flat]
+    ((1, 2), ['1', 'y'])
+    """
     from .array import as_expr_array
     from .errors import DifferentiationError
 
