@@ -55,6 +55,7 @@ import numpy as np
 
 from symgraph.errors import CompileError
 from symgraph.ops import C_HELPERS, OP_LIST, OPS
+from symgraph.schedule import scheduled
 
 from .names import c_comment, c_identifier, c_string
 
@@ -113,8 +114,8 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK) ->
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise CompileError(f"chunk_size must be a positive int, got {chunk_size!r}")
     cname = c_identifier(F.name if name is None else name)
-    tape = F.tape
-    outputs = _output_layout(F)
+    tape = scheduled(F.tape)  # values used soon after made: fewer crossing part boundaries
+    outputs = _output_layout(F, tape)
     parts, part_helpers, work_size = _emit_parts(tape, outputs, cname, chunk_size)
     entry = _emit_entry(F, tape, outputs, cname, len(parts), work_size)
     helpers = {h: C_HELPERS[h] for h in sorted(set().union(*part_helpers))} if parts else {}
@@ -200,10 +201,10 @@ class _Outputs:
     slots: tuple  # per output: 1-D slot array in C memory order
 
 
-def _output_layout(F: Any) -> _Outputs:
+def _output_layout(F: Any, tape: Any) -> _Outputs:
     places: dict[int, list[tuple[int, int]]] = {}
     sizes, sparsity, slot_lists = [], [], []
-    for k, slots in enumerate(F.tape.output_slots):
+    for k, slots in enumerate(tape.output_slots):
         flat = slots.reshape(-1)
         pattern = F.output_sparsity[k]
         if pattern is None:
