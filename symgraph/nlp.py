@@ -24,6 +24,7 @@ Solvers: :meth:`NLP.solve_ipopt` (cyipopt, optional extra ``ipopt``),
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,7 +123,7 @@ class NLP:
         self.functions = functions
         self.jit = jit
         options = dict(compile_options or {})
-        self._eval = {key: (F.compile(**options) if jit else F) for key, F in functions.items()}
+        self._eval = _compile_all(functions, options) if jit else dict(functions)
         self.stats = CallbackStats()
         self._p_value = np.zeros(len(self.p))
 
@@ -202,6 +203,15 @@ class NLP:
         from .interop.scipy import minimize
 
         return minimize(self, x0, bounds, constraint_bounds, method, p, **kwargs)
+
+
+def _compile_all(functions: dict[str, Function], options: dict) -> dict:
+    """Compile the callbacks side by side: the C compiler runs outside the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(functions), os.cpu_count() or 1)) as pool:
+        futures = {key: pool.submit(F.compile, **options) for key, F in functions.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 class NLPResult(dict):
