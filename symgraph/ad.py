@@ -324,6 +324,7 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
     """
     adjoints: dict[Expr, Expr] = {f: ONE} if f in active else {}
     pop, get = adjoints.pop, adjoints.get
+    scale, plus = _scale, _plus
     for node in reversed(order):
         args = node.args
         if not args:
@@ -331,17 +332,30 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
         bar = pop(node, None)
         if bar is None:
             continue
-        if node.op is IF_ELSE:
+        op = node.op
+        if len(args) == 2 and op is not IF_ELSE:  # the common case, unrolled
+            a, b = args
+            pa, pb = op.deriv(a, b, node)
+            if a in active and not ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
+                term = scale(pa, bar)
+                prev = get(a)
+                adjoints[a] = term if prev is None else plus(prev, term)
+            if b in active and not ((pb.op is CONST and pb.data == 0.0) if type(pb) is Expr else pb == 0.0):
+                term = scale(pb, bar)
+                prev = get(b)
+                adjoints[b] = term if prev is None else plus(prev, term)
+            continue
+        if op is IF_ELSE:
             c = args[0]
             contributions = [(args[1], _select(c, bar, ZERO)), (args[2], _select(c, ZERO, bar))]
         else:
-            contributions = [(a, _scale(p, bar)) for a, p in zip(args, node.op.deriv(*args, node))
+            contributions = [(a, scale(p, bar)) for a, p in zip(args, op.deriv(*args, node))
                              if a in active and not _is_zero(p)]
         for a, term in contributions:
             if a not in active:
                 continue
             prev = get(a)
-            adjoints[a] = term if prev is None else _plus(prev, term)
+            adjoints[a] = term if prev is None else plus(prev, term)
     return adjoints
 
 
