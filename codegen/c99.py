@@ -182,11 +182,11 @@ def translation_units(prog: CProgram, F: Any, n_units: int) -> list[tuple[str, s
     return units
 
 
-def export_c(F: Any, directory: str, name: str | None = None) -> dict:
+def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1) -> dict:
     """Write ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` into ``directory`` (see :mod:`codegen.export`)."""
     from .export import export_c as _export
 
-    return _export(F, directory, name)
+    return _export(F, directory, name, optimize)
 
 
 # ---------------------------------------------------------------- layout

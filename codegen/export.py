@@ -41,15 +41,17 @@ def demo_inputs(F: Any) -> list[np.ndarray]:
     return values
 
 
-def export_c(F: Any, directory: str, name: str | None = None) -> dict:
+def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1) -> dict:
     """Write ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` for ``F`` into ``directory``.
 
     ``name`` (default ``F.name``) is turned into a safe C identifier, which
-    names the files and prefixes every C symbol.  Returns
-    ``{"source": path, "header": path, "demo": path}``.
+    names the files and prefixes every C symbol.  ``optimize`` is the
+    optimizer level applied first, as in ``F.compile`` (0 exports ``F`` as
+    is).  Returns ``{"source": path, "header": path, "demo": path}``.
     """
     if not isinstance(directory, (str, os.PathLike)):
         raise InvalidInputError(f"export_c: directory must be a path, got {type(directory).__name__}")
+    F = F.optimize(optimize) if optimize else F
     prog = program(F, name)
     cname = prog.name
     os.makedirs(directory, exist_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .errors import (ArgumentCountError, ArityError, CompileError, DifferentiationError, DTypeError,
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
                      SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError,
-                     OptimizerOptionError)
+                     OptimizerOptionError, CompilerNotFoundError, BackendWarning)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -52,6 +52,7 @@ __all__ = [
     "SymgraphError", "ArgumentCountError", "ArityError", "CompileError", "DifferentiationError",
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
+    "CompilerNotFoundError", "BackendWarning",
     "jvp", "vjp", "grad", "jacobian", "hessian", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
 ]

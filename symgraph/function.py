@@ -201,11 +201,14 @@ class Function:
         """The C99 source of this Function with default options."""
         return self.c_code()
 
-    def export_c(self, directory: str, name: str | None = None):
-        """Write standalone ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` into ``directory``."""
+    def export_c(self, directory: str, name: str | None = None, optimize: int = 1):
+        """Write standalone ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` into ``directory``.
+
+        The graph is optimized first at level ``optimize`` (as ``compile`` does).
+        """
         from codegen.c99 import export_c
 
-        return export_c(self, directory, name)
+        return export_c(self, directory, name, optimize)
 
 
 def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -> np.ndarray:

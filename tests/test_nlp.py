@@ -108,6 +108,21 @@ def test_scipy_constrained_methods_agree():
         np.testing.assert_allclose(sol.x, np.array([2.0, 1.0]) / np.sqrt(5.0), atol=1e-5)
 
 
+def test_scipy_mixed_and_free_constraint_rows():
+    x = sg.symbols("x", 3)
+    g = np.array([x[0] + x[1] + x[2], x[0] - x[1], x[2] ** 2])
+    nlp = sg.NLP(x=x, f=((x - np.array([1.0, 2.0, 3.0])) ** 2).sum(), g=g, jit=False)
+    # sum == 3 (equality), x0 - x1 >= 0 (inequality), third row unbounded (ignored)
+    bounds = ([3.0, 0.0, -np.inf], [3.0, np.inf, np.inf])
+    for method in ("SLSQP", "trust-constr"):
+        sol = nlp.scipy_minimize(np.zeros(3), constraint_bounds=bounds, method=method,
+                                 options={"ftol": 1e-12} if method == "SLSQP" else {"gtol": 1e-10, "xtol": 1e-14})
+        # projection of (1, 2, 3) onto {sum = 3, x0 >= x1}: x0 = x1 = a, x2 = 3 - 2a,
+        # minimizing (a-1)^2 + (a-2)^2 + 4a^2 gives a = 1/2
+        # (trust-constr's barrier stays a little inside the active inequality)
+        np.testing.assert_allclose(sol.x, [0.5, 0.5, 2.0], atol=1e-5 if method == "SLSQP" else 1e-4)
+
+
 def test_least_squares_fits_exponential():
     a = sg.symbols("a", 2)
     t = np.linspace(0, 1, 20)

@@ -31,7 +31,7 @@ def minimize(nlp: NLP, x0: Any, bounds: Any = None, constraint_bounds: Any = Non
     (bounds only).  Other keyword arguments go to scipy.  Returns scipy's
     ``OptimizeResult``.
     """
-    from scipy.optimize import Bounds, NonlinearConstraint
+    from scipy.optimize import Bounds
     from scipy.optimize import minimize as scipy_minimize
 
     if method not in METHODS:
@@ -51,18 +51,45 @@ def minimize(nlp: NLP, x0: Any, bounds: Any = None, constraint_bounds: Any = Non
                                     "(use trust-constr or SLSQP)")
         lbg, ubg = constraint_bounds if constraint_bounds is not None else (0.0, 0.0)
         lbg, ubg = bounds_vector(lbg, m, 0.0, "lbg"), bounds_vector(ubg, m, 0.0, "ubg")
-        if method == "trust-constr":
-            zeros = np.zeros(m)
-            options["hess"] = lambda x: nlp.hessian(x, zeros, 1.0)
-            constraint = NonlinearConstraint(nlp.constraints, lbg, ubg, jac=nlp.jacobian,
-                                             hess=lambda x, v: nlp.hessian(x, v, 0.0))
-        else:
-            constraint = NonlinearConstraint(nlp.constraints, lbg, ubg, jac=lambda x: nlp.jacobian(x).toarray())
-        options["constraints"] = [constraint]
-    elif method == "trust-constr":
-        options["hess"] = lambda x: nlp.hessian(x, np.zeros(0), 1.0)
+        options["constraints"] = _constraints(nlp, lbg, ubg, method)
+    if method == "trust-constr":
+        no_multipliers = np.zeros(m)
+        options["hess"] = lambda x: nlp.hessian(x, no_multipliers, 1.0)
     options.update(kwargs)
     return scipy_minimize(**options)
+
+
+def _constraints(nlp: NLP, lbg: np.ndarray, ubg: np.ndarray, method: str) -> list:
+    """NonlinearConstraints for scipy: rows with no bound at all are left out; for
+    SLSQP, equality rows (lbg == ubg) and inequality rows are separate
+    constraints, as SLSQP wants."""
+    from scipy.optimize import NonlinearConstraint
+
+    groups = [np.flatnonzero(np.isfinite(lbg) | np.isfinite(ubg))]
+    if method == "SLSQP":
+        rows = groups[0]
+        equal = lbg[rows] == ubg[rows]
+        groups = [rows[equal], rows[~equal]]
+    constraints = []
+    for rows in groups:
+        if len(rows) == 0:
+            continue
+        if method == "trust-constr":
+            constraints.append(NonlinearConstraint(
+                lambda x, r=rows: nlp.constraints(x)[r], lbg[rows], ubg[rows],
+                jac=lambda x, r=rows: nlp.jacobian(x)[r],
+                hess=lambda x, v, r=rows: nlp.hessian(x, _scatter(v, r, nlp.m), 0.0)))
+        else:
+            constraints.append(NonlinearConstraint(
+                lambda x, r=rows: nlp.constraints(x)[r], lbg[rows], ubg[rows],
+                jac=lambda x, r=rows: nlp.jacobian(x)[r].toarray()))
+    return constraints
+
+
+def _scatter(values: np.ndarray, rows: np.ndarray, m: int) -> np.ndarray:
+    full = np.zeros(m)
+    full[rows] = values
+    return full
 
 
 def least_squares(residuals: Any, x: Any, x0: Any, p: Any = None, p_value: Any = None,
@@ -109,6 +136,7 @@ def least_squares(residuals: Any, x: Any, x0: Any, p: Any = None, p_value: Any =
                              bounds_vector(bounds[1], len(xs), np.inf, "upper bounds"))
     options.update(kwargs)
     dense = options["method"] == "lm"
+
     def jac(v):
         m = sp.csr_matrix((JV(v, pv), (rows, cols)), shape=shape)
         return m.toarray() if dense else m
