@@ -553,12 +553,13 @@ def building():
 _EMIT = object()  # stack marker: the entry below it is complete
 
 
-def topological(roots) -> list[Expr]:
+def topological(roots, leaves: set | frozenset | None = None) -> list[Expr]:
     """Every node reachable from ``roots`` once, operands before users.
 
     Iterative depth-first post-order (operands left to right), deterministic
     for a given graph.  A node is expanded once; an entry found on the stack
-    after its expansion is skipped, so a DAG is never walked twice.
+    after its expansion is skipped, so a DAG is never walked twice.  Nodes in
+    ``leaves`` are emitted without visiting their operands.
 
     >>> x = symbol("x")
     >>> [str(n) for n in topological([x * 2 + x])]
@@ -577,7 +578,7 @@ def topological(roots) -> list[Expr]:
             elif node not in expanded:
                 expanded.add(node)
                 args = node.args
-                if args:
+                if args and (leaves is None or node not in leaves):
                     push(node)
                     push(_EMIT)
                     for a in reversed(args):

@@ -35,20 +35,7 @@ from .array import as_expr_array, symbols
 from .errors import FreeSymbolError, ShapeError
 from .expr import building, free_symbols
 from .function import Function
-
-
-@dataclass
-class Structure:
-    """Fixed COO sparsity structure: ``rows[k], cols[k]`` of the k-th value."""
-
-    rows: np.ndarray
-    cols: np.ndarray
-    shape: tuple[int, int]
-
-    @property
-    def nnz(self) -> int:
-        """Number of structural nonzeros."""
-        return len(self.rows)
+from .sparsity import Sparsity
 
 
 @dataclass
@@ -109,9 +96,9 @@ class NLP:
             gradient = grad(self.f, self.x)
             jac = jacobian(self.g, self.x) if self.m else None
             hess = hessian(lagrangian, self.x, lower=True)
-        self.jacobian_structure = (Structure(jac.rows, jac.cols, (self.m, self.n)) if jac is not None
-                                   else Structure(np.empty(0, np.int64), np.empty(0, np.int64), (0, self.n)))
-        self.hessian_structure = Structure(hess.rows, hess.cols, (self.n, self.n))
+        self.jacobian_structure = (Sparsity(jac.rows, jac.cols, (self.m, self.n)) if jac is not None
+                                   else Sparsity(np.empty(0, np.int64), np.empty(0, np.int64), (0, self.n)))
+        self.hessian_structure = Sparsity(hess.rows, hess.cols, (self.n, self.n))
         xp = [self.x, self.p]
         functions = {
             "f": Function(f"{name}_f", xp, [self.f]),
@@ -229,10 +216,10 @@ class NLPResult(dict):
             raise AttributeError(name) from None
 
 
-def symmetric_from_lower(values: np.ndarray, structure: Structure):
+def symmetric_from_lower(values: np.ndarray, structure: Sparsity):
     """Full symmetric ``csr_matrix`` from lower-triangle nonzeros.
 
-    >>> s = Structure(np.array([0, 1]), np.array([0, 0]), (2, 2))
+    >>> s = Sparsity(np.array([0, 1]), np.array([0, 0]), (2, 2))
     >>> symmetric_from_lower(np.array([2.0, 3.0]), s).toarray().tolist()
     [[2.0, 3.0], [3.0, 0.0]]
     """

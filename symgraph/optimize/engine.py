@@ -200,31 +200,4 @@ def pending(roots: Sequence[Expr], normal: set) -> list[Expr]:
     >>> [str(n) for n in pending([e], {sg.sin(x)})]
     ['1', 'sin(x)', '1 + sin(x)']
     """
-    order: list[Expr] = []
-    emit = order.append
-    expanded: set[Expr] = set()
-    marker = _EMIT
-    for root in roots:
-        if root in expanded:
-            continue
-        stack = [root]
-        push, pop = stack.append, stack.pop
-        while stack:
-            node = pop()
-            if node is marker:
-                emit(pop())
-            elif node not in expanded:
-                expanded.add(node)
-                args = node.args
-                if args and node not in normal:
-                    push(node)
-                    push(marker)
-                    for a in reversed(args):
-                        if a not in expanded:
-                            push(a)
-                else:
-                    emit(node)
-    return order
-
-
-_EMIT = object()
+    return topological(roots, leaves=normal)
