@@ -485,9 +485,19 @@ def _simplify(op: Op, args: tuple) -> Expr | None:
 
 
 def _fold(op: Op, args: tuple) -> Expr:
+    """The constant ``op(*args)``: Python float arithmetic where it is IEEE
+    double arithmetic already (add, sub, mul, neg, div by nonzero), else the
+    op's numpy implementation, so folding always agrees with the VM."""
+    fast = _FAST_FOLD.get(op.name)
+    if fast is not None and not (op is DIV and args[1].data == 0.0):
+        return const(fast(*[a.data for a in args]))
     values = [np.float64(a.data) for a in args]
     with np.errstate(all="ignore"):
         return const(float(op.np(*values)))
+
+
+_FAST_FOLD = {"add": float.__add__, "sub": float.__sub__, "mul": float.__mul__,
+              "div": float.__truediv__, "neg": float.__neg__}
 
 
 def power(base: Any, exponent: Any) -> Expr:

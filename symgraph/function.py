@@ -23,7 +23,7 @@ import numpy as np
 
 from .array import as_expr_array
 from .errors import ArgumentCountError, DTypeError, InvalidInputError, ShapeError
-from .expr import SYMBOL, Expr
+from .expr import SYMBOL, Expr, building
 from .sparse import SparseExpr, to_scipy
 from .tape import Tape, build_tape
 from . import vm
@@ -64,7 +64,8 @@ class Function:
         self.input_names = _names(input_names, [_default_input_name(k, v) for k, v in enumerate(self.inputs)],
                                   "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(self.outputs))], "output")
-        self.tape: Tape = build_tape(self.inputs, self.outputs)
+        with building():  # millions of live nodes make the cyclic GC's passes costly
+            self.tape: Tape = build_tape(self.inputs, self.outputs)
         self._program: vm.Program | None = None
 
     # ------------------------------------------------------------ metadata

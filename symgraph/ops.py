@@ -8,6 +8,10 @@ and can be differentiated again), its SymPy counterpart, and its properties.
 The VM, the C emitter, AD, the SymPy bridge and the rewriter all read this
 table; adding an op is one entry here plus its tests.
 
+Near the edges of their domains the inverse trigonometric and hyperbolic
+partials use ``(1 - a)*(1 + a)`` rather than ``1 - a*a``, which would lose
+all digits as ``|a| -> 1``.
+
 Partial derivatives follow CasADi's convention: ``deriv(*args, r)`` receives
 the operand expressions and the result expression ``r`` and returns one
 partial per operand (an Expr or a plain number).  Subgradient conventions at
@@ -322,9 +326,9 @@ def _table() -> list[Op]:
         Op("sin", 1, np.sin, "sin({0})", lambda a, r: (cos(a),), lambda sp, a: sp.sin(a)),
         Op("cos", 1, np.cos, "cos({0})", lambda a, r: (-sin(a),), lambda sp, a: sp.cos(a)),
         Op("tan", 1, np.tan, "tan({0})", lambda a, r: (1.0 + square(r),), lambda sp, a: sp.tan(a)),
-        Op("asin", 1, np.arcsin, "asin({0})", lambda a, r: (1.0 / sqrt(1.0 - square(a)),),
+        Op("asin", 1, np.arcsin, "asin({0})", lambda a, r: (1.0 / sqrt((1.0 - a) * (1.0 + a)),),
            lambda sp, a: sp.asin(a), doc="nan outside [-1, 1]"),
-        Op("acos", 1, np.arccos, "acos({0})", lambda a, r: (-1.0 / sqrt(1.0 - square(a)),),
+        Op("acos", 1, np.arccos, "acos({0})", lambda a, r: (-1.0 / sqrt((1.0 - a) * (1.0 + a)),),
            lambda sp, a: sp.acos(a), doc="nan outside [-1, 1]"),
         Op("atan", 1, np.arctan, "atan({0})", lambda a, r: (1.0 / (1.0 + square(a)),),
            lambda sp, a: sp.atan(a)),
@@ -336,9 +340,9 @@ def _table() -> list[Op]:
         Op("tanh", 1, np.tanh, "tanh({0})", lambda a, r: (1.0 - square(r),), lambda sp, a: sp.tanh(a)),
         Op("asinh", 1, np.arcsinh, "asinh({0})", lambda a, r: (1.0 / sqrt(square(a) + 1.0),),
            lambda sp, a: sp.asinh(a)),
-        Op("acosh", 1, np.arccosh, "acosh({0})", lambda a, r: (1.0 / sqrt(square(a) - 1.0),),
+        Op("acosh", 1, np.arccosh, "acosh({0})", lambda a, r: (1.0 / sqrt((a - 1.0) * (a + 1.0)),),
            lambda sp, a: sp.acosh(a), doc="nan for a < 1"),
-        Op("atanh", 1, np.arctanh, "atanh({0})", lambda a, r: (1.0 / (1.0 - square(a)),),
+        Op("atanh", 1, np.arctanh, "atanh({0})", lambda a, r: (1.0 / ((1.0 - a) * (1.0 + a)),),
            lambda sp, a: sp.atanh(a), doc="nan outside [-1, 1], inf at +-1"),
         # special functions
         Op("erf", 1, _np_erf, "erf({0})", lambda a, r: (TWO_OVER_SQRT_PI * exp(-square(a)),),
