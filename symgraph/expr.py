@@ -267,6 +267,7 @@ _COMMUTATIVE = frozenset(op for op in OPS.values() if op.has("commutative"))
 # garbage collector, and cost less memory than tuples.  An id cannot be
 # reused while its node is an operand of an interned node, so keys are exact.
 _TABLE: dict[int, Expr] = {}
+_TABLE_GET, _TABLE_SETDEFAULT = _TABLE.get, _TABLE.setdefault
 _SWEEP_AT = [1 << 16]  # table size that triggers the next sweep of dead nodes
 _CONSTS: dict[Any, Expr] = {}
 
@@ -348,7 +349,9 @@ def _binary(op: Op, a: Any, b: Any):
             return simplified
         if b.op is CONST and op in _COMMUTATIVE:
             a, b = b, a  # constants first in commutative ops: 2*x, never x*2
-    return _intern(op, (a, b), ((id(a) << 48 | id(b)) << 7) | op.code)
+    key = ((id(a) << 48 | id(b)) << 7) | op.code
+    node = _TABLE_GET(key)  # _intern, inlined: a hit allocates nothing
+    return node if node is not None else _insert(op, (a, b), key)
 
 
 def _unary(op: Op, a: Any) -> Expr:
@@ -363,15 +366,18 @@ def _unary(op: Op, a: Any) -> Expr:
 
 
 def _intern(op: Op, args: tuple, key: int) -> Expr:
-    node = _TABLE.get(key)
-    if node is None:
-        node = _object_new(Expr)  # _make, inlined on the hot path
-        _set_op(node, op)
-        _set_args(node, args)
-        _set_data(node, None)
-        node = _TABLE.setdefault(key, node)
-        if len(_TABLE) >= _SWEEP_AT[0]:
-            collect()
+    node = _TABLE_GET(key)
+    return node if node is not None else _insert(op, args, key)
+
+
+def _insert(op: Op, args: tuple, key: int) -> Expr:
+    node = _object_new(Expr)  # _make, inlined on the hot path
+    _set_op(node, op)
+    _set_args(node, args)
+    _set_data(node, None)
+    node = _TABLE_SETDEFAULT(key, node)  # another thread may have won the race
+    if len(_TABLE) >= _SWEEP_AT[0]:
+        collect()
     return node
 
 
