@@ -14,12 +14,17 @@ jit is skipped above --casadi-jit-max, default 1000, as its compile takes many m
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import numpy as np
 
-import symgraph as sg
+# The repository root first: this script's own directory holds bench/codegen.py,
+# which would otherwise shadow the codegen package.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import symgraph as sg  # noqa: E402
 
 IPOPT = {"print_level": 0, "sb": "yes", "max_iter": 200}
 
