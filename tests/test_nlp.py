@@ -163,6 +163,18 @@ def test_parameter_change_moves_solution_without_recompiling():
     np.testing.assert_allclose(again.solve_ipopt([0.0, 0.0], p=[3.0, -1.0]).x, b.x, rtol=1e-12)
 
 
+@needs_ipopt
+def test_ipopt_bad_bounds_and_start():
+    x = sg.symbols("x", 2)
+    nlp = sg.NLP(x=x, f=x[0] ** 2 + x[1] ** 2, g=x[0] + x[1], jit=False)
+    with pytest.raises(sg.ShapeError, match="lbg must have 1 values"):
+        nlp.solve_ipopt([0.0, 0.0], lbg=[0.0, 1.0])
+    with pytest.raises(sg.ShapeError, match="ubx must have 2 values"):
+        nlp.solve_ipopt([0.0, 0.0], ubx=[1.0, 2.0, 3.0])
+    with pytest.raises(sg.ShapeError, match="x must have 2 values, got 1"):
+        nlp.solve_ipopt([0.0])
+
+
 def test_bad_input():
     x, y = sg.symbols("x", 2), sg.symbols("y")
     with pytest.raises(sg.ShapeError, match="scalar"):
