@@ -198,7 +198,10 @@ def _compile_all(functions: dict[str, Function], options: dict) -> dict:
 
     with ThreadPoolExecutor(max_workers=min(len(functions), os.cpu_count() or 1)) as pool:
         futures = {key: pool.submit(F.compile, **options) for key, F in functions.items()}
-        return {key: future.result() for key, future in futures.items()}
+        compiled = {key: future.result() for key, future in futures.items()}
+    for C in compiled.values():  # first calls map code pages and bind symbols: pay that here,
+        C(*[np.zeros(shape) for shape in C.function.input_shapes])  # not in the solver's loop
+    return compiled
 
 
 class NLPResult(dict):
