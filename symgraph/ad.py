@@ -164,6 +164,14 @@ def _select(c: Expr, a: Expr, b: Expr) -> Expr:
 
 
 # ------------------------------------------------------------------ sweeps
+def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
+    """``acc[k] += p * dirs[k]`` for every direction k (a missing entry counts as 0)."""
+    for k, v in dirs.items():
+        term = _scale(p, v)
+        prev = acc.get(k)
+        acc[k] = term if prev is None else _plus(prev, term)
+
+
 def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs]:
     """Tangents of every node of ``order`` (a topological order) given tangents of symbols.
 
@@ -199,10 +207,7 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             pa, pb = node.op.deriv(a, b, node)
             out = {} if ta is None or _is_zero(pa) else {k: _scale(pa, v) for k, v in ta.items()}
             if tb is not None and not _is_zero(pb):
-                for k, v in tb.items():
-                    term = _scale(pb, v)
-                    prev = out.get(k)
-                    out[k] = term if prev is None else _plus(prev, term)
+                _accumulate(out, pb, tb)
             if out:
                 tangents[node] = out
             continue
@@ -218,12 +223,8 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
         else:
             partials = node.op.deriv(*args, node)
             for t, p in zip(ts, partials):
-                if not t or _is_zero(p):
-                    continue
-                for k, v in t.items():
-                    term = _scale(p, v)
-                    prev = out.get(k)
-                    out[k] = term if prev is None else _plus(prev, term)
+                if t and not _is_zero(p):
+                    _accumulate(out, p, t)
         if out:
             tangents[node] = out
     return tangents
@@ -303,11 +304,8 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
             acc = get(a)
             if acc is None:
                 adjoints[a] = {k: _scale(p, v) for k, v in bar.items()}
-                continue
-            for k, v in bar.items():
-                term = _scale(p, v)
-                prev = acc.get(k)
-                acc[k] = term if prev is None else _plus(prev, term)
+            else:
+                _accumulate(acc, p, bar)
     return adjoints
 
 
