@@ -129,7 +129,14 @@ class NLP:
             raise ShapeError(f"NLP parameters p: expected {len(self.p)} values, got {value.size}")
         self._p_value = value
 
-    def _x(self, x: Any) -> np.ndarray:
+    def check_x(self, x: Any) -> np.ndarray:
+        """``x`` as a float vector of length n, or a ShapeError (shared by every solver adapter).
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x", 2)
+        >>> sg.NLP(x=x, f=x.sum(), jit=False).check_x([1, 2]).tolist()
+        [1.0, 2.0]
+        """
         value = np.asarray(x, dtype=np.float64).reshape(-1)
         if value.shape != (self.n,):
             raise ShapeError(f"NLP: x must have {self.n} values, got {np.asarray(x).size}")
@@ -144,26 +151,26 @@ class NLP:
     # ------------------------------------------------------------- callbacks
     def objective(self, x: Any) -> float:
         """f(x, p)."""
-        return float(self._timed("f", self._x(x), self._p_value))
+        return float(self._timed("f", self.check_x(x), self._p_value))
 
     def gradient(self, x: Any) -> np.ndarray:
         """Gradient of f at x (dense, length n)."""
-        return self._timed("grad_f", self._x(x), self._p_value)
+        return self._timed("grad_f", self.check_x(x), self._p_value)
 
     def constraints(self, x: Any) -> np.ndarray:
         """g(x, p) (length m)."""
-        return self._timed("g", self._x(x), self._p_value)
+        return self._timed("g", self.check_x(x), self._p_value)
 
     def jacobian_values(self, x: Any) -> np.ndarray:
         """Nonzeros of dg/dx in :attr:`jacobian_structure` order."""
-        return self._timed("jac_g", self._x(x), self._p_value)
+        return self._timed("jac_g", self.check_x(x), self._p_value)
 
     def hessian_values(self, x: Any, lam: Any, sigma: float = 1.0) -> np.ndarray:
         """Nonzeros of the lower triangle of the Hessian of ``sigma*f + lam'g``, in structure order."""
         lam = np.asarray(lam, dtype=np.float64).reshape(-1)
         if lam.shape != (self.m,):
             raise ShapeError(f"NLP: lambda must have {self.m} values, got {lam.size}")
-        return self._timed("hess_l", self._x(x), self._p_value, float(sigma), lam)
+        return self._timed("hess_l", self.check_x(x), self._p_value, float(sigma), lam)
 
     def jacobian(self, x: Any):
         """dg/dx at x as a ``scipy.sparse.csr_matrix`` (m x n)."""

@@ -99,7 +99,7 @@ def solve(nlp: NLP, x0: Any, lbx: Any = None, ubx: Any = None, lbg: Any = None, 
         raise MissingSolverError("IPOPT needs cyipopt: pip install 'symgraph[ipopt]' "
                                  "(it installs cyipopt-wheels, which bundles IPOPT)") from None
     n, m = nlp.n, nlp.m
-    x0 = nlp._x(x0)
+    x0 = nlp.check_x(x0)
     if p is not None:
         nlp.set_parameters(p)
     lb, ub = bounds_vector(lbx, n, -np.inf, "lbx"), bounds_vector(ubx, n, np.inf, "ubx")

@@ -38,7 +38,7 @@ def minimize(nlp: NLP, x0: Any, bounds: Any = None, constraint_bounds: Any = Non
         raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
     if p is not None:
         nlp.set_parameters(p)
-    x0 = nlp._x(x0)
+    x0 = nlp.check_x(x0)
     n, m = nlp.n, nlp.m
     options: dict[str, Any] = {"fun": nlp.objective, "x0": x0, "jac": nlp.gradient, "method": method}
     if bounds is not None:
