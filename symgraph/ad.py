@@ -32,7 +32,9 @@ taken cannot leak into the result (no ``0 * inf``).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
@@ -120,31 +122,139 @@ def _is_mask(e: Expr) -> bool:
     return e.op.has("boolean")
 
 
-def _masked_product(p: Expr, v: Expr) -> Expr:
-    """``p * v`` with selections and 0/1 comparisons of either factor pulled outside."""
-    masks = []  # (condition, product sits in the then-branch)
-    factors = []
-    for e in (p, v):
-        while True:
-            if e.op is IF_ELSE:
-                c, a, b = e.args
-                if _is_const_zero(b):
-                    masks.append((c, True))
-                    e = a
-                    continue
-                if _is_const_zero(a):
-                    masks.append((c, False))
-                    e = b
-                    continue
-            elif e.op.has("boolean"):
-                masks.append((e, True))
-                e = ONE
+# Mask chains.  A masked derivative is a chain of selections around an inner
+# factor: ``if_else(c1, if_else(c2, w, 0), 0)`` (a mask may also sit in the
+# else-branch, ``if_else(c, 0, w)``, or be a bare 0/1 comparison, whose inner
+# factor is 1).  Along a left fold of ``fmax`` the adjoint carries one mask per
+# step, so the chain of step k is k deep: products must never walk it.  Each
+# sweep memoizes, per mask node, its chain's depth and inner factor, and, on
+# demand, its *condition*: one 0/1 node equal to the product of its masks.
+_MEMO = threading.local()  # .chains: {mask: (depth, inner)}, .conds: {mask: condition}
+
+
+def _memoized_masks(sweep: Callable) -> Callable:
+    """Run ``sweep`` with mask chains memoized (nested sweeps share the outer memo)."""
+    @functools.wraps(sweep)
+    def run(*args, **kwargs):
+        if getattr(_MEMO, "chains", None) is not None:
+            return sweep(*args, **kwargs)
+        _MEMO.chains, _MEMO.conds = {}, {}
+        try:
+            return sweep(*args, **kwargs)
+        finally:
+            _MEMO.chains = _MEMO.conds = None
+    return run
+
+
+def _memo(name: str) -> dict:
+    """The current sweep's memo (a throwaway dict outside any sweep)."""
+    memo = getattr(_MEMO, name, None)
+    return memo if memo is not None else {}
+
+
+def _unmask(e: Expr) -> tuple[Expr | None, bool, Expr]:
+    """One mask level of ``e``: ``(condition, then, rest)``; condition None if ``e`` is no mask."""
+    op = e.op
+    if op is IF_ELSE:
+        c, a, b = e.args
+        if _is_const_zero(b):
+            return c, True, a
+        if _is_const_zero(a):
+            return c, False, b
+    elif op.has("boolean"):
+        return e, True, ONE
+    return None, True, e
+
+
+def _mask_chain(e: Expr) -> tuple[int, Expr]:
+    """``(depth, inner)``: how many masks wrap ``e``'s inner factor, and that factor.
+
+    Amortized O(1) inside a sweep: the walk stops at the first memoized node.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> d, w = _mask_chain(sg.if_else(x > 0, sg.if_else(y < 1, sg.sin(x), 0), 0))
+    >>> d, str(w)
+    (2, 'sin(x)')
+    """
+    memo = _memo("chains")
+    path = []
+    while True:
+        hit = memo.get(e)
+        if hit is not None:
+            depth, inner = hit
             break
-        factors.append(e)
-    term = _scale(factors[0], factors[1])
-    for c, then in reversed(masks):
-        term = _select(c, term, ZERO) if then else _select(c, ZERO, term)
-    return term
+        c, _, rest = _unmask(e)
+        if c is None:
+            depth, inner = 0, e
+            break
+        path.append(e)
+        e = rest
+    for node in reversed(path):
+        depth += 1
+        memo[node] = (depth, inner)
+    return depth, inner
+
+
+def _condition(e: Expr) -> Expr:
+    """One 0/1 node: 1 where every mask of ``e``'s chain passes, else 0 (``e`` itself for a pure mask).
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> str(_condition(sg.if_else(x > 0, sg.if_else(y < 1, sg.sin(x), 0), 0)))
+    'if_else(x > 0, y < 1, 0)'
+    """
+    memo = _memo("conds")
+    path = []
+    while True:
+        cond = memo.get(e)
+        if cond is not None:
+            break
+        c, then, rest = _unmask(e)
+        if c is None:
+            cond = ONE
+            break
+        path.append((e, c, then))
+        if rest is ONE and c is e:  # a bare comparison
+            cond = ONE
+            break
+        e = rest
+    for node, c, then in reversed(path):
+        cond = c if c is node else (_select(c, cond, ZERO) if then else _select(c, ZERO, cond))
+        memo[node] = cond
+    return cond
+
+
+def _wrap(mask: Expr, depth: int, x: Expr) -> Expr:
+    """``x`` under the masks of ``mask``'s chain (``depth`` of them).
+
+    One mask is nested as is; a longer chain becomes one selection on its
+    memoized condition, so the cost does not grow with the chain.
+    """
+    if depth == 0:
+        return x
+    if depth == 1:
+        c, then, _ = _unmask(mask)
+        return _select(c, x, ZERO) if then else _select(c, ZERO, x)
+    return _select(_condition(mask), x, ZERO)
+
+
+def _masked_product(p: Expr, v: Expr) -> Expr:
+    """``p * v`` with the masks of either factor pulled outside (O(1) amortized in a sweep).
+
+    Mathematically the product of the two inner factors under the masks of
+    both chains.  When one inner factor is 1 (a 0/1 partial such as
+    ``fmax``'s ``a >= b``), the other factor is kept whole and only the
+    first one's masks are put around it: along a fold of ``fmax`` each step
+    adds one selection around the incoming adjoint, never rebuilding it.
+    """
+    dp, ip = _mask_chain(p)
+    dv, iv = _mask_chain(v)
+    if ip is ONE and (iv is not ONE or dp <= dv):
+        return _wrap(p, dp, v)
+    if iv is ONE:
+        return _wrap(v, dv, p)
+    return _wrap(p, dp, _wrap(v, dv, _scale(ip, iv)))
 
 
 def _plus(a: Expr, b: Expr) -> Expr:
@@ -172,6 +282,7 @@ def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
         acc[k] = term if prev is None else _plus(prev, term)
 
 
+@_memoized_masks
 def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs]:
     """Tangents of every node of ``order`` (a topological order) given tangents of symbols.
 
@@ -255,6 +366,7 @@ def active_nodes(order: list[Expr], symbols) -> set:
     return active
 
 
+@_memoized_masks
 def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set) -> dict[Expr, Dirs]:
     """Adjoints by one backward pass over ``order`` (a topological order).
 
@@ -309,6 +421,7 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
     return adjoints
 
 
+@_memoized_masks
 def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
     """Adjoints of the leaves for the single cotangent 1 on ``f`` (the gradient).
 
