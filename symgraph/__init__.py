@@ -12,7 +12,8 @@ from __future__ import annotations
 from .errors import (ArgumentCountError, ArityError, CompileError, DifferentiationError, DTypeError,
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
                      SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError,
-                     OptimizerOptionError, CompilerNotFoundError, BackendWarning)
+                     OptimizerOptionError, CompilerNotFoundError, BackendWarning, OptionError,
+                     OverwriteError)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -52,7 +53,7 @@ __all__ = [
     "SymgraphError", "ArgumentCountError", "ArityError", "CompileError", "DifferentiationError",
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
-    "CompilerNotFoundError", "BackendWarning",
+    "CompilerNotFoundError", "BackendWarning", "OptionError", "OverwriteError",
     "jvp", "vjp", "grad", "jacobian", "hessian", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
 ]

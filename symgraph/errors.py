@@ -68,6 +68,14 @@ class OptimizerOptionError(SymgraphError, ValueError):
     """An optimizer option (level, rule or rule-set name) is not recognised."""
 
 
+class OptionError(SymgraphError, TypeError, ValueError):
+    """An option of ``compile``/``export_c`` has the wrong type or value (``jobs="a"``, ``flags=123``)."""
+
+
+class OverwriteError(SymgraphError, FileExistsError):
+    """``export_c`` would replace an existing file (pass ``overwrite=True`` to allow it)."""
+
+
 class CompilerNotFoundError(CompileError):
     """No usable C compiler was found (the numpy VM still works without one)."""
 
