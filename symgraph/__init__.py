@@ -25,6 +25,7 @@ from .optimize import OptimizeReport, simplify
 from .nlp import NLP, NLPResult
 from .interop.scipy import least_squares
 from .ad import grad, hessian, jacobian, jvp, vjp
+from .substitute import substitute  # sg.substitute is the function (it shadows its module)
 from .sparsity import Sparsity, hessian_sparsity, jacobian_sparsity
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
@@ -54,6 +55,6 @@ __all__ = [
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
     "CompilerNotFoundError", "BackendWarning", "OptionError", "OverwriteError",
-    "jvp", "vjp", "grad", "jacobian", "hessian", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
+    "jvp", "vjp", "grad", "jacobian", "hessian", "substitute", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
 ]
