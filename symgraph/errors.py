@@ -80,5 +80,25 @@ class CompilerNotFoundError(CompileError):
     """No usable C compiler was found (the numpy VM still works without one)."""
 
 
+class UnknownOpError(SymgraphError, KeyError):
+    """An op name that is not in the op table (``sg.builder("nope")``)."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidOpError(SymgraphError, TypeError):
+    """``sg.apply`` got something that is not one of the op table's own ``Op`` records."""
+
+
+class SerializationError(SymgraphError, ValueError):
+    """A pickled or saved Function is malformed: wrong format or version, unknown op,
+    operand out of range, inconsistent shapes."""
+
+
+class NotPicklableError(SymgraphError, TypeError):
+    """An object that cannot be pickled on its own (a bare Expr: pickle a Function of it)."""
+
+
 class BackendWarning(UserWarning):
     """A note from the C backend: a fallback was taken (cache dir, compiler choice)."""

@@ -7,7 +7,15 @@ logic, which are 0/1 numbers here, become ``Piecewise((1, cond), (0, True))``.
 ``fmod`` has no SymPy function and becomes ``a - b*sign(a/b)*floor(|a/b|)``.
 SymPy's ``x**(1/3)`` is read as the *real* cube root ``cbrt``.
 
-Both directions are iterative (no recursion over the expression).
+Both directions are iterative (no recursion over the expression).  SymPy's
+own evaluation is recursive (``is_number``, assumptions), so a graph deeper
+than :data:`EVALUATE_DEPTH` levels is built with ``evaluate=False``: the
+result is structurally the graph itself, with every node's hash computed
+bottom-up, and converts back with :func:`from_sympy` exactly.
+
+:func:`from_sympy` takes SymPy objects and numbers only.  Strings are
+refused: ``sympy.sympify`` parses them with Python's ``eval``, so text from
+a file or a user would run arbitrary code.
 
 >>> import symgraph as sg
 >>> x = sg.symbols("x")
@@ -20,13 +28,19 @@ True
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import SympyConversionError
-from ..expr import CONST, SYMBOL, Expr, apply, const, power, walk, _pymod
+from ..errors import SymgraphError, SympyConversionError
+from ..expr import CONST, SYMBOL, Expr, apply, const, power, topological, _pymod
 from ..ops import OPS
+
+# Graphs deeper than this (longest operand chain) become unevaluated SymPy
+# trees: SymPy's evaluation recurses about twice per level and would hit
+# Python's recursion limit near 400 levels.
+EVALUATE_DEPTH = 100
 
 
 def to_sympy(expr: Any, symbol_map: dict | None = None):
@@ -34,7 +48,9 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
 
     Symbols become real ``sympy.Symbol`` objects named after the symbol; two
     distinct symbols with one name get suffixes ``_1``, ``_2``...  Pass a dict
-    as ``symbol_map`` to receive the Expr -> sympy.Symbol mapping used.
+    as ``symbol_map`` to receive the Expr -> sympy.Symbol mapping used (entries
+    already in it are reused).  Graphs deeper than :data:`EVALUATE_DEPTH`
+    levels come back unevaluated (``evaluate=False``), so any depth converts.
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
@@ -48,10 +64,53 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
         roots = [e if type(e) is Expr else const(e) for e in arr.reshape(-1)]
     else:
         arr, roots = None, [expr if type(expr) is Expr else const(expr)]
-    symbol_map = {} if symbol_map is None else symbol_map
+    symbol_map = _check_symbol_map(sp, symbol_map)
+    order = topological(roots)
+    converted = None
+    if _depth(order) <= EVALUATE_DEPTH:
+        try:
+            with sp.evaluate(True):
+                converted = _build_sympy(sp, order, roots, symbol_map)
+        except RecursionError:  # the caller's own stack was already deep
+            converted = None
+    if converted is None:
+        converted = _build_sympy(sp, order, roots, symbol_map, raw=True)
+    if arr is None:
+        return converted[0]
+    result = np.empty(len(converted), dtype=object)
+    result[:] = converted
+    return result.reshape(arr.shape)
+
+
+def _check_symbol_map(sp, symbol_map: Any) -> dict:
+    if symbol_map is None:
+        return {}
+    if not isinstance(symbol_map, dict):
+        raise SympyConversionError(f"to_sympy: symbol_map must be a dict (filled with Expr symbol -> "
+                                   f"sympy.Symbol) or None, got {type(symbol_map).__name__} {symbol_map!r}")
+    for key, value in symbol_map.items():
+        if type(key) is not Expr or key.op is not SYMBOL or not isinstance(value, sp.Symbol):
+            raise SympyConversionError(f"to_sympy: symbol_map entries must map a symgraph symbol to a "
+                                       f"sympy.Symbol, got {key!r}: {value!r}")
+    return symbol_map
+
+
+def _depth(order: list) -> int:
+    """Longest operand chain of a topologically ordered node list."""
+    depth: dict[int, int] = {}
+    deepest = 0
+    for node in order:
+        d = 1 + max([depth[id(a)] for a in node.args], default=-1)
+        depth[id(node)] = d
+        deepest = d if d > deepest else deepest
+    return deepest
+
+
+def _build_sympy(sp, order: list, roots: list, symbol_map: dict, raw: bool = False) -> list:
+    """SymPy counterparts of ``roots``; ``raw`` builds each node without any SymPy evaluation."""
     names = {s.name for s in symbol_map.values()}
     out: dict[int, Any] = {}
-    for node in walk(roots):
+    for node in order:
         if node.op is SYMBOL:
             if node not in symbol_map:
                 symbol_map[node] = sp.Symbol(_fresh(node.data, names), real=True)
@@ -59,13 +118,65 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
         elif node.op is CONST:
             out[id(node)] = _sympy_number(sp, node.data)
         else:
-            out[id(node)] = node.op.sympy(sp, *[out[id(a)] for a in node.args])
-    converted = [out[id(r)] for r in roots]
-    if arr is None:
-        return converted[0]
-    result = np.empty(len(converted), dtype=object)
-    result[:] = converted
-    return result.reshape(arr.shape)
+            args = [out[id(a)] for a in node.args]
+            if raw:
+                built = _raw_apply(sp, node.op, args)
+                hash(built)  # cached on the node: hashing the result later never recurses
+            else:
+                built = node.op.sympy(sp, *args)
+            out[id(node)] = built
+    return [out[id(r)] for r in roots]
+
+
+_TEMPLATES: dict[str, Any] = {}
+
+
+def _raw_apply(sp, op, args: list):
+    """``op``'s SymPy form over ``args`` with no evaluation at all.
+
+    The op table's SymPy form is built once on dummy symbols (the template)
+    and instantiated structurally: each template node is re-created from its
+    class and new arguments without running SymPy's constructors, whose
+    checks (``is_number``, assumptions, ``has``, sorting) recurse over the
+    whole operand tree.  An op whose form needs its operands' values
+    (``powi``'s integer exponent) is built with ``evaluate=False``.
+    """
+    if op.name not in _TEMPLATES:
+        dummies = [sp.Dummy(f"a{k}", real=True) for k in range(op.arity)]
+        try:
+            with sp.evaluate(True):
+                _TEMPLATES[op.name] = (dummies, op.sympy(sp, *dummies))
+        except (TypeError, ValueError):
+            _TEMPLATES[op.name] = None
+    template = _TEMPLATES[op.name]
+    if template is None:
+        with sp.evaluate(False):
+            return op.sympy(sp, *args)
+    dummies, body = template
+    return _instantiate(sp, body, dict(zip(dummies, args)))
+
+
+def _instantiate(sp, body, values: dict):
+    # Recursion over a template (a few nodes), never over the graph.
+    if body in values:
+        return values[body]
+    if not body.args or isinstance(body, sp.Atom) or not body.has(*values):
+        return body
+    from sympy.core.basic import Basic
+    from sympy.core.operations import AssocOp, LatticeOp
+
+    args = tuple(_instantiate(sp, a, values) for a in body.args)
+    cls = type(body)
+    if issubclass(cls, AssocOp) and not issubclass(cls, LatticeOp):  # Add, Mul
+        return cls._from_args(args, body.is_commutative)
+    node = Basic.__new__(cls, *args)
+    if issubclass(cls, LatticeOp):  # And, Or, Min, Max keep their operand set
+        node._argset = frozenset(args)
+    try:  # a fact SymPy asks of every operand; computed here, one level deep
+        node.is_commutative
+    except AttributeError:  # a slot the class's constructor fills (Pow)
+        node.is_commutative = body.is_commutative
+    return node
 
 
 def _fresh(name: str, taken: set) -> str:
@@ -81,16 +192,19 @@ def _sympy_number(sp, value: float):
     if value != value:
         return sp.nan
     if value in (float("inf"), float("-inf")):
-        return sp.oo if value > 0 else -sp.oo
+        return sp.S.Infinity if value > 0 else sp.S.NegativeInfinity
     return sp.Integer(int(value)) if value.is_integer() and abs(value) < 2**53 else sp.Float(value, 17)
 
 
 def from_sympy(expr: Any, mapping: Mapping[Any, Any]):
     """A symgraph Expr (or array) equal to the SymPy expression ``expr``.
 
-    ``mapping`` sends each SymPy symbol (by object or by name) to an Expr or
-    number.  Unknown symbols or functions raise :class:`SympyConversionError`
-    naming them.
+    ``expr`` is a SymPy object (``sympy.Basic``, a SymPy matrix), a real
+    number, or a list/array of them; strings are refused with
+    :class:`SympyConversionError` (SymPy would parse them with Python's
+    ``eval``).  ``mapping`` sends each SymPy symbol (by object or by name) to
+    an Expr or real number.  Unknown symbols or functions raise
+    :class:`SympyConversionError` naming them.
 
     >>> import sympy, symgraph as sg
     >>> t = sg.symbols("t")
@@ -99,14 +213,58 @@ def from_sympy(expr: Any, mapping: Mapping[Any, Any]):
     """
     import sympy as sp
 
-    if isinstance(expr, (np.ndarray, list, tuple)) or hasattr(expr, "tolist") and not isinstance(expr, sp.Basic):
-        arr = np.asarray(expr.tolist() if hasattr(expr, "tolist") else expr, dtype=object)
-        flat = [from_sympy(e, mapping) for e in arr.reshape(-1)]
+    by_name = _check_mapping(sp, mapping)
+    if isinstance(expr, sp.MatrixBase) or isinstance(expr, (np.ndarray, list, tuple)):
+        arr = np.asarray(expr.tolist() if isinstance(expr, sp.MatrixBase) else expr, dtype=object)
+        flat = [_from_sympy_scalar(sp, e, by_name) for e in arr.reshape(-1)]
         out = np.empty(len(flat), dtype=object)
         out[:] = flat
         return out.reshape(arr.shape)
-    expr = sp.sympify(expr)
-    by_name = {(k.name if isinstance(k, sp.Symbol) else k): v for k, v in mapping.items()}
+    return _from_sympy_scalar(sp, expr, by_name)
+
+
+def _check_mapping(sp, mapping: Any) -> dict[str, Expr]:
+    """``{symbol name: Expr}`` from the user's mapping, or a SympyConversionError."""
+    if not isinstance(mapping, Mapping):
+        raise SympyConversionError(f"from_sympy: mapping must be a dict from SymPy symbols (or their names) "
+                                   f"to Exprs or real numbers, got {type(mapping).__name__}")
+    by_name: dict[str, Expr] = {}
+    for key, value in mapping.items():
+        if isinstance(key, sp.Symbol):
+            name = key.name
+        elif isinstance(key, str):
+            name = key
+        else:
+            raise SympyConversionError(f"from_sympy: mapping keys must be sympy.Symbol objects or str names, "
+                                       f"got {type(key).__name__} {key!r}")
+        if type(value) is Expr:
+            by_name[name] = value
+            continue
+        if isinstance(value, (str, bytes, sp.Basic)) and not isinstance(value, sp.Number):
+            value_ok = False
+        else:
+            value_ok = True
+            try:
+                by_name[name] = const(value)
+            except SymgraphError:
+                value_ok = False
+        if not value_ok:
+            raise SympyConversionError(f"from_sympy: mapping[{name!r}] must be an Expr or a real number, "
+                                       f"got {type(value).__name__} {value!r}")
+    return by_name
+
+
+def _from_sympy_scalar(sp, expr: Any, by_name: dict[str, Expr]) -> Expr:
+    if not isinstance(expr, sp.Basic):
+        if isinstance(expr, (numbers.Real, np.number, np.bool_)) and not isinstance(expr, (str, bytes)):
+            try:
+                return const(expr)
+            except SymgraphError as exc:
+                raise SympyConversionError(f"from_sympy: {exc}") from None
+        shown = repr(expr) if len(repr(expr)) <= 80 else repr(expr)[:77] + "..."
+        raise SympyConversionError(f"from_sympy takes a SymPy expression (sympy.Basic) or a real number, got "
+                                   f"{type(expr).__name__} {shown}; strings are not parsed (SymPy's parser "
+                                   "runs Python eval on them): build the expression from SymPy objects")
     done: dict[Any, Expr] = {}
     stack = [expr]
     while stack:
@@ -136,7 +294,7 @@ def _convert(sp, node, args: list, by_name: dict) -> Expr:
         if node.name not in by_name:
             raise SympyConversionError(f"SymPy symbol {node.name!r} is not in the mapping "
                                        f"(known: {sorted(map(str, by_name))})")
-        return const(by_name[node.name]) if type(by_name[node.name]) is not Expr else by_name[node.name]
+        return by_name[node.name]
     if node is sp.true or node is sp.false:
         return const(1.0 if node is sp.true else 0.0)
     if isinstance(node, (sp.Number, sp.NumberSymbol)) or node in (sp.oo, -sp.oo, sp.nan, sp.zoo):
