@@ -218,6 +218,12 @@ def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -
     Shared by the VM and compiled functions, so both refuse the same input.
     """
     label = f"{F.name}: argument {k} ({F.input_names[k]!r})"
+    if isinstance(value, int) and not isinstance(value, bool):  # beyond int64 numpy makes an object array
+        try:
+            value = float(value)
+        except OverflowError:
+            raise DTypeError(f"{label}: expected a real number that fits in a float64, got an int of "
+                             f"{value.bit_length()} bits") from None
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
