@@ -8,12 +8,17 @@ works, ``tcc`` included (see docs/design.md for the measurements).
 Cache: ``$SYMGRAPH_CACHE_DIR`` (default ``~/.cache/symgraph``) holds
 ``KEY.so`` and ``KEY.json``, where ``KEY`` hashes the sources, the flags, the
 compiler (path and version), the cffi version and the platform.  Entries are
-written to a temporary name and moved into place with ``os.replace``; the
-JSON records the library's SHA-256, checked before every load, so a
-truncated or corrupt entry is rebuilt, never loaded.  A per-key file lock
-(``fcntl.flock``) makes concurrent processes build an entry once.  An
-unwritable cache directory falls back to a temporary directory with a
-:class:`~symgraph.errors.BackendWarning`.
+built in ``build-KEY-*`` directories and moved into place with
+``os.replace``; the JSON records the library's SHA-256, checked before every
+load, so a truncated or corrupt entry is rebuilt, never loaded.  A per-key
+file lock (``fcntl.flock``) makes concurrent processes build an entry once;
+a ``build-KEY-*`` directory whose lock nobody holds was left by a killed
+build and is removed.  A read-only cache directory is still read; only a
+miss is compiled into a temporary directory (with a
+:class:`~symgraph.errors.BackendWarning`), removed when the process exits.
+Every failure (no library written, disk full, a damaged entry, the cache
+removed while compiling) is a :class:`~symgraph.errors.CompileError` that
+says what happened to which path.
 
 >>> cc = find_compiler()
 >>> cc.family in ("gcc", "tcc")
@@ -25,7 +30,9 @@ True
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -43,7 +50,7 @@ from typing import Any, Iterator, Sequence
 
 import cffi
 
-from symgraph.errors import BackendWarning, CompileError, CompilerNotFoundError
+from symgraph.errors import BackendWarning, CompileError, CompilerNotFoundError, OptionError
 
 from .c99 import CODEGEN_VERSION
 
@@ -52,6 +59,12 @@ DEFAULT_FLAGS: tuple[str, ...] = ("-O2",)
 # Always passed to gcc-like compilers: position-independent C99, and no
 # contraction of a*b+c into fma (keeps results IEEE-identical to the VM even with -march=native).
 BASE_FLAGS: tuple[str, ...] = ("-std=c99", "-fPIC", "-ffp-contract=off")
+# Flags that make gcc (before 13) and clang link start-up objects into the library that change
+# floating point for the whole process when it is loaded: crtfastmath.o sets flush-to-zero and
+# denormals-are-zero, crtprec*.o the x87 precision.  They are kept for compiling, left out of the
+# link (where they do nothing else), so a -ffast-math Function cannot change numpy or other code.
+PROCESS_WIDE_LINK_FLAGS = frozenset(("-ffast-math", "-funsafe-math-optimizations", "-mdaz-ftz",
+                                     "-mpc32", "-mpc64", "-mpc80"))
 CANDIDATES: tuple[str, ...] = ("cc", "gcc", "clang")
 
 # Counters for tests and benchmarks: compiler runs and cache hits in this process.
@@ -60,7 +73,9 @@ STATS = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
 _LOADED: dict[str, "Library"] = {}
 _VERSIONS: dict[tuple, str] = {}
 _FALLBACK: dict[str, str] = {}
+_CLEANED: set[str] = set()
 _MUTEX = threading.Lock()
+STALE_SECONDS = 24 * 3600  # build directories not named after a key: removed after a day
 
 
 @dataclass(frozen=True)
@@ -110,8 +125,11 @@ def find_compiler(compiler: str | None = None) -> Compiler:
     >>> find_compiler("gcc").family
     'gcc'
     """
-    if compiler is not None and not isinstance(compiler, str):
-        raise CompileError(f"compiler must be a str (name or path), got {type(compiler).__name__}")
+    if compiler is not None:
+        if isinstance(compiler, os.PathLike):
+            compiler = os.fspath(compiler)
+        if not isinstance(compiler, str) or not compiler:
+            raise OptionError(f"compiler must be a compiler name or path (non-empty str), got {compiler!r}")
     names = CANDIDATES if compiler is None else (compiler,)
     for name in names:
         path = shutil.which(name)
@@ -140,19 +158,51 @@ def _version(path: str, family: str) -> str:
     return _VERSIONS[memo]
 
 
+def check_cache_dir(path: Any) -> str | None:
+    """``path`` as a str, or None for the default; :class:`~symgraph.errors.OptionError` if it is no path.
+
+    >>> check_cache_dir(None), check_cache_dir(b"/tmp/c")
+    (None, '/tmp/c')
+    """
+    if path is None:
+        return None
+    if isinstance(path, (bytes, os.PathLike)):
+        path = os.fsdecode(path)
+    if not isinstance(path, str) or not path:
+        raise OptionError(f"cache_dir must be a directory path (non-empty str or os.PathLike) or None for "
+                          f"${ENV_CACHE} or ~/.cache/symgraph, got {path!r}")
+    return path
+
+
+def check_jobs(jobs: Any) -> int | None:
+    """``jobs`` if it is None or an int >= 1, else :class:`~symgraph.errors.OptionError`."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise OptionError(f"jobs must be a number of parallel compiler processes (int >= 1) or None "
+                          f"for the CPU count, got {jobs!r}")
+    return jobs
+
+
+def _wanted(path: str | None) -> str:
+    path = check_cache_dir(path)
+    wanted = path or os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "symgraph")
+    return os.path.abspath(wanted)
+
+
 def cache_dir(path: str | None = None) -> str:
-    """The cache directory: ``path``, else ``$SYMGRAPH_CACHE_DIR``, else ``~/.cache/symgraph``.
+    """The directory new entries are written to: ``path``, else ``$SYMGRAPH_CACHE_DIR``, else ``~/.cache/symgraph``.
 
     Created if needed; if it cannot be written, a temporary directory is used
-    instead and a :class:`~symgraph.errors.BackendWarning` says so.
+    instead (removed when the process exits) and a
+    :class:`~symgraph.errors.BackendWarning` says so.  Entries already in a
+    read-only cache directory are still used (see :func:`build`).
 
     >>> os.path.isdir(cache_dir())
     True
     """
-    wanted = path or os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "symgraph")
-    wanted = os.path.abspath(wanted)
-    if wanted in _FALLBACK:
-        return _FALLBACK[wanted]
+    wanted = _wanted(path)
+    with _MUTEX:
+        if wanted in _FALLBACK:
+            return _FALLBACK[wanted]
     try:
         os.makedirs(wanted, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=wanted, prefix=".probe-")
@@ -160,12 +210,26 @@ def cache_dir(path: str | None = None) -> str:
         os.remove(probe)
         return wanted
     except OSError as exc:
-        fallback = tempfile.mkdtemp(prefix="symgraph-cache-")
-        _FALLBACK[wanted] = fallback
-        warnings.warn(f"symgraph cache directory {wanted} is not writable ({exc.strerror or exc}); "
-                      f"using the temporary directory {fallback} instead (set {ENV_CACHE} to change it)",
+        why = "is not a directory" if os.path.exists(wanted) and not os.path.isdir(wanted) else \
+            f"is not writable ({exc.strerror or exc})"
+        with _MUTEX:
+            if wanted not in _FALLBACK:
+                if not _FALLBACK:
+                    atexit.register(_remove_fallbacks, os.getpid())
+                _FALLBACK[wanted] = tempfile.mkdtemp(prefix="symgraph-cache-")
+            fallback = _FALLBACK[wanted]
+        warnings.warn(f"symgraph cache directory {wanted} {why}; compiling into the temporary directory "
+                      f"{fallback} instead, removed at exit (set {ENV_CACHE} or cache_dir= to change it)",
                       BackendWarning, stacklevel=3)
         return fallback
+
+
+def _remove_fallbacks(pid: int) -> None:
+    """At exit: remove the temporary cache directories this process made (not a forked child's)."""
+    if os.getpid() != pid:
+        return
+    for path in list(_FALLBACK.values()):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def cache_key(units: Sequence[tuple[str, str]], cdef: str, compiler: Compiler, flags: Sequence[str]) -> str:
@@ -184,6 +248,10 @@ def cache_key(units: Sequence[tuple[str, str]], cdef: str, compiler: Compiler, f
     return h.hexdigest()
 
 
+class _CacheVanished(Exception):
+    """The cache directory disappeared while a library was being built in it (internal)."""
+
+
 def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler | None = None,
           flags: Sequence[str] | None = None, jobs: int | None = None, directory: str | None = None) -> Library:
     """Compile ``units`` (``[(file name, C text)]``) into a shared library and load it (cached).
@@ -197,38 +265,61 @@ def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler 
         directory: cache directory (default :func:`cache_dir`).
 
     Raises :class:`~symgraph.errors.CompileError` with the compiler's message
-    and the path of the kept sources when compilation fails.
+    and the path of the kept sources when compilation fails, and with the
+    path and the system's reason when the cache cannot be written.
     """
-    cc = compiler if isinstance(compiler, Compiler) else find_compiler(compiler)
+    directory = check_cache_dir(directory)
+    jobs = check_jobs(jobs)
     flags = tuple(DEFAULT_FLAGS if flags is None else _check_flags(flags))
+    cc = compiler if isinstance(compiler, Compiler) else find_compiler(compiler)
     key = cache_key(units, cdef, cc, flags)
     with _MUTEX:
         if key in _LOADED:
             STATS["memory_hits"] += 1
             lib = _LOADED[key]
             return Library(lib.ffi, lib.lib, lib.path, key, "memory", 0.0, cc)
-    root = cache_dir(directory)
-    so_path, meta_path = os.path.join(root, key + ".so"), os.path.join(root, key + ".json")
     start = time.perf_counter()
-    loaded = _load_verified(so_path, meta_path, cdef)
+    wanted = _wanted(directory)
+    found = _load_verified(*_entry(wanted, key), cdef)  # a read-only cache is still read
+    root = wanted
+    if found is None:
+        root = cache_dir(directory)
+        if root != wanted:
+            found = _load_verified(*_entry(root, key), cdef)
     source = "disk"
-    if loaded is None:
-        with _file_lock(os.path.join(root, key + ".lock")):
-            loaded = _load_verified(so_path, meta_path, cdef)  # another process may have built it
-            if loaded is None:
-                _compile_into(units, cc, flags, jobs, root, key, so_path, meta_path)
-                loaded = _load_verified(so_path, meta_path, cdef)
-                source = "compiled"
-                if loaded is None:
-                    raise CompileError(f"the library just built at {so_path} failed its checksum; "
-                                       "is another program writing into the cache directory?")
+    if found is None:
+        for attempt in (1, 2):
+            try:
+                found, source = _build_locked(units, cdef, cc, flags, jobs, root, key)
+                break
+            except _CacheVanished:
+                if attempt == 2:
+                    raise CompileError(f"the cache directory {root} was removed while a library was being "
+                                       "built in it, twice; is another program cleaning it?") from None
+                root = cache_dir(directory)  # made again
     if source == "disk":
         STATS["disk_hits"] += 1
-    ffi, lib = loaded
+    ffi, lib, so_path = found
     result = Library(ffi, lib, so_path, key, source, time.perf_counter() - start, cc)
     with _MUTEX:
         _LOADED.setdefault(key, result)
     return result
+
+
+def _entry(root: str, key: str) -> tuple[str, str]:
+    return os.path.join(root, key + ".so"), os.path.join(root, key + ".json")
+
+
+def _build_locked(units, cdef, cc: Compiler, flags, jobs, root: str, key: str):
+    """Under the key's lock: load what another process built meanwhile, else compile; ``(found, source)``."""
+    so_path, meta_path = _entry(root, key)
+    with _file_lock(os.path.join(root, key + ".lock")):
+        found = _load_verified(so_path, meta_path, cdef)  # another process may have built it
+        if found is not None:
+            return found, "disk"
+        _clean_stale(root)
+        _compile_into(units, cc, flags, jobs, root, key, so_path, meta_path)
+        return _load_built(so_path, meta_path, cdef, cc), "compiled"
 
 
 def clear_memory_cache() -> None:
@@ -237,14 +328,16 @@ def clear_memory_cache() -> None:
         _LOADED.clear()
 
 
-def _check_flags(flags: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
-        raise CompileError(f"flags must be a sequence of str such as ('-O2', '-march=native'), got {flags!r}")
+def _check_flags(flags: Any) -> tuple[str, ...]:
+    if isinstance(flags, (str, bytes)) or not isinstance(flags, (list, tuple)) \
+            or not all(isinstance(f, str) and f for f in flags):
+        raise OptionError(f"flags must be a sequence of str (a list or tuple of non-empty flags) such as "
+                          f"('-O2', '-march=native'), got {flags!r}")
     return tuple(flags)
 
 
-def _load_verified(so_path: str, meta_path: str, cdef: str):
-    """``(ffi, lib)`` if the entry exists and its checksum matches, else None."""
+def _read_entry(so_path: str, meta_path: str):
+    """The library's bytes if the entry exists and its checksum matches, else None."""
     try:
         with open(meta_path, "r", encoding="utf-8") as fh:
             meta = json.load(fh)
@@ -254,12 +347,33 @@ def _load_verified(so_path: str, meta_path: str, cdef: str):
         return None
     if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
         return None
+    return data
+
+
+def _load_verified(so_path: str, meta_path: str, cdef: str):
+    """``(ffi, lib, so_path)`` if the entry exists, its checksum matches and it loads, else None."""
+    if _read_entry(so_path, meta_path) is None:
+        return None
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     try:
-        return ffi, ffi.dlopen(so_path)
+        return ffi, ffi.dlopen(so_path), so_path
     except OSError:
         return None
+
+
+def _load_built(so_path: str, meta_path: str, cdef: str, cc: Compiler):
+    """Load the library just built, or say precisely why it cannot be."""
+    if _read_entry(so_path, meta_path) is None:
+        raise CompileError(f"the library just built at {so_path} failed its checksum; "
+                           "is another program writing into the cache directory?")
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    try:
+        return ffi, ffi.dlopen(so_path), so_path
+    except OSError as exc:
+        raise CompileError(f"the library {cc.name} built at {so_path} cannot be loaded ({exc}); "
+                           f"is {cc.path} a C compiler for this platform?") from None
 
 
 @contextlib.contextmanager
@@ -283,42 +397,152 @@ def _file_lock(path: str) -> Iterator[None]:
         fh.close()
 
 
+def _clean_stale(root: str) -> None:
+    """Remove ``build-KEY-*`` directories left by killed builds (once per directory and process).
+
+    A build directory exists only while its key's lock is held, so one whose
+    lock can be taken without waiting is stale.  Directories not named after a
+    key (older versions) and stray probe files go once they are a day old.
+    """
+    with _MUTEX:
+        if root in _CLEANED:
+            return
+        _CLEANED.add(root)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        path = os.path.join(root, name)
+        if name.startswith(".probe-"):
+            with contextlib.suppress(OSError):
+                if now - os.lstat(path).st_mtime > STALE_SECONDS:
+                    os.remove(path)
+            continue
+        if not name.startswith("build-") or not os.path.isdir(path):
+            continue
+        key = name[len("build-"):len("build-") + 64]
+        if fcntl is None or len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+            with contextlib.suppress(OSError):
+                if now - os.lstat(path).st_mtime > STALE_SECONDS:
+                    shutil.rmtree(path, ignore_errors=True)
+            continue
+        try:
+            fh = open(os.path.join(root, key + ".lock"), "a+b")
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # being built right now
+            fh.close()
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+
+def _cache_error(exc: OSError, action: str, path: str, root: str, work: str | None = None) -> Exception:
+    """The exception for an OS error while building: the cache vanished, or a CompileError saying what failed."""
+    if not os.path.isdir(root) or (work is not None and not os.path.isdir(work)):
+        return _CacheVanished(root)
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (the disk or quota is full)"
+    return CompileError(f"cannot {action} {path}: {reason}; the symgraph cache directory is {root}")
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write one generated C file (tests replace this to simulate a full disk)."""
+    with open(path, "w", encoding="ascii", newline="\n") as fh:
+        fh.write(text)
+
+
+def _install(source: str, target: str, root: str, work: str) -> None:
+    """Move a finished file of the build directory into its place in the cache."""
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if os.path.isdir(target):
+            raise CompileError(f"the cache entry {target} is a directory, not a file, so the library cannot be "
+                               f"stored; remove it (it is inside the symgraph cache directory {root})") from None
+        raise _cache_error(exc, "store the cache entry", target, root, work) from None
+
+
 def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_path) -> None:
-    work = tempfile.mkdtemp(dir=root, prefix=f"build-{key[:12]}-")
+    try:
+        work = tempfile.mkdtemp(dir=root, prefix=f"build-{key}-")
+    except OSError as exc:
+        raise _cache_error(exc, "create a build directory in", root, root) from None
     try:
         for name, text in units:
-            with open(os.path.join(work, name), "w", encoding="ascii", newline="\n") as fh:
-                fh.write(text)
+            path = os.path.join(work, name)
+            try:
+                _write_text(path, text)
+            except OSError as exc:
+                raise _cache_error(exc, "write the C source", path, root, work) from None
         STATS["compiles"] += 1
         _run_compiler(units, cc, flags, jobs, work, root, key)
         built = os.path.join(work, "lib.so")
-        with open(built, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
-        os.replace(built, so_path)
+        try:
+            with open(built, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+        except FileNotFoundError:
+            if not os.path.isdir(work):
+                raise _CacheVanished(root) from None
+            raise CompileError(f"{cc.path} exited with status 0 but wrote no library ({built} is missing); "
+                               f"is {cc.path} a C compiler? Pass compiler='gcc', 'clang' or 'tcc'") from None
+        except OSError as exc:
+            raise _cache_error(exc, "read the library just built", built, root, work) from None
         meta = {"sha256": digest, "compiler": cc.path, "version": cc.version, "flags": list(flags),
                 "units": [name for name, _ in units], "codegen": CODEGEN_VERSION}
         tmp_meta = os.path.join(work, "meta.json")
-        with open(tmp_meta, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh)
-        os.replace(tmp_meta, meta_path)
+        try:
+            _write_text(tmp_meta, json.dumps(meta))
+        except OSError as exc:
+            raise _cache_error(exc, "write the cache entry's checksum", tmp_meta, root, work) from None
+        _install(built, so_path, root, work)
+        _install(tmp_meta, meta_path, root, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def link_flags(flags: Sequence[str]) -> list[str]:
+    """``flags`` for the link step: without those that put process-wide start-up code into the library.
+
+    >>> link_flags(["-O2", "-ffast-math", "-march=native"]), link_flags(["-Ofast"])
+    (['-O2', '-march=native'], ['-O3'])
+    """
+    return ["-O3" if f == "-Ofast" else f for f in flags if f not in PROCESS_WIDE_LINK_FLAGS]
 
 
 def compile_commands(units: Sequence[str], cc: Compiler, flags: Sequence[str], output: str) -> list[list[str]]:
     """The compiler command lines: one per unit then a link (gcc-like), or one (single unit, tcc).
 
+    A single unit is compiled and linked by one command unless some flag must
+    stay out of the link (:func:`link_flags`).
+
     >>> cmds = compile_commands(["a.c"], Compiler("/usr/bin/gcc", "gcc", "?"), ["-O2"], "lib.so")
     >>> cmds[0][:5]
     ['/usr/bin/gcc', '-std=c99', '-fPIC', '-ffp-contract=off', '-O2']
+    >>> [c[1:] for c in compile_commands(["a.c"], Compiler("gcc", "gcc", "?"), ["-ffast-math"], "lib.so")]
+    [['-std=c99', '-fPIC', '-ffp-contract=off', '-ffast-math', '-c', '-o', 'a.o', 'a.c'], ['-shared', '-o', 'lib.so', 'a.o', '-lm']]
     """
     if cc.family == "tcc":
         return [[cc.path, "-shared", *flags, "-o", output, *units, "-lm"]]
-    if len(units) == 1:
+    linking = link_flags(flags)
+    if len(units) == 1 and linking == list(flags):
         return [[cc.path, *BASE_FLAGS, *flags, "-shared", "-o", output, units[0], "-lm"]]
     objects = [u[:-2] + ".o" for u in units]
     steps = [[cc.path, *BASE_FLAGS, *flags, "-c", "-o", obj, u] for u, obj in zip(units, objects)]
-    return steps + [[cc.path, *flags, "-shared", "-o", output, *objects, "-lm"]]
+    return steps + [[cc.path, *linking, "-shared", "-o", output, *objects, "-lm"]]
 
 
 def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: str) -> None:
@@ -327,23 +551,38 @@ def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: s
     jobs = max(1, jobs or os.cpu_count() or 1)
 
     def run(cmd):
+        if not os.path.isdir(work):
+            raise _CacheVanished(root)
         try:
             return cmd, subprocess.run(cmd, cwd=work, capture_output=True, text=True)
         except OSError as exc:
+            if not os.path.isdir(work):
+                raise _CacheVanished(root) from None
             raise CompileError(f"cannot run the C compiler {cc.path} ({exc})") from None
 
+    def check(results):
+        for cmd, done in results:
+            if done.returncode != 0:
+                if not os.path.isdir(work):
+                    raise _CacheVanished(root)
+                _compiler_failed(cc, cmd, done, work, root, key)
+
     with ThreadPoolExecutor(max_workers=min(jobs, len(parallel))) as pool:
-        results = list(pool.map(run, parallel))
-    for cmd in link:
-        results.append(run(cmd))
-    for cmd, done in results:
-        if done.returncode != 0:
-            kept = os.path.join(root, "failed", key)
-            shutil.rmtree(kept, ignore_errors=True)
-            os.makedirs(os.path.dirname(kept), exist_ok=True)
-            shutil.copytree(work, kept)
-            message = (done.stderr or done.stdout).strip()
-            if len(message) > 4000:
-                message = message[:4000] + "\n... (truncated)"
-            raise CompileError(f"{cc.name} failed with exit status {done.returncode}:\n  {' '.join(cmd)}\n"
-                               f"{message}\nThe C sources are kept in {kept}")
+        check(list(pool.map(run, parallel)))
+    check([run(cmd) for cmd in link])
+
+
+def _compiler_failed(cc: Compiler, cmd, done, work: str, root: str, key: str) -> None:
+    kept = os.path.join(root, "failed", key)
+    try:
+        shutil.rmtree(kept, ignore_errors=True)
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        shutil.copytree(work, kept)
+        where = f"The C sources are kept in {kept}"
+    except (OSError, shutil.Error) as exc:
+        where = f"The C sources could not be kept ({exc})"
+    message = (done.stderr or done.stdout).strip()
+    if len(message) > 4000:
+        message = message[:4000] + "\n... (truncated)"
+    raise CompileError(f"{cc.name} failed with exit status {done.returncode}:\n  {' '.join(cmd)}\n"
+                       f"{message}\n{where}")

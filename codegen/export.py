@@ -1,26 +1,32 @@
-"""Standalone C export: ``NAME.c``, ``NAME.h`` and a ``NAME_demo.c`` main.
+"""Standalone C export: ``NAME.c``, ``NAME.h`` and a ``NAME__demo.c`` main.
 
-The files need no Python: ``gcc -std=c99 -Wall -Wextra -Werror -c NAME.c``
-compiles them, and ``gcc -std=c99 NAME.c NAME_demo.c -lm`` builds a demo
-that evaluates the Function at fixed inputs (or at numbers given on its
-command line, input scalar after input scalar) and prints every output.
+``NAME`` is the Function's C identifier (:func:`codegen.names.c_identifier`:
+``sgf_norm2`` for ``norm2``), which also prefixes every C symbol, so files
+and symbols of distinct Functions never collide.  The files need no Python:
+``gcc -std=c99 -Wall -Wextra -Werror -c NAME.c`` compiles them, and
+``gcc -std=c99 NAME.c NAME__demo.c -lm`` builds a demo that evaluates the
+Function at fixed inputs (or at numbers given on its command line, input
+scalar after input scalar) and prints every output.  Existing files are
+never replaced unless ``overwrite=True``.
 
 >>> import tempfile, symgraph as sg
 >>> x = sg.symbols("x", 2)
 >>> F = sg.Function("norm2", [x], [x @ x])
 >>> paths = export_c(F, tempfile.mkdtemp())
 >>> sorted(p.rsplit("/", 1)[1] for p in paths.values())
-['norm2.c', 'norm2.h', 'norm2_demo.c']
+['sgf_norm2.c', 'sgf_norm2.h', 'sgf_norm2__demo.c']
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
 
-from symgraph.errors import InvalidInputError
+from symgraph.errors import InvalidInputError, OptionError, OverwriteError
 
 from .c99 import program, single_file
 from .names import c_comment, c_identifier, c_string
@@ -41,39 +47,92 @@ def demo_inputs(F: Any) -> list[np.ndarray]:
     return values
 
 
-def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1) -> dict:
-    """Write ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` for ``F`` into ``directory``.
+def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1,
+             overwrite: bool = False) -> dict:
+    """Write ``NAME.c``, ``NAME.h`` and ``NAME__demo.c`` for ``F`` into ``directory``.
 
-    ``name`` (default ``F.name``) is turned into a safe C identifier, which
-    names the files and prefixes every C symbol.  ``optimize`` is the
-    optimizer level applied first, as in ``F.compile`` (0 exports ``F`` as
-    is).  Returns ``{"source": path, "header": path, "demo": path}``.
+    ``NAME`` is the C identifier made from ``name`` (default ``F.name``) by
+    :func:`codegen.names.c_identifier`; it names the files and prefixes every C
+    symbol.  ``optimize`` is the optimizer level applied first, as in
+    ``F.compile`` (0 exports ``F`` as is).  If any of the three files exists,
+    nothing is written and :class:`~symgraph.errors.OverwriteError` is raised,
+    unless ``overwrite=True`` (then each file is replaced atomically).
+    Returns ``{"source": path, "header": path, "demo": path}``.
     """
-    if not isinstance(directory, (str, os.PathLike)):
-        raise InvalidInputError(f"export_c: directory must be a path, got {type(directory).__name__}")
-    F = F.optimize(optimize) if optimize else F
-    prog = program(F, name)
+    if isinstance(directory, bytes):
+        directory = os.fsdecode(directory)
+    if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
+        raise InvalidInputError(f"export_c: directory must be a path, got {type(directory).__name__}"
+                                f"{' (empty)' if isinstance(directory, str) else ''}")
+    directory = os.fspath(directory)
+    if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
+        raise OptionError(f"export_c: optimize must be an optimizer level (int >= 0), got {optimize!r}")
+    if not isinstance(overwrite, bool):
+        raise OptionError(f"export_c: overwrite must be True or False, got {overwrite!r}")
+    G = F.optimize(optimize) if optimize else F
+    prog = program(G, name)
     cname = prog.name
-    os.makedirs(directory, exist_ok=True)
     paths = {"source": os.path.join(directory, f"{cname}.c"),
              "header": os.path.join(directory, f"{cname}.h"),
-             "demo": os.path.join(directory, f"{cname}_demo.c")}
+             "demo": os.path.join(directory, prog.symbol("demo") + ".c")}
     header = prog.prelude(f"C interface of {c_comment(F.name)}") + "\n" + prog.declarations
-    texts = {"source": single_file(prog, F, include_header=f"{cname}.h"),
+    texts = {"source": single_file(prog, G, include_header=f"{cname}.h"),
              "header": header,
-             "demo": _demo(F, cname, prog.work_size)}
-    for key, path in paths.items():
-        with open(path, "w", encoding="ascii", newline="\n") as fh:
-            fh.write(texts[key])
+             "demo": _demo(G, prog)}
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise InvalidInputError(f"export_c: {directory} exists and is not a directory")
+    if not overwrite:
+        taken = [p for p in paths.values() if os.path.lexists(p)]
+        if taken:
+            raise OverwriteError(f"export_c: {', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "
+                                 "pass overwrite=True to replace, or export into another directory or name")
+    os.makedirs(directory, exist_ok=True)
+    _write_all(paths, texts, overwrite)
     return paths
 
 
-def _demo(F: Any, cname: str, work_size: int) -> str:
+def _write_all(paths: dict, texts: dict, overwrite: bool) -> None:
+    """Write every file or none: each goes to a temporary name, then into place."""
+    temps: dict[str, str] = {}
+    placed: list[str] = []
+    try:
+        for key, path in paths.items():
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".export-", suffix=".tmp")
+            temps[key] = tmp
+            with os.fdopen(fd, "w", encoding="ascii", newline="\n") as fh:
+                fh.write(texts[key])
+        for key, path in paths.items():
+            if overwrite:
+                os.replace(temps[key], path)
+            else:
+                try:
+                    os.link(temps[key], path)  # fails, rather than replaces, if the file appeared meanwhile
+                except FileExistsError:
+                    raise OverwriteError(f"export_c: {path} already exists (created while exporting); "
+                                         "pass overwrite=True to replace it") from None
+                except OSError:  # no hard links on this file system: exclusive creation instead
+                    with open(path, "x", encoding="ascii", newline="\n") as fh:
+                        fh.write(texts[key])
+            placed.append(path)
+    except BaseException:
+        if not overwrite:
+            for path in placed:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+        raise
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+
+
+def _demo(F: Any, prog: Any) -> str:
+    cname, work_size = prog.name, prog.work_size
     sizes_in = [int(np.prod(s, dtype=np.int64)) for s in F.input_shapes]
     sizes_out = [int(np.prod(s, dtype=np.int64)) if sp is None else len(sp[0])
                  for s, sp in zip(F.output_shapes, F.output_sparsity)]
     lines = ["/* Demo: evaluate " + cname + " once and print every output (no Python needed).",
-             f" * Build: cc -std=c99 {cname}.c {cname}_demo.c -lm",
+             f" * Build: cc -std=c99 {cname}.c {prog.symbol('demo')}.c -lm",
              " * Run:   ./demo [input scalars...]  (missing scalars default to 0.5 + 0.125 * k) */",
              "#include <stdio.h>", "#include <stdlib.h>", f'#include "{cname}.h"', "",
              "int main(int argc, char **argv) {"]

@@ -157,7 +157,7 @@ def test_optimize_option():
     assert F.compile(optimize=0)(0.5) == F(0.5)
     assert abs(F.compile(optimize=1)(0.5) - F(0.5)) <= 1e-15
     for bad in (-1, 1.5, True, "1"):
-        with pytest.raises(sg.CompileError, match="optimize must be an optimizer level"):
+        with pytest.raises(sg.OptionError, match="optimize must be an optimizer level"):
             F.compile(optimize=bad)
 
 
@@ -179,7 +179,7 @@ def test_compiler_error_carries_its_message_and_the_kept_source(tmp_path):
         F.compile(flags=("-fno-such-option",), cache_dir=str(tmp_path))
     kept = str(info.value).rsplit("kept in ", 1)[1].strip()
     assert any(p.endswith(".c") for p in __import__("os").listdir(kept))
-    with pytest.raises(sg.CompileError, match="flags must be a sequence of str"):
+    with pytest.raises(sg.OptionError, match="flags must be a sequence of str"):
         F.compile(flags="-O2")
 
 
@@ -213,4 +213,4 @@ def test_automatic_tcc_for_very_large_code_says_so():
 def test_repr_and_source(mixed):
     F, C = mixed
     assert repr(C).startswith("CompiledFunction(mixed:")
-    assert "int mixed(const double *const *arg" in C.source
+    assert "int sgf_mixed(const double *const *arg" in C.source
