@@ -32,11 +32,15 @@ def symbols(name: str, shape: int | tuple[int, ...] | None = None):
     >>> [s.name for s in sg.symbols("x", (2, 2)).ravel()]
     ['x[0,0]', 'x[0,1]', 'x[1,0]', 'x[1,1]']
     """
+    if not isinstance(name, str) or not name:
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(f"symbols: name must be a non-empty str, got {type(name).__name__} {name!r}")
     if shape is None:
         return symbol(name)
     given = shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape) if hasattr(shape, "__iter__") else None
-    if shape is None or any(not isinstance(n, (int, np.integer)) or n < 0 for n in shape):
+    if shape is None or any(not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0 for n in shape):
         from .errors import ShapeError
 
         raise ShapeError(f"symbols({name!r}): shape must be an int or a tuple of non-negative ints, got {given!r}")
@@ -56,7 +60,15 @@ def _elementwise(build: Callable[..., Expr], nin: int, name: str, doc: str) -> C
             raise ArityError(f"{name} takes {nin} operand(s), got {len(operands)}")
         if any(isinstance(o, (np.ndarray, list, tuple)) for o in operands):
             # an object array; all-0-d operands give a bare Expr, as numpy ufuncs give scalars
-            return vectorized(*[_as_object(o) for o in operands])
+            arrays = [_as_object(o) for o in operands]
+            try:
+                np.broadcast_shapes(*[a.shape for a in arrays])
+            except ValueError:
+                from .errors import ShapeError
+
+                raise ShapeError(f"sg.{name}: operand shapes {', '.join(str(a.shape) for a in arrays)} do not "
+                                 "broadcast together (numpy rules: trailing axes equal or 1)") from None
+            return vectorized(*arrays)
         return build(*operands)
 
     builder.__name__ = name
@@ -102,7 +114,12 @@ def builder(name: str) -> Callable[..., Any]:
     >>> str(builder("sin")(symbol("x")))
     'sin(x)'
     """
-    return _BUILDERS[name]
+    found = _BUILDERS.get(name) if isinstance(name, str) else None
+    if found is None:
+        from .errors import UnknownOpError
+
+        raise UnknownOpError(f"builder: no op named {name!r}; known: {', '.join(sorted(_BUILDERS))}")
+    return found
 
 
 _UFUNCS: dict[Any, str] = {

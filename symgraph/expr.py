@@ -35,7 +35,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import ops
-from .errors import ArityError, NonNumericConstantError, SymbolicBoolError
+from .errors import (ArityError, DTypeError, InvalidOpError, NonNumericConstantError, NotPicklableError,
+                     SymbolicBoolError)
 from .ops import OPS, Op
 
 SYMBOL, CONST = OPS["symbol"], OPS["const"]
@@ -76,7 +77,10 @@ class Expr:
         raise AttributeError("Expr nodes are immutable")
 
     def __reduce__(self):
-        raise TypeError("Expr nodes are not picklable; export a Function instead")
+        raise NotPicklableError(
+            "an Expr cannot be pickled (or copied) on its own: nodes are hash-consed per process. "
+            "Pickle a Function of it instead, pickle.dumps(sg.Function('f', [x], [expr])); the loaded "
+            "Function's .inputs and .outputs hold the rebuilt symbols and expressions")
 
     # -- queries
     @property
@@ -114,8 +118,12 @@ class Expr:
     def __float__(self) -> float:
         if self.op is CONST:
             return self.data
-        raise SymbolicBoolError(f"cannot convert symbolic expression {_short(self)} to float; "
-                                "evaluate it through a Function")
+        raise SymbolicBoolError(
+            f"cannot convert symbolic expression {_short(self)} to float. To store expressions in an "
+            "array, make it an object array (np.zeros(n, dtype=object), np.empty(n, dtype=object)); "
+            "numpy functions that need numbers (np.interp, ...) cannot take expressions: build the "
+            "same with symgraph builders (sg.if_else, sg.fmin, sg.fmax, ...); to get a number, "
+            "freeze the expression into sg.Function and call it")
 
     def __bool__(self) -> bool:
         if self.op is CONST:
@@ -304,17 +312,35 @@ def const(value: Any) -> Expr:
 
 
 def _as_float(value: Any) -> float:
-    if isinstance(value, (float, int, np.floating, np.integer, np.bool_)) and not isinstance(value, np.timedelta64):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        return float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
+    """A real number (bool, int, float, numpy real scalar or 0-d array, numbers.Real) as a float."""
+    if isinstance(value, (np.datetime64, np.timedelta64)):  # timedelta64 is a numpy integer
+        raise NonNumericConstantError(f"cannot use {value!r} in an expression: dates and time spans are not "
+                                      "real numbers; convert first, e.g. span / np.timedelta64(1, 's')")
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0 and value.dtype.kind in "biuf":
+            return float(value)
+        if value.ndim:
+            raise NonNumericConstantError(
+                f"cannot use an array of shape {value.shape} as one value in an expression (an element of a "
+                "list or array is itself an array: arrays of different lengths in one list?); join arrays "
+                "with np.concatenate([a, b]) (or np.stack), or pick one element")
+    elif isinstance(value, (numbers.Real, np.bool_)) and not isinstance(value, (str, bytes)):
+        try:
+            return float(value)
+        except OverflowError:
+            raise DTypeError(f"cannot use the integer {_int_text(value)} as a constant: it does not fit a "
+                             "float64 (largest about 1.8e308); Function arguments refuse it too") from None
     if isinstance(value, (complex, np.complexfloating)):
         raise NonNumericConstantError(f"complex constant {value!r} cannot enter a graph; "
                                       "graphs are real (complex numbers are only for evaluation)")
     raise NonNumericConstantError(f"cannot use {value!r} of type {type(value).__name__} in an "
                                   "expression; expected an Expr or a real number")
+
+
+def _int_text(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"of {value.bit_length()} bits"
+    return repr(value)
 
 
 def symbol(name: str) -> Expr:
@@ -398,6 +424,8 @@ def apply(op: Op, *operands: Any) -> Expr:
     >>> apply(OPS["add"], 2, 3).value
     5.0
     """
+    if id(op) not in _TABLE_OP_IDS:
+        _refuse_op(op)
     if len(operands) != op.arity:
         raise ArityError(f"{op.name} takes {op.arity} operand(s), got {len(operands)}")
     if op.arity == 1:
@@ -412,6 +440,18 @@ def apply(op: Op, *operands: Any) -> Expr:
 
 
 ops._APPLY = apply
+_TABLE_OP_IDS = frozenset(id(op) for op in OPS.values())
+
+
+def _refuse_op(op: Any):
+    if isinstance(op, str):
+        how = f"sg.apply(sg.OPS[{op!r}], ...) or sg.{op}(...)" if op in OPS else "an op of sg.OPS"
+        raise InvalidOpError(f"apply takes an Op record of the op table, not the name {op!r}; use {how}")
+    if isinstance(op, Op):
+        raise InvalidOpError(f"apply got {op!r}, which is not the op table's own record (sg.OPS[name]): "
+                             "user-defined ops are not supported yet (they need a numpy, C, derivative and "
+                             "SymPy rule in the table); build the expression from existing ops instead")
+    raise InvalidOpError(f"apply takes an Op of sg.OPS (e.g. sg.OPS['sin']), got {type(op).__name__} {op!r}")
 
 
 def collect() -> int:
@@ -612,27 +652,62 @@ def walk(roots) -> Iterator[Expr]:
     >>> [str(n) for n in walk([x * 2 + x])]
     ['2', 'x', '2 * x', '2 * x + x']
     """
-    return iter(topological(roots))
+    return iter(topological(_roots(roots, "walk")))
 
 
 def free_symbols(roots) -> list[Expr]:
     """Symbols reachable from ``roots``, in first-visit order.
 
+    ``roots``: an Expr, or a list, tuple or array of Exprs (or numbers).
+
     >>> x, y = symbol("x"), symbol("y")
     >>> [s.name for s in free_symbols([x * y + 1])]
     ['x', 'y']
     """
-    return [n for n in walk(roots) if n.op is SYMBOL]
+    return [n for n in topological(_roots(roots, "free_symbols")) if n.op is SYMBOL]
 
 
 def count_ops(roots) -> int:
     """Number of operation nodes (not symbols or constants) reachable from roots.
 
+    ``roots``: an Expr, or a list, tuple or array of Exprs (or numbers).
+
     >>> x = symbol("x")
     >>> count_ops([x * x + x * x])
     2
+    >>> count_ops(x * x)
+    1
     """
-    return sum(1 for n in walk(roots) if n.args)
+    return sum(1 for n in topological(_roots(roots, "count_ops")) if n.args)
+
+
+def _roots(roots: Any, what: str) -> list[Expr]:
+    """``roots`` as a flat list of Expr: one Expr, a SparseExpr, or an iterable of Exprs,
+    numbers and arrays of them; anything else is a NonNumericConstantError naming it."""
+    if type(roots) is Expr:
+        return [roots]
+    values = getattr(roots, "values", None)
+    if isinstance(values, np.ndarray) and hasattr(roots, "rows"):  # a SparseExpr
+        roots = values
+    if isinstance(roots, (str, bytes, dict)) or not hasattr(roots, "__iter__"):
+        raise NonNumericConstantError(f"{what} takes an Expr or a list/array of Exprs, got "
+                                      f"{type(roots).__name__} {roots!r}")
+    out: list[Expr] = []
+    for item in roots:
+        if type(item) is Expr:
+            out.append(item)
+            continue
+        flat = (np.asarray(item, dtype=object).reshape(-1) if isinstance(item, (np.ndarray, list, tuple))
+                else (item,))
+        for v in flat:
+            if type(v) is not Expr:
+                try:
+                    v = const(v)
+                except NonNumericConstantError:
+                    raise NonNumericConstantError(f"{what}: {type(v).__name__} {v!r} among the roots is not "
+                                                  "an Expr or a real number") from None
+            out.append(v)
+    return out
 
 
 # ------------------------------------------------------------------- printing

@@ -43,10 +43,10 @@ class SparseExpr:
                  shape: tuple[int, int]) -> None:
         from .array import as_expr_array
 
-        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        self.cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+        self.shape = matrix_shape(shape, "SparseExpr")
+        self.rows = index_array(rows, "SparseExpr", "rows")
+        self.cols = index_array(cols, "SparseExpr", "cols")
         self.values = as_expr_array(list(values) if not isinstance(values, np.ndarray) else values).reshape(-1)
-        self.shape = (int(shape[0]), int(shape[1]))
         if not (len(self.rows) == len(self.cols) == len(self.values)):
             raise ShapeError(f"SparseExpr: rows, cols and values must have one length, got "
                              f"{len(self.rows)}, {len(self.cols)}, {len(self.values)}")
@@ -82,6 +82,46 @@ class SparseExpr:
 
     def __repr__(self) -> str:
         return f"SparseExpr(shape={self.shape}, nnz={self.nnz})"
+
+
+def matrix_shape(shape: Any, what: str) -> tuple[int, int]:
+    """``shape`` as a pair of non-negative Python ints, or a ShapeError naming ``what``.
+
+    >>> matrix_shape((np.int64(2), 3), "S")
+    (2, 3)
+    """
+    try:
+        pair = tuple(shape)
+    except TypeError:
+        pair = None
+    if (pair is None or len(pair) != 2
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and n >= 0
+                       for n in pair)):
+        raise ShapeError(f"{what}: shape must be a pair of non-negative ints (n_rows, n_cols), got {shape!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def index_array(values: Any, what: str, name: str) -> np.ndarray:
+    """``values`` as a flat int64 array; float, bool or other non-integer data is a DTypeError.
+
+    >>> index_array([0, 2], "S", "rows").tolist()
+    [0, 2]
+    """
+    from .errors import DTypeError
+
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return values.reshape(-1)
+    try:
+        arr = np.asarray(values)
+    except Exception:  # ragged lists and the like
+        arr = np.asarray([None])
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise DTypeError(f"{what}: {name} must be integer indices, got an array of dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+        raise ShapeError(f"{what}: {name} holds an index too large for int64")
+    return arr.astype(np.int64, copy=False).reshape(-1)
 
 
 def to_scipy(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):

@@ -37,19 +37,40 @@ from .expr import CONST, SYMBOL, Expr, building, symbol, topological
 from .ops import Op
 
 
-class Sparsity(NamedTuple):
+class _SparsityFields(NamedTuple):
+    rows: np.ndarray
+    cols: np.ndarray
+    shape: tuple[int, int]
+
+
+class Sparsity(_SparsityFields):
     """A structural sparsity pattern: nonzero ``(rows[k], cols[k])`` of a ``shape`` matrix.
 
     Positions are sorted column by column (CSC order), without duplicates.
+    The constructor checks what it is given: ``shape`` two non-negative ints,
+    ``rows`` and ``cols`` integer sequences of one length, every position
+    inside the shape (ShapeError / DTypeError otherwise); they are stored as
+    int64 arrays.
 
     >>> s = Sparsity(np.array([1, 0]), np.array([0, 1]), (2, 2))
     >>> s.nnz, s.matrix.toarray().tolist()
     (2, [[0, 1], [1, 0]])
     """
 
-    rows: np.ndarray
-    cols: np.ndarray
-    shape: tuple[int, int]
+    __slots__ = ()
+
+    def __new__(cls, rows: Any, cols: Any, shape: tuple[int, int]) -> "Sparsity":
+        from .errors import ShapeError
+        from .sparse import index_array, matrix_shape
+
+        shape = matrix_shape(shape, "Sparsity")
+        rows, cols = index_array(rows, "Sparsity", "rows"), index_array(cols, "Sparsity", "cols")
+        if len(rows) != len(cols):
+            raise ShapeError(f"Sparsity: rows and cols must have one length, got {len(rows)} and {len(cols)}")
+        if len(rows) and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
+            raise ShapeError(f"Sparsity: a position lies outside the shape {shape} (rows in "
+                             f"[{rows.min()}, {rows.max()}], cols in [{cols.min()}, {cols.max()}])")
+        return super().__new__(cls, rows, cols, shape)
 
     @property
     def nnz(self) -> int:
