@@ -128,8 +128,8 @@ def _is_mask(e: Expr) -> bool:
 # factor is 1).  Along a left fold of ``fmax`` the adjoint carries one mask per
 # step, so the chain of step k is k deep: products must never walk it.  Each
 # sweep memoizes, per mask node, its chain's depth and inner factor, and, on
-# demand, its *condition*: one 0/1 node equal to the product of its masks.
-_MEMO = threading.local()  # .chains: {mask: (depth, inner)}, .conds: {mask: condition}
+# demand, its *condition*: one node whose truth says whether all its masks pass.
+_MEMO = threading.local()  # .chains: {mask: (depth, inner)}, .conds: {mask: (node, positive)}
 
 
 def _memoized_masks(sweep: Callable) -> Callable:
@@ -196,47 +196,63 @@ def _mask_chain(e: Expr) -> tuple[int, Expr]:
     return depth, inner
 
 
-def _condition(e: Expr) -> Expr:
-    """One 0/1 node: 1 where every mask of ``e``'s chain passes, else 0 (``e`` itself for a pure mask).
+def _condition(e: Expr) -> tuple[Expr, bool]:
+    """``(node, positive)``: every mask of ``e``'s chain passes iff ``node`` is true (false if not positive).
+
+    One new selection per mask above the innermost one, whose own condition
+    is used as is (an else-mask gives a negative polarity, so no ``not``
+    node is needed); memoized, so the chains of a fold share their nodes.
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
-    >>> str(_condition(sg.if_else(x > 0, sg.if_else(y < 1, sg.sin(x), 0), 0)))
-    'if_else(x > 0, y < 1, 0)'
+    >>> node, positive = _condition(sg.if_else(x > 0, sg.if_else(y < 1, 0, sg.sin(x)), 0))
+    >>> str(node), positive
+    ('if_else(x > 0, y < 1, 1)', False)
     """
     memo = _memo("conds")
     path = []
     while True:
-        cond = memo.get(e)
-        if cond is not None:
+        hit = memo.get(e)
+        if hit is not None:
+            node, positive = hit
             break
         c, then, rest = _unmask(e)
-        if c is None:
-            cond = ONE
+        if _unmask(rest)[0] is None:  # the innermost mask
+            node, positive = c, then
+            memo[e] = hit = (node, positive)
             break
         path.append((e, c, then))
-        if rest is ONE and c is e:  # a bare comparison
-            cond = ONE
-            break
         e = rest
-    for node, c, then in reversed(path):
-        cond = c if c is node else (_select(c, cond, ZERO) if then else _select(c, ZERO, cond))
-        memo[node] = cond
-    return cond
+    other = ZERO if positive else ONE  # the value that fails the test
+    for e, c, then in reversed(path):
+        node = _select(c, node, other) if then else _select(c, other, node)
+        memo[e] = (node, positive)
+    return node, positive
 
 
-def _wrap(mask: Expr, depth: int, x: Expr) -> Expr:
-    """``x`` under the masks of ``mask``'s chain (``depth`` of them).
+_NEST = 3  # chains up to this depth are nested around a product, longer ones selected on once
 
-    One mask is nested as is; a longer chain becomes one selection on its
-    memoized condition, so the cost does not grow with the chain.
+
+def _wrap(mask: Expr, depth: int, inner: Expr, x: Expr) -> Expr:
+    """``x`` under the masks of ``mask``'s chain (``depth`` of them, around ``inner``).
+
+    A short chain is nested around ``x`` as is (as many new nodes as masks).
+    A longer one becomes one selection: on the chain itself if it is a pure
+    0/1 product (``inner`` is 1), else on its memoized condition, so the
+    cost does not grow with the chain.
     """
-    if depth == 0:
+    if depth <= _NEST:
+        levels = []
+        for _ in range(depth):
+            c, then, mask = _unmask(mask)
+            levels.append((c, then))
+        for c, then in reversed(levels):
+            x = _select(c, x, ZERO) if then else _select(c, ZERO, x)
         return x
-    if depth == 1:
-        c, then, _ = _unmask(mask)
-        return _select(c, x, ZERO) if then else _select(c, ZERO, x)
-    return _select(_condition(mask), x, ZERO)
+    if inner is ONE:
+        return _select(mask, x, ZERO)
+    node, positive = _condition(mask)
+    return _select(node, x, ZERO) if positive else _select(node, ZERO, x)
 
 
 def _masked_product(p: Expr, v: Expr) -> Expr:
@@ -251,10 +267,10 @@ def _masked_product(p: Expr, v: Expr) -> Expr:
     dp, ip = _mask_chain(p)
     dv, iv = _mask_chain(v)
     if ip is ONE and (iv is not ONE or dp <= dv):
-        return _wrap(p, dp, v)
+        return _wrap(p, dp, ip, v)
     if iv is ONE:
-        return _wrap(v, dv, p)
-    return _wrap(p, dp, _wrap(v, dv, _scale(ip, iv)))
+        return _wrap(v, dv, iv, p)
+    return _wrap(p, dp, ip, _wrap(v, dv, iv, _scale(ip, iv)))
 
 
 def _plus(a: Expr, b: Expr) -> Expr:
