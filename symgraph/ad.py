@@ -219,7 +219,7 @@ def _condition(e: Expr) -> tuple[Expr, bool]:
         c, then, rest = _unmask(e)
         if _unmask(rest)[0] is None:  # the innermost mask
             node, positive = c, then
-            memo[e] = hit = (node, positive)
+            memo[e] = (node, positive)
             break
         path.append((e, c, then))
         e = rest

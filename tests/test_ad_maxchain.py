@@ -14,9 +14,11 @@ import time
 from functools import reduce
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import symgraph as sg
+from symgraph import ad
 
 H = 1e-30
 
@@ -54,6 +56,13 @@ def _cs_jacobian(F, x0):
         xc[k] += H * 1j
         cols.append(np.imag(np.atleast_1d(F(xc))) / H)
     return np.column_stack(cols)
+
+
+@pytest.fixture(params=[ad._NEST, 0], ids=["nest-short-chains", "select-on-every-chain"])
+def nest(request, monkeypatch):
+    """Run a test as shipped, and with every mask chain selected on its condition (no nesting)."""
+    monkeypatch.setattr(ad, "_NEST", request.param)
+    return request.param
 
 
 def _grad_seconds(n: int, repeats: int = 3) -> float:
@@ -98,7 +107,7 @@ def test_gradient_of_fold_over_smooth_terms_is_linear_in_size():
 
 
 # ----------------------------------------------------------------- values
-def test_fmax_and_fmin_folds_with_ties_match_complex_step():
+def test_fmax_and_fmin_folds_with_ties_match_complex_step(nest):
     x = sg.symbols("x", 9)
     v = np.array([1.0, 3.0, 3.0, 2.0, -1.0, 3.0, 0.5, -1.0, 2.0])  # ties for max and min
     for f in (reduce(sg.fmax, x), reduce(sg.fmin, x), reduce(sg.fmax, sg.sin(x) * x),
@@ -130,7 +139,7 @@ def test_logsumexp_gradient_is_softmax_and_hessian_closed_form():
                                rtol=1e-12, atol=1e-15)
 
 
-def test_jacobian_jvp_vjp_of_running_maxima_match_complex_step():
+def test_jacobian_jvp_vjp_of_running_maxima_match_complex_step(nest):
     n = 12
     x = sg.symbols("x", n)
     terms = sg.sin(x) + 0.1 * x * x
@@ -153,7 +162,7 @@ def test_jacobian_jvp_vjp_of_running_maxima_match_complex_step():
     np.testing.assert_allclose(vj, C @ want, rtol=1e-12, atol=1e-12)
 
 
-def test_hessian_through_long_chain_matches_complex_step_of_gradient():
+def test_hessian_through_long_chain_matches_complex_step_of_gradient(nest):
     n = 40
     x = sg.symbols("x", n)
     f = reduce(sg.fmax, sg.sin(x) * x) * sg.cos(x[0]) + _logsumexp(x[:10])
@@ -163,7 +172,7 @@ def test_hessian_through_long_chain_matches_complex_step_of_gradient():
     np.testing.assert_allclose(H, _cs_jacobian(G, v), rtol=1e-12, atol=1e-14)
 
 
-def test_derivative_not_taken_stays_masked_through_deep_chains():
+def test_derivative_not_taken_stays_masked_through_deep_chains(nest):
     # sqrt'(0) = inf on the terms the maximum does not select: the product
     # sits under the chain's masks, so it gives 0, never 0 * inf = nan
     x = sg.symbols("x", 8)
@@ -176,7 +185,7 @@ def test_derivative_not_taken_stays_masked_through_deep_chains():
         np.testing.assert_allclose(got, want, rtol=1e-14)
 
 
-def test_folds_of_hand_written_selections_match_complex_step():
+def test_folds_of_hand_written_selections_match_complex_step(nest):
     # acc = if_else(t > acc, t, acc): the running value sits in the else
     # branch, so the adjoint carries a chain of else-masks if_else(c, 0, .)
     n = 30
