@@ -165,7 +165,7 @@ def _rebuild_structure(exprs: Any, replaced: list[Expr]):
 def _rebuild(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
     """Each root with the symbols of ``mapping`` replaced (one topological pass).
 
-    Only nodes whose operands changed are rebuilt, through :func:`apply`.
+    Only nodes whose operands changed are rebuilt, through the construction path (``apply``).
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
