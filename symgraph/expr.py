@@ -78,7 +78,7 @@ class Expr:
 
     def __reduce__(self):
         raise NotPicklableError(
-            "an Expr cannot be pickled (or copied) on its own: nodes are hash-consed per process. "
+            "an Expr is not picklable (nor copyable) on its own: nodes are hash-consed per process. "
             "Pickle a Function of it instead, pickle.dumps(sg.Function('f', [x], [expr])); the loaded "
             "Function's .inputs and .outputs hold the rebuilt symbols and expressions")
 

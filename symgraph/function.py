@@ -229,7 +229,7 @@ def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -
     except Exception as exc:  # ragged lists and the like
         raise DTypeError(f"{label}: cannot convert {type(value).__name__} to an array ({exc})") from None
     if arr.dtype.kind not in "biufc":
-        raise DTypeError(f"{label}: expected real numbers, got an array of dtype {arr.dtype}")
+        raise DTypeError(dtype_message(label, arr))
     arr = arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
     if batch:
         if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
@@ -237,6 +237,33 @@ def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -
     elif arr.shape != shape:
         raise ShapeError(f"{label}: expected shape {shape}, got {arr.shape}")
     return arr
+
+
+def dtype_message(label: str, arr: np.ndarray) -> str:
+    """Why ``arr`` cannot be evaluated: its dtype and, for an object array, the first element
+    that is not a real number (symbolic expressions get a note on composing Functions).
+
+    >>> import numpy as np
+    >>> print(dtype_message("f: argument 0", np.array([1.0, None])))
+    f: argument 0: expected real numbers, got an array of dtype object (element [1] is NoneType None)
+    """
+    text = f"{label}: expected real numbers, got an array of dtype {arr.dtype}"
+    if arr.dtype.kind != "O":
+        return text
+    for index, v in np.ndenumerate(arr):
+        if type(v) is Expr:
+            return (text + " holding symbolic expressions: calling a Function on symbols is not supported "
+                    "yet; build the outputs from the symbolic expressions directly (e.g. keep the Python "
+                    "function that builds them and call it on the new symbols)")
+        if not isinstance(v, (float, np.floating, np.bool_, bool)) or isinstance(v, (str, bytes)):
+            try:
+                shown = repr(v)
+            except ValueError:  # an int too long for repr
+                shown = "..."
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            where = f" {list(index)}" if arr.ndim else ""
+            return text + f" (element{where} is {type(v).__name__} {shown})"
+    return text
 
 
 def _as_list(value: Any) -> list:

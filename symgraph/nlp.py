@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .array import as_expr_array, symbols
-from .errors import FreeSymbolError, ShapeError
+from .errors import DTypeError, FreeSymbolError, InvalidInputError, ShapeError, SymgraphError
 from .expr import building, free_symbols
 from .function import Function
 from .sparsity import Sparsity
@@ -80,13 +80,18 @@ class NLP:
                  compile_options: dict | None = None, name: str = "nlp") -> None:
         from .ad import grad, hessian, jacobian
 
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"NLP name must be a non-empty str, got {name!r}")
+        if compile_options is not None and not isinstance(compile_options, dict):
+            raise InvalidInputError(f"NLP compile_options must be a dict of Function.compile options or None, "
+                                    f"got {type(compile_options).__name__} {compile_options!r}")
         self.x = _flat_symbols(x, "x")
         self.p = _flat_symbols(p, "p") if p is not None else np.empty(0, dtype=object)
-        f_arr = as_expr_array(f)
+        f_arr = expr_array(f, "NLP objective f")
         if f_arr.size != 1:
             raise ShapeError(f"NLP objective f must be a scalar expression, got shape {f_arr.shape}")
         self.f = f_arr.reshape(())[()]
-        self.g = as_expr_array(g).reshape(-1) if g is not None else np.empty(0, dtype=object)
+        self.g = expr_array(g, "NLP constraints g").reshape(-1) if g is not None else np.empty(0, dtype=object)
         self.n, self.m = len(self.x), len(self.g)
         _check_free(self.x, self.p, [self.f, *self.g])
         with building():
@@ -124,22 +129,26 @@ class NLP:
         >>> nlp.set_parameters(3.0); float(nlp.objective([1.0]))
         4.0
         """
-        value = np.asarray(p if p is not None else [], dtype=np.float64).reshape(-1)
+        value = real_values(p if p is not None else [], "NLP parameters p").reshape(-1)
         if value.shape != (len(self.p),):
             raise ShapeError(f"NLP parameters p: expected {len(self.p)} values, got {value.size}")
         self._p_value = value
 
     def check_x(self, x: Any) -> np.ndarray:
-        """``x`` as a float vector of length n, or a ShapeError (shared by every solver adapter).
+        """``x`` as a float vector of length n (shared by every solver adapter and callback).
+
+        The checks of ``Function.__call__``: real numbers only (None, strings,
+        complex numbers, dicts and other objects are a DTypeError), and the
+        right count (a ShapeError).
 
         >>> import symgraph as sg
         >>> x = sg.symbols("x", 2)
         >>> sg.NLP(x=x, f=x.sum(), jit=False).check_x([1, 2]).tolist()
         [1.0, 2.0]
         """
-        value = np.asarray(x, dtype=np.float64).reshape(-1)
+        value = real_values(x, "NLP: x").reshape(-1)
         if value.shape != (self.n,):
-            raise ShapeError(f"NLP: x must have {self.n} values, got {np.asarray(x).size}")
+            raise ShapeError(f"NLP: x must have {self.n} values, got {value.size}")
         return value
 
     def _timed(self, key: str, *args: Any):
@@ -167,9 +176,15 @@ class NLP:
 
     def hessian_values(self, x: Any, lam: Any, sigma: float = 1.0) -> np.ndarray:
         """Nonzeros of the lower triangle of the Hessian of ``sigma*f + lam'g``, in structure order."""
-        lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+        if lam is None:
+            raise DTypeError(f"NLP: lam (constraint multipliers) must be {self.m} real numbers, got None"
+                             + ("; pass [] for an NLP without constraints" if self.m == 0 else ""))
+        lam = real_values(lam, "NLP: lam").reshape(-1)
         if lam.shape != (self.m,):
             raise ShapeError(f"NLP: lambda must have {self.m} values, got {lam.size}")
+        sigma = real_values(sigma, "NLP: sigma")
+        if sigma.shape != ():
+            raise ShapeError(f"NLP: sigma (objective factor) must be one real number, got shape {sigma.shape}")
         return self._timed("hess_l", self.check_x(x), self._p_value, float(sigma), lam)
 
     def jacobian(self, x: Any):
@@ -242,10 +257,54 @@ def symmetric_from_lower(values: np.ndarray, structure: Sparsity):
     return sp.csr_matrix((np.concatenate([values, values[off]]), (all_rows, all_cols)), shape=structure.shape)
 
 
-def _flat_symbols(value: Any, what: str) -> np.ndarray:
-    from .errors import InvalidInputError
+def real_values(value: Any, label: str) -> np.ndarray:
+    """``value`` as a float64 array of real numbers, or a DTypeError starting with ``label``.
 
-    arr = as_expr_array(value).reshape(-1)
+    As :func:`~symgraph.function.check_argument`, but complex numbers are
+    refused too (solvers work in real arithmetic); None, strings, dicts and
+    other objects never turn into NaN.
+
+    >>> real_values([1, 2.5], "x").tolist()
+    [1.0, 2.5]
+    >>> real_values([1.0, None], "x")
+    Traceback (most recent call last):
+    ...
+    symgraph.errors.DTypeError: x: expected real numbers, got an array of dtype object (element [1] is NoneType None)
+    """
+    from .function import dtype_message
+
+    if value is None:
+        raise DTypeError(f"{label}: expected real numbers, got None")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise DTypeError(f"{label}: cannot convert {type(value).__name__} to an array ({exc})") from None
+    if arr.dtype.kind == "c":
+        raise DTypeError(f"{label}: expected real numbers, got complex values (solvers work in real arithmetic)")
+    if arr.dtype.kind not in "biuf":
+        raise DTypeError(dtype_message(label, arr))
+    return arr.astype(np.float64)
+
+
+def expr_array(value: Any, what: str) -> np.ndarray:
+    """:func:`~symgraph.array.as_expr_array` whose errors name ``what`` (the argument)."""
+    try:
+        return as_expr_array(value)
+    except SymgraphError as exc:
+        raise type(exc)(f"{what}: {exc}") from None
+
+
+def _flat_symbols(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, (list, tuple)) and any(isinstance(v, np.ndarray) and v.ndim for v in value):
+        try:
+            arr = as_expr_array(value).reshape(-1)
+        except SymgraphError:
+            raise InvalidInputError(
+                f"NLP {what} must be one symbol array; to use several arrays of different shapes, join "
+                f"them first: {what}=np.concatenate([a.ravel() for a in arrays]) (and split the solution "
+                "the same way)") from None
+    else:
+        arr = expr_array(value, f"NLP {what}").reshape(-1)
     for k, s in enumerate(arr):
         if not s.is_symbol:
             raise InvalidInputError(f"NLP {what}[{k}] is {s}, not a symbol; {what} must be made by sg.symbols")

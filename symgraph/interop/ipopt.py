@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingSolverError, ShapeError
-from ..nlp import NLP, NLPResult
+from ..nlp import NLP, NLPResult, real_values
 
 
 class IpoptAdapter:
@@ -74,7 +74,7 @@ def bounds_vector(value: Any, size: int, default: float, what: str) -> np.ndarra
     """
     if value is None:
         return np.full(size, default)
-    arr = np.asarray(value, dtype=np.float64)
+    arr = real_values(value, what)
     if arr.ndim == 0:
         return np.full(size, float(arr))
     arr = arr.reshape(-1)

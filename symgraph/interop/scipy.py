@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..array import as_expr_array
 from ..errors import InvalidInputError, ShapeError
-from ..nlp import NLP, _check_free, _flat_symbols
+from ..nlp import NLP, _check_free, _flat_symbols, expr_array, real_values
 from .ipopt import bounds_vector
 
 METHODS = ("trust-constr", "SLSQP", "L-BFGS-B")
@@ -115,17 +114,17 @@ def least_squares(residuals: Any, x: Any, x0: Any, p: Any = None, p_value: Any =
 
     xs = _flat_symbols(x, "x")
     ps = _flat_symbols(p, "p") if p is not None else np.empty(0, dtype=object)
-    r = as_expr_array(residuals).reshape(-1)
+    r = expr_array(residuals, "least_squares residuals").reshape(-1)
     _check_free(xs, ps, list(r))
     J = jacobian(r, xs)
     R = Function("lsq_residuals", [xs, ps], [r])
     JV = Function("lsq_jacobian", [xs, ps], [J.values])
     if jit:
         R, JV = R.compile(**(compile_options or {})), JV.compile(**(compile_options or {}))
-    pv = np.asarray(p_value if p_value is not None else [], dtype=np.float64).reshape(-1)
+    pv = real_values(p_value if p_value is not None else [], "least_squares: p_value").reshape(-1)
     if pv.shape != (len(ps),):
         raise ShapeError(f"least_squares: p_value must have {len(ps)} values, got {pv.size}")
-    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    x0 = real_values(x0, "least_squares: x0").reshape(-1)
     if x0.shape != (len(xs),):
         raise ShapeError(f"least_squares: x0 must have {len(xs)} values, got {x0.size}")
     shape = (len(r), len(xs))
