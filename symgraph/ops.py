@@ -34,6 +34,8 @@ from typing import Any, Callable
 import numpy as np
 import scipy.special as _special
 
+from . import specfun as _sf
+
 # Set by symgraph.expr at import time: apply(op, *operands) -> Expr.  The
 # derivative rules below build graph nodes through it, so this module has no
 # import-time dependency on expr.py.
@@ -107,6 +109,7 @@ def _g(name: str) -> Callable[..., Any]:
 sqrt, exp, log, cos, sin, cosh, sinh = map(_g, ("sqrt", "exp", "log", "cos", "sin", "cosh", "sinh"))
 square, powi, pow_, sign = map(_g, ("square", "powi", "pow", "sign"))
 le, ge, lnot, if_else = map(_g, ("le", "ge", "not", "if_else"))
+digamma, polygamma = map(_g, ("digamma", "polygamma"))
 
 
 # ---------------------------------------------------------------- numpy side
@@ -267,6 +270,16 @@ def _sp_cfun(name):
     return convert
 
 
+def _sp_polygamma(sp, n, a):
+    # a numeric order becomes a SymPy Integer (as powi's exponent); orders outside 0..100 are nan
+    if n.is_Number:
+        k = float(n)
+        if not (k.is_integer() and 0 <= k <= _sf.POLYGAMMA_MAX_ORDER):
+            return sp.nan
+        n = sp.Integer(int(k))
+    return sp.polygamma(n, a)
+
+
 def _sp_fmod(sp, a, b):
     q = a / b
     return a - b * sp.sign(q) * sp.floor(sp.Abs(q))
@@ -394,6 +407,20 @@ def _table() -> list[Op]:
            lambda c, a, b, r: (0.0, if_else(c, 1.0, 0.0), if_else(c, 0.0, 1.0)),
            lambda sp, c, a, b: sp.Piecewise((a, _sp_bool(sp, c)), (b, True)),
            doc="a where c != 0 else b (nan counts as true); derivative follows the taken branch"),
+        # special functions (appended after the original table: earlier opcodes keep their numbers);
+        # numerics in symgraph/specfun.py; complex inputs give f(Re z) + i Im(z) f'(Re z)
+        Op("lgamma", 1, _sf.lgamma, "lgamma({0})", lambda a, r: (digamma(a),),
+           lambda sp, a: sp.re(sp.loggamma(a)),
+           doc="log|Gamma(a)| (C99 lgamma); +inf at the poles 0, -1, -2, ... and at +-inf"),
+        Op("digamma", 1, _sf.digamma, "sg_digamma({0})", lambda a, r: (polygamma(1.0, a),),
+           lambda sp, a: sp.polygamma(0, a),
+           doc="psi(a) = d lgamma/da; -inf at +0, +inf at -0, nan at the negative integers and -inf"),
+        Op("polygamma", 2, _sf.polygamma, "sg_polygamma({0}, {1})",
+           lambda n, a, r: (0.0, polygamma(n + 1.0, a)), _sp_polygamma,
+           doc="polygamma(n, a), the n-th derivative of digamma, for a constant integer 0 <= n <= 100 "
+               "(else nan); derivative 0 in n; poles: see symgraph.specfun"),
+        Op("erfinv", 1, _sf.erfinv, "sg_erfinv({0})", lambda a, r: (_sf.SQRT_PI_OVER_2 * exp(square(r)),),
+           lambda sp, a: sp.erfinv(a), doc="inverse of erf on (-1, 1); +-inf at +-1, nan outside [-1, 1]"),
     ]
 
 
@@ -416,4 +443,8 @@ OPCODE: dict[Op, int] = {op: code for code, op in enumerate(OP_LIST)}
 # Ops that the C emitter needs a helper function for (C99 has no sign()).
 C_HELPERS: dict[str, str] = {
     "sign": "static double sg_sign(double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : (x == x ? 0.0 : x)); }",
+    # Guarded by #ifndef, so that polygamma's copy of sg_digamma and digamma's own may both appear.
+    "digamma": _sf.C_DIGAMMA,
+    "polygamma": _sf.C_POLYGAMMA,
+    "erfinv": _sf.C_ERFINV,
 }
