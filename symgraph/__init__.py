@@ -13,7 +13,7 @@ from .errors import (ArgumentCountError, ArityError, CompileError, Differentiati
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
                      SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError,
                      OptimizerOptionError, CompilerNotFoundError, BackendWarning, OptionError,
-                     OverwriteError)
+                     OverwriteError, UnknownOpError, InvalidOpError, SerializationError, NotPicklableError)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -55,6 +55,7 @@ __all__ = [
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
     "CompilerNotFoundError", "BackendWarning", "OptionError", "OverwriteError",
+    "UnknownOpError", "InvalidOpError", "SerializationError", "NotPicklableError",
     "jvp", "vjp", "grad", "jacobian", "hessian", "substitute", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
 ]

@@ -22,10 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .array import as_expr_array
-from .errors import ArgumentCountError, DTypeError, InvalidInputError, ShapeError
-from .expr import SYMBOL, Expr, building
+from .errors import ArgumentCountError, DTypeError, InvalidInputError, SerializationError, ShapeError, SymgraphError
+from .expr import SYMBOL, Expr, building, symbol
 from .sparse import SparseExpr, to_scipy
-from .tape import Tape, build_tape
+from .tape import Tape, build_tape, tape_exprs, tape_from_data, tape_to_data
 from . import vm
 
 
@@ -113,6 +113,11 @@ class Function:
         return f"Function({self.name}: ({ins}) -> ({outs}), {self.n_ops} ops)"
 
     __str__ = __repr__
+
+    # ------------------------------------------------------------ pickling
+    def __reduce__(self):
+        """Pickle (and ``copy.deepcopy``) as plain data: see :func:`function_to_data`."""
+        return function_from_data, (function_to_data(self),)
 
     # ---------------------------------------------------------- evaluation
     def __call__(self, *args: Any):
@@ -210,6 +215,86 @@ class Function:
         from codegen.c99 import export_c
 
         return export_c(self, directory, name, optimize)
+
+
+FUNCTION_FORMAT = 1  # version of function_to_data's layout
+
+
+def function_to_data(F: Function) -> tuple:
+    """``F`` as plain data (str, ints, tuples, numpy arrays): what a pickle of ``F`` holds.
+
+    ``("symgraph.Function", FUNCTION_FORMAT, name, input_names, output_names,
+    tape, output_sparsity)`` with the Tape as :func:`~symgraph.tape.tape_to_data`
+    and, per output, None (dense) or ``(rows, cols, shape)``.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> data = function_to_data(sg.Function("f", [x], [x * 2]))
+    >>> data[:5]
+    ('symgraph.Function', 1, 'f', ('x',), ('o0',))
+    """
+    sparsity = tuple(None if sp is None else (sp[0].astype(np.int64), sp[1].astype(np.int64),
+                                              (int(sp[2][0]), int(sp[2][1])))
+                     for sp in F.output_sparsity)
+    return ("symgraph.Function", FUNCTION_FORMAT, F.name, tuple(F.input_names), tuple(F.output_names),
+            tape_to_data(F.tape), sparsity)
+
+
+def function_from_data(data: object) -> Function:
+    """The Function that :func:`function_to_data` describes; what unpickling calls.
+
+    The data is validated first (:func:`~symgraph.tape.tape_from_data`; names,
+    counts and sparse patterns here) and anything malformed raises
+    :class:`~symgraph.errors.SerializationError`; nothing in it is executed.
+    The graph is rebuilt from the Tape with ``sg.apply``, one node per
+    instruction in order (no recursion), over new input symbols with the
+    saved names, so the result is a complete Function: its ``inputs`` and
+    ``outputs`` can be differentiated, optimized and compiled.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> G = function_from_data(function_to_data(sg.Function("f", [x], [sg.sin(x)])))
+    >>> str(G.outputs[0][()]), float(G(0.0))
+    ('sin(x)', 0.0)
+    """
+    if not (isinstance(data, tuple) and len(data) == 7 and data[0] == "symgraph.Function"):
+        raise SerializationError(f"not a symgraph Function record (expected a 7-tuple starting with "
+                                 f"'symgraph.Function', got {type(data).__name__})")
+    _, version, name, input_names, output_names, tape_data, sparsity = data
+    if version != FUNCTION_FORMAT:
+        raise SerializationError(f"Function format version {version!r} is not supported (this symgraph reads "
+                                 f"version {FUNCTION_FORMAT})")
+    tape = tape_from_data(tape_data)
+    if not (isinstance(sparsity, tuple) and len(sparsity) == len(tape.output_slots)
+            and isinstance(input_names, tuple) and len(input_names) == len(tape.input_slots)
+            and isinstance(output_names, tuple) and len(output_names) == len(tape.output_slots)):
+        raise SerializationError("Function record: the input/output names and sparse patterns do not match "
+                                 "the Tape's inputs and outputs")
+    try:
+        with building():
+            symbols = [symbol(n) for n in tape.symbol_names]
+            flat = np.empty(len(symbols), dtype=object)
+            flat[:] = symbols
+            inputs = [flat[slots] if slots.ndim else flat[int(slots)] for slots in tape.input_slots]
+            values = np.empty(tape.n_slots, dtype=object)
+            values[:] = tape_exprs(tape, [flat])
+            outputs: list[Any] = []
+            for slots, pattern in zip(tape.output_slots, sparsity):
+                if pattern is None:
+                    outputs.append(values[slots])
+                    continue
+                if not (isinstance(pattern, tuple) and len(pattern) == 3 and slots.ndim == 1):
+                    raise SerializationError("Function record: a sparse output must be (rows, cols, shape) "
+                                             "over a 1-d list of slots")
+                rows, cols, shape = pattern
+                if not (isinstance(rows, np.ndarray) and isinstance(cols, np.ndarray)):
+                    raise SerializationError("Function record: sparse rows and cols must be integer arrays")
+                outputs.append(SparseExpr(rows, cols, values[slots], shape))
+            return Function(name, inputs, outputs, input_names=input_names, output_names=output_names)
+    except SerializationError:
+        raise
+    except (SymgraphError, TypeError, ValueError, IndexError) as exc:  # inconsistent names, shapes, patterns
+        raise SerializationError(f"Function record is inconsistent: {exc}") from None
 
 
 def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -> np.ndarray:

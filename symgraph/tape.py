@@ -25,9 +25,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import FreeSymbolError
+from .errors import FreeSymbolError, SerializationError
 from .expr import CONST, Expr
-from .ops import OP_LIST, Op
+from .ops import OP_LIST, OPS, Op
 
 MAX_ARITY = 3
 
@@ -227,6 +227,115 @@ def _operand_matrix(arity: np.ndarray, flat: np.ndarray) -> np.ndarray:
 def _slot_array(arr: np.ndarray, code_of: dict[Expr, int], remap) -> np.ndarray:
     flat = np.array([code_of[e] for e in arr.reshape(-1)], dtype=np.int64)
     return remap(flat).reshape(arr.shape)
+
+
+# ------------------------------------------------------------ plain data
+TAPE_FORMAT = 1  # version of the layout below; bump it when the layout changes
+
+
+def tape_to_data(tape: Tape) -> tuple:
+    """The Tape as plain data: a tuple of str, ints, tuples of str and numpy arrays.
+
+    ``("symgraph.Tape", TAPE_FORMAT, op_names, codes, operands, constants,
+    input_slots, output_slots, symbol_names)``: ``op_names`` are the names
+    of the ops used, ``codes`` (int32) index into them, so the data does not
+    depend on the order of the op table.  Read back with :func:`tape_from_data`.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> data = tape_to_data(sg.Function("f", [x], [sg.sin(x) * 2]).tape)
+    >>> data[:3], data[3].tolist()
+    (('symgraph.Tape', 1, ('mul', 'sin')), [1, 0])
+    """
+    used = np.unique(tape.opcodes)
+    names = tuple(OP_LIST[c].name for c in used.tolist())
+    codes = np.searchsorted(used, tape.opcodes).astype(np.int32)
+    return ("symgraph.Tape", TAPE_FORMAT, names, codes, tape.operands.astype(np.int64),
+            tape.constants.astype(np.float64), tuple(a.astype(np.int64) for a in tape.input_slots),
+            tuple(a.astype(np.int64) for a in tape.output_slots), tuple(tape.symbol_names))
+
+
+def tape_from_data(data: object) -> Tape:
+    """A :class:`Tape` from :func:`tape_to_data`'s tuple, validated; SerializationError if malformed.
+
+    Checked: the header and version, every op name is in the op table (and
+    not a leaf), codes and operand slots are integers in range, each
+    instruction reads only earlier slots and exactly as many as its op's
+    arity, input slots number the input scalars in order, output slots
+    exist, names are str.  Nothing is evaluated.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> tape = sg.Function("f", [x], [sg.sin(x) * 2]).tape
+    >>> print(tape_from_data(tape_to_data(tape)).listing())
+    @0 = input 0 [] (x)
+    @1 = 2
+    @2 = sin(@0)
+    @3 = mul(@1, @2)
+    output 0 [] = @3
+    """
+    if not (isinstance(data, tuple) and len(data) == 9 and data[0] == "symgraph.Tape"):
+        raise SerializationError(f"not a symgraph Tape record (expected a 9-tuple starting with 'symgraph.Tape', "
+                                 f"got {type(data).__name__})")
+    _, version, names, codes, operands, constants, input_slots, output_slots, symbol_names = data
+    if version != TAPE_FORMAT:
+        raise SerializationError(f"Tape format version {version!r} is not supported (this symgraph reads "
+                                 f"version {TAPE_FORMAT})")
+    if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+        raise SerializationError("Tape op names must be a tuple of str")
+    unknown = [n for n in names if n not in OPS or OPS[n].arity == 0]
+    if unknown:
+        raise SerializationError(f"Tape uses unknown op(s) {unknown}; known: {sorted(OPS)}")
+    if not isinstance(symbol_names, tuple) or not all(isinstance(n, str) and n for n in symbol_names):
+        raise SerializationError("Tape symbol names must be a tuple of non-empty str")
+    codes = _int_array(codes, "op codes", 1)
+    operands = _int_array(operands, "operands", 2)
+    if not isinstance(constants, np.ndarray) or constants.dtype != np.float64 or constants.ndim != 1:
+        raise SerializationError("Tape constants must be a 1-d float64 array")
+    n, n_in = len(codes), len(symbol_names)
+    first = n_in + len(constants)
+    if operands.shape != (n, MAX_ARITY):
+        raise SerializationError(f"Tape operands must have shape ({n}, {MAX_ARITY}), got {operands.shape}")
+    if n and (codes.min() < 0 or codes.max() >= len(names)):
+        raise SerializationError("Tape op codes out of range")
+    arity = np.array([OPS[name].arity for name in names], dtype=np.int64)[codes] if n else np.zeros(0, np.int64)
+    limit = first + np.arange(n, dtype=np.int64)  # an instruction reads only earlier slots
+    for k in range(MAX_ARITY):
+        column, used = operands[:, k], arity > k
+        if np.any(column[~used] != -1) or np.any(column[used] < 0) or np.any(column[used] >= limit[used]):
+            raise SerializationError(f"Tape operand column {k} is out of range (each instruction must read "
+                                     "only earlier slots, and unused operands are -1)")
+    input_slots = _slot_arrays(input_slots, "input")
+    offset = 0
+    for slots in input_slots:
+        if not np.array_equal(slots.reshape(-1), np.arange(offset, offset + slots.size)):
+            raise SerializationError("Tape input slots must number the input scalars in order")
+        offset += slots.size
+    if offset != n_in:
+        raise SerializationError(f"Tape input slots cover {offset} scalars, but {n_in} symbol names are given")
+    output_slots = _slot_arrays(output_slots, "output")
+    if any(s.size and (s.min() < 0 or s.max() >= first + n) for s in output_slots):
+        raise SerializationError(f"Tape output slots out of range (the Tape has {first + n} slots)")
+    opcodes = np.array([OPS[name].code for name in names], dtype=np.int16)[codes] if n else np.zeros(0, np.int16)
+    return Tape(input_slots=input_slots, constants=constants.copy(), opcodes=opcodes,
+                operands=operands.astype(np.int64), output_slots=output_slots, symbol_names=symbol_names)
+
+
+def _int_array(value: object, what: str, ndim: int) -> np.ndarray:
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or value.ndim != ndim:
+        raise SerializationError(f"Tape {what} must be a {ndim}-d integer array")
+    return value.astype(np.int64)
+
+
+def _slot_arrays(value: object, what: str) -> tuple[np.ndarray, ...]:
+    if not isinstance(value, tuple):
+        raise SerializationError(f"Tape {what} slots must be a tuple of integer arrays")
+    out = []
+    for arr in value:
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iu":
+            raise SerializationError(f"Tape {what} slots must be a tuple of integer arrays")
+        out.append(arr.astype(np.int64))
+    return tuple(out)
 
 
 def tape_exprs(tape: Tape, inputs: Sequence[np.ndarray]) -> list[Expr]:
