@@ -45,7 +45,7 @@ _F64 = np.dtype(np.float64)
 def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, flags: Sequence[str] | None = None,
                      jobs: int | None = None, chunk_size: int = DEFAULT_CHUNK, cache_dir: str | None = None,
                      auto_tcc: bool = True, tcc_threshold: int = TCC_THRESHOLD,
-                     name: str | None = None) -> "CompiledFunction":
+                     name: str | None = None, **unknown: Any) -> "CompiledFunction":
     """Compile ``F`` to C and load it.
 
     Args:
@@ -74,6 +74,9 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
     >>> float(C(3.0)), C.work_size
     (9.0, 0)
     """
+    if unknown:
+        raise OptionError(f"compile() has no option {', '.join(map(repr, sorted(unknown)))}; the options are "
+                          "optimize, compiler, flags, jobs, chunk_size, cache_dir, auto_tcc, tcc_threshold, name")
     options = check_options(optimize=optimize, compiler=compiler, flags=flags, jobs=jobs, chunk_size=chunk_size,
                             cache_dir=cache_dir, auto_tcc=auto_tcc, tcc_threshold=tcc_threshold, name=name)
     G = F.optimize(optimize) if optimize else F

@@ -529,6 +529,11 @@ def test_bad_compile_options_are_named_even_when_the_function_is_cached(small, o
     assert issubclass(sg.OptionError, TypeError) and issubclass(sg.OptionError, ValueError)
 
 
+def test_an_unknown_compile_option_is_named(small):
+    with pytest.raises(sg.OptionError, match=r"compile\(\) has no option 'jbos'; the options are optimize, "):
+        small[0].compile(jbos=2)
+
+
 @pytest.mark.parametrize("options, error, match", [
     ({"name": 123}, sg.OptionError, "name must be a non-empty str"),
     ({"optimize": "x"}, sg.OptionError, "optimize must be an optimizer level"),
