@@ -25,7 +25,7 @@ from .optimize import OptimizeReport, simplify
 from .nlp import NLP, NLPResult
 from .interop.scipy import least_squares
 from .ad import grad, hessian, jacobian, jvp, vjp
-from .substitute import substitute  # sg.substitute is the function (it shadows its module)
+from .substitution import substitute
 from .sparsity import Sparsity, hessian_sparsity, jacobian_sparsity
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
@@ -42,6 +42,10 @@ if_else = builder("if_else")
 # numpy spellings
 arcsin, arccos, arctan, arctan2 = asin, acos, atan, atan2
 arcsinh, arccosh, arctanh = asinh, acosh, atanh
+# special functions: ops, plus small graphs over them (symgraph/special.py); scipy spellings
+lgamma, digamma, polygamma, erfinv = (builder(n) for n in ("lgamma", "digamma", "polygamma", "erfinv"))
+from .special import multigammaln, trigamma  # noqa: E402
+gammaln, psi = lgamma, digamma
 
 __all__ = [
     "Expr", "Function", "SparseExpr", "Op", "OPS", "OP_LIST", "symbols", "symbol", "const", "apply", "walk", "building",
@@ -51,6 +55,7 @@ __all__ = [
     "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "abs", "sign", "floor", "ceil", "fmin", "fmax",
     "fmod", "hypot", "mod", "lt", "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and",
     "logical_or", "if_else", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
+    "lgamma", "digamma", "polygamma", "erfinv", "trigamma", "multigammaln", "gammaln", "psi",
     "SymgraphError", "ArgumentCountError", "ArityError", "CompileError", "DifferentiationError",
     "DTypeError", "FreeSymbolError", "InvalidInputError", "NonNumericConstantError", "ShapeError",
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",

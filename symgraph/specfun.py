@@ -5,9 +5,11 @@ helpers from here; both sides are written from the same constants, so the VM
 and compiled C run the same algorithm where they do not call a library:
 
 * ``lgamma`` (``log|Gamma(x)|``): C99's ``lgamma`` in C.  The VM uses
-  ``scipy.special.gammaln`` except on ``(0, 3.5)``, where gammaln is up to
-  ~5e4 ulps off near the zeros at 1 and 2; there it sums the Taylor series
+  ``scipy.special.gammaln`` except on ``(-1/4, 3.5)``, where gammaln is up
+  to ~5e4 ulps off near the zeros at 1 and 2; there it sums the Taylor series
   of ``lgamma(1 + t)`` and ``lgamma(2 + t)`` (coefficients ``zeta(k)/k``).
+  Below -1/4, log|Gamma| has zeros that gammaln (reflection) resolves only
+  in absolute terms: within ~2 ulps of ``lgamma(1 - x)``.
 * ``digamma`` and ``polygamma(n, x)``: our own algorithms, the same in
   numpy and C (below); ``polygamma`` takes integer orders ``0 <= n <= 100``.
 * ``erfinv``: ``scipy.special.erfinv`` in the VM; in C a rough start and two
@@ -105,18 +107,19 @@ def lgamma(x):
     with np.errstate(all="ignore"):
         out = np.asarray(_special.gammaln(x), dtype=np.float64).copy()
         out[x == -np.inf] = np.inf  # C99: lgamma(-inf) = +inf (scipy says -inf)
-        small = (x > 0.0) & (x < 3.5)
+        small = (x > -0.25) & (x < 3.5) & (x != 0.0)
         if small.any():
             out[small] = _lgamma_small(x[small])
     return _scalar_or_array(out)
 
 
 def _lgamma_small(x: np.ndarray) -> np.ndarray:
-    """lgamma on (0, 3.5) from the Taylor series about 1 and 2 (relative accuracy near the zeros)."""
+    """lgamma on (-1/4, 0) and (0, 3.5) from the Taylor series about 1 and 2 (relative accuracy
+    near the zeros at 1 and 2; gammaln gave inf for a tiny negative x)."""
     poly = np.polynomial.polynomial.polyval
     out = np.empty_like(x)
-    a = x < 0.75  # lgamma(x) = lgamma(2 + x) - log(x) - log(1 + x)
-    out[a] = poly(x[a], _LGAMMA2) - (np.log(x[a]) + np.log1p(x[a]))
+    a = x < 0.75  # lgamma(x) = lgamma(2 + x) - log|x| - log(1 + x)
+    out[a] = poly(x[a], _LGAMMA2) - (np.log(np.abs(x[a])) + np.log1p(x[a]))
     b = (x >= 0.75) & (x <= 1.25)
     out[b] = poly(x[b] - 1.0, _LGAMMA1)
     c = (x > 1.25) & (x < 2.75)
@@ -130,7 +133,7 @@ def digamma(x):
     """digamma (psi), the derivative of lgamma, elementwise; the C helper's algorithm.
 
     >>> float(digamma(np.float64(-0.5)))  # psi(1.5) + 2
-    0.03648997397857652
+    0.03648997397857651
     """
     if np.iscomplexobj(x):
         x = np.asarray(x)
@@ -144,9 +147,10 @@ def digamma(x):
 def _digamma_real(x: np.ndarray) -> np.ndarray:
     y = np.zeros_like(x)
     neg = x <= 0.0
-    t = x - np.floor(x)
-    t = np.where(t > 0.5, t - 1.0, t)
-    y = np.where(neg, -math.pi / np.tan(math.pi * t), y)  # psi(x) = psi(1 - x) - pi cot(pi x)
+    t = _distance_to_nearest_integer(x)
+    u = np.abs(t)  # pi cot(pi u), from tan(pi (1/2 - u)) above 1/4: exactly 0 at the half-integers
+    cot = np.where(u <= 0.25, math.pi / np.tan(math.pi * u), math.pi * np.tan(math.pi * (0.5 - u)))
+    y = np.where(neg, -np.copysign(cot, t), y)  # psi(x) = psi(1 - x) - pi cot(pi x)
     v = np.where(neg, 1.0 - x, x)
     low = v < _X0_HI - 0.5  # psi(v) = psi(v + 1) - 1/v
     y = np.where(low, y - 1.0 / v, y)
@@ -208,17 +212,17 @@ def _polygamma_real(n: int, x: np.ndarray) -> np.ndarray:
     zero = x == 0.0
     out[zero] = np.where(np.signbit(x[zero]), np.inf, sign * np.inf)
     neg = (x < 0.0) & np.isfinite(x)
-    t = x - np.floor(x)
+    t = _distance_to_nearest_integer(x)
     out[neg & (t == 0.0)] = np.inf if n % 2 else np.nan
     neg &= t != 0.0
     if neg.any():
         xs, ts = x[neg], t[neg]
-        m = ts - xs  # x = t - m exactly, m >= 1
+        m = ts - xs  # x = t - m exactly, m >= 0 an integer
         acc = np.zeros_like(xs)
         near = m <= 64.0
         if near.any():  # sum_k (k - t)^-s, k = m..1, two-sum corrected
             tn, mn, sums = ts[near], m[near], np.zeros(near.sum())
-            for k in range(int(mn.max()), 0, -1):
+            for k in range(int(mn.max(initial=0.0)), 0, -1):
                 hi = k - tn
                 bb = hi - k
                 err = (k - (hi - bb)) + (-tn - bb)
@@ -233,8 +237,25 @@ def _polygamma_real(n: int, x: np.ndarray) -> np.ndarray:
             acc[far] = _zeta_nfact(n, nfact, hi, err) - _zeta_nfact(n, nfact, 1.0 - xs[far], 0.0)
         if n % 2 == 0:
             acc = -acc
-        out[neg] = sign * (acc + _zeta_nfact(n, nfact, ts, 0.0))
+        zeta = np.empty_like(ts)
+        above = ts > 0.0
+        zeta[above] = _zeta_nfact(n, nfact, ts[above], 0.0)
+        tb = ts[~above]  # zeta(s, t) = t^-s + zeta(s, 1 + t), 1 + t two-sum corrected
+        hi = 1.0 + tb
+        bb = hi - 1.0
+        err = (1.0 - (hi - bb)) + (tb - bb)
+        zeta[~above] = nfact * np.power(tb, -s) + _zeta_nfact(n, nfact, hi, err)
+        out[neg] = sign * (acc + zeta)
     return out
+
+
+def _distance_to_nearest_integer(x: np.ndarray) -> np.ndarray:
+    """x - round(x), exactly, in [-1/2, 1/2] for x < 2**52 in magnitude (0 beyond: all integers).
+
+    floor(x + 1/2) is the nearest integer even where x + 1/2 rounds (|x| < 1/4), unlike
+    x - floor(x), which rounds to 1 for a tiny negative x.
+    """
+    return np.where(np.abs(x) < 2.0**52, x - np.floor(x + 0.5), 0.0)
 
 
 def _factorial(lo: int, hi: int) -> float:
@@ -294,7 +315,8 @@ def erfinv(x):
         y = erfinv(x.real)
         with np.errstate(all="ignore"):
             return _first_order(y, SQRT_PI_OVER_2 * np.exp(np.square(y)), x)
-    return _special.erfinv(x)
+    x = np.asarray(x, dtype=np.float64)
+    return _scalar_or_array(np.where(x == 0.0, x, _special.erfinv(x)))  # scipy drops -0.0's sign
 
 
 # ---------------------------------------------------------------------- C
@@ -318,15 +340,18 @@ C_DIGAMMA = f"""\
 static double sg_digamma(double x) {{
   static const double c[{len(_PSI_TAYLOR)}] = {{{_c_list(_PSI_TAYLOR)}}};
   const double x0_hi = {_X0_HI!r}, x0_lo = {_X0_LO!r};
-  double y = 0.0, d, p, z, t;
+  double y = 0.0, d, p, z, t, u;
   int k;
   if (x != x || x == INFINITY) return x;
   if (x <= 0.0) {{
     if (x == 0.0) return copysign(INFINITY, -x);
-    t = x - floor(x);                  /* exact, in [0, 1); 0 at the poles, nan at -inf */
-    if (!(t > 0.0)) return NAN;
-    if (t > 0.5) t -= 1.0;             /* exact; tan(pi x) = tan(pi t) */
-    y = -3.141592653589793 / tan(3.141592653589793 * t);
+    if (x <= -4503599627370496.0) return NAN;  /* -inf, and integers from -2^52 down */
+    t = x - floor(x + 0.5);            /* exact, in [-1/2, 1/2]; 0 at the poles */
+    if (t == 0.0) return NAN;
+    u = fabs(t);                       /* pi cot(pi u), exactly 0 at the half-integers */
+    u = u <= 0.25 ? 3.141592653589793 / tan(3.141592653589793 * u)
+                  : 3.141592653589793 * tan(3.141592653589793 * (0.5 - u));
+    y = -copysign(u, t);
     x = 1.0 - x;                       /* psi(x) = psi(1 - x) - pi cot(pi x) */
   }}
   if (x < x0_hi - 0.5) {{               /* psi(x) = psi(x + 1) - 1/x */
@@ -385,11 +410,11 @@ static double sg_polygamma_zeta(int n, double nfact, double a, double a_lo) {{
 }}
 
 /* polygamma(n, x), the n-th derivative of digamma, for integer 0 <= n <= {POLYGAMMA_MAX_ORDER} (else nan):
-   (-1)^(n+1) n! zeta(n + 1, x) for x > 0.  Below 0, with t = x - floor(x): the terms between x
+   (-1)^(n+1) n! zeta(n + 1, x) for x > 0.  Below 0, with t = x - round(x): the terms between x
    and t summed (more than 64: a difference of two zetas), plus zeta(n + 1, t).  Poles: +inf at
    -0.0, (-1)^(n+1) inf at +0.0; at the negative integers +inf for odd n, nan for even n. */
 static double sg_polygamma(double n, double x) {{
-  double nfact = 1.0, sign, s, t, m, acc = 0.0, hi, bb, err;
+  double nfact = 1.0, sign, s, t, m, acc = 0.0, hi, bb, err, z;
   int k, ni;
   if (n != n || x != x) return NAN;
   if (n == 0.0) return sg_digamma(x);
@@ -402,9 +427,10 @@ static double sg_polygamma(double n, double x) {{
   for (k = 2; k <= ni; k++) nfact *= k;
   if (x > 0.0) return sign * sg_polygamma_zeta(ni, nfact, x, 0.0);
   if (x == 0.0) return copysign(1.0, x) < 0.0 ? INFINITY : sign * INFINITY;
-  t = x - floor(x);                    /* exact, in [0, 1) */
+  if (x <= -4503599627370496.0) return (ni & 1) ? INFINITY : NAN;  /* integers from -2^52 down */
+  t = x - floor(x + 0.5);              /* exact, in [-1/2, 1/2] */
   if (t == 0.0) return (ni & 1) ? INFINITY : NAN;
-  m = t - x;                           /* exact: x = t - m, m >= 1 */
+  m = t - x;                           /* exact: x = t - m, m >= 0 an integer */
   if (m <= 64.0) {{
     for (k = (int) m; k >= 1; k--) {{   /* sum_k (k - t)^-s, two-sum corrected */
       hi = k - t;
@@ -420,7 +446,15 @@ static double sg_polygamma(double n, double x) {{
     acc = sg_polygamma_zeta(ni, nfact, hi, err) - sg_polygamma_zeta(ni, nfact, 1.0 - x, 0.0);
   }}
   if (!(ni & 1)) acc = -acc;           /* (t - k)^-s = (-1)^s (k - t)^-s */
-  return sign * (acc + sg_polygamma_zeta(ni, nfact, t, 0.0));
+  if (t > 0.0) {{
+    z = sg_polygamma_zeta(ni, nfact, t, 0.0);
+  }} else {{                             /* zeta(s, t) = t^-s + zeta(s, 1 + t), two-sum corrected */
+    hi = 1.0 + t;
+    bb = hi - 1.0;
+    err = (1.0 - (hi - bb)) + (t - bb);
+    z = nfact * pow(t, -s) + sg_polygamma_zeta(ni, nfact, hi, err);
+  }}
+  return sign * (acc + z);
 }}
 #endif"""
 

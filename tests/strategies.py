@@ -44,6 +44,8 @@ def random_graphs(draw, max_inputs: int = 3, max_steps: int = 12, ops=None, smoo
         op = draw(st.sampled_from(ops))
         if op.name == "powi":
             operands = [draw(st.sampled_from(pool)), float(draw(st.integers(-4, 5)))]
+        elif op.name == "polygamma":  # a constant integer order (the derivative of order n is n + 1)
+            operands = [float(draw(st.integers(0, 3))), draw(st.sampled_from(pool))]
         else:
             operands = [draw(st.one_of(st.sampled_from(pool), st.sampled_from(INTERESTING).map(sg.const)))
                         if i else draw(st.sampled_from(pool)) for i in range(op.arity)]

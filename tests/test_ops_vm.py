@@ -15,6 +15,7 @@ import cmath
 import itertools
 import math
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -125,6 +126,53 @@ def _true(x: float) -> bool:  # C truth: nonzero (nan included) is true
     return x != 0
 
 
+# Special functions from mpmath (30 digits), with the table's IEEE conventions at poles and infinities.
+def _mp(fn, *args) -> float:
+    with mpmath.workdps(30):
+        return float(fn(*args))
+
+
+def _lgamma(x: float) -> float:  # log|Gamma(x)|; C99: +inf at the poles and at +-inf
+    if x != x:
+        return NAN
+    if math.isinf(x) or (x <= 0 and x.is_integer()):
+        return INF
+    return _mp(lambda v: mpmath.loggamma(v).real, x)
+
+
+def _digamma(x: float) -> float:  # -inf at +0, +inf at -0, nan at the negative integers and -inf
+    if x != x or x == -INF or (x < 0 and x.is_integer()):
+        return NAN
+    if x == INF or x == 0:
+        return x if x == INF else -math.copysign(INF, x)
+    return _mp(mpmath.digamma, x)
+
+
+def _polygamma(n: float, x: float) -> float:  # integer orders 0..100, else nan
+    if n != n or x != x or not (n.is_integer() and 0 <= n <= 100):
+        return NAN
+    if n == 0:
+        return _digamma(x)
+    sign = 1.0 if int(n) % 2 else -1.0  # (-1)**(n+1)
+    if x == INF:
+        return sign * 0.0
+    if x == -INF:
+        return NAN
+    if x == 0:  # psi^(n)(x) ~ (-1)**(n+1) n! / x**(n+1)
+        return INF if math.copysign(1, x) < 0 else sign * INF
+    if x < 0 and x.is_integer():  # the two sides agree (+inf) for odd n only
+        return INF if int(n) % 2 else NAN
+    return _mp(mpmath.polygamma, int(n), x)
+
+
+def _erfinv(x: float) -> float:
+    if x != x or abs(x) > 1:
+        return NAN
+    if abs(x) == 1 or x == 0:
+        return math.copysign(INF, x) if x else x
+    return _mp(mpmath.erfinv, x)
+
+
 MATH = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -175,6 +223,10 @@ MATH = {
     "and": lambda a, b: float(_true(a) and _true(b)),
     "or": lambda a, b: float(_true(a) or _true(b)),
     "if_else": lambda c, a, b: a if _true(c) else b,
+    "lgamma": _lgamma,
+    "digamma": _digamma,
+    "polygamma": _polygamma,
+    "erfinv": _erfinv,
 }
 
 
@@ -233,6 +285,10 @@ DERIV = {
     "and": lambda a, b: (0.0, 0.0),
     "or": lambda a, b: (0.0, 0.0),
     "if_else": lambda c, a, b: (0.0, 1.0, 0.0) if _true(c) else (0.0, 0.0, 1.0),
+    "lgamma": lambda a: (_digamma(a),),
+    "digamma": lambda a: (_polygamma(1.0, a),),
+    "polygamma": lambda n, a: (0.0, _polygamma(n + 1.0, a)),
+    "erfinv": lambda a: (math.sqrt(math.pi) / 2 * math.exp(_erfinv(a) ** 2),),
 }
 
 
@@ -313,9 +369,9 @@ def _libm():
     if name is None:
         pytest.skip("no C math library to compare with")
     lib = ctypes.CDLL(name)
-    for fn in ("fmin", "fmax", "fmod", "hypot", "atan2", "pow", "cbrt", "expm1", "log1p", "erfc"):
+    for fn in ("fmin", "fmax", "fmod", "hypot", "atan2", "pow", "cbrt", "expm1", "log1p", "erfc", "lgamma"):
         getattr(lib, fn).restype = ctypes.c_double
-        getattr(lib, fn).argtypes = [ctypes.c_double] * (1 if fn in ("cbrt", "expm1", "log1p", "erfc") else 2)
+        getattr(lib, fn).argtypes = [ctypes.c_double] * (1 if fn in ("cbrt", "expm1", "log1p", "erfc", "lgamma") else 2)
     return lib
 
 
@@ -325,7 +381,7 @@ def test_reference_agrees_with_the_c_math_library():
     for name in ("fmin", "fmax", "fmod", "hypot", "atan2", "pow"):
         for a, b in itertools.product(SPECIAL, repeat=2):
             assert same(getattr(lib, name)(a, b), reference(name, a, b)), (name, a, b)
-    for name in ("cbrt", "expm1", "log1p", "erfc"):
+    for name in ("cbrt", "expm1", "log1p", "erfc", "lgamma"):
         for a in SPECIAL:
             assert same(getattr(lib, name)(a), reference(name, a)), (name, a)
 
@@ -493,6 +549,8 @@ def _interior(name: str, arity: int):
         return [(x, float(n)) for x in INTERIOR for n in (-3, 3, 4)]
     if name == "if_else":
         return [(c, a, b) for c in (0.0, 2.0) for a, b in ((0.3, -1.7), (2.2, 0.05))]
+    if name == "polygamma":  # a constant integer order
+        return [(float(n), x) for x in INTERIOR for n in (0, 1, 2)]
     pts = [p for p in itertools.product(INTERIOR, repeat=arity) if not _kink(name, p)]
     if name in ("sqrt", "log", "log1p", "log2", "log10", "pow", "acosh"):
         pts = [tuple(abs(v) + 1.0 for v in p[:1]) + p[1:] for p in pts]
