@@ -37,7 +37,7 @@ import math
 from .expr import CONST, SYMBOL, Expr, topological
 
 INLINE_LIMIT = 10_000  # characters of inline text above which shared nodes are named
-NAME_MIN = 20  # a shared node with shorter text stays inline (bounded repetition)
+NAME_MIN = 12  # a shared node with shorter text stays inline (bounded repetition)
 
 # Ops printed under their sg builder name, so printed text reads back as Python.
 _CALL_NAME = {"not": "logical_not", "and": "logical_and", "or": "logical_or"}
