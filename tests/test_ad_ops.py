@@ -49,6 +49,10 @@ POINTS = {
     "fmax": [(1.0, 2.0), (2.0, 1.0), (-3.0, 0.5)],
     "abs": [(-2.0,), (1e-9,), (-1e-9,), (3.0,)],
     "if_else": [(1.0, 2.0, 3.0), (0.0, 2.0, 3.0), (-0.5, -1.0, 4.0)],
+    "lgamma": [(-2.3,), (-0.7,), (1e-8,), (1.0,), (2.5,), (40.0,)],
+    "digamma": [(-2.3,), (-0.7,), (0.4,), (1.4616321449683622,), (30.0,)],
+    "polygamma": [(0.0, 0.7), (1.0, -1.3), (2.0, 2.5), (3.0, 4.2), (1.0, 60.0)],  # (constant order, x)
+    "erfinv": [(-0.9,), (1e-9,), (0.5,), (0.999,)],
 }
 OPS = [op for op in OP_LIST if op.arity > 0]
 
@@ -69,6 +73,9 @@ def _case(op, point):
     if op.name == "powi":
         x = sg.symbols("x", 1)
         return x, sg.apply(op, x[0], point[1]), np.array(point[:1])
+    if op.name == "polygamma":  # the order is a constant integer too
+        x = sg.symbols("x", 1)
+        return x, sg.apply(op, point[0], x[0]), np.array(point[1:])
     x = sg.symbols("x", op.arity)
     return x, sg.apply(op, *x), np.array(point)
 

@@ -35,6 +35,8 @@ def sympy_value(expr, values: dict) -> float:
 
 
 def _node(op, syms):
+    if op.name == "polygamma":  # a constant integer order
+        return sg.apply(op, 2.0, syms[0])
     return sg.apply(op, syms[0], 3.0) if op.name == "powi" else sg.apply(op, *syms[: op.arity])
 
 

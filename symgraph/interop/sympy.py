@@ -374,6 +374,7 @@ def _function_builder(sp, node) -> Callable | None:
         sp.sin: "sin", sp.cos: "cos", sp.tan: "tan", sp.asin: "asin", sp.acos: "acos",
         sp.atan: "atan", sp.atan2: "atan2", sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh",
         sp.asinh: "asinh", sp.acosh: "acosh", sp.atanh: "atanh", sp.erf: "erf", sp.erfc: "erfc",
+        sp.loggamma: "lgamma", sp.erfinv: "erfinv",
         sp.exp: "exp", sp.Abs: "abs", sp.sign: "sign", sp.floor: "floor", sp.ceiling: "ceil",
         cf.expm1: "expm1", cf.log1p: "log1p", cf.log2: "log2", cf.log10: "log10", cf.Cbrt: "cbrt",
         cf.hypot: "hypot", sp.StrictLessThan: "lt", sp.LessThan: "le", sp.StrictGreaterThan: "gt",
@@ -397,4 +398,15 @@ def _function_builder(sp, node) -> Callable | None:
         return lambda x: power(2.0, x)
     if head is sp.ITE:  # SymPy's boolean if-then-else, from simplified Piecewise conditions
         return lambda c, a, b: apply(OPS["if_else"], c, a, b)
+    if head is sp.polygamma:  # polygamma(0, x) is SymPy's digamma
+        return lambda n, x: (apply(OPS["digamma"], x) if n.op is CONST and n.data == 0.0
+                             else apply(OPS["polygamma"], n, x))
+    if head is sp.re:  # re(loggamma(x)) = log|Gamma(x)|: how to_sympy writes lgamma
+        return _real_part
     return None
+
+
+def _real_part(a: Expr) -> Expr:
+    if a.op in (OPS["lgamma"], OPS["digamma"], OPS["polygamma"]):  # real-valued for real x
+        return a
+    raise SympyConversionError(f"SymPy re() of {a} has no symgraph counterpart (only of loggamma, polygamma)")
