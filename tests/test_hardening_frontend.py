@@ -279,6 +279,20 @@ def _round_trips(op) -> bool:
 ROUND_TRIP_OPS = [op for op in OP_LIST if op.arity and _round_trips(op)]
 
 
+def test_from_sympy_of_a_deep_unevaluated_sympy_tree():
+    """A tree built with evaluate=False has no hashes yet: from_sympy must not ask for one."""
+    X = sp.Symbol("x")
+    tree = X
+    for k in range(10_000):
+        tree = sp.sin(tree, evaluate=False) if k % 2 else sp.Add(tree, sp.Integer(1), evaluate=False)
+    x = sg.symbols("x")
+    e = sg.from_sympy(tree, {"x": x})
+    want = 0.3
+    for k in range(10_000):
+        want = math.sin(want) if k % 2 else want + 1.0
+    assert sg.count_ops([e]) == 10_000 and float(sg.Function("f", [x], [e])(0.3)) == want
+
+
 def test_to_sympy_of_a_deep_graph_over_every_op_keeps_the_vm_values():
     rng = np.random.default_rng(5)
     x, y = sg.symbols("x"), sg.symbols("y")

@@ -265,20 +265,22 @@ def _from_sympy_scalar(sp, expr: Any, by_name: dict[str, Expr]) -> Expr:
         raise SympyConversionError(f"from_sympy takes a SymPy expression (sympy.Basic) or a real number, got "
                                    f"{type(expr).__name__} {shown}; strings are not parsed (SymPy's parser "
                                    "runs Python eval on them): build the expression from SymPy objects")
-    done: dict[Any, Expr] = {}
+    # Keyed by id: a SymPy node's hash is computed recursively the first time
+    # it is asked for, which a deep unevaluated tree cannot afford.
+    done: dict[int, Expr] = {}
     stack = [expr]
     while stack:
         node = stack[-1]
-        if node in done:
+        if id(node) in done:
             stack.pop()
             continue
-        pending = [a for a in _children(sp, node) if a not in done]
+        pending = [a for a in _children(sp, node) if id(a) not in done]
         if pending:
             stack.extend(pending)
             continue
         stack.pop()
-        done[node] = _convert(sp, node, [done[a] for a in _children(sp, node)], by_name)
-    return done[expr]
+        done[id(node)] = _convert(sp, node, [done[id(a)] for a in _children(sp, node)], by_name)
+    return done[id(expr)]
 
 
 def _children(sp, node) -> tuple:
