@@ -3,10 +3,12 @@
 Building the same operation on the same operands twice returns the *same*
 object (hash-consing), so structurally equal subgraphs are shared and graph
 equality is identity.  Cheap local simplifications happen at construction:
-constant folding, ``x + 0``, ``x * 1``, ``x * 0 -> 0``, ``x / 1``, ``0 / x``,
-``-(-x)``, ``x ** 1``, ``x ** 0`` and trivial ``if_else``.  ``x * 0 -> 0``
-drops IEEE NaN/inf propagation through that product, as CasADi and SymPy do;
-derivative sparsity relies on it.
+constant folding, ``x - 0``, ``x + (-0.0)``, ``x * 1``, ``x * 0 -> 0``,
+``x / 1``, ``0 / x -> 0``, ``-(-x)``, ``x ** 1``, ``x ** 0`` and trivial
+``if_else``.  All are exact in IEEE arithmetic except two: ``x * 0 -> 0``
+and ``0 / x -> 0`` drop NaN/inf propagation and the sign of the zero (as
+CasADi and SymPy do); derivative sparsity relies on them.  ``x + 0.0`` is
+``x`` only where ``x`` can never be ``-0.0`` (``-0.0 + 0.0`` is ``+0.0``).
 
 Symbols are *not* interned: every ``symbol("x")`` is a new, distinct variable
 (as in CasADi); the name is only a label.
@@ -18,8 +20,8 @@ stacks, so chains of millions of nodes are fine.
 >>> x = symbol("x")
 >>> (x + 1) * 2 is (x + 1) * 2
 True
->>> str(x * 1 + 0)
-'x'
+>>> str(x * 1 - 0), str(x + 0), str(abs(x) + 0)
+('x', '0 + x', 'abs(x)')
 """
 
 from __future__ import annotations
@@ -482,15 +484,98 @@ def _is(x: Expr, value: float) -> bool:
     return x.op is CONST and x.data == value
 
 
+def _signbit(value: float) -> bool:
+    return math.copysign(1.0, value) < 0.0
+
+
+# Ops whose result is never -0.0 (nor -0.0 turned up by rounding), whatever the operands:
+# square(-0) = abs(-0) = +0, exp/cosh/erfc/hypot/acos/acosh are >= +0, log(x) is zero only at
+# x = 1 (+0), sign(-0) is +0 (see ops), comparisons and logic are 0.0 or 1.0.
+_NEVER_NEGATIVE_ZERO = frozenset(op for op in OPS.values() if op.has("boolean") or op.name in (
+    "square", "abs", "exp", "cosh", "erfc", "hypot", "acos", "acosh", "log", "log2", "log10", "sign"))
+
+
+def never_negative_zero(x: Expr) -> bool:
+    """True if ``x`` can never evaluate to ``-0.0`` (decided from its op and its operands' ops; False: not known).
+
+    ``0.0 + x`` is ``x`` exactly when this holds, so construction drops the
+    addition only then.
+
+    >>> x = symbol("x")
+    >>> never_negative_zero(x * x), never_negative_zero(x), never_negative_zero(const(-0.0))
+    (False, False, False)
+    >>> never_negative_zero(apply(OPS["square"], x)), never_negative_zero(0.0 + x)
+    (True, True)
+    """
+    op = x.op
+    if op is ADD:  # a + b is -0.0 only if both are (round to nearest)
+        return _no_negative_zero(x.args[0]) or _no_negative_zero(x.args[1])
+    if op is SUB:  # a - b is -0.0 only if a is -0.0 and b is +0.0
+        return _no_negative_zero(x.args[0]) or _no_positive_zero(x.args[1])
+    if op is NEG:
+        return _no_positive_zero(x.args[0])
+    return _no_negative_zero(x)
+
+
+def _no_negative_zero(x: Expr) -> bool:
+    op = x.op
+    if op is CONST:
+        return not (x.data == 0.0 and _signbit(x.data))
+    if op is POWI:  # an even power is >= +0
+        return x.args[1].data % 2.0 == 0.0
+    return op in _NEVER_NEGATIVE_ZERO
+
+
+def _no_positive_zero(x: Expr) -> bool:
+    if x.op is CONST:
+        return not (x.data == 0.0 and not _signbit(x.data))
+    return x.op is NEG and _no_negative_zero(x.args[0])
+
+
+def never_positive_zero(x: Expr) -> bool:
+    """True if ``x`` can never evaluate to ``+0.0`` (``-abs(y)``, ``-square(y)``, nonzero constants).
+
+    ``0.0 - x`` is ``-x`` exactly when this holds.
+
+    >>> x = symbol("x")
+    >>> never_positive_zero(-apply(OPS["abs"], x)), never_positive_zero(-x)
+    (True, False)
+    """
+    if x.op is NEG:
+        arg = x.args[0]
+        return arg.op is not NEG and never_negative_zero(arg)  # -(-y) is folded away: depth 2 at most
+    return _no_positive_zero(x)
+
+
 def _simplify_binary(op: Op, a: Expr, b: Expr) -> Expr | None:
-    """Local simplifications of ``op(a, b)`` when an operand is constant."""
+    """Local simplifications of ``op(a, b)`` when an operand is constant.
+
+    Exact in IEEE arithmetic (signed zeros, inf and NaN kept) except
+    ``x * 0 -> 0`` and ``0 / x -> 0``.  A zero operand of ``+`` and ``-``
+    is dropped only where that is exact: ``x + (-0.0)`` and ``x - 0.0`` are
+    ``x``, but ``x + 0.0`` turns ``x = -0.0`` into ``+0.0``, so it is ``x``
+    only if ``x`` can never be ``-0.0``; ``0.0 - x`` is not ``-x`` (at
+    ``x = +0.0``), ``-0.0 - x`` is.
+    """
     if a.op is CONST and b.op is CONST:
         return _fold(op, (a, b))
-    if b.op is CONST and b.data == op.identity:
-        return a
     name = op.name
     if name == "add":
-        return b if _is(a, 0.0) else None
+        if b.op is CONST:
+            a, b = b, a
+        if _is(a, 0.0) and (_signbit(a.data) or never_negative_zero(b)):
+            return b  # -0.0 + x is x; +0.0 + x is x unless x is -0.0
+        return None
+    if name == "sub":
+        if b.op is CONST and b.data == 0.0:
+            if not _signbit(b.data) or never_negative_zero(a):
+                return a  # x - 0.0 is x
+            return _binary(ADD, const(0.0), a)  # x - (-0.0) is 0.0 + x
+        if _is(a, 0.0) and (_signbit(a.data) or never_positive_zero(b)):
+            return apply(NEG, b)  # -0.0 - x is -x; +0.0 - x is -x unless x is +0.0
+        return None
+    if b.op is CONST and b.data == op.identity:
+        return a  # x * 1, x / 1
     if name == "mul":
         if _is(a, 0.0) or _is(b, 0.0):
             return const(0.0)

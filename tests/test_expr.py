@@ -68,8 +68,16 @@ def test_symbols_are_distinct_even_with_one_name():
 # --------------------------------------------------------- simplification
 def test_additive_and_multiplicative_identities(xyz):
     x, _, _ = xyz
-    assert x + 0 is x and 0 + x is x and x + 0.0 is x and x + (-0.0) is x
-    assert x - 0 is x and (0 - x) is -x
+    assert x + (-0.0) is x and -0.0 + x is x and x - 0 is x and x - 0.0 is x  # exact in IEEE
+    assert -0.0 - x is -x
+    # x + 0.0 and 0.0 - x are not x and -x at x = -0.0 and +0.0: kept (IEEE), unless x cannot be that zero
+    assert x + 0 is not x and 0 + x is x + 0.0 and x - (-0.0) is 0.0 + x and (0 - x) is not -x
+    assert sg.abs(x) + 0 is sg.abs(x) and 0 - -sg.abs(x) is sg.abs(x)
+    F = sg.Function("f", [x], [sg.const(0.0) + x, x - (-0.0), 0.0 - x, x + (-0.0), x - 0.0, -0.0 - x])
+    for v in (-0.0, 0.0):
+        got = [float(o) for o in F(v)]
+        ieee = [0.0 + v, v - (-0.0), 0.0 - v, v + (-0.0), v - 0.0, -0.0 - v]
+        assert [math.copysign(1.0, g) for g in got] == [math.copysign(1.0, e) for e in ieee], (v, got)
     assert x * 1 is x and 1 * x is x and x * 1.0 is x
     assert x / 1 is x
     assert x ** 1 is x and sg.pow(x, 1) is x
@@ -80,9 +88,11 @@ def test_absorbing_zero_drops_nan_propagation(xyz):
     x, _, _ = xyz
     zero = sg.const(0.0)
     assert x * 0 is zero and 0 * x is zero and x * -0.0 is zero
-    assert 0 / x is zero
-    F = sg.Function("f", [x], [x * 0])
-    assert float(F(math.inf)) == 0.0  # documented: not IEEE's nan
+    assert 0 / x is zero and -0.0 / x is zero
+    F = sg.Function("f", [x], [x * 0, 0 / x])
+    assert [float(v) for v in F(math.inf)] == [0.0, 0.0]  # documented: not IEEE's nan
+    assert math.copysign(1.0, float(F(-2.0)[0])) == 1.0  # documented: IEEE gives -0.0
+    assert float(F(0.0)[1]) == 0.0  # documented: IEEE 0/0 is nan
     assert x ** 0 is sg.const(1.0) and sg.apply(OPS["powi"], x, 0) is sg.const(1.0)
 
 

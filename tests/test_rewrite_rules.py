@@ -38,6 +38,9 @@ CASES = {
     "pow-one": (pow_(x, 1.0), pow_(x, 1.5)),
     "cos-neg": (sg.cos(-x), sg.cos(x)),
     "cosh-neg": (sg.cosh(-x), sg.cosh(x)),
+    "plus-zero-add": ((0.0 + x) + sg.exp(y), (0.0 + x) + y),  # -0.0 + -0.0 is -0.0, (0.0 + -0.0) + -0.0 is not
+    **{f"plus-zero-{name}": (sg.apply(OPS[name], 0.0 + x), sg.apply(OPS[name], 1.0 + x))
+       for name in ("exp", "cos", "cosh", "square", "abs", "log", "log2", "log10", "erfc", "acos", "sign")},
     "add-neg": (x + -y, x + y),
     "sub-neg": (x - -y, x - y),
     "mul-neg-neg": (-x * -y, x * y),
@@ -68,10 +71,12 @@ CASES = {
     "product-canonical": ((x * y) * (x * 3), sg.sin(x * y)),
     "product-canonical-div": ((x * y) / (x * 4), sg.sin(x / y)),
     "pow-two": (pow_(x, 2.0), pow_(x, 2.5)),
-    "pow-int": (pow_(x, 3.0), pow_(x, 2.5)),
+    "pow-int": (pow_(x, 3.0), pow_(x, 5.0)),  # x**5 multiplied out is 4 ulps off: level 2
+    "pow-int-any": (pow_(x, 200.0), pow_(x, 2.5)),
     "powi-two": (powi(x, 2), powi(x, 3)),
     "powi-minus-one": (powi(x, -1), powi(x, -2)),
-    "powi-expand": (powi(x, 5), powi(x, 17)),
+    "powi-expand": (powi(x, 4), powi(x, 5)),
+    "powi-expand-any": (powi(x, 9), powi(x, 17)),
     "pow-half": (pow_(sg.exp(x), 0.5), pow_(x, 0.5)),  # pow(-0.0, .5) = 0, sqrt(-0.0) = -0
     "pow-third": (pow_(sg.square(x), 1 / 3), pow_(x, 1 / 3)),  # pow(-8, 1/3) is nan, cbrt(-8) = -2
     "div-pow2": (x / 4, x / 3),  # 1/3 is not exact

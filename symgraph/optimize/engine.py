@@ -14,9 +14,9 @@ node only tries the few rules whose pattern can match it.
 >>> import symgraph as sg
 >>> from symgraph.optimize.rules import select
 >>> x = sg.symbols("x")
->>> (out,), counts, passes = rewrite([sg.log(1 + x) + sg.log(1 + x)], select())
+>>> (out,), counts, passes = rewrite([sg.log(1 + x * x) + sg.log(1 + x * x)], select())
 >>> str(out), dict(counts)
-('2 * log1p(x)', {'log1p': 1, 'add-self': 1})
+('2 * log1p(x**2)', {'mul-self': 1, 'log1p': 1, 'add-self': 1})
 """
 
 from __future__ import annotations

@@ -161,13 +161,19 @@ def rules_markdown() -> str:
              "`2` runs every rule. `sg.simplify(e, rules=...)` takes `\"default\"`, `\"all\"`, set names "
              "(their default rules) and rule names.", "",
              "Default rules are IEEE-safe: the same NaN and infinities (with sign) and signed zeros as the "
-             "original, finite values within a few ulps; default `stabilize` rules may in addition replace a "
-             "result that lost all accuracy (cancellation, spurious over/underflow) by the accurate one. "
-             "Rules off by default are identities of real arithmetic that change results on some inputs; "
-             "their conditions say where.", "",
-             "Construction (`sg.apply`, run on every rebuilt node) already folds constants and applies "
-             "`x + 0`, `x * 1`, `x * 0 -> 0`, `0 / x -> 0`, `x ** 0 -> 1`, `-(-x) -> x` and trivial "
-             "`if_else` (see docs/design.md, core).", ""]
+             "original, finite values within 3 ulps (each rule states its bound). Default `stabilize` rules "
+             "may in addition differ where the original loses accuracy (cancellation, spurious over/underflow): "
+             "there they give the accurate value, which may be a nonzero where the original gave a zero, or a "
+             "finite value where it gave an infinity of the same sign; never NaN, an infinity, or a zero of the "
+             "other sign. Rules off by default are identities of real arithmetic that change results on some "
+             "inputs; their conditions say where.", "",
+             "Construction (`sg.apply`, run on every rebuilt node) already folds constants and applies the "
+             "exact identities `x - 0.0`, `x + (-0.0)`, `-0.0 - x -> -x`, `x * 1`, `x / 1`, `x * -1 -> -x`, "
+             "`-(-x) -> x`, `x ** 0 -> 1`, `x ** 1` and trivial `if_else`; `x + 0.0 -> x` only where x cannot "
+             "be -0.0 and `0.0 - x -> -x` only where x cannot be +0.0 (`-0.0 + 0.0` is +0.0). Two construction "
+             "folds are not IEEE: `x * 0 -> 0` and `0 / x -> 0` drop NaN and infinities (`inf * 0` and `0 / 0` "
+             "are NaN) and the sign of the zero (`-2 * 0` is -0.0); derivative sparsity relies on them (a zero "
+             "partial removes a term, as in CasADi and SymPy). See docs/design.md, core.", ""]
     for set_name in SET_NAMES:
         lines += [f"## {set_name}", "", "| rule | pattern | default | rewrite and conditions |",
                   "|---|---|---|---|"]

@@ -4,23 +4,39 @@ Default rules agree with the original wherever the original is accurate and
 give the accurate value where the original cancels (``log(1 + 1e-17)`` is 0,
 ``log1p(1e-17)`` is 1e-17) or over/underflows spuriously
 (``log(exp(1000))`` is inf, ``x`` is 1000).  They never turn a finite
-result into NaN/inf.  Rules that can (the log-sum-exp and softplus forms give
-NaN where both exponents are the same infinity) or that cost extra
-operations are off by default.
+result into NaN/inf, and keep signed zeros: ``log(1 + x)`` is +0.0 at
+``x = -0.0`` where ``log1p(x)`` is -0.0, so the rewrite is ``0.0 + log1p(x)``
+unless ``x`` cannot be -0.0 (the fold rules drop the ``0.0 +`` where the
+user of the result does not see the sign of a zero).  Rules that can turn a
+finite result into NaN (the log-sum-exp and softplus forms give NaN where
+both exponents are the same infinity) or that cost extra operations are off
+by default.
 
 >>> import symgraph as sg
 >>> x = sg.symbols("x")
 >>> str(sg.simplify(sg.log(1 + x) + (sg.exp(x) - 1), rules="stabilize"))
-'log1p(x) + expm1(x)'
+'0 + log1p(x) + (0 + expm1(x))'
+>>> str(sg.simplify(sg.log(1 + x) + (sg.exp(x) - 1)))  # with the fold rules
+'log1p(x) + (0 + expm1(x))'
+>>> str(sg.simplify(sg.log(1 + sg.exp(x)), rules="stabilize"))  # exp(x) is never -0.0
+'log1p(exp(x))'
 """
 
 from __future__ import annotations
 
+from ..expr import never_negative_zero
 from .analysis import nonneg
 from .pattern import G, P, var
 from .rules import rule, table
 
 X, Y = var("x"), var("y")
+
+
+def _keep_plus_zero(result, arg):
+    """``0.0 + result``, where ``result`` is -0.0 exactly when ``arg`` is (log1p, expm1, identity) and the
+    original form gives +0.0 there (``log(1 + -0.0)`` is ``log(1)``); plain ``result`` where ``arg`` can
+    never be -0.0."""
+    return result if never_negative_zero(arg) else 0.0 + result
 
 
 def _lse(m):
@@ -38,13 +54,19 @@ def _softplus(m):
 
 
 RULES = table("stabilize", [
-    rule("log1p", P.log(1.0 + X), lambda m: G.log1p(m.x),
-         "log(1 + x) -> log1p(x); accurate for small x; same -inf at x = -1 and nan below"),
-    rule("log1p-sub", P.log(1.0 - X), lambda m: G.log1p(-m.x), "log(1 - x) -> log1p(-x); accurate for small x"),
-    rule("expm1", P.exp(X) - 1.0, lambda m: G.expm1(m.x), "exp(x) - 1 -> expm1(x); accurate for small x; inf alike"),
-    rule("expm1-add", -1.0 + P.exp(X), lambda m: G.expm1(m.x), "exp(x) + (-1) -> expm1(x)"),
-    rule("log-exp", P.log(P.exp(X)), lambda m: m.x,
-         "log(exp(x)) -> x; differs only where exp(x) over/underflows (original inf/-inf, rewrite exact)"),
+    rule("log1p", P.log(1.0 + X), lambda m: _keep_plus_zero(G.log1p(m.x), m.x),
+         "log(1 + x) -> 0.0 + log1p(x); accurate for small x; same -inf at x = -1 and nan below; the "
+         "+ 0.0 keeps log(1 + -0.0) = +0.0 (log1p(-0.0) is -0.0) and is left out where x cannot be -0.0"),
+    rule("log1p-sub", P.log(1.0 - X), lambda m: _keep_plus_zero(G.log1p(-m.x), -m.x),
+         "log(1 - x) -> 0.0 + log1p(-x); accurate for small x; + 0.0 as in log1p (x = +0.0)"),
+    rule("expm1", P.exp(X) - 1.0, lambda m: _keep_plus_zero(G.expm1(m.x), m.x),
+         "exp(x) - 1 -> 0.0 + expm1(x); accurate for small x; inf alike; the + 0.0 keeps exp(-0.0) - 1 = +0.0 "
+         "(expm1(-0.0) is -0.0) and is left out where x cannot be -0.0"),
+    rule("expm1-add", -1.0 + P.exp(X), lambda m: _keep_plus_zero(G.expm1(m.x), m.x),
+         "exp(x) + (-1) -> 0.0 + expm1(x); as expm1"),
+    rule("log-exp", P.log(P.exp(X)), lambda m: _keep_plus_zero(m.x, m.x),
+         "log(exp(x)) -> 0.0 + x; differs only where exp(x) over/underflows (original inf/-inf, rewrite exact) "
+         "or rounds to 1 (original 0); + 0.0 as in log1p"),
     rule("sqrt-square", P.sqrt(P.square(X)), lambda m: G.abs(m.x),
          "sqrt(x**2) -> abs(x); differs only where x**2 over/underflows (rewrite exact)"),
     rule("exp-log", P.exp(P.log(X)), lambda m: m.x,
