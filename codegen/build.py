@@ -270,7 +270,7 @@ def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler 
     """
     directory = check_cache_dir(directory)
     jobs = check_jobs(jobs)
-    flags = tuple(DEFAULT_FLAGS if flags is None else _check_flags(flags))
+    flags = tuple(DEFAULT_FLAGS if flags is None else check_flags(flags))
     cc = compiler if isinstance(compiler, Compiler) else find_compiler(compiler)
     key = cache_key(units, cdef, cc, flags)
     with _MUTEX:
@@ -328,7 +328,8 @@ def clear_memory_cache() -> None:
         _LOADED.clear()
 
 
-def _check_flags(flags: Any) -> tuple[str, ...]:
+def check_flags(flags: Any) -> tuple[str, ...]:
+    """``flags`` as a tuple if it is a list or tuple of non-empty str, else :class:`~symgraph.errors.OptionError`."""
     if isinstance(flags, (str, bytes)) or not isinstance(flags, (list, tuple)) \
             or not all(isinstance(f, str) and f for f in flags):
         raise OptionError(f"flags must be a sequence of str (a list or tuple of non-empty flags) such as "

@@ -117,7 +117,7 @@ def check_options(**options: Any) -> dict:
         raise bad("compiler", "a non-empty compiler name or path")
     checked = dict(options)
     if options.get("flags") is not None:
-        checked["flags"] = _build._check_flags(options["flags"])
+        checked["flags"] = _build.check_flags(options["flags"])
     checked["jobs"] = _build.check_jobs(options.get("jobs"))
     checked["cache_dir"] = _build.check_cache_dir(options.get("cache_dir"))
     return checked
