@@ -20,6 +20,7 @@ import sys
 import textwrap
 import time
 
+import cffi
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -299,7 +300,6 @@ def test_no_legal_name_clashes_with_c_headers_cffi_or_each_other(tmp_path):
         F = sg.Function(name, [x], [sg.sin(x) * (k + 1)])
         prog = program(F)
         idents.add(prog.name)
-        import cffi
         cffi.FFI().cdef(prog.cdef)  # raw cffi.CDefError for wchar_t before
         text.append(generate(F))
         text.append(prog.declarations)  # its header again: the guard makes it a no-op
@@ -421,6 +421,7 @@ def test_a_read_only_cache_is_read_and_misses_go_to_a_temporary_dir_removed_at_e
 
 
 def test_build_dirs_of_a_killed_compile_are_removed_by_the_next_build(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
     cache = tmp_path / "cache"
     slow = tmp_path / "slowcc"
     slow.write_text('#!/bin/sh\ncase "$1" in --version) echo "slow 1.0";; *) exec sleep 60;; esac\n')
@@ -442,7 +443,6 @@ def test_build_dirs_of_a_killed_compile_are_removed_by_the_next_build(tmp_path):
     busy_key = "f" * 64
     busy = cache / f"build-{busy_key}-busy"
     busy.mkdir()
-    import fcntl
     with open(cache / f"{busy_key}.lock", "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         C = fresh_function("after_kill").compile(cache_dir=str(cache))
