@@ -68,13 +68,13 @@ int main(void) {
 """
 
 OURS = {"decl": "int %(n)s(const double *const *arg, double *const *res, double *w);\n"
-                "long %(n)s_numel_in(int i); long %(n)s_nnz_out(int i); long %(n)s_work_size(void);\n"
-                "int %(n)s_n_in(void); int %(n)s_n_out(void);",
+                "long %(n)s__numel_in(int i); long %(n)s__nnz_out(int i); long %(n)s__work_size(void);\n"
+                "int %(n)s__n_in(void); int %(n)s__n_out(void);",
         "setup": "int i; const double *arg[8]; double *res[8];\n"
-                 "  for (i = 0; i < %(n)s_n_in(); ++i) { long k, m = %(n)s_numel_in(i); double *a = malloc((m + 1) * sizeof(double));"
+                 "  for (i = 0; i < %(n)s__n_in(); ++i) { long k, m = %(n)s__numel_in(i); double *a = malloc((m + 1) * sizeof(double));"
                  " for (k = 0; k < m; ++k) a[k] = 0.1 + 0.8 * k / (m + 1.0); arg[i] = a; }\n"
-                 "  for (i = 0; i < %(n)s_n_out(); ++i) res[i] = malloc((%(n)s_nnz_out(i) + 1) * sizeof(double));\n"
-                 "  double *w = malloc((%(n)s_work_size() + 1) * sizeof(double));",
+                 "  for (i = 0; i < %(n)s__n_out(); ++i) res[i] = malloc((%(n)s__nnz_out(i) + 1) * sizeof(double));\n"
+                 "  double *w = malloc((%(n)s__work_size() + 1) * sizeof(double));",
         "call": "%(n)s(arg, res, w)"}
 
 THEIRS = {"decl": "typedef long long casadi_int;\n"

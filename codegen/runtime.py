@@ -136,8 +136,8 @@ def _choose_compiler(G: Any, compiler: str | None, auto_tcc: bool, threshold: in
         if tcc is not None:
             warnings.warn(f"{G.name} has {G.n_ops} operations (more than tcc_threshold={threshold}): "
                           "compiling with tcc, which builds in a fraction of the time but whose code runs "
-                          "about 3-4x slower; pass compiler='cc' (or auto_tcc=False) to use the optimizing "
-                          "compiler", BackendWarning, stacklevel=4)
+                          "about 2-3x slower (more on some models); pass compiler='cc' (or auto_tcc=False) "
+                          "to use the optimizing compiler", BackendWarning, stacklevel=4)
             return tcc
     return _build.find_compiler(None)
 

@@ -207,14 +207,25 @@ class Function:
         """The C99 source of this Function with default options."""
         return self.c_code()
 
-    def export_c(self, directory: str, name: str | None = None, optimize: int = 1):
-        """Write standalone ``NAME.c``, ``NAME.h`` and ``NAME_demo.c`` into ``directory``.
+    def export_c(self, directory: str, name: str | None = None, optimize: int = 1,
+                 overwrite: bool = False) -> dict:
+        """Write standalone ``NAME.c``, ``NAME.h`` and ``NAME__demo.c`` into ``directory``.
 
-        The graph is optimized first at level ``optimize`` (as ``compile`` does).
+        ``NAME`` is the C identifier of ``name`` (default ``self.name``), e.g.
+        ``sgf_f`` for ``f``.  The graph is optimized first at level ``optimize``
+        (as ``compile`` does; 0 exports it as given).  Existing files are not
+        replaced (``OverwriteError``) unless ``overwrite=True``.  Returns the
+        paths as ``{"source": ..., "header": ..., "demo": ...}``.
+
+        >>> import os, tempfile, symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> paths = sg.Function("f", [x], [x * x]).export_c(tempfile.mkdtemp())
+        >>> os.path.basename(paths["header"])
+        'sgf_f.h'
         """
         from codegen.c99 import export_c
 
-        return export_c(self, directory, name, optimize)
+        return export_c(self, directory, name, optimize, overwrite)
 
 
 FUNCTION_FORMAT = 1  # version of function_to_data's layout
