@@ -21,7 +21,6 @@ import sympy as sp
 from hypothesis import given, strategies as st
 
 import symgraph as sg
-from symgraph import specfun
 
 INF, NAN = math.inf, math.nan
 H = 1e-30  # complex step
