@@ -188,11 +188,37 @@ def _wanted(path: str | None) -> str:
     return os.path.abspath(wanted)
 
 
+def untrusted_reason(path: str) -> str | None:
+    """Why libraries in the directory ``path`` must not be loaded, or None where they may.
+
+    A library in the cache is loaded into this process (``dlopen`` runs its
+    code), so the directory must be owned by this user (or root) and not
+    writable by everyone.  Group write is allowed (a team cache trusts its
+    group, and user-private groups are common).  A directory that does not
+    exist yet is fine (it is created private).
+
+    >>> untrusted_reason(tempfile.mkdtemp()) is None
+    True
+    """
+    if not hasattr(os, "geteuid"):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o002:
+        return f"is writable by other users (mode {st.st_mode & 0o777:o})"
+    return None
+
+
 def cache_dir(path: str | None = None) -> str:
     """The directory new entries are written to: ``path``, else ``$SYMGRAPH_CACHE_DIR``, else ``~/.cache/symgraph``.
 
-    Created if needed; if it cannot be written, a temporary directory is used
-    instead (removed when the process exits) and a
+    Created if needed (private to this user); if it cannot be written, or
+    others could write it (see :func:`untrusted_reason`), a temporary
+    directory is used instead (removed when the process exits) and a
     :class:`~symgraph.errors.BackendWarning` says so.  Entries already in a
     read-only cache directory are still used (see :func:`build`).
 
@@ -203,25 +229,27 @@ def cache_dir(path: str | None = None) -> str:
     with _MUTEX:
         if wanted in _FALLBACK:
             return _FALLBACK[wanted]
-    try:
-        os.makedirs(wanted, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=wanted, prefix=".probe-")
-        os.close(fd)
-        os.remove(probe)
-        return wanted
-    except OSError as exc:
-        why = "is not a directory" if os.path.exists(wanted) and not os.path.isdir(wanted) else \
-            f"is not writable ({exc.strerror or exc})"
-        with _MUTEX:
-            if wanted not in _FALLBACK:
-                if not _FALLBACK:
-                    atexit.register(_remove_fallbacks, os.getpid())
-                _FALLBACK[wanted] = tempfile.mkdtemp(prefix="symgraph-cache-")
-            fallback = _FALLBACK[wanted]
-        warnings.warn(f"symgraph cache directory {wanted} {why}; compiling into the temporary directory "
-                      f"{fallback} instead, removed at exit (set {ENV_CACHE} or cache_dir= to change it)",
-                      BackendWarning, stacklevel=3)
-        return fallback
+    why = untrusted_reason(wanted)
+    if why is None:
+        try:
+            os.makedirs(wanted, mode=0o700, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=wanted, prefix=".probe-")
+            os.close(fd)
+            os.remove(probe)
+            return wanted
+        except OSError as exc:
+            why = "is not a directory" if os.path.exists(wanted) and not os.path.isdir(wanted) else \
+                f"is not writable ({exc.strerror or exc})"
+    with _MUTEX:
+        if wanted not in _FALLBACK:
+            if not _FALLBACK:
+                atexit.register(_remove_fallbacks, os.getpid())
+            _FALLBACK[wanted] = tempfile.mkdtemp(prefix="symgraph-cache-")
+        fallback = _FALLBACK[wanted]
+    warnings.warn(f"symgraph cache directory {wanted} {why}; compiling into the temporary directory "
+                  f"{fallback} instead, removed at exit (set {ENV_CACHE} or cache_dir= to change it)",
+                  BackendWarning, stacklevel=3)
+    return fallback
 
 
 def _remove_fallbacks(pid: int) -> None:
@@ -280,7 +308,9 @@ def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler 
             return Library(lib.ffi, lib.lib, lib.path, key, "memory", 0.0, cc)
     start = time.perf_counter()
     wanted = _wanted(directory)
-    found = _load_verified(*_entry(wanted, key), cdef)  # a read-only cache is still read
+    found = None
+    if untrusted_reason(wanted) is None:
+        found = _load_verified(*_entry(wanted, key), cdef)  # a read-only cache is still read
     root = wanted
     if found is None:
         root = cache_dir(directory)

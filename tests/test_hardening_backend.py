@@ -561,3 +561,31 @@ def test_export_refuses_to_overwrite_unless_asked(small, tmp_path):
     assert again == paths and open(paths["header"]).read() != "/* mine */\n"
     assert open(paths["source"]).read() == sources[paths["source"]]
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths.values())
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX ownership and modes only")
+def test_a_cache_others_can_write_is_never_loaded_from(tmp_path):
+    # A library in the cache runs its code when loaded: a directory where another user could plant
+    # KEY.so (its key is predictable from the source) is refused, and the entry is built privately.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    x = sg.symbols("x")
+    F = sg.Function("hard_shared", [x], [x * 5.5])
+    path = F.compile(cache_dir=str(shared)).library.path
+    assert build.untrusted_reason(str(shared)) is None
+    os.chmod(shared, 0o777)
+    build.clear_memory_cache()
+    with pytest.warns(sg.BackendWarning, match="writable by other users"):
+        again = F.compile(cache_dir=str(shared))
+    assert again.library.source == "compiled" and again.library.path != path
+    assert not again.library.path.startswith(str(shared)) and float(again(2.0)) == 11.0
+    os.chmod(shared, 0o755)
+    build.clear_memory_cache()
+    assert F.compile(cache_dir=str(shared)).library.path == path  # private again: read as before
+
+
+def test_a_new_cache_directory_is_private(tmp_path):
+    fresh = tmp_path / "fresh" / "cache"
+    x = sg.symbols("x")
+    sg.Function("hard_private", [x], [x * 6.5]).compile(cache_dir=str(fresh))
+    assert os.stat(fresh).st_mode & 0o077 == 0
