@@ -7,8 +7,10 @@ constant folding, ``x - 0``, ``x + (-0.0)``, ``x * 1``, ``x * 0 -> 0``,
 ``x / 1``, ``0 / x -> 0``, ``-(-x)``, ``x ** 1``, ``x ** 0`` and trivial
 ``if_else``.  All are exact in IEEE arithmetic except two: ``x * 0 -> 0``
 and ``0 / x -> 0`` drop NaN/inf propagation and the sign of the zero (as
-CasADi and SymPy do); derivative sparsity relies on them.  ``x + 0.0`` is
-``x`` only where ``x`` can never be ``-0.0`` (``-0.0 + 0.0`` is ``+0.0``).
+CasADi and SymPy do); derivative sparsity relies on them.  Their zero is
+``-0.0``, which vanishes exactly from sums, so ``A @ x`` has no term for a
+zero entry of ``A``.  ``x + 0.0`` is ``x`` only where ``x`` can never be
+``-0.0`` (``-0.0 + 0.0`` is ``+0.0``).
 
 Symbols are *not* interned: every ``symbol("x")`` is a new, distinct variable
 (as in CasADi); the name is only a label.
@@ -20,8 +22,8 @@ stacks, so chains of millions of nodes are fine.
 >>> x = symbol("x")
 >>> (x + 1) * 2 is (x + 1) * 2
 True
->>> str(x * 1 - 0), str(x + 0), str(abs(x) + 0)
-('x', '0 + x', 'abs(x)')
+>>> str(x * 1 - 0), str(x + 0), str(abs(x) + 0), str(x * 0 + 2 * x)
+('x', '0 + x', 'abs(x)', '2 * x')
 """
 
 from __future__ import annotations
@@ -547,11 +549,19 @@ def never_positive_zero(x: Expr) -> bool:
     return _no_positive_zero(x)
 
 
+# What x * 0 and 0 / x fold to.  IEEE gives NaN for inf * 0, nan * 0, 0 / 0 and 0 / nan, and a
+# zero with the sign of x otherwise; the fold keeps neither, because derivative sparsity relies on
+# it (a structurally zero partial removes its term).  It is -0.0, the zero that vanishes exactly
+# from a sum (s + -0.0 is s for every s, -0.0 + 0.0 being +0.0), so zero terms drop out of matrix
+# products, np.sum and derivative accumulation without leaving a 0 + s node.
+_STRUCTURAL_ZERO = const(-0.0)
+
+
 def _simplify_binary(op: Op, a: Expr, b: Expr) -> Expr | None:
     """Local simplifications of ``op(a, b)`` when an operand is constant.
 
     Exact in IEEE arithmetic (signed zeros, inf and NaN kept) except
-    ``x * 0 -> 0`` and ``0 / x -> 0``.  A zero operand of ``+`` and ``-``
+    ``x * 0`` and ``0 / x``, which fold to -0.0.  A zero operand of ``+`` and ``-``
     is dropped only where that is exact: ``x + (-0.0)`` and ``x - 0.0`` are
     ``x``, but ``x + 0.0`` turns ``x = -0.0`` into ``+0.0``, so it is ``x``
     only if ``x`` can never be ``-0.0``; ``0.0 - x`` is not ``-x`` (at
@@ -578,17 +588,15 @@ def _simplify_binary(op: Op, a: Expr, b: Expr) -> Expr | None:
         return a  # x * 1, x / 1
     if name == "mul":
         if _is(a, 0.0) or _is(b, 0.0):
-            return const(0.0)
+            return _STRUCTURAL_ZERO  # not IEEE (see _STRUCTURAL_ZERO)
         if _is(a, 1.0):
             return b
         if _is(a, -1.0) or _is(b, -1.0):
             return apply(NEG, b if _is(a, -1.0) else a)
         return None
-    if name == "sub":
-        return apply(NEG, b) if _is(a, 0.0) else None
     if name == "div":
         if _is(a, 0.0):
-            return const(0.0)
+            return _STRUCTURAL_ZERO  # not IEEE (see _STRUCTURAL_ZERO)
         return apply(NEG, a) if _is(b, -1.0) else None
     if name in ("pow", "powi") and _is(b, 0.0):
         return const(1.0)
@@ -607,10 +615,10 @@ def _simplify(op: Op, args: tuple) -> Expr | None:
             return a if c.data != 0.0 else b  # nan counts as true
         if a is b:
             return a
-        if c.op.has("boolean") and a.op is CONST and b.op is CONST:
-            if a.data == 1.0 and b.data == 0.0:
+        if c.op.has("boolean") and a.op is CONST and b.op is CONST:  # c is 0.0 or 1.0 (never -0.0)
+            if a.data == 1.0 and b.data == 0.0 and not _signbit(b.data):
                 return c
-            if a.data == 0.0 and b.data == 1.0:
+            if a.data == 0.0 and not _signbit(a.data) and b.data == 1.0:
                 return apply(OPS["not"], c)
     return None
 

@@ -318,7 +318,8 @@ def _table() -> list[Op]:
            infix="-", prec=1, props=_EXACT, identity=0.0, doc="a - b"),
         Op("mul", 2, np.multiply, "{0} * {1}", lambda a, b, r: (b, a), lambda sp, a, b: a * b,
            infix="*", prec=2, props=_CA, identity=1.0,
-           doc="a * b; x*0 folds to 0 at construction, dropping NaN/inf propagation (as CasADi, SymPy)"),
+           doc="a * b; x*0 folds to -0.0 at construction, dropping NaN/inf propagation and the sign of the zero "
+               "(as CasADi, SymPy; see docs/design.md)"),
         Op("div", 2, np.divide, "{0} / {1}", lambda a, b, r: (1.0 / b, -r / b), lambda sp, a, b: a / b,
            infix="/", prec=2, props=_EXACT, identity=1.0, doc="a / b; IEEE inf/nan at b == 0"),
         Op("neg", 1, np.negative, "-{0}", lambda a, r: (-1.0,), lambda sp, a: -a,

@@ -354,14 +354,32 @@ def test_construction_simplification_is_ieee_exact(label, build, values):
 def test_documented_construction_losses():
     """x*0 -> 0 and 0/x -> 0 are kept (derivative sparsity) and documented with the reason."""
     F = sg.Function("f", [X], [np.array([X * 0.0, 0.0 / X, X * -0.0], dtype=object)])
-    assert [n.is_const for n in F.outputs[0]] == [True, True, True]
-    assert [float(v) for v in F(INF)] == [0.0, 0.0, 0.0]  # IEEE: nan
-    assert [float(v) for v in F.compile()(0.0)] == [0.0, 0.0, 0.0]  # IEEE: 0/0 is nan
-    assert sg.grad(X * sg.symbols("y"), X) is not None
+    assert all(n is sg.const(-0.0) for n in F.outputs[0])
+    for G in (F, F.compile()):
+        for v in (INF, NAN, 0.0, 2.0):  # IEEE: nan, nan, nan/+0.0/nan, +0.0/+0.0/-0.0
+            assert all(same_ieee(float(r), -0.0) for r in G(v)), (G, v)
+    y = sg.symbols("y")
+    J = sg.jacobian(np.array([X * y, 3.0 * X], dtype=object), np.array([X, y], dtype=object))
+    assert J.nnz == 3  # d(3x)/dy is a structural zero, not a 0 * w node
     for doc in (ROOT / "docs" / "rules.md", ROOT / "docs" / "design.md"):
         text = " ".join(doc.read_text().split())
         assert re.search(r"x ?\* ?0 -> 0", text) and re.search(r"0 ?/ ?x -> 0", text), doc
         assert re.search(r"sparsity relies on them", text) and "sign of the zero" in text, doc
+
+
+def test_zero_terms_vanish_from_sums_exactly():
+    """x * 0 folds to -0.0, the exact additive identity, so A @ x has no 0 + s node for a zero entry."""
+    x = sg.symbols("x", 3)
+    A = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]])
+    y = A @ x
+    assert [str(e) for e in y] == ["2 * x[0] + x[1]", "3 * x[2]", "-0.0"]
+    F = sg.Function("f", [x], [y])
+    for p in ([-0.0, -0.0, -0.0], [0.0, -0.0, 1.0], [1.0, -1.0, -0.0], [INF, 1.0, NAN]):
+        with np.errstate(all="ignore"):
+            want = [2.0 * p[0] + p[1], 3.0 * p[2]]  # what A @ p computes without the zero terms
+            got = [float(v) for v in F(np.array(p))]
+        assert same_ieee(got[0], want[0]) and same_ieee(got[1], want[1]), (p, got)
+    assert str(sum(x)) == "0 + x[0] + x[1] + x[2]"  # Python's sum starts from the int 0: 0 + -0.0 is +0.0
 
 
 # --------------------------------------------- powers: ulps at level 1

@@ -172,8 +172,9 @@ def rules_markdown() -> str:
              "`-(-x) -> x`, `x ** 0 -> 1`, `x ** 1` and trivial `if_else`; `x + 0.0 -> x` only where x cannot "
              "be -0.0 and `0.0 - x -> -x` only where x cannot be +0.0 (`-0.0 + 0.0` is +0.0). Two construction "
              "folds are not IEEE: `x * 0 -> 0` and `0 / x -> 0` drop NaN and infinities (`inf * 0` and `0 / 0` "
-             "are NaN) and the sign of the zero (`-2 * 0` is -0.0); derivative sparsity relies on them (a zero "
-             "partial removes a term, as in CasADi and SymPy). See docs/design.md, core.", ""]
+             "are NaN) and the sign of the zero (they give -0.0, the zero that vanishes exactly from sums; "
+             "`2 * 0` is +0.0); derivative sparsity relies on them (a zero partial removes a term, as in CasADi "
+             "and SymPy). See docs/design.md, core.", ""]
     for set_name in SET_NAMES:
         lines += [f"## {set_name}", "", "| rule | pattern | default | rewrite and conditions |",
                   "|---|---|---|---|"]
