@@ -65,8 +65,8 @@ RULES = table("stabilize", [
     rule("expm1-add", -1.0 + P.exp(X), lambda m: _keep_plus_zero(G.expm1(m.x), m.x),
          "exp(x) + (-1) -> 0.0 + expm1(x); as expm1"),
     rule("log-exp", P.log(P.exp(X)), lambda m: _keep_plus_zero(m.x, m.x),
-         "log(exp(x)) -> 0.0 + x; differs only where exp(x) over/underflows (original inf/-inf, rewrite exact) "
-         "or rounds to 1 (original 0); + 0.0 as in log1p"),
+         "log(exp(x)) -> 0.0 + x; exact, where the original loses digits to the rounding of exp(x) (all of "
+         "them as exp(x) rounds to 1 or over/underflows: 0, inf, -inf); + 0.0 as in log1p"),
     rule("sqrt-square", P.sqrt(P.square(X)), lambda m: G.abs(m.x),
          "sqrt(x**2) -> abs(x); differs only where x**2 over/underflows (rewrite exact)"),
     rule("exp-log", P.exp(P.log(X)), lambda m: m.x,
