@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import symgraph as sg
 from strategies import points, random_graphs
@@ -159,6 +159,29 @@ def selections(draw):
     return x, sg.apply(sg.OPS[draw(st.sampled_from(SMOOTH_UNARY))], inner)
 
 
+KINKS = ("fmin", "fmax", "lt", "le", "gt")
+
+
+def _at_a_tie(x, f, x0) -> bool:
+    """Whether some kink of ``f`` (fmin, fmax, comparison) has equal operands at ``x0``.
+
+    There the derivative is one-sided and complex step is no oracle: it breaks
+    the tie by the second-order real part (sin(ih) * ih = -h**2 < 0).
+    """
+    gaps = [a - b if e.op.name in KINKS else sg.abs(a) + sg.abs(b)  # hypot's kink is the origin
+            for e in sg.walk(f) if e.op.name in KINKS + ("hypot",) for a, b in [e.args]]
+    if not gaps:
+        return False
+    values = sg.Function("kinks", [x], [np.array(gaps, dtype=object)])(x0)
+    return bool(np.any(np.abs(values) <= 1e-12))
+
+
+def _moderate_points(n: int):
+    """Points whose nonzero coordinates are far above the complex step h = 1e-30 (h**2 must not matter)."""
+    value = st.one_of(st.just(0.0), st.floats(1e-6, 3.0), st.floats(-3.0, -1e-6))
+    return st.lists(value, min_size=n, max_size=n).map(lambda v: np.array(v, dtype=np.float64))
+
+
 @settings(max_examples=EXAMPLES)
 @given(case=selections(), data=st.data())
 def test_selection_graphs_against_complex_step(case, data):
@@ -166,7 +189,8 @@ def test_selection_graphs_against_complex_step(case, data):
     F = sg.Function("f", [x], [f])
     G = sg.Function("g", [x], [sg.grad(f, x), sg.jvp(f, x, np.eye(3)), sg.hessian(f, x),
                                sg.jacobian(sg.grad(f, x), x)])
-    x0 = data.draw(points(3, wide=False))
+    x0 = data.draw(_moderate_points(3))
+    assume(not _at_a_tie(x, f, x0))
     g, jv, h, jg = G(x0)
     cs = np.array([np.imag(F(x0 + 1e-30j * e)) / 1e-30 for e in np.eye(3)])
     assert _close(g, cs) and _close(jv, cs)
