@@ -466,3 +466,12 @@ def test_rules_md_states_the_promise_and_the_bounds():
     assert "within 3 ulps" in text
     assert re.search(r"\| `pow-third` \|[^|]*\| no \|", text)
     assert re.search(r"\| `powi-expand-any` \|[^|]*\| no \|", text)
+
+
+@pytest.mark.parametrize("name", ["x) or __import__('os').system('true') or (x", "1x", "for", "", None, 3])
+def test_pattern_variables_refuse_names_that_are_not_identifiers(name):
+    # The names become identifiers in generated matcher code: nothing else may reach it.
+    from symgraph.optimize.pattern import cst, var
+    for make in (var, cst):
+        with pytest.raises(sg.OptimizerOptionError, match="plain Python identifier"):
+            make(name)

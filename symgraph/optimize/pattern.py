@@ -25,8 +25,10 @@ True
 
 from __future__ import annotations
 
+import keyword
 from typing import Any
 
+from ..errors import OptimizerOptionError
 from ..expr import CONST, Expr, apply, const
 from ..ops import OPS, Op
 
@@ -91,13 +93,20 @@ class Pat:
         return None if self.kind == VAR else CONST.code
 
 
+def _pattern_name(name: Any) -> str:
+    """``name`` if it is a plain Python identifier (it becomes a name in generated matcher code)."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise OptimizerOptionError(f"a pattern variable needs a plain Python identifier as its name, got {name!r}")
+    return name
+
+
 def var(name: str) -> Pat:
     """A variable matching any node (repeated names must bind the same node).
 
     >>> var("x").kind == VAR
     True
     """
-    return Pat(VAR, name=name)
+    return Pat(VAR, name=_pattern_name(name))
 
 
 def cst(name: str) -> Pat:
@@ -107,7 +116,7 @@ def cst(name: str) -> Pat:
     >>> match(cst("c") * var("x"), 3 * sg.symbols("x"))["c"]
     3.0
     """
-    return Pat(CST, name=name)
+    return Pat(CST, name=_pattern_name(name))
 
 
 def lit(value: float) -> Pat:
