@@ -23,7 +23,11 @@ How the body is laid out (see docs/design.md, "C backend"):
   through the work array ``w``; slots of ``w`` are reused once their last
   reader part has run (liveness from the Tape), so ``w`` stays small.  This
   keeps the C compiler's time linear in the program size.
-* Outputs are stored as soon as they are computed; integer powers ``x**n``
+* Outputs are stored as soon as they are computed; entries that are
+  constants or inputs are stored by the entry point.  Runs and other regular
+  blocks of entries with one source become loops, scattered ones tables
+  (:mod:`codegen.stores`), so the C does not grow with them.
+* Integer powers ``x**n``
   with ``-2 <= n <= 4`` become multiplications (``1/x`` first for ``n < 0``),
   other powers ``pow()``, so the C result stays within 2 ulps of the VM's.
 * The output is a pure function of the Function and the options: the same
@@ -60,6 +64,7 @@ from symgraph.errors import CompileError, OptionError
 from symgraph.ops import C_HELPERS, OP_LIST, OPS
 from symgraph.schedule import scheduled
 
+from . import stores
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
 CODEGEN_VERSION = "symgraph-c99-2"
@@ -205,19 +210,20 @@ def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1,
 
 @dataclass(frozen=True)
 class _Outputs:
-    """Where each output scalar goes: ``places[slot] = [(k, j), ...]``, plus sparsity."""
+    """Where each output scalar goes: ``places[slot] = [(k, j), ...]`` for computed slots, plus sparsity."""
 
     places: dict
     sizes: tuple
     sparsity: tuple  # per output: None or (nrow, ncol, colind, row)
-    slots: tuple  # per output: 1-D slot array in C memory order
+    slots: tuple  # per output: 1-D int64 slot array in C memory order
 
 
 def _output_layout(F: Any, tape: Any) -> _Outputs:
     places: dict[int, list[tuple[int, int]]] = {}
-    sizes, sparsity, slot_lists = [], [], []
+    sizes, sparsity, slot_arrays = [], [], []
+    first = tape.first_instruction_slot
     for k, slots in enumerate(tape.output_slots):
-        flat = slots.reshape(-1)
+        flat = np.asarray(slots, dtype=np.int64).reshape(-1)
         pattern = F.output_sparsity[k]
         if pattern is None:
             sparsity.append(None)
@@ -227,12 +233,12 @@ def _output_layout(F: Any, tape: Any) -> _Outputs:
             flat = flat[perm]
             colind = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))])
             sparsity.append((shape[0], shape[1], colind.tolist(), rows[perm].tolist()))
-        flat = flat.tolist()
-        for j, s in enumerate(flat):
+        computed = np.flatnonzero(flat >= first)
+        for j, s in zip(computed.tolist(), flat[computed].tolist()):
             places.setdefault(s, []).append((k, j))
         sizes.append(len(flat))
-        slot_lists.append(flat)
-    return _Outputs(places, tuple(sizes), tuple(sparsity), tuple(slot_lists))
+        slot_arrays.append(flat)
+    return _Outputs(places, tuple(sizes), tuple(sparsity), tuple(slot_arrays))
 
 
 def c_constant(value: float) -> str:
@@ -321,14 +327,23 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int):
                 if op.name in C_HELPERS:
                     helpers.add(op.name)
                 lines.append(f"  const double v{s} = {op.c.format(*texts)};")
-            for k, j in places.get(s, ()):
-                lines.append(f"  res[{k}][{j}] = v{s};")
+            lines.extend(_computed_stores(places.get(s, ()), f"v{s}"))
             if s in wslot:
                 lines.append(f"  w[{wslot[s]}] = v{s};")
         lines.append("}\n")
         parts.append("\n".join(lines))
         part_helpers.append(frozenset(helpers))
     return parts, part_helpers, size
+
+
+def _computed_stores(places: list, value: str) -> list[str]:
+    """Stores of a local ``value`` into its output places ``[(k, j), ...]`` (runs become loops)."""
+    if len(places) < stores.MIN_LOOP:
+        return [f"  res[{k}][{j}] = {value};" for k, j in places]
+    lines = []
+    for k in sorted({k for k, _ in places}):
+        lines.extend(stores.scalar_stores(k, np.array(sorted(j for kk, j in places if kk == k)), value))
+    return lines
 
 
 def _powi(s: int, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[str]:
@@ -372,19 +387,10 @@ def _powi(s: int, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[s
 # ---------------------------------------------------------------- entry and metadata
 
 def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, n_parts: int, work_size: int) -> str:
-    n_in, first = tape.n_input_scalars, tape.first_instruction_slot
-    input_place = {}
-    for i, slots in enumerate(tape.input_slots):
-        for j, s in enumerate(slots.reshape(-1).tolist()):
-            input_place[s] = f"arg[{i}][{j}]"
-    body = [f"static int {cname}__eval{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;"]
+    fills, copies = _copy_stores(tape, outputs)
+    body = [f"static int {cname}__eval{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;", *fills]
     body.extend(f"  {cname}__part{p}(arg, res, w);" for p in range(n_parts))
-    for k, slots in enumerate(outputs.slots):
-        for j, s in enumerate(slots):
-            if s < n_in:
-                body.append(f"  res[{k}][{j}] = {input_place[s]};")
-            elif s < first:
-                body.append(f"  res[{k}][{j}] = {c_constant(float(tape.constants[s - n_in]))};")
+    body.extend(copies)
     body.append("  return 0;\n}\n")
     body.append(f"int {cname}{SIGNATURE} {{\n  return {cname}__eval(arg, res, w);\n}}\n")
 
@@ -421,6 +427,106 @@ def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, n_parts: int, 
             cases.append(f"{cname}__sparsity_out{k}")
     meta.append("".join(arrays) + _switch(f"const long *{cname}__sparsity_out(int i)", cases, "0"))
     return "\n".join(body) + "\n" + "\n".join(batch) + "\n" + "\n".join(meta)
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """What the input and constant slots read: ``key[s]`` is the source of slot ``s``, ``element[s]`` its index.
+
+    Sources ``0 .. n_inputs-1`` are the inputs (``arg[i]``, element = index
+    in the flattened input); source ``n_inputs + c`` is the constant whose C
+    text is ``texts[c]`` (element 0), so constants that print alike are one source.
+    """
+
+    key: np.ndarray
+    element: np.ndarray
+    n_inputs: int
+    texts: tuple
+
+
+def _sources(tape: Any) -> _Sources:
+    n_in = tape.n_input_scalars
+    text_id: dict[str, int] = {}
+    const_key = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
+    input_of = np.zeros(n_in, dtype=np.int64)
+    element_of = np.zeros(n_in, dtype=np.int64)
+    for i, slots in enumerate(tape.input_slots):
+        flat = np.asarray(slots, dtype=np.int64).reshape(-1)
+        input_of[flat] = i
+        element_of[flat] = np.arange(len(flat))
+    n_inputs = len(tape.input_slots)
+    return _Sources(np.concatenate([input_of, n_inputs + np.array(const_key, dtype=np.int64)]),
+                    np.concatenate([element_of, np.zeros(len(const_key), dtype=np.int64)]),
+                    n_inputs, tuple(text_id))
+
+
+def _copy_stores(tape: Any, outputs: _Outputs) -> tuple[list[str], list[str]]:
+    """Stores of the output entries that are inputs or constants (the parts store computed ones).
+
+    Entries of one output reading one input, or one constant (equal C text),
+    become loops where they form blocks (:mod:`codegen.stores`); the rest are
+    statements, or tables when an output has many of them.  When the most
+    frequent constant of an output is scattered over more than
+    ``stores.FILL_PIECES`` pieces, the whole output is first filled with it
+    (one loop) and every other entry overwrites that.  Returns the fills (to
+    run before the parts) and the other stores (after them).
+    """
+    sources, first = _sources(tape), tape.first_instruction_slot
+    fills: list[str] = []
+    lines: list[str] = []
+    for k, slots in enumerate(outputs.slots):
+        pos = np.flatnonzero(slots < first)
+        if len(pos):
+            fill, stored = _output_copies(k, len(slots), pos, slots[pos], sources)
+            fills.extend(fill)
+            lines.extend(stored)
+    return fills, lines
+
+
+def _output_copies(k: int, size: int, pos: np.ndarray, slots: np.ndarray, sources: _Sources):
+    """Fill and store lines for the entries ``pos`` of output ``k`` (of ``size``) holding ``slots``."""
+    key, m = sources.key[slots], sources.element[slots]
+    order = np.argsort(key, kind="stable")  # by source, positions ascending within one
+    pos, key, m = pos[order], key[order], m[order]
+    bounds = np.flatnonzero(np.diff(key)).tolist()
+    groups = [(int(key[a]), pos[a:b], m[a:b], stores.split(pos[a:b], m[a:b]))
+              for a, b in zip([0] + [e + 1 for e in bounds], [e + 1 for e in bounds] + [len(pos)])]
+    n_inputs, texts = sources.n_inputs, sources.texts
+    fill = _fill_source(groups, n_inputs)
+    fills = [] if fill is None else [f"  for (long t = 0; t < {size}; ++t) res[{k}][t] = {texts[fill - n_inputs]};"]
+    lines: list[str] = []
+    rest_const: list[tuple[int, str]] = []
+    rest_input: dict[int, list[tuple[int, int]]] = {}
+    for source, j, mm, (big, rest) in groups:
+        if source == fill:
+            continue
+        if source < n_inputs:
+            lines.extend(stores.loop(k, blk, lambda idx, i=source: f"arg[{i}][{idx}]") for blk in big)
+            rest_input.setdefault(source, []).extend(zip(j[rest].tolist(), mm[rest].tolist()))
+        else:
+            text = texts[source - n_inputs]
+            lines.extend(stores.loop(k, blk, lambda _, c=text: c) for blk in big)
+            rest_const.extend((p, text) for p in j[rest].tolist())
+    lines.extend(_scattered(k, sorted(rest_const), "double", "src[t]", "{}"))
+    for i, items in rest_input.items():
+        lines.extend(_scattered(k, sorted(items), "long", f"arg[{i}][src[t]]", f"arg[{i}][{{}}]"))
+    return fills, lines
+
+
+def _fill_source(groups: list, n_inputs: int) -> int | None:
+    """The constant to fill an output with first: its most frequent one, if scattered; else None."""
+    constant = [(len(j), -source, source, big, rest) for source, j, _, (big, rest) in groups if source >= n_inputs]
+    if not constant:
+        return None
+    _, _, source, big, rest = max(constant, key=lambda c: c[:2])
+    return source if len(big) + len(rest) > stores.FILL_PIECES else None
+
+
+def _scattered(k: int, items: list, ctype: str, read: str, single: str) -> list[str]:
+    """Stores of ``items = [(j, source), ...]`` into ``res[k]``: statements, or tables when many."""
+    if len(items) < stores.MIN_TABLE:
+        return [f"  res[{k}][{j}] = {single.format(v)};" for j, v in items]
+    return stores.table_stores(k, np.array([j for j, _ in items]), [str(v) for _, v in items], ctype, read)
 
 
 def _longs(values) -> str:
