@@ -19,32 +19,52 @@ compiled again (normally a cache hit) when unpickled.
 (array([2., 6.]), np.float64(3.0))
 >>> C.batch(np.array([[1.0, 2.0], [3.0, 4.0]]))[1]
 array([ 2., 12.])
+
+Without an explicit ``compiler``, the optimizing compiler (cc) is used
+unless its build is estimated to take longer than ``compile_budget``
+seconds (default 60) and tcc is installed; then tcc builds the code, much
+faster, and a :class:`~symgraph.errors.BackendWarning` says what that costs
+per call (see :func:`estimate_build` and docs/design.md, "Choosing the
+compiler").
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from symgraph.errors import (ArgumentCountError, BackendWarning, CompileError, CompilerNotFoundError,
                              DTypeError, OptionError, ShapeError)
-from symgraph.function import check_argument
+from symgraph.batch import SparseBatch, batch_arguments, csc_order
+from symgraph.function import as_number_array, check_argument
 
 from . import build as _build
 from .c99 import DEFAULT_CHUNK, program, single_file, translation_units
 
-TCC_THRESHOLD = 400_000  # instructions above which the default compiler switches to tcc (auto_tcc)
 MIN_PARTS_PER_UNIT = 2  # split into several C files only when each gets at least this many parts
+COMPILE_BUDGET = 60.0  # seconds: a longer estimated cc build is done by tcc instead (auto_tcc)
+# Build-time and run-time model (measured, docs/design.md "Choosing the compiler"):
+# CPU seconds of gcc per Tape instruction by optimization level (-O0, -O1, -O2/-Os, -O3/-Ofast),
+CC_SECONDS_PER_OP = (0.05e-3, 0.15e-3, 0.3e-3, 0.35e-3)
+TCC_SECONDS_PER_OP = 2e-6  # tcc, C files of at most TCC_UNIT_OPS instructions
+TCC_UNIT_OPS = 100_000  # tcc's time per instruction grows with a file's size: split beyond this
+# seconds per instruction of one call, (low, high) over the measured models, and their ratio tcc / cc -O2
+CC_CALL_SECONDS_PER_OP = (0.35e-9, 1.2e-9)
+TCC_CALL_SECONDS_PER_OP = (1.2e-9, 2.3e-9)
+TCC_SLOWDOWN = (1.7, 6.6)
+SHARED_BLOCK_DOUBLES = 1 << 16  # batch: shared arguments are repeated for blocks of points of this many doubles
 _F64 = np.dtype(np.float64)
 
 
 def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, flags: Sequence[str] | None = None,
                      jobs: int | None = None, chunk_size: int = DEFAULT_CHUNK, cache_dir: str | None = None,
-                     auto_tcc: bool = True, tcc_threshold: int = TCC_THRESHOLD,
+                     auto_tcc: bool = True, compile_budget: float = COMPILE_BUDGET,
                      name: str | None = None, **unknown: Any) -> "CompiledFunction":
     """Compile ``F`` to C and load it.
 
@@ -59,9 +79,12 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
         jobs: parallel compiler processes for large code (default: CPU count).
         chunk_size: instructions per generated C function.
         cache_dir: cache directory (default ``$SYMGRAPH_CACHE_DIR`` or ``~/.cache/symgraph``).
-        auto_tcc: with no explicit ``compiler``, compile programs of more than
-            ``tcc_threshold`` instructions with tcc when it is installed (fast build,
-            slower code), with a :class:`~symgraph.errors.BackendWarning` saying so.
+        auto_tcc: with no explicit ``compiler``, build with tcc (when it is installed) code
+            whose build with the optimizing compiler is estimated to take more than
+            ``compile_budget`` seconds (:func:`estimate_build`): tcc builds in a small
+            fraction of the time, but its code runs about 2-7x slower; a
+            :class:`~symgraph.errors.BackendWarning` says so, with the estimates.
+        compile_budget: seconds (a positive number, ``math.inf`` for no limit); see ``auto_tcc``.
         name: the name C identifiers are made from (default ``F.name``; see
             :func:`codegen.names.c_identifier`).
 
@@ -74,20 +97,90 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
     >>> float(C(3.0)), C.work_size
     (9.0, 0)
     """
+    if "tcc_threshold" in unknown:
+        raise OptionError("compile(): tcc_threshold (a number of operations) was replaced by compile_budget, "
+                          "the seconds an optimizing build may take before tcc is used instead "
+                          f"(default {COMPILE_BUDGET:g}); pass compiler='tcc' or compiler='cc' to force either")
     if unknown:
         raise OptionError(f"compile() has no option {', '.join(map(repr, sorted(unknown)))}; the options are "
-                          "optimize, compiler, flags, jobs, chunk_size, cache_dir, auto_tcc, tcc_threshold, name")
+                          "optimize, compiler, flags, jobs, chunk_size, cache_dir, auto_tcc, compile_budget, name")
     options = check_options(optimize=optimize, compiler=compiler, flags=flags, jobs=jobs, chunk_size=chunk_size,
-                            cache_dir=cache_dir, auto_tcc=auto_tcc, tcc_threshold=tcc_threshold, name=name)
+                            cache_dir=cache_dir, auto_tcc=auto_tcc, compile_budget=compile_budget, name=name)
     G = F.optimize(optimize) if optimize else F
-    cc = _choose_compiler(G, compiler, auto_tcc, tcc_threshold)
     prog = program(G, name, chunk_size)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    n_units = 1 if cc.family == "tcc" else max(1, min(jobs, len(prog.parts) // MIN_PARTS_PER_UNIT))
-    units = translation_units(prog, G, n_units)
-    library = _build.build(units, prog.cdef, cc, options["flags"], jobs, options["cache_dir"])
     flags = tuple(_build.DEFAULT_FLAGS if flags is None else options["flags"])
+    cc = _choose_compiler(G, prog, compiler, auto_tcc, compile_budget, flags, jobs)
+    estimate = estimate_build(G.n_ops, len(prog.parts), flags, jobs)
+    units = translation_units(prog, G, estimate.tcc_units if cc.family == "tcc" else estimate.cc_units)
+    library = _build.build(units, prog.cdef, cc, flags, jobs, options["cache_dir"])
     return CompiledFunction(F, G, prog, library, flags, options)
+
+
+@dataclass(frozen=True)
+class BuildEstimate:
+    """What building a program is expected to cost (see :func:`estimate_build`).
+
+    Attributes:
+        n_ops: instructions.
+        cc_seconds: wall time of the optimizing compiler (cc/gcc/clang) with the given flags.
+        cc_units, cc_parallel: its C files, and how many of them compile at once.
+        tcc_seconds: wall time of tcc.
+        tcc_units: tcc's C files (one process compiles them in turn).
+        cc_call, tcc_call: ``(low, high)`` seconds per call of the code, cc -O2 and tcc.
+    """
+
+    n_ops: int
+    cc_seconds: float
+    cc_units: int
+    cc_parallel: int
+    tcc_seconds: float
+    tcc_units: int
+    cc_call: tuple
+    tcc_call: tuple
+
+    @property
+    def break_even_calls(self) -> float:
+        """Calls after which cc's longer build has paid for itself (middle of the call-time ranges)."""
+        saved = (sum(self.tcc_call) - sum(self.cc_call)) / 2
+        return math.inf if saved <= 0 else max(0.0, self.cc_seconds - self.tcc_seconds) / saved
+
+
+def estimate_build(n_ops: int, n_parts: int, flags: Sequence[str] = _build.DEFAULT_FLAGS,
+                   jobs: int | None = None) -> BuildEstimate:
+    """Estimated build and call times of a program of ``n_ops`` instructions in ``n_parts`` part functions.
+
+    A model fitted to measurements on this project's benchmarks (``python3
+    bench/codegen.py --tcc-vs-cc``): gcc spends ``CC_SECONDS_PER_OP`` CPU
+    seconds per instruction at the flags' ``-O`` level, spread over
+    ``min(jobs, CPUs, C files)`` processes; tcc ``TCC_SECONDS_PER_OP`` in
+    files of at most ``TCC_UNIT_OPS`` instructions.  Real times vary with
+    the model (dense linear algebra compiles about 3x slower per instruction
+    than Luksan's sparse terms) and the machine's load: an estimate, good
+    to a factor of about 2.
+
+    >>> e = estimate_build(1_000_000, 500, ("-O2",), jobs=2)
+    >>> e.cc_units, e.tcc_units, e.cc_seconds > 30 * e.tcc_seconds
+    (2, 10, True)
+    """
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    cc_units = max(1, min(jobs, n_parts // MIN_PARTS_PER_UNIT))
+    parallel = max(1, min(cc_units, jobs, os.cpu_count() or 1))
+    tcc_units = max(1, min(n_parts, math.ceil(n_ops / TCC_UNIT_OPS)))
+    return BuildEstimate(n_ops, CC_SECONDS_PER_OP[_opt_level(flags)] * n_ops / parallel, cc_units, parallel,
+                         TCC_SECONDS_PER_OP * n_ops, tcc_units,
+                         tuple(t * n_ops for t in CC_CALL_SECONDS_PER_OP),
+                         tuple(t * n_ops for t in TCC_CALL_SECONDS_PER_OP))
+
+
+def _opt_level(flags: Sequence[str]) -> int:
+    """The index into CC_SECONDS_PER_OP of the last ``-O`` flag (gcc's default: -O0)."""
+    level = 0
+    for flag in flags:
+        if flag.startswith("-O"):
+            rest = flag[2:]
+            level = {"": 1, "0": 0, "1": 1, "g": 1, "s": 2, "z": 2, "2": 2, "fast": 3}.get(rest, 3)
+    return level
 
 
 def check_options(**options: Any) -> dict:
@@ -100,11 +193,13 @@ def check_options(**options: Any) -> dict:
         return OptionError(f"compile(): {option} must be {expected}, got {options[option]!r}")
 
     for option, low, expected in (("optimize", 0, "an optimizer level (int >= 0)"),
-                                  ("chunk_size", 1, "a positive int (instructions per C function)"),
-                                  ("tcc_threshold", 0, "a number of operations (int >= 0)")):
+                                  ("chunk_size", 1, "a positive int (instructions per C function)")):
         value = options.get(option, low)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise bad(option, expected)
+    budget = options.get("compile_budget", COMPILE_BUDGET)
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        raise bad("compile_budget", "a positive number of seconds (math.inf: never switch to tcc)")
     if not isinstance(options.get("auto_tcc", True), bool):
         raise bad("auto_tcc", "True or False")
     name = options.get("name")
@@ -123,23 +218,54 @@ def check_options(**options: Any) -> dict:
     return checked
 
 
-def _choose_compiler(G: Any, compiler: str | None, auto_tcc: bool, threshold: int) -> _build.Compiler:
+def _choose_compiler(G: Any, prog: Any, compiler: Any, auto_tcc: bool, budget: float, flags: tuple,
+                     jobs: int) -> _build.Compiler:
+    """The named compiler; else cc, or tcc (with a notice) when cc's build would exceed ``budget`` seconds."""
     if isinstance(compiler, _build.Compiler):
         return compiler
     if compiler is not None:
         return _build.find_compiler(compiler)
-    if auto_tcc and G.n_ops > threshold:
-        try:
-            tcc = _build.find_compiler("tcc")
-        except CompilerNotFoundError:
-            tcc = None
-        if tcc is not None:
-            warnings.warn(f"{G.name} has {G.n_ops} operations (more than tcc_threshold={threshold}): "
-                          "compiling with tcc, which builds in a fraction of the time but whose code runs "
-                          "about 2-3x slower (more on some models); pass compiler='cc' (or auto_tcc=False) "
-                          "to use the optimizing compiler", BackendWarning, stacklevel=4)
-            return tcc
-    return _build.find_compiler(None)
+    cc = _build.find_compiler(None)
+    if not auto_tcc:
+        return cc
+    estimate = estimate_build(G.n_ops, len(prog.parts), flags, jobs)
+    if estimate.cc_seconds <= budget:
+        return cc
+    try:
+        tcc = _build.find_compiler("tcc")
+    except CompilerNotFoundError:
+        return cc
+    warnings.warn(tcc_notice(G.name, estimate, cc.name, flags, budget), BackendWarning, stacklevel=4)
+    return tcc
+
+
+def tcc_notice(name: str, e: BuildEstimate, cc_name: str, flags: Sequence[str], budget: float) -> str:
+    """The text of the :class:`~symgraph.errors.BackendWarning` given when tcc is chosen for ``name``.
+
+    >>> print(tcc_notice("big", estimate_build(10**6, 500, ("-O2",), 1), "cc", ("-O2",), 60.0))  # doctest: +ELLIPSIS
+    big: 1,000,000 operations: building them with cc -O2 would take about ... s (estimate, 1 parallel job(s)), ...
+    """
+    low, high = TCC_SLOWDOWN
+    return (f"{name}: {e.n_ops:,} operations: building them with {cc_name} {' '.join(flags)} would take about "
+            f"{e.cc_seconds:.0f} s (estimate, {e.cc_parallel} parallel job(s)), more than compile_budget="
+            f"{budget:g} s, so tcc builds them instead (about {e.tcc_seconds:.1f} s). tcc's code runs "
+            f"{low:g}-{high:g}x slower than cc -O2's (measured): expect {_span(e.tcc_call)} per call instead of "
+            f"{_span(e.cc_call)}; cc's build pays for itself after about {_count(e.break_even_calls)} calls. "
+            "Pass compiler='cc' for the optimizing compiler (or a larger compile_budget), compiler='tcc' to use "
+            "tcc without this notice")
+
+
+def _seconds(t: float) -> str:
+    value, unit = (t, "s") if t >= 1 else (t * 1e3, "ms") if t >= 1e-3 else (t * 1e6, "us")
+    return f"{float(f'{value:.2g}'):g} {unit}"
+
+
+def _span(pair: tuple) -> str:
+    return f"{_seconds(pair[0])} to {_seconds(pair[1])}"
+
+
+def _count(n: float) -> str:
+    return "never" if math.isinf(n) else f"{float(f'{n:.2g}'):,.0f}"
 
 
 def _rebuild(function: Any, options: dict) -> "CompiledFunction":
@@ -435,49 +561,76 @@ class CompiledFunction:
         return results[0] if self._single else tuple(results)
 
     def batch(self, *args: Any):
-        """Evaluate N points at once (arguments with a leading axis of length N), in one C call.
+        """Evaluate N points in C: ``F.batch`` of the Function, same types and layout, same values.
 
-        Returns arrays of shape ``(N,) + shape`` (a list of N ``csc_matrix`` for sparse outputs).
+        Each argument has a leading axis of length N, or the input's own shape
+        to share one value among all points.  Dense outputs come back as
+        arrays of shape ``(N,) + shape``, sparse ones as one
+        :class:`~symgraph.batch.SparseBatch` (``(N, nnz)`` values and the
+        shared compressed-column pattern).  Batched arguments go to C
+        without a copy when they are C-contiguous float64; a shared one is
+        repeated for blocks of points (at most ``SHARED_BLOCK_DOUBLES``
+        doubles each), each block one C call.
+
+        >>> import numpy as np, symgraph as sg
+        >>> x, a = sg.symbols("x", 2), sg.symbols("a")
+        >>> C = sg.Function("f", [x, a], [sg.jacobian(a * x * x, x)]).compile()
+        >>> J = C.batch(np.array([[1.0, 2.0], [3.0, 4.0]]), 0.5)
+        >>> J.data.tolist(), J.indices.tolist()
+        ([[1.0, 2.0], [3.0, 4.0]], [0, 1])
         """
-        F = self.function
         if len(args) != self._n_in:
-            raise ArgumentCountError(f"{self.name} takes {self._n_in} argument(s) "
-                                     f"({', '.join(F.input_names)}), got {len(args)}")
-        arrays, n = [], None
-        for k, (value, shape) in enumerate(zip(args, F.input_shapes)):
-            arr = self._checked(k, value, shape, True)
-            if n is not None and arr.shape[0] != n:
-                raise ShapeError(f"{self.name}: argument {k} ({F.input_names[k]!r}) has {arr.shape[0]} "
-                                 f"points, but earlier arguments have {n}")
-            n = arr.shape[0]
-            arrays.append(np.ascontiguousarray(arr, dtype=np.float64))
-        n = 1 if n is None else n
+            self._count_error(args)
+        arrays, batched, n = batch_arguments(self.function, args, self._batch_argument)
+        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
         outs = [np.empty((n, size), dtype=np.float64) for size in self._out_sizes]
         if n:
-            ffi = self._ffi
-            keep = [ffi.from_buffer("double[]", a) for a in arrays]
-            keep_out = [ffi.from_buffer("double[]", o) for o in outs]
-            argp = ffi.new("double *[]", max(1, len(keep)))
-            resp = ffi.new("double *[]", max(1, len(keep_out)))
-            for k, buf in enumerate(keep):
-                argp[k] = buf
-            for k, buf in enumerate(keep_out):
-                resp[k] = buf
-            w = ffi.new("double[]", max(1, self.work_size))
-            self._batch_fn(n, argp, resp, w)
+            self._run_batch(n, arrays, batched, outs)
         results = []
         for (kind, _, shape, pattern), values in zip(self._outputs, outs):
-            results.append(values.reshape((n,) + shape) if kind != 2 else [_to_csc(row.copy(), pattern) for row in values])
+            results.append(values.reshape((n,) + shape) if kind != 2 else SparseBatch(values, *pattern))
         return results[0] if self._single else tuple(results)
+
+    def _batch_argument(self, k: int, value: Any) -> np.ndarray:
+        arr = as_number_array(f"{self.name}: argument {k} ({self.function.input_names[k]!r})", value)
+        if arr.dtype.kind == "c":
+            raise DTypeError(f"{self.name}: argument {k} ({self.function.input_names[k]!r}) is complex; "
+                             "compiled functions evaluate float64 only; use the VM, F.batch(...), for complex step")
+        return arr
+
+    def _run_batch(self, n: int, arrays: list, batched: list, outs: list) -> None:
+        """Run the C batch loop over ``n`` points, in blocks when some argument is shared."""
+        ffi = self._ffi
+        sizes = self._in_sizes
+        widest = max([sizes[k] for k, b in enumerate(batched) if not b], default=0)
+        block = n if widest == 0 else max(1, min(n, SHARED_BLOCK_DOUBLES // widest))
+        # a shared argument is repeated `block` times: each block reads the same copy
+        arrays = [a if b else np.repeat(a.reshape(1, -1), block, axis=0) for a, b in zip(arrays, batched)]
+        keep = [ffi.from_buffer("double[]", a) for a in arrays]
+        keep_out = [ffi.from_buffer("double[]", o) for o in outs]
+        argp = ffi.new("double *[]", max(1, len(keep)))
+        resp = ffi.new("double *[]", max(1, len(keep_out)))
+        w = ffi.new("double[]", max(1, self.work_size))
+        for start in range(0, n, block):
+            for k, buf in enumerate(keep):
+                argp[k] = buf + start * sizes[k] if batched[k] else buf
+            for k, buf in enumerate(keep_out):
+                resp[k] = buf + start * self._out_sizes[k]
+            self._batch_fn(min(block, n - start), argp, resp, w)
+
+    @property
+    def output_sparsity(self) -> tuple:
+        """Per output: None (dense) or ``(rows, cols, shape)``, as ``Function.output_sparsity``."""
+        return self.function.output_sparsity
+
+    def output_pattern(self, k: int):
+        """Output ``k``'s pattern as a ``csc_matrix`` of ones (None if dense): see ``Function.output_pattern``."""
+        return self.function.output_pattern(k)
 
 
 def _csc_pattern(sparsity) -> tuple:
-    """``(indices, indptr, shape)`` of a sparse output in compressed-column order."""
-    rows, cols, shape = sparsity
-    perm = np.lexsort((rows, cols))
-    index_dtype = np.int32 if max(shape) < 2**31 - 1 and len(rows) < 2**31 - 1 else np.int64
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))]).astype(index_dtype)
-    return rows[perm].astype(index_dtype), indptr, shape
+    """``(indices, indptr, shape)`` of a sparse output in compressed-column order (the C code's order)."""
+    return csc_order(sparsity)[1:]
 
 
 def _to_csc(data: np.ndarray, pattern: tuple):

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .array import as_expr_array
+from .batch import SparseBatch, batch_arguments, csc_order
 from .errors import ArgumentCountError, DTypeError, InvalidInputError, SerializationError, ShapeError, SymgraphError
 from .expr import SYMBOL, Expr, building, symbol
 from .sparse import SparseExpr, to_scipy
@@ -137,20 +138,57 @@ class Function:
         return to_scipy(flat, *sparsity)
 
     def batch(self, *args: Any):
-        """Evaluate N points at once: each argument has a leading axis of length N.
+        """Evaluate N points at once in one vectorized pass.
+
+        Each argument has a leading axis of length N, or the input's own shape
+        to share one value among all points (a parameter).  Each output gets a
+        leading axis of length N; a sparse output comes back as one
+        :class:`~symgraph.batch.SparseBatch` (an ``(N, nnz)`` array of
+        nonzeros and the pattern they share; ``.to_list()`` gives N
+        ``csc_matrix``).  ``C.batch`` of the compiled Function returns the
+        same types in the same layout.
 
         >>> import numpy as np, symgraph as sg
-        >>> x = sg.symbols("x")
-        >>> sg.Function("f", [x], [2 * x]).batch(np.arange(3.0))
+        >>> x, a = sg.symbols("x"), sg.symbols("a")
+        >>> sg.Function("f", [x, a], [a * x]).batch(np.arange(3.0), 2.0)
         array([0., 2., 4.])
-
-        Sparse outputs come back as a list of N ``scipy.sparse`` matrices.
         """
-        flat = self._flat_args(args, batch=True)
-        n = flat[0].shape[0] if flat else 1
+        if len(args) != self.n_in:
+            raise ArgumentCountError(f"{self.name} takes {self.n_in} argument(s) "
+                                     f"({', '.join(self.input_names)}), got {len(args)}")
+        arrays, batched, n = batch_arguments(self, args, self._batch_argument)
+        flat = [arr.reshape(n if b else 1, int(np.prod(shape, dtype=np.int64)))
+                for arr, b, shape in zip(arrays, batched, self.input_shapes)]
+        flat = [a if a.shape[0] == n else np.broadcast_to(a, (n, a.shape[1])) for a in flat]
         results = vm.run(self.tape, flat, self._vm_program())
-        return self._pack([r.reshape((n,) + shape) if sp is None else [to_scipy(row, *sp) for row in r]
+        return self._pack([r.reshape((n,) + shape) if sp is None else _sparse_batch(r, sp)
                            for r, shape, sp in zip(results, self.output_shapes, self.output_sparsity)])
+
+    def _batch_argument(self, k: int, value: Any) -> np.ndarray:
+        return as_number_array(f"{self.name}: argument {k} ({self.input_names[k]!r})", value)
+
+    def output_pattern(self, k: int):
+        """The sparsity pattern of output ``k`` as a ``csc_matrix`` of ones, or None for a dense output.
+
+        Its ``indices`` and ``indptr`` are those of every result of that output
+        (a call's ``csc_matrix``, a batch's :class:`~symgraph.batch.SparseBatch`).
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x", 2)
+        >>> F = sg.Function("f", [x], [sg.jacobian(x * x, x), x])
+        >>> F.output_pattern(0).indices.tolist(), F.output_pattern(1)
+        ([0, 1], None)
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not -self.n_out <= k < self.n_out:
+            raise InvalidInputError(f"{self.name}: output_pattern(k) needs an output index in "
+                                    f"[0, {self.n_out}), got {k!r}")
+        sparsity = self.output_sparsity[k]
+        if sparsity is None:
+            return None
+        import scipy.sparse as sp
+
+        _, indices, indptr, shape = csc_order(sparsity)
+        return sp.csc_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
 
     def _vm_program(self) -> vm.Program:
         if self._program is None:
@@ -308,12 +346,33 @@ def function_from_data(data: object) -> Function:
         raise SerializationError(f"Function record is inconsistent: {exc}") from None
 
 
+def _sparse_batch(values: np.ndarray, sparsity: tuple) -> SparseBatch:
+    """The ``(N, nnz)`` values of a sparse output (in its own order) as a SparseBatch in CSC order."""
+    perm, indices, indptr, shape = csc_order(sparsity)
+    return SparseBatch(values[:, perm], indices, indptr, shape)
+
+
 def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -> np.ndarray:
     """Argument ``k`` of ``F`` as a float64/complex128 array, or a clear error.
 
     Shared by the VM and compiled functions, so both refuse the same input.
     """
     label = f"{F.name}: argument {k} ({F.input_names[k]!r})"
+    arr = as_number_array(label, value)
+    if batch:
+        if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
+            raise ShapeError(f"{label}: expected shape (N,) + {shape} for a batch, got {arr.shape}")
+    elif arr.shape != shape:
+        raise ShapeError(f"{label}: expected shape {shape}, got {arr.shape}")
+    return arr
+
+
+def as_number_array(label: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 or complex128 array, or a :class:`~symgraph.errors.DTypeError` starting with ``label``.
+
+    >>> as_number_array("f: argument 0", [1, 2]).dtype
+    dtype('float64')
+    """
     if isinstance(value, int) and not isinstance(value, bool):  # beyond int64 numpy makes an object array
         try:
             value = float(value)
@@ -326,13 +385,7 @@ def check_argument(F: Function, k: int, value: Any, shape: tuple, batch: bool) -
         raise DTypeError(f"{label}: cannot convert {type(value).__name__} to an array ({exc})") from None
     if arr.dtype.kind not in "biufc":
         raise DTypeError(dtype_message(label, arr))
-    arr = arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
-    if batch:
-        if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
-            raise ShapeError(f"{label}: expected shape (N,) + {shape} for a batch, got {arr.shape}")
-    elif arr.shape != shape:
-        raise ShapeError(f"{label}: expected shape {shape}, got {arr.shape}")
-    return arr
+    return arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
 
 
 def dtype_message(label: str, arr: np.ndarray) -> str:

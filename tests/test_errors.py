@@ -135,10 +135,11 @@ def test_wrong_shapes(F, args, fragments):
 
 
 def test_wrong_batch_shapes(F):
-    with raises(sg.ShapeError, "argument 0 ('x')", "(N,) + (2,)", "got (2,)") as info:
-        F.batch(np.ones(2), np.ones(1))
+    with raises(sg.ShapeError, "argument 0 ('x')", "(N,) + (2,) for a batch, or (2,) for a value shared by all "
+                "points", "got (3,)") as info:
+        F.batch(np.ones(3), np.ones(1))
     check(info)
-    with raises(sg.ShapeError, "argument 1 ('y')", "4 points", "earlier arguments have 3") as info:
+    with raises(sg.ShapeError, "argument 1 ('y')", "4 points", "argument 0 ('x') has 3") as info:
         F.batch(np.ones((3, 2)), np.ones(4))
     check(info)
 

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse
 
 import symgraph as sg
+from symgraph.batch import SparseBatch
 from symgraph.expr import topological
 from symgraph.ops import OP_LIST
 from symgraph.tape import tape_exprs
@@ -200,7 +201,9 @@ def test_sparse_outputs_become_scipy_matrices():
     assert total == 5.5
     ps = np.array([p, 2 * p])
     mats, totals = G.batch(ps)
+    assert isinstance(mats, SparseBatch) and mats.data.shape == (2, 4) and mats.shape == (2, 3, 3)
     assert len(mats) == 2 and all(scipy.sparse.issparse(m) for m in mats)
+    assert all((m.data == row).all() and (m.indices == mats.indices).all() for m, row in zip(mats, mats.data))
     np.testing.assert_array_equal(mats[1].toarray()[0, 0], 24.0)
     assert totals.tolist() == [5.5, 11.0]
     # the nonzeros sit on the tape in the SparseExpr's order

@@ -515,7 +515,8 @@ def test_large_ints_that_fit_are_converted_alike(small):
 
 BAD_OPTIONS = [
     ("flags", 123), ("flags", "-O2"), ("flags", ["-O2", 3]), ("flags", [""]), ("jobs", "a"), ("jobs", 2.5),
-    ("jobs", 0), ("jobs", True), ("name", 123), ("name", ""), ("tcc_threshold", "a"), ("tcc_threshold", -1),
+    ("jobs", 0), ("jobs", True), ("name", 123), ("name", ""), ("compile_budget", "a"), ("compile_budget", -1),
+    ("compile_budget", 0), ("compile_budget", float("nan")), ("compile_budget", True),
     ("cache_dir", 123), ("cache_dir", ""), ("compiler", 5), ("compiler", ""), ("optimize", "x"),
     ("optimize", -1), ("optimize", True), ("chunk_size", 0), ("chunk_size", 2.0), ("auto_tcc", "yes"),
 ]

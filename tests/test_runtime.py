@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 import symgraph as sg
+from symgraph.batch import SparseBatch
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +67,12 @@ def test_batch_equals_the_vm(mixed):
     got, ref = C.batch(xs, ys), F.batch(xs, ys)
     assert got[0].shape == (5, 2, 2) and (bits(got[0]) == bits(ref[0])).all()
     assert (bits(got[1]) == bits(ref[1])).all()
-    assert len(got[2]) == 5 and all((a != b).nnz == 0 and (a.indices == b.indices).all()
-                                    for a, b in zip(got[2], ref[2]))
+    assert type(got[2]) is type(ref[2]) is SparseBatch and got[2].shape == ref[2].shape == (5, 3, 2)
+    assert (bits(got[2].data) == bits(ref[2].data)).all()
+    assert (got[2].indices == ref[2].indices).all() and (got[2].indptr == ref[2].indptr).all()
+    assert all((a != b).nnz == 0 and (a.indices == b.indices).all() for a, b in zip(got[2], ref[2]))
     empty = C.batch(np.zeros((0, 2, 2)), np.zeros(0))
-    assert empty[0].shape == (0, 2, 2) and empty[2] == []
+    assert empty[0].shape == (0, 2, 2) and empty[2].data.shape == (0, 3) and empty[2].to_list() == []
 
 
 def test_out_arguments_are_filled_and_returned(mixed):
@@ -115,10 +118,11 @@ def test_bad_input_is_refused_before_c(mixed, args, error, match):
 
 def test_bad_batch_input(mixed):
     _, C = mixed
-    with pytest.raises(sg.ShapeError, match=r"argument 1 \('y'\) has 2 points, but earlier arguments have 3"):
+    with pytest.raises(sg.ShapeError, match=r"argument 1 \('y'\) has 2 points, but argument 0 \('x'\) has 3"):
         C.batch(np.zeros((3, 2, 2)), np.zeros(2))
-    with pytest.raises(sg.ShapeError, match=r"expected shape \(N,\) \+ \(2, 2\) for a batch"):
-        C.batch(np.zeros((2, 2)), np.zeros(2))
+    with pytest.raises(sg.ShapeError, match=r"expected shape \(N,\) \+ \(2, 2\) for a batch, or \(2, 2\) for a "
+                                            r"value shared by all points, got \(2, 3\)"):
+        C.batch(np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(sg.DTypeError, match="complex"):
         C.batch(np.zeros((1, 2, 2)), np.zeros(1, dtype=complex))
 
@@ -198,16 +202,17 @@ def test_tcc_tier_matches_the_vm(mixed):
 
 
 @tcc
-def test_automatic_tcc_for_very_large_code_says_so():
+def test_automatic_tcc_for_code_over_the_compile_budget_says_so():
     x = sg.symbols("x", 3)
     F = sg.Function("big", [x], [sg.exp(x) * x.sum()])
-    with pytest.warns(sg.errors.BackendWarning, match=r"has \d+ operations .*compiling with tcc.*compiler='cc'"):
-        C = F.compile(tcc_threshold=2)
+    with pytest.warns(sg.errors.BackendWarning, match=r"big: \d+ operations: building them with .* would take "
+                                                      r"about .*more than compile_budget=1e-09 s.*compiler='cc'"):
+        C = F.compile(compile_budget=1e-9)
     assert "tcc" in C.compiler
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert "tcc" not in F.compile(tcc_threshold=2, auto_tcc=False).compiler
-        assert "tcc" not in F.compile(tcc_threshold=2, compiler="cc").compiler
+        assert "tcc" not in F.compile(compile_budget=1e-9, auto_tcc=False).compiler
+        assert "tcc" not in F.compile(compile_budget=1e-9, compiler="cc").compiler
 
 
 def test_repr_and_source(mixed):
