@@ -7,14 +7,18 @@ entry is a constant or a copied input.  Patterns (``--patterns``):
 * ``mixed``: runs of 0.0, -0.0 (from ``x * 0``), 1.0, inf and nan, a diagonal of 2.5 and a
   column copied from an input;
 * ``scattered``: 0.0 everywhere except 2,000 entries of 1.0 and 2,000 of -3.5 at random
-  (seeded) positions, and 2,000 entries of a random permutation of an input.
+  (seeded) positions, and 2,000 entries of a random permutation of an input;
+* ``checker``: 0.0 and 1.0 alternating along rows, 2.0 where ``(7 i + j) % 13 == 0``
+  (thousands of short blocks);
+* ``random``: 10^5 distinct constants (the worst case: one table entry each).
 
 Printed per pattern: C generation time (``codegen.c99.generate``), gcc compile time (one
 translation unit, ``gcc -std=c99 -O2 -fPIC -ffp-contract=off -shared``; tcc too when installed),
 and the source size.  Each gcc build is checked once against the VM: output buffer pre-filled
 with a sentinel, every entry must equal the VM's bitwise (NaN entries: NaN).
 
-Usage: python3 bench/constant_outputs.py [--patterns zeros,mixed,scattered] [--flags "-O2"]
+Usage: python3 bench/constant_outputs.py [--patterns zeros,mixed,scattered,checker,random] [--flags "-O2"]
+       [--no-tcc]
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ def function(pattern: str) -> sg.Function:
         flat[positions[:2000]] = sg.const(1.0)
         flat[positions[2000:4000]] = sg.const(-3.5)
         flat[positions[4000:]] = z[rng.permutation(2000)]
+    elif pattern == "checker":
+        i, j = np.indices((ROWS, COLS))
+        out[(i + j) % 2 == 1] = sg.const(1.0)
+        out[(7 * i + j) % 13 == 0] = sg.const(2.0)
+    elif pattern == "random":
+        out = np.array([sg.const(v) for v in np.random.default_rng(1).normal(size=ROWS * COLS)],
+                       dtype=object).reshape(ROWS, COLS)
     elif pattern != "zeros":
         raise SystemExit(f"unknown pattern {pattern!r}")
     flat = out.reshape(-1)
@@ -113,7 +124,7 @@ def check(library: str, F: sg.Function) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--patterns", default="zeros,mixed,scattered")
+    parser.add_argument("--patterns", default="zeros,mixed,scattered,checker,random")
     parser.add_argument("--flags", default="-O2")
     parser.add_argument("--no-tcc", action="store_true")
     opts = parser.parse_args()

@@ -429,23 +429,13 @@ def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, n_parts: int, 
     return "\n".join(body) + "\n" + "\n".join(batch) + "\n" + "\n".join(meta)
 
 
-@dataclass(frozen=True)
-class _Sources:
-    """What the input and constant slots read: ``key[s]`` is the source of slot ``s``, ``element[s]`` its index.
+def _copy_stores(tape: Any, outputs: _Outputs) -> tuple[list[str], list[str]]:
+    """Stores of the output entries that are inputs or constants (the parts store computed ones).
 
-    Sources ``0 .. n_inputs-1`` are the inputs (``arg[i]``, element = index
-    in the flattened input); source ``n_inputs + c`` is the constant whose C
-    text is ``texts[c]`` (element 0), so constants that print alike are one source.
+    Returns the lines to run before the parts (fills) and after them; see
+    :func:`codegen.stores.copy_stores`.  Constants that print alike are one source.
     """
-
-    key: np.ndarray
-    element: np.ndarray
-    n_inputs: int
-    texts: tuple
-
-
-def _sources(tape: Any) -> _Sources:
-    n_in = tape.n_input_scalars
+    n_in, first = tape.n_input_scalars, tape.first_instruction_slot
     text_id: dict[str, int] = {}
     const_key = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
     input_of = np.zeros(n_in, dtype=np.int64)
@@ -455,78 +445,14 @@ def _sources(tape: Any) -> _Sources:
         input_of[flat] = i
         element_of[flat] = np.arange(len(flat))
     n_inputs = len(tape.input_slots)
-    return _Sources(np.concatenate([input_of, n_inputs + np.array(const_key, dtype=np.int64)]),
-                    np.concatenate([element_of, np.zeros(len(const_key), dtype=np.int64)]),
-                    n_inputs, tuple(text_id))
-
-
-def _copy_stores(tape: Any, outputs: _Outputs) -> tuple[list[str], list[str]]:
-    """Stores of the output entries that are inputs or constants (the parts store computed ones).
-
-    Entries of one output reading one input, or one constant (equal C text),
-    become loops where they form blocks (:mod:`codegen.stores`); the rest are
-    statements, or tables when an output has many of them.  When the most
-    frequent constant of an output is scattered over more than
-    ``stores.FILL_PIECES`` pieces, the whole output is first filled with it
-    (one loop) and every other entry overwrites that.  Returns the fills (to
-    run before the parts) and the other stores (after them).
-    """
-    sources, first = _sources(tape), tape.first_instruction_slot
-    fills: list[str] = []
-    lines: list[str] = []
+    source_of = np.concatenate([input_of, n_inputs + np.array(const_key, dtype=np.int64)])
+    element = np.concatenate([element_of, np.zeros(len(const_key), dtype=np.int64)])
+    entries = []
     for k, slots in enumerate(outputs.slots):
-        pos = np.flatnonzero(slots < first)
-        if len(pos):
-            fill, stored = _output_copies(k, len(slots), pos, slots[pos], sources)
-            fills.extend(fill)
-            lines.extend(stored)
-    return fills, lines
-
-
-def _output_copies(k: int, size: int, pos: np.ndarray, slots: np.ndarray, sources: _Sources):
-    """Fill and store lines for the entries ``pos`` of output ``k`` (of ``size``) holding ``slots``."""
-    key, m = sources.key[slots], sources.element[slots]
-    order = np.argsort(key, kind="stable")  # by source, positions ascending within one
-    pos, key, m = pos[order], key[order], m[order]
-    bounds = np.flatnonzero(np.diff(key)).tolist()
-    groups = [(int(key[a]), pos[a:b], m[a:b], stores.split(pos[a:b], m[a:b]))
-              for a, b in zip([0] + [e + 1 for e in bounds], [e + 1 for e in bounds] + [len(pos)])]
-    n_inputs, texts = sources.n_inputs, sources.texts
-    fill = _fill_source(groups, n_inputs)
-    fills = [] if fill is None else [f"  for (long t = 0; t < {size}; ++t) res[{k}][t] = {texts[fill - n_inputs]};"]
-    lines: list[str] = []
-    rest_const: list[tuple[int, str]] = []
-    rest_input: dict[int, list[tuple[int, int]]] = {}
-    for source, j, mm, (big, rest) in groups:
-        if source == fill:
-            continue
-        if source < n_inputs:
-            lines.extend(stores.loop(k, blk, lambda idx, i=source: f"arg[{i}][{idx}]") for blk in big)
-            rest_input.setdefault(source, []).extend(zip(j[rest].tolist(), mm[rest].tolist()))
-        else:
-            text = texts[source - n_inputs]
-            lines.extend(stores.loop(k, blk, lambda _, c=text: c) for blk in big)
-            rest_const.extend((p, text) for p in j[rest].tolist())
-    lines.extend(_scattered(k, sorted(rest_const), "double", "src[t]", "{}"))
-    for i, items in rest_input.items():
-        lines.extend(_scattered(k, sorted(items), "long", f"arg[{i}][src[t]]", f"arg[{i}][{{}}]"))
-    return fills, lines
-
-
-def _fill_source(groups: list, n_inputs: int) -> int | None:
-    """The constant to fill an output with first: its most frequent one, if scattered; else None."""
-    constant = [(len(j), -source, source, big, rest) for source, j, _, (big, rest) in groups if source >= n_inputs]
-    if not constant:
-        return None
-    _, _, source, big, rest = max(constant, key=lambda c: c[:2])
-    return source if len(big) + len(rest) > stores.FILL_PIECES else None
-
-
-def _scattered(k: int, items: list, ctype: str, read: str, single: str) -> list[str]:
-    """Stores of ``items = [(j, source), ...]`` into ``res[k]``: statements, or tables when many."""
-    if len(items) < stores.MIN_TABLE:
-        return [f"  res[{k}][{j}] = {single.format(v)};" for j, v in items]
-    return stores.table_stores(k, np.array([j for j, _ in items]), [str(v) for _, v in items], ctype, read)
+        j = np.flatnonzero(slots < first)
+        if len(j):
+            entries.append((k, len(slots), j, source_of[slots[j]], element[slots[j]]))
+    return stores.copy_stores(entries, stores.Sources(n_inputs, tuple(text_id)))
 
 
 def _longs(values) -> str:

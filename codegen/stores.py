@@ -1,25 +1,35 @@
-"""Output stores as loops: C text whose size does not grow with repeated output entries.
+"""Output stores as loops and tables: C whose size and compile time do not grow with repeated entries.
 
 An output entry takes its value from a *source*: a computed local ``vS``, a
 constant, or an input element ``arg[i][m]``.  Writing one statement per entry
-made a Function with 10^5 constant entries 10^5 statements (gcc: about two
-minutes for 24 live operations).  Here the entries of one output that read
-one source are split into *blocks*: entries ``j0 + js*r + t`` (``r < rows``,
-``t < cols``) reading element ``m0 + ms*r + d*t`` of the source (``d`` and
-``ms`` are 0 for a constant or a local).  A run of equal constants is one
-block (``rows == 1``), so is a rectangle of them inside a matrix, a strided
-column or a diagonal (``cols == 1``), a copied slice of an input (``d == 1``)
-or a transposed one.  A block of at least :data:`MIN_LOOP` entries becomes a
-``for`` loop (one or two nested); the entries left over are single
-statements, or, when an output has at least :data:`MIN_TABLE` of them,
-static tables of positions and values (or input indices) read by one loop,
-which compile in a fraction of the time of as many statements.  An output
-whose most frequent constant is scattered over more than
-:data:`FILL_PIECES` loops and statements is first filled with it (one loop
-before the computed entries are stored), and that constant needs no other code.
+made a Function with 10^5 constant entries 10^5 statements in one C function
+(gcc -O2: two minutes for 24 live operations; gcc's time per statement, and
+per loop, grows with the size of the function).  Here the entries of one
+output that read one source are split into *blocks*: entries
+``j0 + js*r + t`` (``r < rows``, ``t < cols``) reading element
+``m0 + ms*r + d*t`` of the source (``d`` and ``ms`` are 0 for a constant or a
+local).  A run of equal constants is one block (``rows == 1``), so is a
+rectangle of them inside a matrix, a strided column or a diagonal
+(``cols == 1``), a copied slice of an input (``d == 1``) or a transposed one.
 
-Blocks are found greedily in two linear passes (:func:`progressions`), so the
-result is a pure function of the entries: the same graph gives the same C.
+Constants and inputs are stored by the entry point (:func:`copy_stores`):
+
+* an output whose most frequent constant makes up at least half of it and is
+  scattered over more than :data:`FILL_PIECES` blocks is first *filled* with
+  it (before the computed entries are stored); that constant needs no other code;
+* the :data:`LOOP_BUDGET` largest blocks of at least :data:`MIN_LOOP` entries
+  become ``for`` loops (one or two nested);
+* further blocks of that size become rows of a static block table, read by
+  one loop nest; smaller blocks become rows of a static entry table
+  (``{k, j}`` and a value, or ``{k, j, i, m}`` for ``arg[i][m]``), or single
+  statements when there are fewer than :data:`MIN_TABLE` such entries.
+
+So the entry point holds a bounded number of statements and loops and at most
+four tables: data, which gcc compiles about a hundred times faster per entry
+than statements.  A computed local goes to its places right where it is
+computed (:func:`scalar_stores`: loops for blocks, statements for the rest).
+Blocks are found greedily in two linear passes (:func:`progressions`) and
+every choice is ordered, so the same graph gives the same C.
 
 >>> import numpy as np
 >>> j = np.arange(10, 30)
@@ -34,10 +44,11 @@ from typing import Iterator
 
 import numpy as np
 
-MIN_LOOP = 8  # entries of one block from which a loop replaces single statements
-MIN_TABLE = 32  # scattered entries of one output (of one kind) from which a table replaces statements
-FILL_PIECES = 8  # loops and statements of an output's most frequent constant above which it fills the output
-TABLE_ROW = 16  # table values per line of C
+MIN_LOOP = 8  # entries of one block from which it is a loop (or a block-table row), not single entries
+LOOP_BUDGET = 64  # loops in the entry point at most (gcc -O2: ~1 ms each, more in a large function)
+MIN_TABLE = 32  # single entries (constants, or inputs) from which a table replaces statements
+FILL_PIECES = 8  # blocks of an output's most frequent constant above which it fills the output (if half of it)
+TABLE_ROW = 8  # table rows per line of C
 
 
 @dataclass(frozen=True)
@@ -91,11 +102,13 @@ def progressions(ok: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
     return groups
 
 
-def blocks(j: np.ndarray, m: np.ndarray) -> list[Block]:
-    """Cover sorted positions ``j`` reading source elements ``m`` with :class:`Block` s, in order.
+def blocks(j: np.ndarray, m: np.ndarray, source: np.ndarray | None = None) -> list[Block]:
+    """Cover positions ``j`` reading source elements ``m`` with :class:`Block` s, in order.
 
     First runs (consecutive positions, source index stepping by a constant),
-    then runs of equal length and step whose starts step by constants.
+    then runs of equal length and step whose starts step by constants.  With
+    ``source``, items are sorted by source and then position, and no block
+    mixes two sources; without, ``j`` is sorted and all items read one source.
 
     >>> [(b.rows, b.cols, b.j0, b.js) for b in blocks(np.array([1, 2, 3, 11, 12, 13]), np.zeros(6, int))]
     [(2, 3, 1, 10)]
@@ -103,19 +116,22 @@ def blocks(j: np.ndarray, m: np.ndarray) -> list[Block]:
     j, m = np.asarray(j, dtype=np.int64), np.asarray(m, dtype=np.int64)
     if not len(j):
         return []
+    same = np.ones(len(j) - 1, dtype=bool) if source is None else source[:-1] == source[1:]
     dj, dm = np.diff(j), np.diff(m)
-    runs = progressions(dj == 1, dm[:, None])
+    runs = progressions((dj == 1) & same, dm[:, None])
     start = np.array([a for a, _ in runs], dtype=np.int64)
     length = np.array([c for _, c in runs], dtype=np.int64)
     step = np.where(length > 1, np.append(dm, 0)[start], 0)
     j0, m0 = j[start], m[start]
     ok = (length[:-1] == length[1:]) & (step[:-1] == step[1:])
+    if source is not None:
+        ok &= source[start[:-1]] == source[start[1:]]
     labels = np.stack([np.diff(j0), np.diff(m0)], axis=1)
+    j0, m0, start, length, step = j0.tolist(), m0.tolist(), start.tolist(), length.tolist(), step.tolist()
     result = []
     for b, rows in progressions(ok, labels):
-        js = int(j0[b + 1] - j0[b]) if rows > 1 else 0
-        ms = int(m0[b + 1] - m0[b]) if rows > 1 else 0
-        result.append(Block(int(start[b]), rows, int(length[b]), int(j0[b]), js, int(m0[b]), ms, int(step[b])))
+        js, ms = (j0[b + 1] - j0[b], m0[b + 1] - m0[b]) if rows > 1 else (0, 0)
+        result.append(Block(start[b], rows, length[b], j0[b], js, m0[b], ms, step[b]))
     return result
 
 
@@ -171,30 +187,139 @@ def scalar_stores(k: int, j: np.ndarray, value: str) -> list[str]:
     return lines
 
 
-def table(name: str, ctype: str, values: list[str]) -> Iterator[str]:
-    """Lines of a block-scope ``static const`` array."""
-    yield f"    static const {ctype} {name}[{len(values)}] = {{"
-    for a in range(0, len(values), TABLE_ROW):
-        yield "      " + ", ".join(values[a:a + TABLE_ROW]) + ","
-    yield "    };"
+# ---------------------------------------------------------------- constants and inputs
 
 
-def table_stores(k: int, j: np.ndarray, values: list[str], ctype: str, read: str) -> list[str]:
-    """One loop storing ``read`` (C text over ``src[t]``) at the positions ``j`` of ``res[k]``, from tables.
+@dataclass(frozen=True)
+class Sources:
+    """The sources of output entries that are not computed.
 
-    >>> print("\\n".join(table_stores(1, np.array([4, 9]), ["7", "2"], "long", "arg[0][src[t]]")))
-      {
-        static const long pos[2] = {
-          4, 9,
-        };
-        static const long src[2] = {
-          7, 2,
-        };
-        for (long t = 0; t < 2; ++t) res[1][pos[t]] = arg[0][src[t]];
-      }
+    Source ``i < n_inputs`` is input ``i`` (``arg[i]``, indexed by element);
+    source ``n_inputs + c`` is the constant with C text ``texts[c]``.
     """
-    lines = ["  {"]
-    lines.extend(table("pos", "long", [str(p) for p in j.tolist()]))
-    lines.extend(table("src", ctype, values))
-    lines += [f"    for (long t = 0; t < {len(values)}; ++t) res[{k}][pos[t]] = {read};", "  }"]
+
+    n_inputs: int
+    texts: tuple
+
+    def read(self, source: int, index: str) -> str:
+        """C text of element ``index`` of ``source``."""
+        if source < self.n_inputs:
+            return f"arg[{source}][{index}]"
+        return self.texts[source - self.n_inputs]
+
+    def static(self, source: int) -> str:
+        """C text of constant ``source`` in a static initializer.
+
+        tcc 0.9.27 refuses ``-INFINITY`` (any arithmetic on an infinite or NaN
+        operand) there, so -inf is written ``-1.0 / 0.0``, which every compiler
+        folds exactly.
+        """
+        text = self.read(source, "")
+        return "(-1.0 / 0.0)" if text == "(-INFINITY)" else text
+
+
+def copy_stores(outputs: list, sources: Sources) -> tuple[list[str], list[str]]:
+    """Stores of the entries of outputs that are inputs or constants: ``(before the parts, after them)``.
+
+    ``outputs`` holds, per output, ``(k, size, j, source, m)``: its number and
+    number of entries, and for each such entry its position, source and
+    element (0 for a constant), as int arrays.  See the module docstring.
+    """
+    fills, big, small = [], [], []  # (k, Block, source) and (k, j, source, m)
+    for k, size, j, source, m in outputs:
+        order = np.lexsort((j, source))  # by source, then position
+        j, source, m = j[order], source[order], m[order]
+        found = blocks(j, m, source)
+        of = source[[b.first for b in found]].tolist()
+        fill = _fill(source, of, sources.n_inputs, size)
+        if fill is not None:
+            fills.append((k, Block(0, 1, size, 0, 0, 0, 0, 0), fill))
+        big.extend((k, b, src) for b, src in zip(found, of) if src != fill and b.size >= MIN_LOOP)
+        sizes = np.array([b.size for b in found])
+        single = np.repeat(sizes < MIN_LOOP, sizes) & (source != (-1 if fill is None else fill))  # items in order
+        small.extend(zip([k] * int(single.sum()), j[single].tolist(), source[single].tolist(), m[single].tolist()))
+    sizes = [b.size for _, b, _ in fills + big]
+    looped = set(sorted(range(len(sizes)), key=lambda a: -sizes[a])[:LOOP_BUDGET])  # the largest; ties: first
+    before = _blocks_code([b for a, b in enumerate(fills) if a in looped],
+                          [b for a, b in enumerate(fills) if a not in looped], sources)
+    after = _blocks_code([b for a, b in enumerate(big, len(fills)) if a in looped],
+                         [b for a, b in enumerate(big, len(fills)) if a not in looped], sources)
+    return before, after + _entries_code(sorted(small), sources)
+
+
+def _fill(source: np.ndarray, block_sources: list, n_inputs: int, size: int) -> int | None:
+    """The constant to fill an output of ``size`` entries with first, or None.
+
+    ``source`` holds the source of each stored entry, ``block_sources`` that of
+    each block.  The fill is the most frequent constant (the first source on
+    ties) when it is scattered (more than :data:`FILL_PIECES` blocks) and
+    covers at least half of the output, so that the fill writes at most twice
+    the entries it replaces.
+    """
+    values, counts = np.unique(source[source >= n_inputs], return_counts=True)
+    if not len(values):
+        return None
+    best = int(np.argmax(counts))
+    fill = int(values[best])
+    return fill if block_sources.count(fill) > FILL_PIECES and 2 * int(counts[best]) >= size else None
+
+
+def _blocks_code(loops: list, rows: list, sources: Sources) -> list[str]:
+    """Loops for ``loops`` and block tables for ``rows`` (both ``[(k, Block, source)]``)."""
+    lines = [loop(k, b, lambda index, src=src: sources.read(src, index)) for k, b, src in loops]
+    const = [(k, b, src) for k, b, src in rows if src >= sources.n_inputs]
+    if const:
+        lines += ["  {", *table("blk", "long", [(k, b.j0, b.js, b.rows, b.cols) for k, b, _ in const]),
+                  *table("val", "double", [sources.static(src) for _, _, src in const]),
+                  f"    for (long b = 0; b < {len(const)}; ++b)",
+                  "      for (long r = 0; r < blk[b][3]; ++r)",
+                  "        for (long t = 0; t < blk[b][4]; ++t) res[blk[b][0]][blk[b][1] + blk[b][2] * r + t] = val[b];",
+                  "  }"]
+    copies = [(k, b.j0, b.js, b.rows, b.cols, src, b.m0, b.ms, b.d) for k, b, src in rows if src < sources.n_inputs]
+    if copies:
+        lines += ["  {", *table("blk", "long", copies),
+                  f"    for (long b = 0; b < {len(copies)}; ++b)",
+                  "      for (long r = 0; r < blk[b][3]; ++r)",
+                  "        for (long t = 0; t < blk[b][4]; ++t)",
+                  "          res[blk[b][0]][blk[b][1] + blk[b][2] * r + t] = "
+                  "arg[blk[b][5]][blk[b][6] + blk[b][7] * r + blk[b][8] * t];",
+                  "  }"]
+    return lines
+
+
+def _entries_code(entries: list, sources: Sources) -> list[str]:
+    """Single entries ``[(k, j, source, m)]``: statements, or a table per kind when there are many."""
+    lines = []
+    const = [(k, j, src) for k, j, src, _ in entries if src >= sources.n_inputs]
+    if len(const) < MIN_TABLE:
+        lines.extend(f"  res[{k}][{j}] = {sources.read(src, '')};" for k, j, src in const)
+    else:
+        lines += ["  {", *table("at", "long", [(k, j) for k, j, _ in const]),
+                  *table("val", "double", [sources.static(src) for _, _, src in const]),
+                  f"    for (long t = 0; t < {len(const)}; ++t) res[at[t][0]][at[t][1]] = val[t];", "  }"]
+    copies = [(k, j, src, m) for k, j, src, m in entries if src < sources.n_inputs]
+    if len(copies) < MIN_TABLE:
+        lines.extend(f"  res[{k}][{j}] = arg[{src}][{m}];" for k, j, src, m in copies)
+    else:
+        lines += ["  {", *table("at", "long", copies),
+                  f"    for (long t = 0; t < {len(copies)}; ++t) res[at[t][0]][at[t][1]] = arg[at[t][2]][at[t][3]];",
+                  "  }"]
+    return lines
+
+
+def table(name: str, ctype: str, rows: list) -> list[str]:
+    """Lines of a block-scope ``static const`` array: one value per row, or rows of tuples (a 2-D array).
+
+    >>> print("\\n".join(table("at", "long", [(0, 5), (1, 7)])))
+        static const long at[2][2] = {
+          {0, 5}, {1, 7},
+        };
+    """
+    if rows and isinstance(rows[0], tuple):
+        shape, items = f"[{len(rows)}][{len(rows[0])}]", ["{" + ", ".join(map(str, r)) + "}" for r in rows]
+    else:
+        shape, items = f"[{len(rows)}]", [str(r) for r in rows]
+    lines = [f"    static const {ctype} {name}{shape} = {{"]
+    lines.extend("      " + ", ".join(items[a:a + TABLE_ROW]) + "," for a in range(0, len(items), TABLE_ROW))
+    lines.append("    };")
     return lines

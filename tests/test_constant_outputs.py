@@ -93,7 +93,9 @@ def test_the_source_uses_loops_fills_and_tables(rich):
     assert "res[0][630 + t] = arg[1][19 - t];" in src  # the reversed copy
     assert "res[0][660 + 30 * r + t] = arg[1][40 + r + 4 * t];" in src  # the transposed one
     assert "for (long t = 0; t < 30; ++t) res[0][60 + t] = v" in src  # a computed value, 30 times
-    assert "static const double src[62]" in src and "static const long src[40]" in src  # scattered ones
+    assert "res[at[t][0]][at[t][1]] = val[t];" in src  # scattered constants: one table
+    assert "res[at[t][0]][at[t][1]] = arg[at[t][2]][at[t][3]];" in src  # scattered input elements: one table
+    assert "blk[" not in src  # fewer than LOOP_BUDGET blocks: all loops
     assert "res[1][0 + t]" not in src and "for (long t = 0; t < 12; ++t) res[1][t] = 0.0;" in src
     assert "for (long t = 0; t < 200; ++t) res[5][t] = arg[1][t];" in src
     assert src.count("\n") < 700  # 1200 + 45 + 60 + 200 entries were as many statements
@@ -139,8 +141,12 @@ def run_exported(library: str, F: sg.Function, args: list) -> list[np.ndarray]:
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
-def test_exported_code_is_pedantic_c99_and_writes_every_entry(rich, tmp_path):
+@pytest.mark.parametrize("budget", [stores.LOOP_BUDGET, 3])
+def test_exported_code_is_pedantic_c99_and_writes_every_entry(rich, tmp_path, monkeypatch, budget):
+    monkeypatch.setattr(stores, "LOOP_BUDGET", budget)  # 3: the blocks beyond it go to block tables
     paths = export_c(rich, str(tmp_path))
+    source = open(paths["source"]).read()
+    assert ("val[b];" in source and "arg[blk[b][5]]" in source) == (budget == 3)
     args = point(np.random.default_rng(2))
     want = rich(*args)
     compilers = [["gcc", *STRICT, "-ffp-contract=off"]] + ([["tcc", "-shared"]] if shutil.which("tcc") else [])
