@@ -40,7 +40,6 @@ every choice is ordered, so the same graph gives the same C.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -273,7 +272,8 @@ def _blocks_code(loops: list, rows: list, sources: Sources) -> list[str]:
                   *table("val", "double", [sources.static(src) for _, _, src in const]),
                   f"    for (long b = 0; b < {len(const)}; ++b)",
                   "      for (long r = 0; r < blk[b][3]; ++r)",
-                  "        for (long t = 0; t < blk[b][4]; ++t) res[blk[b][0]][blk[b][1] + blk[b][2] * r + t] = val[b];",
+                  "        for (long t = 0; t < blk[b][4]; ++t)",
+                  "          res[blk[b][0]][blk[b][1] + blk[b][2] * r + t] = val[b];",
                   "  }"]
     copies = [(k, b.j0, b.js, b.rows, b.cols, src, b.m0, b.ms, b.d) for k, b, src in rows if src < sources.n_inputs]
     if copies:
