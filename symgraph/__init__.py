@@ -17,6 +17,7 @@ from .errors import (ArgumentCountError, ArityError, CompileError, Differentiati
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
+from . import call  # call nodes: F(x) on symbols (symgraph/call.py)
 from .sparse import SparseExpr
 from .interop.sympy import from_sympy, to_sympy
 from .ops import OP_LIST, OPS, Op

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .expr import Expr, apply, power, symbol, _pymod, _unary
-from .ops import OPS
+from .ops import OPS, SCALAR_OPS
 
 
 def symbols(name: str, shape: int | tuple[int, ...] | None = None):
@@ -101,7 +101,7 @@ def _op_builder(op_name: str, public: str | None = None) -> Callable[..., Any]:
 
 
 # Elementwise builders for every op of the table (scalar or array operands).
-_BUILDERS = {name: _op_builder(name) for name, op in OPS.items() if op.arity > 0 and name != "powi"}
+_BUILDERS = {name: _op_builder(name) for name, op in OPS.items() if op in SCALAR_OPS and name != "powi"}
 _BUILDERS["pow"] = _elementwise(power, 2, "pow", "Elementwise ``a ** b`` (square/powi/pow chosen as ``**`` does).\n\n"
                                 ">>> import symgraph as sg\n>>> str(sg.pow(sg.symbols('x'), 3))\n'x**3'\n")
 _BUILDERS["mod"] = _elementwise(_pymod, 2, "mod", "Elementwise Python ``a % b`` (sign of b).\n\n"

@@ -46,6 +46,7 @@ from .ops import OPS, Op
 SYMBOL, CONST = OPS["symbol"], OPS["const"]
 ADD, SUB, MUL, DIV, NEG = OPS["add"], OPS["sub"], OPS["mul"], OPS["div"], OPS["neg"]
 POW, POWI, SQUARE, IF_ELSE = OPS["pow"], OPS["powi"], OPS["square"], OPS["if_else"]
+CALL, RESULT = OPS["call"], OPS["result"]  # structural nodes: see symgraph/call.py
 
 
 class Expr:
@@ -57,7 +58,9 @@ class Expr:
     Attributes:
         op: the :class:`~symgraph.ops.Op` of this node.
         args: operand nodes (empty for symbols and constants).
-        data: the name of a symbol, the float value of a constant, else None.
+        data: the name of a symbol, the float value of a constant, the callee
+            Function of a call node, the output index of a result node
+            (symgraph/call.py), else None.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -418,6 +421,27 @@ def _key(op: Op, args: tuple) -> int:
     return key << 7 | op.code
 
 
+def intern_structural(op: Op, args: tuple, data: Any) -> Expr:
+    """The interned call or result node (symgraph/call.py makes them; nothing here simplifies them).
+
+    A call's key packs the id of its callee (``data``, kept alive by the node)
+    before its operands'; a result's packs its call's id and its index.  Only
+    these two ops go through here, so their keys never meet another op's.
+    """
+    if op is CALL:
+        key = _key(op, (data,) + args)
+    elif op is RESULT:
+        key = (id(args[0]) << 48 | data) << 7 | op.code
+    else:
+        raise InvalidOpError(f"intern_structural makes call and result nodes, not {op.name}")
+    node = _TABLE_GET(key)
+    if node is None:
+        node = _TABLE_SETDEFAULT(key, _make(op, args, data))
+        if len(_TABLE) >= _SWEEP_AT[0]:
+            collect()
+    return node
+
+
 def apply(op: Op, *operands: Any) -> Expr:
     """The node ``op(*operands)``, simplified locally and interned.
 
@@ -444,10 +468,14 @@ def apply(op: Op, *operands: Any) -> Expr:
 
 
 ops._APPLY = apply
-_TABLE_OP_IDS = frozenset(id(op) for op in OPS.values())
+_TABLE_OP_IDS = frozenset(id(op) for op in OPS.values() if not op.has("structural"))
 
 
 def _refuse_op(op: Any):
+    if op is CALL or op is RESULT:
+        raise InvalidOpError(f"apply does not build {op.name} nodes: call a Function on symbolic arguments, "
+                             "F(x, u), to get its outputs as a call node; symgraph.call.rebuild(node, operands) "
+                             "rebuilds a call or result node on new operands")
     if isinstance(op, str):
         how = f"sg.apply(sg.OPS[{op!r}], ...) or sg.{op}(...)" if op in OPS else "an op of sg.OPS"
         raise InvalidOpError(f"apply takes an Op record of the op table, not the name {op!r}; use {how}")

@@ -126,7 +126,21 @@ class Function:
 
         Returns one array (a numpy scalar for a scalar output) per output, as
         a tuple when there are several outputs.
+
+        On symbolic arguments (an Expr, or arrays and lists holding Exprs) it
+        returns the outputs as the results of one call node instead, shaped
+        the same way (see :func:`symgraph.call.call_function`):
+
+        >>> import symgraph as sg
+        >>> x, y = sg.symbols("x"), sg.symbols("y")
+        >>> F = sg.Function("f", [x], [sg.sin(x) * x])
+        >>> print(F(y + 1) * 2)
+        2 * f(1 + y)[0]
         """
+        if any(_holds_expr(a) for a in args):
+            from .call import call_function
+
+            return call_function(self, args)
         flat = self._flat_args(args, batch=False)
         results = vm.run(self.tape, flat, self._vm_program())
         return self._pack([self._shape_result(k, r[0]) for k, r in enumerate(results)])
@@ -390,7 +404,7 @@ def as_number_array(label: str, value: Any) -> np.ndarray:
 
 def dtype_message(label: str, arr: np.ndarray) -> str:
     """Why ``arr`` cannot be evaluated: its dtype and, for an object array, the first element
-    that is not a real number (symbolic expressions get a note on composing Functions).
+    that is not a real number (symbolic expressions get a note on calling the Function itself).
 
     >>> import numpy as np
     >>> print(dtype_message("f: argument 0", np.array([1.0, None])))
@@ -401,9 +415,8 @@ def dtype_message(label: str, arr: np.ndarray) -> str:
         return text
     for index, v in np.ndenumerate(arr):
         if type(v) is Expr:
-            return (text + " holding symbolic expressions: calling a Function on symbols is not supported "
-                    "yet; build the outputs from the symbolic expressions directly (e.g. keep the Python "
-                    "function that builds them and call it on the new symbols)")
+            return (text + " holding symbolic expressions: this evaluates numbers only; call the Function "
+                    "itself on the expressions, F(x), to get its outputs as a symbolic call node")
         if not isinstance(v, (float, np.floating, np.bool_, bool)) or isinstance(v, (str, bytes)):
             try:
                 shown = repr(v)
@@ -413,6 +426,24 @@ def dtype_message(label: str, arr: np.ndarray) -> str:
             where = f" {list(index)}" if arr.ndim else ""
             return text + f" (element{where} is {type(v).__name__} {shown})"
     return text
+
+
+def _holds_expr(value: Any) -> bool:
+    """True if ``value`` is an Expr, or an object array or (nested) list/tuple holding one."""
+    if type(value) is Expr:
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype == object and any(type(v) is Expr for v in value.reshape(-1).tolist())
+    if not isinstance(value, (list, tuple)):
+        return False
+    stack = [value]
+    while stack:
+        for v in stack.pop():
+            if type(v) is Expr or (isinstance(v, np.ndarray) and _holds_expr(v)):
+                return True
+            if isinstance(v, (list, tuple)):
+                stack.append(v)
+    return False
 
 
 def _as_list(value: Any) -> list:

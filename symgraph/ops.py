@@ -48,7 +48,7 @@ class Op:
 
     Attributes:
         name: unique name, also the name of the ``sg.<name>`` builder.
-        arity: number of operands (0 for leaves).
+        arity: number of operands (0 for leaves, -1 for any number: a call).
         np: numpy implementation over arrays (float64 and complex128).
         c: C99 spelling as a ``str.format`` template over operand names
            (``"sin({0})"``), or None where the emitter has a special rule.
@@ -93,6 +93,7 @@ PROPERTIES = {
     "boolean": "result is always 0.0 or 1.0",
     "flat": "derivative is zero wherever it exists (floor, sign, comparisons)",
     "leaf": "no operands: a symbol or a constant",
+    "structural": "a call or result node (symgraph/call.py): no numpy, C, derivative or SymPy rule of its own",
 }
 
 
@@ -432,6 +433,14 @@ def _table() -> list[Op]:
                "(else nan); derivative 0 in n; poles: see symgraph.specfun"),
         Op("erfinv", 1, _sf.erfinv, "sg_erfinv({0})", lambda a, r: (_sf.SQRT_PI_OVER_2 * exp(square(r)),),
            lambda sp, a: sp.erfinv(a), doc="inverse of erf on (-1, 1); +-inf at +-1, nan outside [-1, 1]"),
+        # structural ops (symgraph/call.py), like symbol/const special entries with no numpy, C, derivative
+        # or SymPy rule: the VM, optimizer, AD and printers handle them by name.  Not scalar operations
+        # (SCALAR_OPS leaves them out); call has any number of operands (arity -1).
+        Op("call", -1, None, None, None, None, props=frozenset({"structural"}),
+           doc="a call of a Function (data: the callee) on its input scalars (operands, in order); "
+               "its value is all the callee's output scalars, read only by result nodes"),
+        Op("result", 1, None, None, None, None, props=frozenset({"structural"}),
+           doc="output scalar number data (flat over the callee's outputs) of its operand, a call node"),
     ]
 
 
@@ -450,6 +459,9 @@ for _code, _op in enumerate(OP_LIST):
 assert len(OP_LIST) < 128  # opcodes fit the 7 low bits of an intern key (expr.py)
 OPS: dict[str, Op] = {op.name: op for op in OP_LIST}
 OPCODE: dict[Op, int] = {op: code for code, op in enumerate(OP_LIST)}
+# The scalar operations: every op with operands and its own numpy, C, derivative and SymPy rule
+# (what elementwise builders, random graphs and op-by-op tests range over).
+SCALAR_OPS: tuple[Op, ...] = tuple(op for op in OP_LIST if op.arity > 0 and not op.has("structural"))
 
 # Ops that the C emitter needs a helper function for (C99 has no sign()).
 C_HELPERS: dict[str, str] = {

@@ -18,6 +18,13 @@ line (CasADi's ``@1`` notation), and referred to by its name::
 The last line is the expression.  Both forms cost time and text linear in
 the graph: every walk here is iterative over the graph's topological order.
 
+A call of a Function ``f`` prints as ``f(operands)[j]``, ``j`` the flat index
+of the output scalar it reads.  A call read by several results is always
+named and printed once::
+
+    @1 = f(x, y)
+    @1[0] * @1[1]
+
 >>> import symgraph as sg
 >>> x, y = sg.symbols("x"), sg.symbols("y")
 >>> print(sg.sin(x) * y)
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import math
 
-from .expr import CONST, SYMBOL, Expr, topological
+from .expr import CALL, CONST, RESULT, SYMBOL, Expr, topological
 
 INLINE_LIMIT = 10_000  # characters of inline text above which shared nodes are named
 NAME_MIN = 12  # a shared node with shorter text stays inline (bounded repetition)
@@ -60,9 +67,10 @@ def to_str(root: Expr, limit: int | None = None) -> str:
     if limit is not None:
         return _inline(root, {}, limit)
     order = topological([root])
-    if _inline_length(order) <= INLINE_LIMIT:
+    long = _inline_length(order) > INLINE_LIMIT
+    if not long and not _has_shared_call(order):
         return _inline(root, {}, None)
-    names = _shared_names(order)
+    names = _shared_names(order, by_length=long)
     if not names:
         return _inline(root, {}, None)
     lines = []
@@ -96,8 +104,21 @@ def _inline_length(order: list[Expr]) -> int:
     return length[order[-1]]
 
 
-def _shared_names(order: list[Expr]) -> dict[Expr, str]:
-    """``{node: "@k"}`` for shared nodes whose text (given earlier names) exceeds NAME_MIN."""
+def _has_shared_call(order: list[Expr]) -> bool:
+    """True if a call node is read by more than one result node."""
+    seen: set[Expr] = set()
+    for node in order:
+        if node.op is RESULT:
+            call = node.args[0]
+            if call in seen:
+                return True
+            seen.add(call)
+    return False
+
+
+def _shared_names(order: list[Expr], by_length: bool = True) -> dict[Expr, str]:
+    """``{node: "@k"}`` for calls read by several results and, if ``by_length``, for shared
+    nodes whose text (given earlier names) exceeds NAME_MIN."""
     uses: dict[Expr, int] = {}
     for node in order:
         for a in node.args:
@@ -112,7 +133,7 @@ def _shared_names(order: list[Expr]) -> dict[Expr, str]:
             else:
                 name = names.get(piece)
                 total += len(name) if name is not None else length[piece]
-        if node.args and uses.get(node, 0) > 1 and total > NAME_MIN:
+        if node.args and uses.get(node, 0) > 1 and (node.op is CALL or (by_length and total > NAME_MIN)):
             names[node] = f"@{len(names) + 1}"
         length[node] = total
     return names
@@ -172,6 +193,13 @@ def _pieces(node: Expr, names: dict[Expr, str]) -> list:
     if op is CONST:
         return [_format_const(node.data)]
     args = node.args
+    if op is RESULT:
+        return [args[0], f"[{node.data}]"]
+    if op is CALL:
+        pieces = [node.data.name + "("]
+        for k, a in enumerate(args):
+            pieces += [", ", a] if k else [a]
+        return pieces + [")"]
     if op.name == "square":
         return _wrap(args[0], 5, names) + ["**2"]
     if op.infix is None:

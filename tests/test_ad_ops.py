@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from symgraph.ops import OP_LIST
+from symgraph.ops import OP_LIST, SCALAR_OPS
 
 H = 1e-30  # complex step
 
@@ -54,7 +54,7 @@ POINTS = {
     "polygamma": [(0.0, 0.7), (1.0, -1.3), (2.0, 2.5), (3.0, 4.2), (1.0, 60.0)],  # (constant order, x)
     "erfinv": [(-0.9,), (1e-9,), (0.5,), (0.999,)],
 }
-OPS = [op for op in OP_LIST if op.arity > 0]
+OPS = list(SCALAR_OPS)
 
 
 def _operands(op, syms):

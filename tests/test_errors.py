@@ -149,12 +149,19 @@ def test_wrong_batch_shapes(F):
     (None, ("argument 0 ('x')", "expected real numbers", "dtype object")),
     ([1.0, [2.0]], ("argument 0 ('x')", "cannot convert list")),
     ("ab", ("argument 0 ('x')", "expected real numbers", "<U2")),
-    (np.array([sg.symbols("s"), 1.0]), ("argument 0 ('x')", "dtype object")),
     (np.array(["2001-01-01", "2002-01-01"], dtype="datetime64[D]"), ("argument 0 ('x')", "datetime64")),
 ])
 def test_wrong_dtypes(F, value, fragments):
     with raises(sg.DTypeError, *fragments) as info:
         F(value, 1.0)
+    check(info)
+
+
+def test_symbolic_arguments_make_a_call_but_not_in_a_batch(F):
+    s = sg.symbols("s")
+    assert sg.call.is_result(F(np.array([s, 1.0]), 1.0)[0])  # symbolic: a call node (tests/test_calls.py)
+    with raises(sg.DTypeError, "argument 0 ('x')", "dtype object", "call the Function itself") as info:
+        F.batch(np.array([[s, 1.0]]), np.ones(1))
     check(info)
 
 

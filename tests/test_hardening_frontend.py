@@ -27,7 +27,7 @@ from sympy.codegen import cfunctions as cf
 import symgraph as sg
 import symgraph.interop.sympy as bridge
 from symgraph.function import function_from_data, function_to_data
-from symgraph.ops import OP_LIST, OPS
+from symgraph.ops import OPS, SCALAR_OPS
 from strategies import random_graphs
 
 
@@ -276,7 +276,7 @@ def _round_trips(op) -> bool:
     return True
 
 
-ROUND_TRIP_OPS = [op for op in OP_LIST if op.arity and _round_trips(op)]
+ROUND_TRIP_OPS = [op for op in SCALAR_OPS if _round_trips(op)]
 
 
 def test_from_sympy_of_a_deep_unevaluated_sympy_tree():
@@ -316,7 +316,7 @@ def test_to_sympy_of_a_deep_graph_over_every_op_keeps_the_vm_values():
         assert got == pytest.approx(want, rel=1e-12, abs=1e-14) or (want != want and got != got)
 
 
-@pytest.mark.parametrize("name", [op.name for op in OP_LIST if op.arity])
+@pytest.mark.parametrize("name", [op.name for op in SCALAR_OPS])
 def test_unevaluated_conversion_of_every_op_has_the_vm_value(monkeypatch, name):
     """Deep graphs are built without SymPy evaluation: each op's form must still be right."""
     monkeypatch.setattr(bridge, "EVALUATE_DEPTH", 0)
@@ -649,15 +649,14 @@ def test_nlp_with_several_x_arrays_points_to_concatenate():
     assert nlp.n == 5
 
 
-def test_calling_a_function_on_symbols_says_how_to_compose():
+def test_calling_a_function_on_symbols_makes_a_call_and_batch_says_so():
     x, y = sg.symbols("x", 2), sg.symbols("y", 2)
 
     def model(v):
         return sg.sin(v).sum()
 
     F = sg.Function("f", [x], [model(x)])
-    with pytest.raises(sg.DTypeError, match="calling a Function on symbols is not supported yet") as info:
-        F(y)
-    assert "call it on the new symbols" in str(info.value)
-    G = sg.Function("g", [y], [model(y)])  # the advice works
-    assert float(G([0.5, 1.0])) == float(F([0.5, 1.0]))
+    with pytest.raises(sg.DTypeError, match=r"evaluates numbers only; call the Function itself") as info:
+        F.batch(np.array([y]))
+    assert "F(x)" in str(info.value)
+    assert sg.call.callee(F(y)) is F  # the advice works: a call node

@@ -22,7 +22,7 @@ from hypothesis import given, settings, strategies as st
 
 import symgraph as sg
 from symgraph.expr import topological
-from symgraph.ops import OP_LIST, OPS
+from symgraph.ops import OP_LIST, OPS, SCALAR_OPS
 from strategies import INTERESTING, points, random_graphs
 
 INF, NAN = math.inf, math.nan
@@ -337,7 +337,7 @@ def same(got: float, want: float, rel: float = 1e-12, zero_sign: bool = True) ->
 
 
 # ------------------------------------------------------------- table checks
-OPERATIONS = [op for op in OP_LIST if op.arity > 0]
+OPERATIONS = list(SCALAR_OPS)
 
 
 def test_reference_tables_cover_every_op():

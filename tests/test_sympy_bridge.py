@@ -17,10 +17,10 @@ from sympy.codegen import cfunctions as cf
 
 import symgraph as sg
 from symgraph.expr import topological
-from symgraph.ops import OP_LIST, OPS
+from symgraph.ops import OPS, SCALAR_OPS
 from strategies import points, random_graphs
 
-OPERATIONS = [op for op in OP_LIST if op.arity]
+OPERATIONS = list(SCALAR_OPS)
 POINTS = [(0.3, -0.7, 1.3), (-0.45, 0.8, -2.2), (1.7, 2.5, 0.0), (0.9, -1.1, 0.6), (2.5, 0.3, -0.9)]
 
 

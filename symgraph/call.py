@@ -1,0 +1,279 @@
+"""Call nodes: a Function called on symbolic arguments is one node with several outputs.
+
+``F(x_sym, u_sym)`` (or :func:`call_function`) does not copy ``F``'s graph
+into the caller's.  It builds one ``call`` node and one ``result`` node per
+scalar of ``F``'s outputs:
+
+* ``call.args`` are the operand scalars: ``F``'s inputs flattened in order
+  (C order within an input), numbers turned into constants;
+  ``call.data`` is the callee, the frozen Function ``F`` itself (a strong
+  reference; the callee is identified by object identity).
+* ``result.args == (call,)`` and ``result.data == j``, the flat index over
+  ``F``'s output scalars, output after output (C order within a dense
+  output, the nonzeros in pattern order for a sparse one).
+
+A call node is not a value: it is only ever the operand of its results.
+Both are hash-consed like every node: the same callee on the same operands
+is the same call, and its j-th result the same result node.  Construction
+never folds or looks through them (a call on constants stays a call), and
+the optimizer treats them as opaque.  :func:`symgraph.inline` expands calls
+where the graph of the callee is wanted.
+
+>>> import numpy as np, symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> F = sg.Function("f", [x], [x * 2, x.sum()])
+>>> y = sg.symbols("y")
+>>> twice, total = F([y, 1.0])
+>>> print(total)
+f(y, 1)[2]
+>>> is_result(total), result_index(total), callee(total) is F
+(True, 2, True)
+>>> F([y, 1.0])[1] is total                   # hash-consed: the same call, the same result
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ArgumentCountError, ArityError, InvalidInputError, NonNumericConstantError, ShapeError
+from .expr import CALL, RESULT, Expr, apply, const, intern_structural
+
+__all__ = ["call_function", "is_call", "is_result", "callee", "result_index", "rebuild_call", "rebuild",
+           "result_node", "n_results", "output_position", "CALL", "RESULT"]
+
+
+def call_function(F: Any, args: Sequence[Any]) -> Any:
+    """``F``'s outputs on symbolic ``args``, as results of one call node (what ``F(*args)`` returns on Exprs).
+
+    Args:
+        F: a :class:`~symgraph.Function`.
+        args: one value per input of ``F``, shaped like it: Exprs, numbers
+            (they become constants), or arrays and nested lists of them.
+
+    Returns:
+        Shaped like ``F``'s outputs: an Expr for a scalar output, an object
+        array for an array output, a :class:`~symgraph.SparseExpr` (same
+        pattern) for a sparse output; a tuple when ``F`` has several outputs.
+        A Function with no input scalars is constant: its own output graphs
+        are returned (there is nothing to call it on).
+
+    Raises:
+        ArgumentCountError: not one argument per input.
+        ShapeError: an argument's shape is not its input's (naming it).
+        NonNumericConstantError: an element is neither an Expr nor a real number.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x", 3), sg.symbols("y", 3)
+    >>> F = sg.Function("norm2", [x], [x @ x])
+    >>> print(call_function(F, [y]))
+    norm2(y[0], y[1], y[2])[0]
+    >>> call_function(F, [y[:2]])
+    Traceback (most recent call last):
+      ...
+    symgraph.errors.ShapeError: norm2: argument 0 ('x'): expected shape (3,), got (2,)
+    """
+    operands = _operands(F, args)
+    if not operands:
+        outputs = [arr if sp is None else _sparse(sp, arr) for arr, sp in zip(F.outputs, F.output_sparsity)]
+    else:
+        node = intern_structural(CALL, operands, F)
+        outputs, j = [], 0
+        for arr, sp in zip(F.outputs, F.output_sparsity):
+            values = np.empty(arr.size, dtype=object)
+            values[:] = [intern_structural(RESULT, (node,), j + i) for i in range(arr.size)]
+            j += arr.size
+            outputs.append(values.reshape(arr.shape) if sp is None else _sparse(sp, values))
+    outputs = [o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o for o in outputs]
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _sparse(sparsity: tuple, values: np.ndarray):
+    from .sparse import SparseExpr
+
+    rows, cols, shape = sparsity
+    return SparseExpr(rows, cols, values, shape)
+
+
+def _operands(F: Any, args: Sequence[Any]) -> tuple[Expr, ...]:
+    """The operand scalars of a call of ``F`` on ``args``, checked against ``F``'s inputs."""
+    from .sparse import SparseExpr
+
+    args = list(args)
+    if len(args) != F.n_in:
+        raise ArgumentCountError(f"{F.name} takes {F.n_in} argument(s) ({', '.join(F.input_names)}), "
+                                 f"got {len(args)}")
+    operands: list[Expr] = []
+    for k, (value, shape) in enumerate(zip(args, F.input_shapes)):
+        label = f"{F.name}: argument {k} ({F.input_names[k]!r})"
+        if isinstance(value, SparseExpr):
+            raise ShapeError(f"{label}: expected a dense array of shape {shape}, got a SparseExpr of shape "
+                             f"{value.shape}; pass value.to_dense()")
+        if type(value) is Expr:
+            arr = np.empty((), dtype=object)
+            arr[()] = value
+        else:
+            try:
+                arr = np.array(value, dtype=object)  # a copy: the caller's array is never written
+            except ValueError as exc:  # ragged nesting
+                raise ShapeError(f"{label}: expected shape {shape}, got a ragged sequence ({exc})") from None
+        if arr.shape != shape:
+            raise ShapeError(f"{label}: expected shape {shape}, got {arr.shape}")
+        for index, v in enumerate(arr.reshape(-1).tolist()):
+            if type(v) is not Expr:
+                try:
+                    v = const(v)
+                except NonNumericConstantError as exc:
+                    where = f" at flat index {index}" if arr.ndim else ""
+                    raise NonNumericConstantError(f"{label}{where}: {exc}") from None
+            operands.append(v)
+    return tuple(operands)
+
+
+def is_call(e: Any) -> bool:
+    """True for a call node.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> r = sg.Function("f", [x], [x + 1])(x)
+    >>> is_call(r), is_call(r.args[0])
+    (False, True)
+    """
+    return type(e) is Expr and e.op is CALL
+
+
+def is_result(e: Any) -> bool:
+    """True for a result node (an output scalar of a call).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> is_result(sg.Function("f", [x], [x + 1])(x)), is_result(x + 1)
+    (True, False)
+    """
+    return type(e) is Expr and e.op is RESULT
+
+
+def callee(e: Expr) -> Any:
+    """The Function a call node calls (for a result node: its call's callee).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("f", [x], [x + 1])
+    >>> callee(F(x)) is F
+    True
+    """
+    if is_result(e):
+        e = e.args[0]
+    if not is_call(e):
+        raise InvalidInputError(f"callee takes a call or result node, got {_shown(e)}")
+    return e.data
+
+
+def result_index(e: Expr) -> int:
+    """The flat index ``j`` over the callee's output scalars that result node ``e`` reads.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> a, b = sg.Function("f", [x], [x + 1, [x, 2 * x]])(x)
+    >>> result_index(a), [result_index(e) for e in b]
+    (0, [1, 2])
+    """
+    if not is_result(e):
+        raise InvalidInputError(f"result_index takes a result node, got {_shown(e)}")
+    return e.data
+
+
+def n_results(F: Any) -> int:
+    """Number of output scalars of Function ``F`` (a sparse output counts its nonzeros): a call's results.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> n_results(sg.Function("f", [x], [x, x.sum()]))
+    3
+    """
+    return sum(arr.size for arr in F.outputs)
+
+
+def output_position(F: Any, j: int) -> tuple[int, int]:
+    """``(k, i)``: result ``j`` of a call of ``F`` is flat element ``i`` of output ``k``
+    (the ``i``-th nonzero of a sparse output).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> output_position(sg.Function("f", [x], [x, x.sum()]), 2)
+    (1, 0)
+    """
+    start = 0
+    for k, arr in enumerate(F.outputs):
+        if start <= j < start + arr.size:
+            return k, j - start
+        start += arr.size
+    raise InvalidInputError(f"{F.name} has {start} output scalar(s); result index {j!r} is out of range")
+
+
+def result_node(call: Expr, j: int) -> Expr:
+    """Result ``j`` of call node ``call`` (interned; ``j`` checked against the callee's outputs).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> a, b = sg.Function("f", [x], [x + 1, x - 1])(x)
+    >>> result_node(a.args[0], 1) is b
+    True
+    """
+    if not is_call(call):
+        raise InvalidInputError(f"result_node takes a call node, got {_shown(call)}")
+    if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not 0 <= j < n_results(call.data):
+        raise InvalidInputError(f"{call.data.name} has {n_results(call.data)} output scalar(s); "
+                                f"result index {j!r} is out of range")
+    return intern_structural(RESULT, (call,), int(j))
+
+
+def rebuild_call(node: Expr, new_args: Sequence[Any]) -> Expr:
+    """The call of ``node``'s callee on ``new_args`` (same count; numbers become constants).
+
+    ``node`` itself when nothing changed.  Passes that rebuild graphs
+    (optimizer, substitution, AD) call this, or :func:`rebuild`, for call nodes.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> F = sg.Function("f", [x], [sg.sin(x)])
+    >>> rebuild_call(F(x).args[0], [y]) is F(y).args[0]
+    True
+    """
+    if not is_call(node):
+        raise InvalidInputError(f"rebuild_call takes a call node, got {_shown(node)}")
+    if len(new_args) != len(node.args):
+        raise ArityError(f"this call of {node.data.name} has {len(node.args)} operand(s), got {len(new_args)}")
+    args = tuple([a if type(a) is Expr else const(a) for a in new_args])
+    if all(a is b for a, b in zip(args, node.args)):
+        return node
+    return intern_structural(CALL, args, node.data)
+
+
+def rebuild(node: Expr, new_args: Sequence[Any]) -> Expr:
+    """``node``'s operation on ``new_args``: :func:`~symgraph.apply` for a scalar op, a call of the
+    same callee for a call, the same output of the new call for a result.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> F = sg.Function("f", [x], [sg.sin(x), sg.cos(x)])
+    >>> c = F(x)[1]
+    >>> rebuild(c, [rebuild(c.args[0], [y])]) is F(y)[1], str(rebuild(x + 1, [y, 2]))
+    (True, '2 + y')
+    """
+    op = node.op
+    if op is CALL:
+        return rebuild_call(node, new_args)
+    if op is RESULT:
+        if len(new_args) != 1:
+            raise ArityError(f"a result node has one operand (its call), got {len(new_args)}")
+        return result_node(new_args[0], node.data)
+    return apply(op, *new_args)
+
+
+def _shown(e: Any) -> str:
+    if type(e) is Expr:
+        return f"a {e.op.name} node"
+    return f"{type(e).__name__} {e!r}"[:80]
