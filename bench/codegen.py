@@ -11,8 +11,17 @@ the derivative outputs are included when symgraph.ad provides them.  Printed per
 
 Then the Python call overhead of a 5-input/5-output scalar function (symgraph vs casadi.Function).
 
+``--tcc-vs-cc`` measures instead what choosing tcc costs and saves (issue 15): for each model
+(Luksan with derivatives, and the gradient of a dense linear least-squares objective, whose
+C is long sums) at about each of ``--ops`` optimized instructions, the build time (wall and
+CPU) with cc and the given flags in the runtime's parallel C files, with tcc in one file (as
+before issue 15) and with tcc in files of ``TCC_UNIT_OPS`` instructions (now), the time of one
+call measured in C, the ratios, and the runtime's estimates (``estimate_build``) beside them.
+At 10^6 instructions this takes several minutes.
+
 Usage: python3 bench/codegen.py [--sizes 100,400,1000,10000] [--flags "-O2"] [--casadi-timeout 300]
        [--gcc-max-ops 2000000] [--no-casadi]
+       python3 bench/codegen.py --tcc-vs-cc [--ops 100000,400000,1000000] [--models luksan,llsq]
 Everything is built in a temporary directory (its own symgraph cache), removed at the end.
 """
 
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -35,7 +45,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import symgraph as sg  # noqa: E402
 from codegen import build  # noqa: E402
 from codegen.c99 import program, translation_units  # noqa: E402
-from codegen.runtime import CompiledFunction  # noqa: E402
+from codegen import runtime  # noqa: E402
+from codegen.runtime import CompiledFunction, estimate_build  # noqa: E402
 
 try:
     import casadi as ca
@@ -221,6 +232,75 @@ def bench_size(n: int, args, work: str) -> dict:
     return row
 
 
+OPS_PER_LUKSAN_N = 80.5  # optimized instructions of luksan_function(n) per n (measured)
+OPS_PER_LLSQ_COLUMN = 4104  # optimized instructions of llsq_gradient(m) per column (measured)
+
+
+def llsq_gradient(m: int, rows: int = 1024):
+    """The gradient of ||A x - b||^2 for a dense random A (rows x m): long sums of products."""
+    rng = np.random.default_rng(0)
+    A, b = rng.standard_normal((rows, m)), rng.standard_normal(rows)
+    x = sg.symbols("x", m)
+    with sg.building():
+        r = A @ x - b
+        return sg.Function("llsq_grad", [x], [sg.grad((r * r).sum(), x)])
+
+
+def model_of_size(model: str, ops: int):
+    if model == "luksan":
+        return luksan_function(max(3, round(ops / OPS_PER_LUKSAN_N)))
+    if model == "llsq":
+        return llsq_gradient(max(1, round(ops / OPS_PER_LLSQ_COLUMN)))
+    raise SystemExit(f"unknown model {model!r}: use luksan or llsq")
+
+
+def timed_build(units, prog, compiler, flags, cache: str) -> tuple[float, float, str]:
+    """Build (always compiling: a fresh cache directory); wall and CPU seconds (compiler processes)."""
+    build.clear_memory_cache()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    library = build.build(units, prog.cdef, compiler, flags, None, cache)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, library.path
+
+
+def tcc_vs_cc(args, work: str) -> None:
+    """``--tcc-vs-cc``: build and call times of cc and tcc on the same Functions (see the module doc)."""
+    cc, tcc = build.find_compiler(), build.find_compiler("tcc")
+    jobs = os.cpu_count() or 1
+    print(f"cc: {cc.path} ({cc.version}), flags {' '.join(args.flags)}, {jobs} CPU(s); tcc: {tcc.path} "
+          f"({tcc.version}), files of at most {runtime.TCC_UNIT_OPS:,} ops")
+    header = (f"{'model':>7} {'ops':>9} | {'cc build':>17} {'est':>6} | {'tcc 1 file':>15} | {'tcc split':>19} "
+              f"{'est':>6} | {'cc call':>9} {'tcc call':>9} {'tcc/cc':>6} | {'build cc/tcc':>12}")
+    print(header + "\n" + "-" * len(header))
+    for model in args.models.split(","):
+        for target in (int(o) for o in args.ops.split(",") if o):
+            t = time.perf_counter()
+            F = model_of_size(model, target)
+            G = F.optimize(1)
+            prog = program(G)
+            prep = time.perf_counter() - t
+            e = estimate_build(G.n_ops, len(prog.parts), args.flags, jobs)
+            row = {}
+            for tag, compiler, n_units, flags in (("cc", cc, e.cc_units, args.flags), ("tcc1", tcc, 1, ()),
+                                                  ("tcc", tcc, e.tcc_units, ())):
+                units = translation_units(prog, G, n_units)
+                cache = os.path.join(work, f"cache-{model}-{target}-{tag}")
+                wall, cpu, path = timed_build(units, prog, compiler, flags, cache)
+                call = c_eval_time(path, OURS, prog.name, cc.path, (), work, f"{model}{target}{tag}")
+                row[tag] = (wall, cpu, call)
+            (cw, cc_cpu, c_call), (t1w, t1c, _), (tw, tc_cpu, t_call) = row["cc"], row["tcc1"], row["tcc"]
+            print(f"{model:>7} {G.n_ops:>9,} | {cw:6.1f} s ({cc_cpu:5.1f} cpu) {e.cc_seconds:5.0f}s | "
+                  f"{t1w:5.2f} s ({t1w / G.n_ops * 1e6:3.1f}us/op) | {tw:5.2f} s {e.tcc_units:>2} files "
+                  f"({tw / G.n_ops * 1e6:3.1f}us/op) {e.tcc_seconds:5.1f}s | {fmt(c_call):>9} {fmt(t_call):>9} "
+                  f"{t_call / c_call:5.2f}x | {cw / tw:11.0f}x", flush=True)
+            print(f"{'':>7} {'':>9}   per op: cc {cc_cpu / G.n_ops * 1e3:.3f} ms cpu, call cc "
+                  f"{c_call / G.n_ops * 1e9:.2f} ns, tcc {t_call / G.n_ops * 1e9:.2f} ns; graph + optimize + C "
+                  f"generation {prep:.1f} s ({prep / G.n_ops * 1e6:.0f} us/op); break-even "
+                  f"{(cw - tw) / max(t_call - c_call, 1e-12):,.0f} calls", flush=True)
+
+
 def small_call_overhead() -> dict:
     s = [sg.symbols(f"s{i}") for i in range(5)]
     F = sg.Function("small", s, [s[0] * s[1], sg.sin(s[2]), s[3] + s[4], s[0] - s[4], sg.exp(s[1])])
@@ -241,8 +321,18 @@ def main() -> None:
     parser.add_argument("--casadi-timeout", type=float, default=300.0, help="seconds allowed for CasADi's compile")
     parser.add_argument("--gcc-max-ops", type=int, default=2_000_000, help="skip gcc above this many ops")
     parser.add_argument("--no-casadi", action="store_true")
+    parser.add_argument("--tcc-vs-cc", action="store_true", help="build and call times of tcc vs cc (issue 15)")
+    parser.add_argument("--ops", default="100000,400000,1000000", help="--tcc-vs-cc: sizes in optimized ops")
+    parser.add_argument("--models", default="luksan,llsq", help="--tcc-vs-cc: luksan and/or llsq")
     args = parser.parse_args()
     args.flags = tuple(args.flags.split())
+    if args.tcc_vs_cc:
+        work = tempfile.mkdtemp(prefix="symgraph-bench-")
+        try:
+            tcc_vs_cc(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     cc = build.find_compiler()
     print(f"compiler: {cc.path} ({cc.version}); flags: {' '.join(args.flags)} (+ {' '.join(build.BASE_FLAGS)})")

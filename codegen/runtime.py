@@ -30,6 +30,7 @@ compiler").
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -49,15 +50,20 @@ from .c99 import DEFAULT_CHUNK, program, single_file, translation_units
 
 MIN_PARTS_PER_UNIT = 2  # split into several C files only when each gets at least this many parts
 COMPILE_BUDGET = 60.0  # seconds: a longer estimated cc build is done by tcc instead (auto_tcc)
-# Build-time and run-time model (measured, docs/design.md "Choosing the compiler"):
-# CPU seconds of gcc per Tape instruction by optimization level (-O0, -O1, -O2/-Os, -O3/-Ofast),
-CC_SECONDS_PER_OP = (0.05e-3, 0.15e-3, 0.3e-3, 0.35e-3)
-TCC_SECONDS_PER_OP = 2e-6  # tcc, C files of at most TCC_UNIT_OPS instructions
-TCC_UNIT_OPS = 100_000  # tcc's time per instruction grows with a file's size: split beyond this
-# seconds per instruction of one call, (low, high) over the measured models, and their ratio tcc / cc -O2
-CC_CALL_SECONDS_PER_OP = (0.35e-9, 1.2e-9)
-TCC_CALL_SECONDS_PER_OP = (1.2e-9, 2.3e-9)
-TCC_SLOWDOWN = (1.7, 6.6)
+# The build and run-time model, fitted to `python3 bench/codegen.py --tcc-vs-cc` (docs/design.md,
+# "Choosing the compiler"); gcc 12 and tcc 0.9.27 on x86-64.
+# CPU seconds of gcc per Tape instruction by level: -O0, -O1 (-Og), -O2 (-Os), -O3 (-Ofast).
+# Measured at -O2: Luksan 0.10 ms, dense least squares 0.32 ms; the middle is within 2x of both.
+CC_SECONDS_PER_OP = (0.045e-3, 0.1e-3, 0.2e-3, 0.22e-3)
+TCC_SECONDS_PER_OP = 1.5e-6  # tcc, C files of at most TCC_UNIT_OPS instructions (measured 0.9-1.9 us)
+TCC_UNIT_OPS = 100_000  # tcc's time per instruction grows with a file's size (3.4 us at 10^6): split
+# One call of the generated code while it fits the last-level cache: (low, high) seconds per instruction.
+CALL_SECONDS_PER_OP = {"gcc": (0.3e-9, 1.3e-9), "tcc": (0.9e-9, 1.6e-9)}
+CODE_BYTES_PER_OP = {"gcc": 14, "tcc": 34}  # machine code per instruction (cc -O2; tcc)
+CODE_FETCH_BYTES_PER_SECOND = 5e9  # code beyond the cache streams from memory at about this rate
+DEFAULT_CACHE_BYTES = 32 << 20  # last-level cache where the system does not say
+# tcc's slowdown per call against cc -O2, measured: while its code fits the cache, and beyond
+TCC_SLOWDOWN = {"in cache": (1.9, 4.8), "beyond": (9.0, 14.0)}
 SHARED_BLOCK_DOUBLES = 1 << 16  # batch: shared arguments are repeated for blocks of points of this many doubles
 _F64 = np.dtype(np.float64)
 
@@ -128,6 +134,10 @@ class BuildEstimate:
         tcc_seconds: wall time of tcc.
         tcc_units: tcc's C files (one process compiles them in turn).
         cc_call, tcc_call: ``(low, high)`` seconds per call of the code, cc -O2 and tcc.
+        regime: ``"in cache"`` (tcc's machine code fits the last-level cache), ``"beyond"``
+            (only cc's does) or ``"both beyond"``.
+        slowdown: ``(low, high)`` ratio of tcc's call time to cc -O2's in that regime (measured;
+            for ``"both beyond"``, not measured, the ratio of the code sizes).
     """
 
     n_ops: int
@@ -138,6 +148,8 @@ class BuildEstimate:
     tcc_units: int
     cc_call: tuple
     tcc_call: tuple
+    regime: str
+    slowdown: tuple
 
     @property
     def break_even_calls(self) -> float:
@@ -150,14 +162,16 @@ def estimate_build(n_ops: int, n_parts: int, flags: Sequence[str] = _build.DEFAU
                    jobs: int | None = None) -> BuildEstimate:
     """Estimated build and call times of a program of ``n_ops`` instructions in ``n_parts`` part functions.
 
-    A model fitted to measurements on this project's benchmarks (``python3
-    bench/codegen.py --tcc-vs-cc``): gcc spends ``CC_SECONDS_PER_OP`` CPU
-    seconds per instruction at the flags' ``-O`` level, spread over
-    ``min(jobs, CPUs, C files)`` processes; tcc ``TCC_SECONDS_PER_OP`` in
-    files of at most ``TCC_UNIT_OPS`` instructions.  Real times vary with
-    the model (dense linear algebra compiles about 3x slower per instruction
-    than Luksan's sparse terms) and the machine's load: an estimate, good
-    to a factor of about 2.
+    A model fitted to this project's benchmarks (``python3 bench/codegen.py
+    --tcc-vs-cc``): gcc spends ``CC_SECONDS_PER_OP`` CPU seconds per
+    instruction at the flags' ``-O`` level, spread over ``min(jobs, CPUs, C
+    files)`` processes; tcc ``TCC_SECONDS_PER_OP`` in files of at most
+    ``TCC_UNIT_OPS`` instructions.  A call costs ``CALL_SECONDS_PER_OP`` per
+    instruction while the machine code (``CODE_BYTES_PER_OP``) fits the
+    last-level cache, else it is bound by fetching the code from memory.
+    Real build times vary with the model (dense sums compile about 3x slower
+    per instruction than Luksan's terms) and the machine's load: an estimate,
+    good to a factor of about 2.
 
     >>> e = estimate_build(1_000_000, 500, ("-O2",), jobs=2)
     >>> e.cc_units, e.tcc_units, e.cc_seconds > 30 * e.tcc_seconds
@@ -167,10 +181,53 @@ def estimate_build(n_ops: int, n_parts: int, flags: Sequence[str] = _build.DEFAU
     cc_units = max(1, min(jobs, n_parts // MIN_PARTS_PER_UNIT))
     parallel = max(1, min(cc_units, jobs, os.cpu_count() or 1))
     tcc_units = max(1, min(n_parts, math.ceil(n_ops / TCC_UNIT_OPS)))
+    cache = last_level_cache_bytes()
+    regime = "in cache" if CODE_BYTES_PER_OP["tcc"] * n_ops <= cache else \
+        "beyond" if CODE_BYTES_PER_OP["gcc"] * n_ops <= cache else "both beyond"
+    if regime in TCC_SLOWDOWN:
+        slowdown = TCC_SLOWDOWN[regime]
+    else:  # both fetch-bound (not measured): the ratio of the code sizes
+        ratio = round(CODE_BYTES_PER_OP["tcc"] / CODE_BYTES_PER_OP["gcc"], 1)
+        slowdown = (ratio, ratio)
     return BuildEstimate(n_ops, CC_SECONDS_PER_OP[_opt_level(flags)] * n_ops / parallel, cc_units, parallel,
-                         TCC_SECONDS_PER_OP * n_ops, tcc_units,
-                         tuple(t * n_ops for t in CC_CALL_SECONDS_PER_OP),
-                         tuple(t * n_ops for t in TCC_CALL_SECONDS_PER_OP))
+                         TCC_SECONDS_PER_OP * n_ops, tcc_units, _call_seconds("gcc", n_ops, cache),
+                         _call_seconds("tcc", n_ops, cache), regime, slowdown)
+
+
+def _call_seconds(family: str, n_ops: int, cache: int) -> tuple:
+    """``(low, high)`` seconds of one call: compute-bound in the cache, fetch-bound beyond it."""
+    low, high = (t * n_ops for t in CALL_SECONDS_PER_OP[family])
+    code = CODE_BYTES_PER_OP[family] * n_ops
+    if code > cache:
+        fetch = code / CODE_FETCH_BYTES_PER_SECOND
+        low, high = max(low, fetch), max(high, fetch)
+    return low, high
+
+
+@functools.lru_cache(maxsize=1)
+def last_level_cache_bytes() -> int:
+    """Size of the CPU's largest cache (Linux sysfs), else ``DEFAULT_CACHE_BYTES``.
+
+    >>> last_level_cache_bytes() >= 1 << 16
+    True
+    """
+    best = 0
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        return DEFAULT_CACHE_BYTES
+    for entry in entries:
+        try:
+            with open(os.path.join(root, entry, "size"), encoding="ascii") as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+        digits = text[:-1] if scale != 1 else text
+        if digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return best or DEFAULT_CACHE_BYTES
 
 
 def _opt_level(flags: Sequence[str]) -> int:
@@ -245,14 +302,21 @@ def tcc_notice(name: str, e: BuildEstimate, cc_name: str, flags: Sequence[str], 
     >>> print(tcc_notice("big", estimate_build(10**6, 500, ("-O2",), 1), "cc", ("-O2",), 60.0))  # doctest: +ELLIPSIS
     big: 1,000,000 operations: building them with cc -O2 would take about ... s (estimate, 1 parallel job(s)), ...
     """
-    low, high = TCC_SLOWDOWN
+    low, high = e.slowdown
+    where = {"in cache": "while its code fits the CPU cache, measured",
+             "beyond": "once its code outgrows the CPU cache, measured",
+             "both beyond": "both codes outgrow the CPU cache: estimated"}[e.regime]
     return (f"{name}: {e.n_ops:,} operations: building them with {cc_name} {' '.join(flags)} would take about "
             f"{e.cc_seconds:.0f} s (estimate, {e.cc_parallel} parallel job(s)), more than compile_budget="
             f"{budget:g} s, so tcc builds them instead (about {e.tcc_seconds:.1f} s). tcc's code runs "
-            f"{low:g}-{high:g}x slower than cc -O2's (measured): expect {_span(e.tcc_call)} per call instead of "
-            f"{_span(e.cc_call)}; cc's build pays for itself after about {_count(e.break_even_calls)} calls. "
-            "Pass compiler='cc' for the optimizing compiler (or a larger compile_budget), compiler='tcc' to use "
-            "tcc without this notice")
+            f"{_ratio(low, high)} slower than cc -O2's ({where}): expect {_span(e.tcc_call)} per call "
+            f"instead of {_span(e.cc_call)}; cc's build pays for itself after about {_count(e.break_even_calls)} "
+            "calls. Pass compiler='cc' for the optimizing compiler (or a larger compile_budget), compiler='tcc' "
+            "to use tcc without this notice")
+
+
+def _ratio(low: float, high: float) -> str:
+    return f"about {low:g}x" if low == high else f"{low:g}-{high:g}x"
 
 
 def _seconds(t: float) -> str:
@@ -261,7 +325,8 @@ def _seconds(t: float) -> str:
 
 
 def _span(pair: tuple) -> str:
-    return f"{_seconds(pair[0])} to {_seconds(pair[1])}"
+    low, high = _seconds(pair[0]), _seconds(pair[1])
+    return f"about {low}" if low == high else f"{low} to {high}"
 
 
 def _count(n: float) -> str:

@@ -94,17 +94,43 @@ def test_no_tcc_installed_keeps_cc_silently(monkeypatch):
         assert _choose_compiler(*stand_in(10**7, 5000), None, True, 1.0, ("-O2",), 2).family == "gcc"
 
 
-def test_the_notice_says_what_each_compiler_costs_and_how_to_choose():
-    e = estimate_build(2_000_000, 1000, ("-O2",), 2)
+def test_call_times_are_bound_by_code_fetch_beyond_the_cache(monkeypatch):
+    monkeypatch.setattr(runtime, "last_level_cache_bytes", lambda: 32 << 20)
+    small, mid, big = (estimate_build(n, n // 2000, ("-O2",), 2) for n in (400_000, 1_000_000, 4_000_000))
+    assert (small.regime, mid.regime, big.regime) == ("in cache", "beyond", "both beyond")
+    assert small.slowdown == runtime.TCC_SLOWDOWN["in cache"] and mid.slowdown == runtime.TCC_SLOWDOWN["beyond"]
+    lo, hi = runtime.CALL_SECONDS_PER_OP["tcc"]
+    assert small.tcc_call == pytest.approx((lo * 400_000, hi * 400_000))
+    fetch = runtime.CODE_BYTES_PER_OP["tcc"] * 1_000_000 / runtime.CODE_FETCH_BYTES_PER_SECOND
+    assert mid.tcc_call == pytest.approx((fetch, fetch)) and mid.cc_call[1] < fetch / 4
+    assert big.slowdown[0] == big.slowdown[1] == pytest.approx(
+        runtime.CODE_BYTES_PER_OP["tcc"] / runtime.CODE_BYTES_PER_OP["gcc"], abs=0.05)
+    assert mid.break_even_calls < small.break_even_calls  # the slower tcc's code, the sooner cc pays off
+
+
+def test_the_cache_size_is_read_or_defaulted(monkeypatch):
+    assert runtime.last_level_cache_bytes() >= 1 << 16
+    runtime.last_level_cache_bytes.cache_clear()
+    monkeypatch.setattr(runtime.os, "listdir", lambda path: (_ for _ in ()).throw(OSError("no sysfs")))
+    try:
+        assert runtime.last_level_cache_bytes() == runtime.DEFAULT_CACHE_BYTES
+    finally:
+        runtime.last_level_cache_bytes.cache_clear()
+
+
+@pytest.mark.parametrize("n_ops, regime, ratio", [(400_000, "in cache", "1.9-4.8x"), (1_000_000, "beyond", "9-14x"),
+                                                  (4_000_000, "both beyond", "about 2.4x")])
+def test_the_notice_says_what_each_compiler_costs_and_how_to_choose(monkeypatch, n_ops, regime, ratio):
+    monkeypatch.setattr(runtime, "last_level_cache_bytes", lambda: 32 << 20)
+    e = estimate_build(n_ops, 1000, ("-O2",), 2)
+    assert e.regime == regime
     text = tcc_notice("llsq_grad", e, "cc", ("-O2",), 60.0)
-    low, high = runtime.TCC_SLOWDOWN
-    for fragment in ("llsq_grad: 2,000,000 operations", "building them with cc -O2 would take about",
+    for fragment in (f"llsq_grad: {n_ops:,} operations", "building them with cc -O2 would take about",
                      f"{e.cc_seconds:.0f} s", "more than compile_budget=60 s",
-                     f"about {e.tcc_seconds:.1f} s", f"{low:g}-{high:g}x slower than cc -O2's",
+                     f"about {e.tcc_seconds:.1f} s", f"{ratio} slower than cc -O2's",
                      "per call instead of", "pays for itself after about", "compiler='cc'", "compiler='tcc'",
                      "larger compile_budget"):
         assert fragment in text, fragment
-    assert " ms per call" in text
 
 
 @pytest.mark.parametrize("value", ["60", -1, 0, 0.0, -math.inf, math.nan, True, None, [60]])
