@@ -205,7 +205,8 @@ def bench_size(n: int, args, work: str) -> dict:
     if shutil.which("tcc"):
         tcc = build.find_compiler("tcc")
         t = time.perf_counter()
-        library = build.build(translation_units(prog, F, 1), prog.cdef, tcc, (), None, cache)
+        tcc_units = translation_units(prog, F, estimate_build(F.n_ops, len(prog.parts)).tcc_units)  # as compile()
+        library = build.build(tcc_units, prog.cdef, tcc, (), None, cache)
         row["tcc_compile"] = time.perf_counter() - t
         row["tcc_eval"] = c_eval_time(library.path, OURS, prog.name, cc.path, (), work, f"tcc{n}")
     if ca is not None and not args.no_casadi:

@@ -88,8 +88,9 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
         auto_tcc: with no explicit ``compiler``, build with tcc (when it is installed) code
             whose build with the optimizing compiler is estimated to take more than
             ``compile_budget`` seconds (:func:`estimate_build`): tcc builds in a small
-            fraction of the time, but its code runs about 2-7x slower; a
-            :class:`~symgraph.errors.BackendWarning` says so, with the estimates.
+            fraction of the time, but its code runs about 2-5x slower (9-14x once it
+            outgrows the CPU cache); a :class:`~symgraph.errors.BackendWarning` says so,
+            with the estimates.
         compile_budget: seconds (a positive number, ``math.inf`` for no limit); see ``auto_tcc``.
         name: the name C identifiers are made from (default ``F.name``; see
             :func:`codegen.names.c_identifier`).
@@ -360,6 +361,8 @@ class CompiledFunction:
         flags: the compiler flags used.
         options: the compile options (``F.compile(**options)`` rebuilds it; pickling uses them).
         work_size: doubles of work memory per call.
+        output_sparsity: per output, None (dense) or ``(rows, cols, shape)``, as on the Function;
+            ``output_pattern(k)`` gives the compressed-column pattern of results.
     """
 
     def __init__(self, F: Any, G: Any, prog: Any, library: Any, flags: tuple, options: dict | None = None) -> None:
