@@ -156,6 +156,13 @@ def batch_arguments(F: Any, args: Sequence[Any], check: Callable) -> tuple[list[
     all points (``batched[k]`` False); one of shape ``(N,) + shape`` is a
     batch.  All batches must have the same N; N is 1 when no argument has a
     batch axis.  Anything else is a :class:`~symgraph.errors.ShapeError`.
+
+    >>> import symgraph as sg
+    >>> a, b = sg.symbols("a", 2), sg.symbols("b")
+    >>> F = sg.Function("f", [a, b], [a * b])
+    >>> arrays, batched, n = batch_arguments(F, [np.ones(2), np.arange(4.0)], lambda k, v: np.asarray(v))
+    >>> batched, n
+    ([False, True], 4)
     """
     arrays, batched, n, first = [], [], None, None
     for k, (value, shape) in enumerate(zip(args, F.input_shapes)):
