@@ -18,6 +18,7 @@ from .expr import Expr, apply, building, collect, const, count_ops, free_symbols
 from .array import as_expr_array, builder, symbols
 from .function import Function
 from . import call  # call nodes: F(x) on symbols (symgraph/call.py)
+from .call import inline
 from .sparse import SparseExpr
 from .interop.sympy import from_sympy, to_sympy
 from .ops import OP_LIST, OPS, Op
@@ -62,6 +63,6 @@ __all__ = [
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
     "CompilerNotFoundError", "BackendWarning", "OptionError", "OverwriteError",
     "UnknownOpError", "InvalidOpError", "SerializationError", "NotPicklableError",
-    "jvp", "vjp", "grad", "jacobian", "hessian", "substitute", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
+    "jvp", "vjp", "grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
 ]

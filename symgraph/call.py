@@ -30,6 +30,17 @@ f(y, 1)[2]
 (True, 2, True)
 >>> F([y, 1.0])[1] is total                   # hash-consed: the same call, the same result
 True
+>>> G = sg.Function("g", [y], [twice[0] * total])
+>>> print(G.listing())
+@0 = input 0 [] (y)
+@1 = 1
+@2 = call f(@0, @1)
+@3 = result 0 of @2
+@4 = result 2 of @2
+@5 = mul(@3, @4)
+output 0 [] = @5
+>>> float(G(3.0)), float(G.inline()(3.0))
+(24.0, 24.0)
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from .errors import ArgumentCountError, ArityError, InvalidInputError, NonNumeri
 from .expr import CALL, RESULT, Expr, apply, const, intern_structural
 
 __all__ = ["call_function", "is_call", "is_result", "callee", "result_index", "rebuild_call", "rebuild",
-           "result_node", "n_results", "output_position", "CALL", "RESULT"]
+           "result_node", "n_results", "output_position", "inline", "inline_roots", "CALL", "RESULT"]
 
 
 def call_function(F: Any, args: Sequence[Any]) -> Any:
@@ -277,3 +288,97 @@ def _shown(e: Any) -> str:
     if type(e) is Expr:
         return f"a {e.op.name} node"
     return f"{type(e).__name__} {e!r}"[:80]
+
+
+# ------------------------------------------------------------------- inlining
+def inline(exprs: Any):
+    """``exprs`` with every call expanded into its callee's graph (nested calls too).
+
+    Accepts what :func:`~symgraph.substitute` accepts (an Expr or number, an
+    array, a :class:`~symgraph.SparseExpr`, nested lists/tuples of them) and
+    returns the same structure.  The result of a call becomes the callee's
+    output graph with its input symbols replaced by the call's operands,
+    built through the ordinary construction path (:func:`~symgraph.substitute`),
+    so it is the very node that building the model inline would give.  Each
+    callee is expanded once (callees before callers) and each call once; no
+    recursion, at any nesting depth.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> F = sg.Function("f", [x], [sg.sin(x) * x])
+    >>> G = sg.Function("g", [x], [F(x + 1) * 2])
+    >>> e = G(y)
+    >>> print(e)
+    g(y)[0]
+    >>> print(inline(e))
+    2 * (sin(1 + y) * (1 + y))
+    >>> inline(e) is 2 * (sg.sin(y + 1) * (y + 1))
+    True
+    """
+    from .substitution import _collect, _rebuild_structure
+
+    roots: list[Expr] = []
+    _collect(exprs, roots)
+    return _rebuild_structure(exprs, inline_roots(roots))
+
+
+def inline_roots(roots: Sequence[Expr]) -> list[Expr]:
+    """:func:`inline` of a flat list of Exprs."""
+    from .expr import building, topological
+
+    roots = list(roots)
+    with building():
+        order = topological(roots)
+        if not any(n.op is CALL for n in order):
+            return roots
+        expanded: dict[Any, list[Expr]] = {}  # callee Function -> its outputs, inlined, over its own inputs
+        for G in _callees_bottom_up([n.data for n in order if n.op is CALL]):
+            flat = [e for arr in G.outputs for e in arr.reshape(-1).tolist()]
+            expanded[G] = _expand(flat, topological(flat), expanded)
+        return _expand(roots, order, expanded)
+
+
+def _callees_bottom_up(direct: list) -> list:
+    """The given callees and everything they call, once each, callees before callers (iterative)."""
+    table: list = []
+    seen: set = set()
+    for F in direct:
+        if F in seen:
+            continue
+        seen.add(F)
+        stack = [(F, iter(F.tape.callees))]
+        while stack:
+            G, pending = stack[-1]
+            for C in pending:
+                if C not in seen:
+                    seen.add(C)
+                    stack.append((C, iter(C.tape.callees)))
+                    break
+            else:
+                stack.pop()
+                table.append(G)
+    return table
+
+
+def _expand(roots: list[Expr], order: list[Expr], expanded: dict) -> list[Expr]:
+    """``roots`` (walked in ``order``) with each call replaced by its callee's ``expanded`` outputs."""
+    from .substitution import _rebuild
+
+    done: dict[Expr, Any] = {}  # node -> its inlined node (a call: the list of its inlined outputs)
+    get = done.get
+    for node in order:
+        args = node.args
+        if not args:
+            continue
+        op = node.op
+        if op is CALL:
+            F = node.data
+            inputs = [s for arr in F.inputs for s in arr.reshape(-1).tolist()]
+            done[node] = _rebuild(expanded[F], dict(zip(inputs, [get(a, a) for a in args])))
+        elif op is RESULT:
+            done[node] = done[args[0]][node.data]
+        else:
+            new_args = [get(a, a) for a in args]
+            if any(a is not b for a, b in zip(args, new_args)):
+                done[node] = apply(op, *new_args)
+    return [get(r, r) for r in roots]

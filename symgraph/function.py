@@ -92,7 +92,12 @@ class Function:
 
     @property
     def n_ops(self) -> int:
-        """Number of operations (instructions) on the Tape."""
+        """Number of operations (instructions) on the Tape.
+
+        A call counts as one, and each of its results that is used as one
+        more; the callee's own operations are not counted (``F.inline().n_ops``
+        counts them as copied in).
+        """
         return self.tape.n_instructions
 
     def listing(self, limit: int | None = 200) -> str:
@@ -242,17 +247,55 @@ class Function:
 
         return optimize_function(self, level)
 
+    def inline(self) -> "Function":
+        """This Function with every call expanded (:func:`symgraph.inline`); ``self`` if it has none.
+
+        Same name, inputs, input/output names, shapes and sparsity.
+
+        >>> import symgraph as sg
+        >>> x, y = sg.symbols("x"), sg.symbols("y")
+        >>> F = sg.Function("f", [x], [sg.sin(x)])
+        >>> G = sg.Function("g", [y], [F(y) + F(2 * y)])
+        >>> G.n_ops, G.inline().n_ops
+        (6, 4)
+        >>> str(G.inline().outputs[0][()])
+        'sin(y) + sin(2 * y)'
+        """
+        if not self.tape.n_calls:
+            return self
+        from .call import inline_roots
+
+        roots = inline_roots([e for arr in self.outputs for e in arr.reshape(-1).tolist()])
+        outputs, k = [], 0
+        for arr, sparsity in zip(self.outputs, self.output_sparsity):
+            values = np.empty(arr.size, dtype=object)
+            values[:] = roots[k:k + arr.size]
+            k += arr.size
+            outputs.append(values.reshape(arr.shape) if sparsity is None else SparseExpr(*sparsity[:2], values,
+                                                                                         sparsity[2]))
+        return Function(self.name, list(self.inputs), outputs, input_names=self.input_names,
+                        output_names=self.output_names)
+
+    def _for_c(self) -> "Function":
+        # Until the C backend emits each callee once as a static function (issue 10), code for a
+        # Function with calls is generated from its inlined copy: the same values, a larger body.
+        return self.inline()
+
     def compile(self, **options: Any):
-        """Compile to C (see :mod:`codegen.runtime`); same call signature as ``F``."""
+        """Compile to C (see :mod:`codegen.runtime`); same call signature as ``F``.
+
+        Calls are inlined first, for now (the C backend will emit each callee
+        once as a static function).
+        """
         from codegen.runtime import compile_function
 
-        return compile_function(self, **options)
+        return compile_function(self._for_c(), **options)
 
     def c_code(self, **options: Any) -> str:
-        """The C99 source of this Function (see :mod:`codegen.c99`)."""
+        """The C99 source of this Function (see :mod:`codegen.c99`); calls are inlined first, for now."""
         from codegen.c99 import generate
 
-        return generate(self, **options)
+        return generate(self._for_c(), **options)
 
     @property
     def c_source(self) -> str:
@@ -277,30 +320,60 @@ class Function:
         """
         from codegen.c99 import export_c
 
-        return export_c(self, directory, name, optimize, overwrite)
+        return export_c(self._for_c(), directory, name, optimize, overwrite)
 
 
-FUNCTION_FORMAT = 1  # version of function_to_data's layout
+FUNCTION_FORMAT = 2  # version of function_to_data's layout (1: no callees)
 
 
 def function_to_data(F: Function) -> tuple:
     """``F`` as plain data (str, ints, tuples, numpy arrays): what a pickle of ``F`` holds.
 
     ``("symgraph.Function", FUNCTION_FORMAT, name, input_names, output_names,
-    tape, output_sparsity)`` with the Tape as :func:`~symgraph.tape.tape_to_data`
-    and, per output, None (dense) or ``(rows, cols, shape)``.
+    tape, output_sparsity, callees)`` with the Tape as
+    :func:`~symgraph.tape.tape_to_data` and, per output, None (dense) or
+    ``(rows, cols, shape)``.  ``callees`` lists every Function that ``F``
+    calls, directly or through other callees, each once, callees before
+    their callers, as ``(name, input_names, output_names, tape,
+    output_sparsity)``; the Tapes' calls refer to positions in this list.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x", 2)
     >>> data = function_to_data(sg.Function("f", [x], [x * 2]))
-    >>> data[:5]
-    ('symgraph.Function', 1, 'f', ('x',), ('o0',))
+    >>> data[:5], data[7]
+    (('symgraph.Function', 2, 'f', ('x',), ('o0',)), ())
     """
-    sparsity = tuple(None if sp is None else (sp[0].astype(np.int64), sp[1].astype(np.int64),
-                                              (int(sp[2][0]), int(sp[2][1])))
-                     for sp in F.output_sparsity)
+    table = _callee_table(F)
+    index = {G: k for k, G in enumerate(table)}  # Functions hash by identity
+    callees = tuple((G.name, tuple(G.input_names), tuple(G.output_names), tape_to_data(G.tape, index),
+                     _sparsity_data(G)) for G in table)
     return ("symgraph.Function", FUNCTION_FORMAT, F.name, tuple(F.input_names), tuple(F.output_names),
-            tape_to_data(F.tape), sparsity)
+            tape_to_data(F.tape, index), _sparsity_data(F), callees)
+
+
+def _sparsity_data(F: Function) -> tuple:
+    return tuple(None if sp is None else (sp[0].astype(np.int64), sp[1].astype(np.int64),
+                                          (int(sp[2][0]), int(sp[2][1])))
+                 for sp in F.output_sparsity)
+
+
+def _callee_table(F: Function) -> list[Function]:
+    """Every Function ``F`` calls, directly or not, once each, callees before callers (iterative)."""
+    table: list[Function] = []
+    seen = {F}
+    stack = [(F, iter(F.tape.callees))]
+    while stack:
+        G, pending = stack[-1]
+        for C in pending:
+            if C not in seen:
+                seen.add(C)
+                stack.append((C, iter(C.tape.callees)))
+                break
+        else:
+            stack.pop()
+            if G is not F:
+                table.append(G)
+    return table
 
 
 def function_from_data(data: object) -> Function:
@@ -312,7 +385,9 @@ def function_from_data(data: object) -> Function:
     The graph is rebuilt from the Tape with ``sg.apply``, one node per
     instruction in order (no recursion), over new input symbols with the
     saved names, so the result is a complete Function: its ``inputs`` and
-    ``outputs`` can be differentiated, optimized and compiled.
+    ``outputs`` can be differentiated, optimized and compiled.  Callees are
+    rebuilt first, each once, so the calls of the result (and of its
+    callees) share them.  Version 1 data (before calls) is read too.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -320,14 +395,26 @@ def function_from_data(data: object) -> Function:
     >>> str(G.outputs[0][()]), float(G(0.0))
     ('sin(x)', 0.0)
     """
-    if not (isinstance(data, tuple) and len(data) == 7 and data[0] == "symgraph.Function"):
-        raise SerializationError(f"not a symgraph Function record (expected a 7-tuple starting with "
+    if not (isinstance(data, tuple) and len(data) in (7, 8) and data[0] == "symgraph.Function"):
+        raise SerializationError(f"not a symgraph Function record (expected a 7- or 8-tuple starting with "
                                  f"'symgraph.Function', got {type(data).__name__})")
-    _, version, name, input_names, output_names, tape_data, sparsity = data
-    if version != FUNCTION_FORMAT:
+    version = data[1]
+    if (version, len(data)) not in ((1, 7), (FUNCTION_FORMAT, 8)):
         raise SerializationError(f"Function format version {version!r} is not supported (this symgraph reads "
-                                 f"version {FUNCTION_FORMAT})")
-    tape = tape_from_data(tape_data)
+                                 f"versions 1 and {FUNCTION_FORMAT}, as 7- and 8-tuples)")
+    records = data[7] if len(data) == 8 else ()
+    if not isinstance(records, tuple) or not all(isinstance(r, tuple) and len(r) == 5 for r in records):
+        raise SerializationError("Function record: callees must be a tuple of 5-tuples "
+                                 "(name, input_names, output_names, tape, output_sparsity)")
+    table: list[Function] = []
+    for record in records:  # callees before callers: each may call only earlier ones
+        table.append(_function_from_parts(*record, table))
+    return _function_from_parts(*data[2:7], table)
+
+
+def _function_from_parts(name: Any, input_names: Any, output_names: Any, tape_data: Any, sparsity: Any,
+                         callees: Sequence[Function]) -> Function:
+    tape = tape_from_data(tape_data, callees)
     if not (isinstance(sparsity, tuple) and len(sparsity) == len(tape.output_slots)
             and isinstance(input_names, tuple) and len(input_names) == len(tape.input_slots)
             and isinstance(output_names, tuple) and len(output_names) == len(tape.output_slots)):
@@ -429,8 +516,8 @@ def dtype_message(label: str, arr: np.ndarray) -> str:
 
 
 def _holds_expr(value: Any) -> bool:
-    """True if ``value`` is an Expr, or an object array or (nested) list/tuple holding one."""
-    if type(value) is Expr:
+    """True if ``value`` is an Expr or SparseExpr, or an object array or (nested) list/tuple holding an Expr."""
+    if type(value) is Expr or isinstance(value, SparseExpr):
         return True
     if isinstance(value, np.ndarray):
         return value.dtype == object and any(type(v) is Expr for v in value.reshape(-1).tolist())

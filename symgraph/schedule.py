@@ -44,7 +44,7 @@ def locality_order(tape: Tape) -> np.ndarray:
     waiting = [0] * n
     key = [0] * n
     none = tape.n_slots  # larger than any input slot
-    for i, row in enumerate(tape.operands.tolist()):
+    for i, row in enumerate(tape.operand_rows()):  # a call's operands too
         k = none
         for a in row:
             if a >= first:  # one wait per operand occurrence, one release per user entry
@@ -90,6 +90,11 @@ def permuted(tape: Tape, order: np.ndarray) -> Tape:
         operands=operands,
         output_slots=tuple(new_slot[s] for s in tape.output_slots),
         symbol_names=tape.symbol_names,
+        immediates=tape.immediates[order],  # call rows stay, their operand slots are renumbered
+        callees=tape.callees,
+        call_callee=tape.call_callee,
+        call_offsets=tape.call_offsets,
+        call_operands=new_slot[tape.call_operands],
     )
 
 

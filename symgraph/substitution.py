@@ -33,6 +33,7 @@ import numpy as np
 from .errors import InvalidInputError, ShapeError
 from .expr import SYMBOL, Expr, _binary, _unary, apply, building, const, topological
 from .sparse import SparseExpr
+from .call import rebuild
 
 __all__ = ["substitute"]
 
@@ -165,7 +166,9 @@ def _rebuild_structure(exprs: Any, replaced: list[Expr]):
 def _rebuild(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
     """Each root with the symbols of ``mapping`` replaced (one topological pass).
 
-    Only nodes whose operands changed are rebuilt, through the construction path (``apply``).
+    Only nodes whose operands changed are rebuilt, through the construction path (``apply``);
+    a call node becomes the same callee's call on the new operands, its results the new call's
+    (the callee's own graph is not touched: its symbols are its own).
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
@@ -176,7 +179,12 @@ def _rebuild(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
     get = done.get
     for node in topological(roots):
         args = node.args
-        if len(args) == 2:  # the common cases, unrolled
+        if node.data is not None:  # a call or result node (leaves have no args)
+            if args:
+                new_args = [get(a, a) for a in args]
+                if any(a is not b for a, b in zip(args, new_args)):
+                    done[node] = rebuild(node, new_args)
+        elif len(args) == 2:  # the common cases, unrolled
             a, b = args
             na, nb = get(a, a), get(b, b)
             if na is not a or nb is not b:

@@ -16,20 +16,42 @@ Tape and the op table.
 @2 = sin(@0)
 @3 = mul(@1, @2)
 output 0 [] = @3
+
+Calls (symgraph/call.py) add two instructions.  A ``call`` instruction has
+no operands in ``operands`` (its row is -1): its ``immediates`` entry is its
+row ``k`` of the call tables, its operand slots are
+``call_operands[call_offsets[k]:call_offsets[k + 1]]`` (the callee's input
+scalars, any number) and its callee is ``callees[call_callee[k]]``, a
+frozen Function (the callee's own Tape is ``callee.tape``).  The call's slot
+holds all the callee's output scalars; a ``result`` instruction reads it as
+its one operand and picks output scalar ``immediates[i]`` (flat, output
+after output).  Only results read a call's slot.
+
+>>> y = sg.symbols("y")
+>>> G = sg.Function("g", [y], [sg.Function("f", [x], [sg.sin(x) * 2])(y + 1)])
+>>> print(G.tape.listing())
+@0 = input 0 [] (y)
+@1 = 1
+@2 = add(@1, @0)
+@3 = call f(@2)
+@4 = result 0 of @3
+output 0 [] = @4
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import FreeSymbolError, SerializationError
+from .errors import FreeSymbolError, InvalidInputError, SerializationError
 from .expr import CONST, Expr
 from .ops import OP_LIST, OPS, Op
 
 MAX_ARITY = 3
+CALL, RESULT = OPS["call"], OPS["result"]
+_NO_INTS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +66,12 @@ class Tape:
         operands: ``(n_instructions, 3)`` int64 operand slots, -1 where unused.
         output_slots: per output, an int array shaped like the output.
         symbol_names: the name of each input scalar (for listings and C comments).
+        immediates: int64 per instruction: a call's row of the call tables, a
+            result's output index, -1 for every other instruction.
+        callees: the distinct callee Functions of the calls.
+        call_callee: per call row, the index of its callee in ``callees``.
+        call_offsets: ``n_calls + 1`` offsets into ``call_operands``.
+        call_operands: the operand slots of all calls, concatenated.
     """
 
     input_slots: tuple[np.ndarray, ...]
@@ -52,6 +80,36 @@ class Tape:
     operands: np.ndarray
     output_slots: tuple[np.ndarray, ...]
     symbol_names: tuple[str, ...]
+    immediates: np.ndarray | None = None  # None: no call or result (filled with -1)
+    callees: tuple = ()
+    call_callee: np.ndarray = field(default_factory=lambda: _NO_INTS)
+    call_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    call_operands: np.ndarray = field(default_factory=lambda: _NO_INTS)
+
+    def __post_init__(self) -> None:
+        if self.immediates is None:
+            object.__setattr__(self, "immediates", np.full(len(self.opcodes), -1, dtype=np.int64))
+
+    @property
+    def n_calls(self) -> int:
+        """Number of call instructions."""
+        return len(self.call_callee)
+
+    def call(self, i: int) -> tuple[Any, tuple[int, ...]]:
+        """``(callee, operand_slots)`` of call instruction ``i``.
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> F = sg.Function("f", [x], [x + 1])
+        >>> T = sg.Function("g", [x], [F(2 * x)]).tape
+        >>> T.call(1)[0] is F, T.call(1)[1]
+        (True, (2,))
+        """
+        if self.opcodes[i] != CALL.code:
+            raise IndexError(f"instruction {i} is a {OP_LIST[int(self.opcodes[i])].name}, not a call")
+        k = int(self.immediates[i])
+        lo, hi = int(self.call_offsets[k]), int(self.call_offsets[k + 1])
+        return self.callees[int(self.call_callee[k])], tuple(self.call_operands[lo:hi].tolist())
 
     @property
     def n_input_scalars(self) -> int:
@@ -83,9 +141,32 @@ class Tape:
         """
         first = self.first_instruction_slot
         operands = self.operands.tolist()
+        calls = self._call_slots()
         for i, code in enumerate(self.opcodes.tolist()):
             op = OP_LIST[code]
-            yield op, first + i, tuple(operands[i][: op.arity])
+            yield op, first + i, calls[i] if op is CALL else tuple(operands[i][: op.arity])
+
+    def _call_slots(self) -> dict[int, tuple[int, ...]]:
+        """Operand slots of each call instruction, by instruction index."""
+        if not self.n_calls:
+            return {}
+        flat, offsets = self.call_operands.tolist(), self.call_offsets.tolist()
+        rows = self.immediates.tolist()
+        return {i: tuple(flat[offsets[rows[i]]:offsets[rows[i] + 1]])
+                for i in np.flatnonzero(self.opcodes == CALL.code).tolist()}
+
+    def operand_rows(self) -> list[list[int]]:
+        """Per instruction, all its operand slots (a call's from the call tables).
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> sg.Function("f", [x], [sg.sin(x) + 1]).tape.operand_rows()
+        [[0], [1, 2]]
+        """
+        rows = [[a for a in row if a >= 0] for row in self.operands.tolist()]
+        for i, slots in self._call_slots().items():
+            rows[i] = list(slots)
+        return rows
 
     def last_use(self) -> np.ndarray:
         """Per slot, the index of the last instruction that reads it.
@@ -104,6 +185,13 @@ class Tape:
             column = self.operands[:, k]
             used = column >= 0
             np.maximum.at(last, column[used], index[used])
+        if self.n_calls:
+            where = np.flatnonzero(self.opcodes == CALL.code)
+            rows = self.immediates[where]
+            lo, hi = self.call_offsets[rows], self.call_offsets[rows + 1]
+            reader = np.repeat(where, hi - lo)
+            slots = np.concatenate([self.call_operands[a:b] for a, b in zip(lo.tolist(), hi.tolist())] or [_NO_INTS])
+            np.maximum.at(last, slots, reader)
         for slots in self.output_slots:
             last[slots.reshape(-1)] = self.n_instructions
         return last
@@ -123,7 +211,13 @@ class Tape:
             if limit is not None and count >= limit:
                 lines.append(f"... {self.n_instructions - limit} more instructions")
                 break
-            lines.append(f"@{out} = {op.name}({', '.join(f'@{a}' for a in args)})")
+            if op is CALL:
+                lines.append(f"@{out} = call {self.call(out - self.first_instruction_slot)[0].name}"
+                             f"({', '.join(f'@{a}' for a in args)})")
+            elif op is RESULT:
+                lines.append(f"@{out} = result {self.immediates[out - self.first_instruction_slot]} of @{args[0]}")
+            else:
+                lines.append(f"@{out} = {op.name}({', '.join(f'@{a}' for a in args)})")
         for i, slots in enumerate(self.output_slots):
             for index, slot in np.ndenumerate(slots):
                 lines.append(f"output {i} {list(index)} = @{slot}")
@@ -162,6 +256,7 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
     opcodes: list[int] = []
     arity: list[int] = []
     flat: list[int] = []  # operand codes of all instructions, concatenated
+    structural: dict[int, Expr] = {}  # instruction index -> call or result node
     lookup = code_of.__getitem__
     for root in (e for arr in outputs for e in arr.reshape(-1)):
         stack = [root]
@@ -171,8 +266,13 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
             if node is _EMIT:
                 node = pop()
                 args = node.args
-                if node.data is not None:  # call nodes: not on Tapes yet (issue 10, layer 1)
-                    raise FreeSymbolError("Functions of graphs with calls cannot be frozen yet")
+                if node.data is not None:  # a call or result node
+                    structural[len(opcodes)] = node
+                    if node.op is CALL:
+                        code_of[node] = _INSTR + len(opcodes)
+                        opcodes.append(node.op.code)
+                        arity.append(0)
+                        continue
                 code_of[node] = _INSTR + len(opcodes)
                 opcodes.append(node.op.code)
                 arity.append(len(args))
@@ -198,14 +298,51 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
         raise FreeSymbolError(f"the outputs depend on {len(free)} symbol(s) that are not inputs: {shown}; "
                               "add them to the Function's inputs")
     remap = _remapper(len(names), len(constants))
-    return Tape(
+    tape = Tape(
         input_slots=tuple(_slot_array(arr, code_of, remap) for arr in inputs),
         constants=np.array(constants, dtype=np.float64),
         opcodes=np.array(opcodes, dtype=np.int16),
         operands=_operand_matrix(np.array(arity, dtype=np.int64), remap(np.array(flat, dtype=np.int64))),
         output_slots=tuple(_slot_array(arr, code_of, remap) for arr in outputs),
         symbol_names=tuple(names),
+        **(_call_tables(structural, code_of, remap, len(opcodes)) if structural else {}),
     )
+    if structural:
+        _check_call_reads(tape)
+    return tape
+
+
+def _call_tables(structural: dict[int, Expr], code_of: dict[Expr, int], remap, n: int) -> dict:
+    """The Tape's call fields for the call and result nodes at their instruction indices."""
+    immediates = np.full(n, -1, dtype=np.int64)
+    callees: dict[Any, int] = {}  # Functions hash by identity
+    call_callee: list[int] = []
+    offsets = [0]
+    codes: list[int] = []
+    for i, node in structural.items():
+        if node.op is CALL:
+            immediates[i] = len(call_callee)
+            call_callee.append(callees.setdefault(node.data, len(callees)))
+            codes.extend(code_of[a] for a in node.args)
+            offsets.append(len(codes))
+        else:
+            immediates[i] = node.data
+    return {"immediates": immediates, "callees": tuple(callees),
+            "call_callee": np.array(call_callee, dtype=np.int64),
+            "call_offsets": np.array(offsets, dtype=np.int64),
+            "call_operands": remap(np.array(codes, dtype=np.int64))}
+
+
+def _check_call_reads(tape: Tape) -> None:
+    """Only result instructions read a call's slot, and no output is one (a call is not a value)."""
+    is_call = np.zeros(tape.n_slots, dtype=bool)
+    is_call[tape.first_instruction_slot + np.flatnonzero(tape.opcodes == CALL.code)] = True
+    reads = [tape.operands[tape.opcodes != RESULT.code].reshape(-1), tape.call_operands]
+    reads += [s.reshape(-1) for s in tape.output_slots]
+    for slots in reads:
+        if np.any(is_call[slots[slots >= 0]]):
+            raise InvalidInputError("a call node is used as a value: only its results (the Exprs that calling a "
+                                    "Function returns) may be operands or outputs")
 
 
 def _remapper(n_inputs: int, n_constants: int):
@@ -232,39 +369,51 @@ def _slot_array(arr: np.ndarray, code_of: dict[Expr, int], remap) -> np.ndarray:
 
 
 # ------------------------------------------------------------ plain data
-TAPE_FORMAT = 1  # version of the layout below; bump it when the layout changes
+TAPE_FORMAT = 2  # version of the layout below; bump it when the layout changes (1: no call fields)
 
 
-def tape_to_data(tape: Tape) -> tuple:
+def tape_to_data(tape: Tape, callee_index: dict | None = None) -> tuple:
     """The Tape as plain data: a tuple of str, ints, tuples of str and numpy arrays.
 
     ``("symgraph.Tape", TAPE_FORMAT, op_names, codes, operands, constants,
-    input_slots, output_slots, symbol_names)``: ``op_names`` are the names
-    of the ops used, ``codes`` (int32) index into them, so the data does not
-    depend on the order of the op table.  Read back with :func:`tape_from_data`.
+    input_slots, output_slots, symbol_names, immediates, call_callee,
+    call_offsets, call_operands)``: ``op_names`` are the names of the ops
+    used, ``codes`` (int32) index into them, so the data does not depend on
+    the order of the op table.  The callees themselves are not in it:
+    ``call_callee`` holds their positions in a table the caller keeps
+    (``callee_index`` maps each callee Function to its position; by default
+    ``tape.callees``), which :func:`tape_from_data` is given back.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> data = tape_to_data(sg.Function("f", [x], [sg.sin(x) * 2]).tape)
     >>> data[:3], data[3].tolist()
-    (('symgraph.Tape', 1, ('mul', 'sin')), [1, 0])
+    (('symgraph.Tape', 2, ('mul', 'sin')), [1, 0])
     """
     used = np.unique(tape.opcodes)
     names = tuple(OP_LIST[c].name for c in used.tolist())
     codes = np.searchsorted(used, tape.opcodes).astype(np.int32)
+    positions = [k if callee_index is None else callee_index[c] for k, c in enumerate(tape.callees)]
+    call_callee = np.array(positions, dtype=np.int64)[tape.call_callee] if tape.n_calls else _NO_INTS
     return ("symgraph.Tape", TAPE_FORMAT, names, codes, tape.operands.astype(np.int64),
             tape.constants.astype(np.float64), tuple(a.astype(np.int64) for a in tape.input_slots),
-            tuple(a.astype(np.int64) for a in tape.output_slots), tuple(tape.symbol_names))
+            tuple(a.astype(np.int64) for a in tape.output_slots), tuple(tape.symbol_names),
+            tape.immediates.astype(np.int64), call_callee.astype(np.int64), tape.call_offsets.astype(np.int64),
+            tape.call_operands.astype(np.int64))
 
 
-def tape_from_data(data: object) -> Tape:
+def tape_from_data(data: object, callees: Sequence[Any] = ()) -> Tape:
     """A :class:`Tape` from :func:`tape_to_data`'s tuple, validated; SerializationError if malformed.
 
     Checked: the header and version, every op name is in the op table (and
     not a leaf), codes and operand slots are integers in range, each
     instruction reads only earlier slots and exactly as many as its op's
     arity, input slots number the input scalars in order, output slots
-    exist, names are str.  Nothing is evaluated.
+    exist, names are str; each call names a callee of ``callees`` (the
+    Functions its ``call_callee`` indexes) with as many operands as the
+    callee has input scalars, each result reads a call and an output index
+    the callee has, and only results read calls.  Nothing is evaluated.
+    Version 1 data (before calls) is read too.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -276,13 +425,13 @@ def tape_from_data(data: object) -> Tape:
     @3 = mul(@1, @2)
     output 0 [] = @3
     """
-    if not (isinstance(data, tuple) and len(data) == 9 and data[0] == "symgraph.Tape"):
-        raise SerializationError(f"not a symgraph Tape record (expected a 9-tuple starting with 'symgraph.Tape', "
-                                 f"got {type(data).__name__})")
-    _, version, names, codes, operands, constants, input_slots, output_slots, symbol_names = data
-    if version != TAPE_FORMAT:
+    if not (isinstance(data, tuple) and len(data) in (9, 13) and data[0] == "symgraph.Tape"):
+        raise SerializationError(f"not a symgraph Tape record (expected a 9- or 13-tuple starting with "
+                                 f"'symgraph.Tape', got {type(data).__name__})")
+    _, version, names, codes, operands, constants, input_slots, output_slots, symbol_names = data[:9]
+    if (version, len(data)) not in ((1, 9), (TAPE_FORMAT, 13)):
         raise SerializationError(f"Tape format version {version!r} is not supported (this symgraph reads "
-                                 f"version {TAPE_FORMAT})")
+                                 f"versions 1 and {TAPE_FORMAT}, as 9- and 13-tuples)")
     if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
         raise SerializationError("Tape op names must be a tuple of str")
     unknown = [n for n in names if n not in OPS or OPS[n].arity == 0]
@@ -319,8 +468,59 @@ def tape_from_data(data: object) -> Tape:
     if any(s.size and (s.min() < 0 or s.max() >= first + n) for s in output_slots):
         raise SerializationError(f"Tape output slots out of range (the Tape has {first + n} slots)")
     opcodes = np.array([OPS[name].code for name in names], dtype=np.int16)[codes] if n else np.zeros(0, np.int16)
-    return Tape(input_slots=input_slots, constants=constants.copy(), opcodes=opcodes,
+    tape = Tape(input_slots=input_slots, constants=constants.copy(), opcodes=opcodes,
                 operands=operands.astype(np.int64), output_slots=output_slots, symbol_names=symbol_names)
+    if len(data) == 9:
+        if np.any((opcodes == CALL.code) | (opcodes == RESULT.code)):
+            raise SerializationError("Tape version 1 has no call tables, but uses call or result instructions")
+        return tape
+    return _calls_from_data(tape, data[9:], callees)
+
+
+def _calls_from_data(tape: Tape, data: tuple, table: Sequence[Any]) -> Tape:
+    """``tape`` with its call fields from ``data`` (immediates, call_callee, call_offsets, call_operands), checked."""
+    immediates = _int_array(data[0], "immediates", 1)
+    call_callee = _int_array(data[1], "call callees", 1)
+    offsets = _int_array(data[2], "call offsets", 1)
+    call_operands = _int_array(data[3], "call operands", 1)
+    n, first, n_calls = tape.n_instructions, tape.first_instruction_slot, len(call_callee)
+    is_call, is_result = tape.opcodes == CALL.code, tape.opcodes == RESULT.code
+    calls = np.flatnonzero(is_call)
+    if len(immediates) != n or np.any(immediates[~(is_call | is_result)] != -1):
+        raise SerializationError(f"Tape immediates must be {n} integers, -1 except at calls and results")
+    if len(offsets) != n_calls + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) \
+            or offsets[-1] != len(call_operands):
+        raise SerializationError(f"Tape call offsets must be {n_calls + 1} nondecreasing offsets from 0 to "
+                                 f"{len(call_operands)}")
+    if len(calls) != n_calls or not np.array_equal(np.sort(immediates[calls]), np.arange(n_calls)):
+        raise SerializationError(f"Tape has {len(calls)} call instruction(s); their immediates must number the "
+                                 f"{n_calls} rows of the call tables, each once")
+    if n_calls and (call_callee.min() < 0 or call_callee.max() >= len(table)):
+        raise SerializationError(f"Tape calls name callees out of range (the table has {len(table)})")
+    n_results = np.zeros(tape.n_slots, dtype=np.int64)  # per call slot, its callee's number of output scalars
+    for i in calls.tolist():
+        k = int(immediates[i])
+        F = table[int(call_callee[k])]
+        slots = call_operands[offsets[k]:offsets[k + 1]]
+        if len(slots) != F.tape.n_input_scalars or np.any(slots < 0) or np.any(slots >= first + i):
+            raise SerializationError(f"Tape call at instruction {i} of {F.name} must read {F.tape.n_input_scalars} "
+                                     f"earlier slot(s), got {slots.tolist()[:10]}")
+        n_results[first + i] = sum(s.size for s in F.tape.output_slots)
+    results = np.flatnonzero(is_result)
+    read = tape.operands[results, 0]
+    if np.any(~is_call[np.maximum(read - first, 0)] | (read < first)) \
+            or np.any(immediates[results] < 0) or np.any(immediates[results] >= n_results[read]):
+        raise SerializationError("Tape results must each read a call and an output index its callee has")
+    used = np.unique(call_callee)
+    tape = Tape(input_slots=tape.input_slots, constants=tape.constants, opcodes=tape.opcodes, operands=tape.operands,
+                output_slots=tape.output_slots, symbol_names=tape.symbol_names, immediates=immediates,
+                callees=tuple(table[k] for k in used.tolist()), call_callee=np.searchsorted(used, call_callee),
+                call_offsets=offsets, call_operands=call_operands)
+    try:
+        _check_call_reads(tape)
+    except InvalidInputError as exc:
+        raise SerializationError(f"Tape: {exc}") from None
+    return tape
 
 
 def _int_array(value: object, what: str, ndim: int) -> np.ndarray:
@@ -345,10 +545,16 @@ def tape_exprs(tape: Tape, inputs: Sequence[np.ndarray]) -> list[Expr]:
 
     The inverse of :func:`build_tape` (used by passes that rewrite programs).
     """
-    from .expr import apply, const
+    from .expr import apply, const, intern_structural
 
     values: list[Expr] = [s for arr in inputs for s in arr.reshape(-1)]
     values.extend(const(v) for v in tape.constants.tolist())
-    for op, _, args in tape.instructions():
-        values.append(apply(op, *[values[a] for a in args]))
+    immediates = tape.immediates.tolist()
+    for i, (op, _, args) in enumerate(tape.instructions()):
+        if op is CALL:
+            values.append(intern_structural(CALL, tuple([values[a] for a in args]), tape.call(i)[0]))
+        elif op is RESULT:
+            values.append(intern_structural(RESULT, (values[args[0]],), immediates[i]))
+        else:
+            values.append(apply(op, *[values[a] for a in args]))
     return values

@@ -5,6 +5,11 @@ Python loop over points), in float64 or complex128 (complex-step
 differentiation relies on the latter).  Slots are released right after their
 last use, so memory follows the live set, not the program length.
 
+A call instruction runs its callee's own program (cached on the callee
+Function) on the operand columns, all N points at once, and stores the list
+of the callee's output values; a result instruction picks one.  Nested calls
+run on an explicit stack of frames, never by recursion.
+
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x", 2)
 >>> F = sg.Function("f", [x], [x[0] * sg.exp(x[1])])
@@ -14,24 +19,59 @@ last use, so memory follows the live set, not the program length.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import operator
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .tape import Tape
+from .tape import CALL, RESULT, Tape
 
-# (numpy function, result slot, operand slots, slots that die after it)
+# (numpy function, result slot, operand slots, slots that die after it); a call's
+# "function" is a _Call naming the callee Function.
 Program = list[tuple[Callable, int, tuple[int, ...], tuple[int, ...]]]
 
 
+class _Call:
+    """Program step marker: run ``callee``'s program on the operand values."""
+
+    __slots__ = ("callee",)
+
+    def __init__(self, callee: Any) -> None:
+        self.callee = callee
+
+
 def program(tape: Tape) -> Program:
-    """The VM's instruction list for ``tape``; callers keep it for reuse."""
+    """The VM's instruction list for ``tape``; callers keep it for reuse.
+
+    A callee's own program is built (and cached on it) when a call first runs.
+    """
     last = tape.last_use()
     dies: list[list[int]] = [[] for _ in range(tape.n_instructions)]
     for slot in np.flatnonzero((last >= 0) & (last < tape.n_instructions)).tolist():
         if slot >= tape.n_input_scalars:  # input columns are views; nothing to free
             dies[last[slot]].append(slot)
-    return [(op.np, out, args, tuple(dies[i])) for i, (op, out, args) in enumerate(tape.instructions())]
+    immediates = tape.immediates.tolist()
+    steps: Program = []
+    for i, (op, out, args) in enumerate(tape.instructions()):
+        if op is CALL:
+            fn = _Call(tape.call(i)[0])
+        elif op is RESULT:
+            fn = operator.itemgetter(immediates[i])
+        else:
+            fn = op.np
+        steps.append((fn, out, args, tuple(dies[i])))
+    return steps
+
+
+def _slots(tape: Tape, columns: list) -> list:
+    """A frame's slot list: the input columns, then the constants, then room for every instruction."""
+    slots: list = [None] * tape.n_slots
+    slots[:len(columns)] = columns
+    k = len(columns)
+    for value in tape.constants.tolist():
+        slots[k] = np.float64(value)
+        k += 1
+    return slots
 
 
 def run(tape: Tape, inputs: Sequence[np.ndarray], prog: Program | None = None) -> list[np.ndarray]:
@@ -44,17 +84,29 @@ def run(tape: Tape, inputs: Sequence[np.ndarray], prog: Program | None = None) -
     """
     n = inputs[0].shape[0] if inputs else 1
     dtype = np.result_type(np.float64, *[a.dtype for a in inputs])
-    slots: list = [None] * tape.n_slots
-    k = 0
-    for arr in inputs:
-        for j in range(arr.shape[1]):
-            slots[k] = arr[:, j]
-            k += 1
-    for value in tape.constants.tolist():
-        slots[k] = np.float64(value)
-        k += 1
+    slots = _slots(tape, [arr[:, j] for arr in inputs for j in range(arr.shape[1])])
+    steps = prog if prog is not None else program(tape)
+    frames: list = []  # suspended callers: (tape, steps, next step, slots, call slot)
+    frame_tape, pc = tape, 0
     with np.errstate(all="ignore"):
-        for fn, out, args, dead in (prog if prog is not None else program(tape)):
+        while True:
+            if pc == len(steps):
+                if not frames:
+                    break
+                values = [slots[s] for out_slots in frame_tape.output_slots for s in out_slots.reshape(-1).tolist()]
+                frame_tape, steps, pc, slots, out = frames.pop()
+                slots[out] = values
+                continue
+            fn, out, args, dead = steps[pc]
+            pc += 1
+            if type(fn) is _Call:
+                columns = [slots[a] for a in args]
+                for s in dead:
+                    slots[s] = None
+                frames.append((frame_tape, steps, pc, slots, out))
+                frame_tape, steps, pc = fn.callee.tape, fn.callee._vm_program(), 0
+                slots = _slots(frame_tape, columns)
+                continue
             slots[out] = fn(*[slots[a] for a in args])
             for s in dead:
                 slots[s] = None

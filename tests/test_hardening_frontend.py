@@ -660,3 +660,5 @@ def test_calling_a_function_on_symbols_makes_a_call_and_batch_says_so():
         F.batch(np.array([y]))
     assert "F(x)" in str(info.value)
     assert sg.call.callee(F(y)) is F  # the advice works: a call node
+    G = sg.Function("g", [y], [F(y)])
+    assert float(G([0.5, 1.0])) == float(F([0.5, 1.0]))

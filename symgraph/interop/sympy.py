@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import SymgraphError, SympyConversionError
-from ..expr import CONST, SYMBOL, Expr, apply, const, power, topological, _pymod
+from ..expr import CALL, CONST, SYMBOL, Expr, apply, const, power, topological, _pymod
 from ..ops import OPS
 
 # Graphs deeper than this (longest operand chain) become unevaluated SymPy
@@ -51,6 +51,7 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
     as ``symbol_map`` to receive the Expr -> sympy.Symbol mapping used (entries
     already in it are reused).  Graphs deeper than :data:`EVALUATE_DEPTH`
     levels come back unevaluated (``evaluate=False``), so any depth converts.
+    Calls of Functions are inlined first (:func:`symgraph.inline`).
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
@@ -66,6 +67,11 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
         arr, roots = None, [expr if type(expr) is Expr else const(expr)]
     symbol_map = _check_symbol_map(sp, symbol_map)
     order = topological(roots)
+    if any(n.op is CALL for n in order):  # SymPy has no calls: expand them (sg.inline)
+        from ..call import inline_roots
+
+        roots = inline_roots(roots)
+        order = topological(roots)
     converted = None
     if _depth(order) <= EVALUATE_DEPTH:
         try:

@@ -128,7 +128,7 @@ class Context:
         if k is not None:
             return k
         args = node.args
-        if len(args) == 2:  # fast path: operands already keyed (the usual case in a pass)
+        if len(args) == 2 and node.data is None:  # fast path: operands already keyed (the usual case in a pass)
             k0, k1 = keys.get(args[0]), keys.get(args[1])
             if k0 is not None and k1 is not None:
                 k = keys[node] = hash((node.op.code, k0, k1))
@@ -147,6 +147,9 @@ class Context:
             args = n.args
             if not args:
                 keys[n] = self._leaf_key(n)
+            elif n.data is not None:  # call or result: callee shape or output index, then operands
+                data = n.data if type(n.data) is int else (n.data.n_ops, len(args), len(n.data.output_shapes))
+                keys[n] = hash((n.op.code, data) + tuple([keys[a] for a in args]))
             elif len(args) == 2:
                 keys[n] = hash((n.op.code, keys[args[0]], keys[args[1]]))
             else:

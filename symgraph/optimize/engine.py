@@ -9,7 +9,9 @@ nodes found in normal form are remembered, so later passes only look at
 what changed.  Nothing recurses over the graph.
 
 Rules are dispatched by the opcodes of the node and of its operands, so a
-node only tries the few rules whose pattern can match it.
+node only tries the few rules whose pattern can match it.  Call and result
+nodes (symgraph/call.py) are opaque: no rule is tried at them, they are only
+rebuilt on their rewritten operands, and callees are not optimized here.
 
 >>> import symgraph as sg
 >>> from symgraph.optimize.rules import select
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Sequence
 
+from ..call import rebuild
 from ..expr import Expr, apply, building, const, topological
 from .analysis import Context
 from .pattern import OP, alternatives, compile_matcher
@@ -153,6 +156,13 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 args = node.args
                 if not args or node in normal:
                     new[node] = node
+                    continue
+                if node.data is not None:  # a call or result: opaque, rebuilt on its rewritten operands
+                    nargs = [new_get(a, a) for a in args]
+                    result = rebuild(node, nargs) if any(a is not b for a, b in zip(args, nargs)) else node
+                    if result is node:
+                        normal.add(node)
+                    new[node] = result
                     continue
                 if len(args) == 2:  # the common case, unrolled
                     a0, a1 = args
