@@ -20,7 +20,7 @@ from symgraph.call import (callee, inline_roots, is_call, is_result, n_results, 
                            rebuild_call, result_index, result_node)
 from symgraph.function import function_from_data, function_to_data
 from symgraph.schedule import scheduled
-from symgraph.tape import tape_from_data, tape_to_data
+from symgraph.tape import tape_exprs, tape_from_data, tape_to_data
 from strategies import points, random_graphs
 
 
@@ -201,6 +201,10 @@ def test_sparse_callee_outputs_come_back_as_sparse_exprs():
     v = np.array([0.2, -0.4, 1.1])
     (JG, sG), (JF, sF) = G(v), F(2 * v)
     assert np.array_equal(JG.toarray(), JF.toarray()) and float(sG) == float(sF)
+    GI = G.inline()
+    assert GI.output_sparsity[0][2] == J.shape and GI.tape.n_calls == 0
+    JI, sI = GI(v)
+    np.testing.assert_allclose(JI.toarray(), JG.toarray(), rtol=1e-14)
 
 
 @given(random_graphs(max_inputs=3, max_steps=10), st.data())
@@ -287,6 +291,10 @@ def test_tape_listing_last_use_and_schedule(F):
     assert fn is F and len(slots) == 2 and T.operands[i].tolist() == [-1, -1, -1]
     last = T.last_use()
     assert all(last[s] >= i for s in slots)
+    values = tape_exprs(T, G.inputs)  # the Tape rebuilds the very same graph, calls included
+    for out, slots_k in zip(G.outputs, T.output_slots):
+        assert all(values[s] is e for s, e in zip(slots_k.ravel().tolist(), out.ravel()))
+    assert T.operand_rows()[i] == list(slots)
     S = scheduled(T)
     for p in ([0.3, 0.1], [-1.0, 2.0]):
         col = [np.array([p])]
