@@ -332,14 +332,22 @@ def inline_roots(roots: Sequence[Expr]) -> list[Expr]:
         if not any(n.op is CALL for n in order):
             return roots
         expanded: dict[Any, list[Expr]] = {}  # callee Function -> its outputs, inlined, over its own inputs
-        for G in _callees_bottom_up([n.data for n in order if n.op is CALL]):
+        for G in callees_bottom_up([n.data for n in order if n.op is CALL]):
             flat = [e for arr in G.outputs for e in arr.reshape(-1).tolist()]
             expanded[G] = _expand(flat, topological(flat), expanded)
         return _expand(roots, order, expanded)
 
 
-def _callees_bottom_up(direct: list) -> list:
-    """The given callees and everything they call, once each, callees before callers (iterative)."""
+def callees_bottom_up(direct: list) -> list:
+    """The given callees and everything they call, once each, callees before callers (iterative).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> inner = sg.Function("inner", [x], [x * x])
+    >>> outer = sg.Function("outer", [x], [inner(x) + 1])
+    >>> [F.name for F in callees_bottom_up([outer])]
+    ['inner', 'outer']
+    """
     table: list = []
     seen: set = set()
     for F in direct:

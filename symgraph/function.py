@@ -343,7 +343,9 @@ def function_to_data(F: Function) -> tuple:
     >>> data[:5], data[7]
     (('symgraph.Function', 2, 'f', ('x',), ('o0',)), ())
     """
-    table = _callee_table(F)
+    from .call import callees_bottom_up
+
+    table = callees_bottom_up(list(F.tape.callees))
     index = {G: k for k, G in enumerate(table)}  # Functions hash by identity
     callees = tuple((G.name, tuple(G.input_names), tuple(G.output_names), tape_to_data(G.tape, index),
                      _sparsity_data(G)) for G in table)
@@ -357,23 +359,6 @@ def _sparsity_data(F: Function) -> tuple:
                  for sp in F.output_sparsity)
 
 
-def _callee_table(F: Function) -> list[Function]:
-    """Every Function ``F`` calls, directly or not, once each, callees before callers (iterative)."""
-    table: list[Function] = []
-    seen = {F}
-    stack = [(F, iter(F.tape.callees))]
-    while stack:
-        G, pending = stack[-1]
-        for C in pending:
-            if C not in seen:
-                seen.add(C)
-                stack.append((C, iter(C.tape.callees)))
-                break
-        else:
-            stack.pop()
-            if G is not F:
-                table.append(G)
-    return table
 
 
 def function_from_data(data: object) -> Function:
