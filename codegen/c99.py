@@ -55,6 +55,8 @@ void sgf_f__part0(const double *const *arg, double *const *res, double *w) {
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +64,8 @@ import numpy as np
 
 from symgraph.errors import CompileError, OptionError
 from symgraph.ops import C_HELPERS, OP_LIST, OPS
-from symgraph.schedule import scheduled
+from symgraph.schedule import permuted, scheduled
+from symgraph.tape import CALL, RESULT
 
 from . import stores
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
@@ -91,6 +94,11 @@ class CProgram:
         part_helpers: per part, the op names whose helper it needs.
         entry: the entry point, the batch entry point and the metadata functions.
         cdef: the prototypes the cffi loader needs.
+        part_names: the C name of each part function.
+        part_calls: per part, the indices of the parts it calls (a callee's parts and
+            its function come before every caller; see "Calls" in the module docstring).
+        entry_calls: the indices of the parts the entry point calls.
+        n_ops: instructions emitted: ``F``'s, plus each distinct callee's once.
     """
 
     name: str
@@ -101,6 +109,10 @@ class CProgram:
     part_helpers: tuple
     entry: str
     cdef: str
+    part_names: tuple = ()
+    part_calls: tuple = ()
+    entry_calls: tuple = ()
+    n_ops: int = 0
 
     def symbol(self, suffix: str) -> str:
         """The C name ``NAME__suffix`` of one of this program's functions (``batch``, ``n_in``, ...)."""
@@ -112,13 +124,16 @@ class CProgram:
                 "#include <math.h>\n")
 
 
-def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK) -> CProgram:
+def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0) -> CProgram:
     """Translate ``F.tape`` into a :class:`CProgram`.
 
     Args:
         F: a :class:`symgraph.Function`.
         name: the name to derive C identifiers from (default: ``F.name``; see :func:`codegen.names.c_identifier`).
         chunk_size: maximum number of instructions per part function.
+        optimize: the optimizer level at which each callee is emitted (optimized once per
+            callee and level, and cached); ``F`` itself is emitted as given (``compile``
+            optimizes it first).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -130,17 +145,55 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK) ->
         raise OptionError(f"chunk_size must be a positive int, got {chunk_size!r}")
     if name is not None and (not isinstance(name, str) or not name):
         raise OptionError(f"name must be a non-empty str (or None for the Function's name), got {name!r}")
+    if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
+        raise OptionError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
     cname = c_identifier(F.name if name is None else name)
-    tape = scheduled(F.tape)  # values used soon after made: fewer crossing part boundaries
+    parts: list[str] = []
+    part_helpers: list[frozenset] = []
+    part_names: list[str] = []
+    part_calls: list[frozenset] = []
+    callees: dict[Any, _Callee] = {}  # by the callee Function a Tape names (identity)
+    n_ops = 0
+    for k, callee in enumerate(callee_order(F, optimize)):
+        G = optimized_callee(callee, optimize)
+        tape = _prepared(G.tape)
+        outputs = _output_layout(G, tape, compressed=False)
+        body = _emit_parts(tape, outputs, cname, chunk_size, f"c{k}_", callees, len(parts))
+        parts += body.parts
+        part_helpers += body.helpers
+        part_names += body.names
+        part_calls += body.calls
+        fname = c_symbol(cname, f"c{k}")
+        fills, copies = _copy_stores(tape, outputs)
+        lines = [f"void {fname}{SIGNATURE} {{", f"  /* {_describe(G)}, emitted once for all its calls */",
+                 "  (void)arg; (void)res; (void)w;", *fills]
+        lines.extend(f"  {n}(arg, res, w);" for n in body.names)
+        lines += [*copies, "}\n"]
+        parts.append("\n".join(lines))
+        part_helpers.append(frozenset())
+        part_names.append(fname)
+        part_calls.append(frozenset(range(len(parts) - 1 - len(body.parts), len(parts) - 1)))
+        callees[callee] = _Callee(fname, len(parts) - 1, _offsets(G.input_shapes), G.tape.n_input_scalars,
+                                  _offsets([(len(s),) for s in outputs.slots]), int(sum(outputs.sizes)),
+                                  body.work_size)
+        n_ops += tape.n_instructions
+    tape = _prepared(F.tape)  # values used soon after made: fewer crossing part boundaries
     outputs = _output_layout(F, tape)
-    parts, part_helpers, work_size = _emit_parts(tape, outputs, cname, chunk_size)
-    entry = _emit_entry(F, tape, outputs, cname, len(parts), work_size)
+    body = _emit_parts(tape, outputs, cname, chunk_size, "", callees, len(parts))
+    top = range(len(parts), len(parts) + len(body.parts))
+    parts += body.parts
+    part_helpers += body.helpers
+    part_names += body.names
+    part_calls += body.calls
+    work_size = body.work_size
+    entry = _emit_entry(F, tape, outputs, cname, body.names, work_size)
     helpers = {h: C_HELPERS[h] for h in sorted(set().union(*part_helpers))} if parts else {}
     return CProgram(cname, work_size, _declarations(F, cname, work_size), helpers,
-                    tuple(parts), tuple(part_helpers), entry, _cdef(cname))
+                    tuple(parts), tuple(part_helpers), entry, _cdef(cname), tuple(part_names), tuple(part_calls),
+                    tuple(top), n_ops + tape.n_instructions)
 
 
-def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK) -> str:
+def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0) -> str:
     """The complete C99 source of ``F`` as one self-contained file.
 
     >>> import symgraph as sg
@@ -148,7 +201,7 @@ def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK) -
     >>> generate(sg.Function("h", [x], [x + 1])) == generate(sg.Function("h", [x], [x + 1]))
     True
     """
-    prog = program(F, name, chunk_size)
+    prog = program(F, name, chunk_size, optimize)
     return single_file(prog, F)
 
 
@@ -184,16 +237,18 @@ def translation_units(prog: CProgram, F: Any, n_units: int) -> list[tuple[str, s
               "#define SG_PART __attribute__((visibility(\"hidden\")))\n"
               "#else\n#define SG_PART\n#endif\n")
     bounds = [round(u * len(prog.parts) / n_units) for u in range(n_units + 1)]
+    unit_of = np.repeat(np.arange(n_units), np.diff(bounds)).tolist()
     units = []
     for u in range(n_units):
         lo, hi = bounds[u], bounds[u + 1]
         used = sorted(set().union(*prog.part_helpers[lo:hi])) if hi > lo else []
+        called = set().union(*prog.part_calls[lo:hi], prog.entry_calls if u == 0 else ())
         text = [prog.prelude(f"C code of {_describe(F)}, file {u + 1} of {n_units}"), hidden]
         text.extend(C_HELPERS[h] + "\n" for h in used)
+        text.extend(f"SG_PART void {prog.part_names[q]}{SIGNATURE};\n" for q in sorted(called) if unit_of[q] != u)
         text.extend("SG_PART " + part for part in prog.parts[lo:hi])
         if u == 0:
             text.append(prog.declarations)
-            text.extend(f"SG_PART void {prog.symbol(f'part{k}')}{SIGNATURE};\n" for k in range(hi, len(prog.parts)))
             text.append(prog.entry)
         units.append((prog.symbol(str(u)) + ".c", "\n".join(text)))
     return units
@@ -218,13 +273,14 @@ class _Outputs:
     slots: tuple  # per output: 1-D int64 slot array in C memory order
 
 
-def _output_layout(F: Any, tape: Any) -> _Outputs:
+def _output_layout(F: Any, tape: Any, compressed: bool = True) -> _Outputs:
+    """Where outputs go; sparse ones in compressed-column order, or (``compressed=False``, callees) in Tape order."""
     places: dict[int, list[tuple[int, int]]] = {}
     sizes, sparsity, slot_arrays = [], [], []
     first = tape.first_instruction_slot
     for k, slots in enumerate(tape.output_slots):
         flat = np.asarray(slots, dtype=np.int64).reshape(-1)
-        pattern = F.output_sparsity[k]
+        pattern = F.output_sparsity[k] if compressed else None
         if pattern is None:
             sparsity.append(None)
         else:
@@ -256,21 +312,156 @@ def c_constant(value: float) -> str:
     return f"({repr(value)})"
 
 
+# ---------------------------------------------------------------- calls
+
+_OPTIMIZED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # callee -> {level: Function}
+_OPTIMIZED_LOCK = threading.Lock()
+
+
+def optimized_callee(callee: Any, level: int) -> Any:
+    """``callee`` as the C backend emits it: ``callee.optimize(level)``, computed once per callee and level.
+
+    The cache holds the callee weakly, so it goes with the callee.
+    """
+    if not level:
+        return callee
+    with _OPTIMIZED_LOCK:
+        found = _OPTIMIZED.get(callee, {}).get(level)
+    if found is None:
+        found = callee.optimize(level)
+        with _OPTIMIZED_LOCK:
+            found = _OPTIMIZED.setdefault(callee, {}).setdefault(level, found)
+    return found
+
+
+def callee_order(F: Any, level: int = 0) -> list:
+    """Every callee reachable from ``F`` (through the callees' optimized copies), each once, callees first.
+
+    An iterative depth-first post-order: children in the order their Tape
+    first calls them, so the order (and the C numbering ``c0, c1, ...``)
+    depends only on the graph.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> f = sg.Function("f", [x], [sg.sin(x)])
+    >>> g = sg.Function("g", [x], [f(x) + 1])
+    >>> [c.name for c in callee_order(sg.Function("h", [x], [g(x) * f(2 * x)]))]
+    ['f', 'g']
+    """
+    order: list = []
+    seen: set = set()
+    stack = [iter(F.tape.callees)]
+    path: list = []  # the callee each iterator above the first belongs to
+    while stack:
+        for callee in stack[-1]:
+            if callee not in seen:
+                seen.add(callee)
+                path.append(callee)
+                stack.append(iter(optimized_callee(callee, level).tape.callees))
+                break
+        else:
+            stack.pop()
+            if path:
+                order.append(path.pop())
+    return order
+
+
+@dataclass(frozen=True)
+class _Callee:
+    """A callee's static C function and the layout of its operand and result arrays."""
+
+    name: str
+    index: int  # in the program's part list
+    in_offsets: tuple  # start of each input among the operands
+    n_in: int
+    out_offsets: tuple  # start of each output among the results (sparse: nonzeros in Tape order)
+    n_out: int
+    work_size: int
+
+
+def _offsets(shapes) -> tuple:
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    return tuple(np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])[:-1].tolist())
+
+
+def _prepared(tape: Any) -> Any:
+    """``tape`` scheduled for locality, each call's results right after it (so they read its result array)."""
+    tape = scheduled(tape)
+    if not tape.n_calls:
+        return tape
+    n, first = tape.n_instructions, tape.first_instruction_slot
+    key = 2 * np.arange(n, dtype=np.int64)
+    results = np.flatnonzero(tape.opcodes == RESULT.code)
+    key[results] = 2 * (tape.operands[results, 0] - first) + 1
+    order = np.lexsort((np.arange(n), key))
+    return permuted(tape, order) if np.any(order != np.arange(n)) else tape
+
+
+def _part_bounds(tape: Any, chunk: int) -> list[int]:
+    """Start of each part and the end: ``chunk`` instructions each, a call's results kept with it."""
+    n = tape.n_instructions
+    if not tape.n_calls:
+        return list(range(0, n, chunk)) + [n]
+    is_result = (tape.opcodes == RESULT.code).tolist()
+    bounds = [0]
+    while bounds[-1] < n:
+        end = min(n, bounds[-1] + chunk)
+        while end < n and is_result[end]:
+            end += 1
+        bounds.append(end)
+    return bounds
+
+
+def _call_site(callee: _Callee, operands: list[str], base: int) -> list[str]:
+    """A call: operands into ``w[base ...]``, results after them, the callee's work area after those."""
+    lines = ["  {", f"    double *const cw = w + {base};"]
+    lines.extend(f"    cw[{t}] = {text};" for t, text in enumerate(operands))
+    ins = ", ".join(f"cw + {o}" for o in callee.in_offsets) or "0"
+    outs = ", ".join(f"cw + {callee.n_in + o}" for o in callee.out_offsets) or "0"
+    lines += [f"    const double *const ca[{max(1, len(callee.in_offsets))}] = {{{ins}}};",
+              f"    double *const cr[{max(1, len(callee.out_offsets))}] = {{{outs}}};",
+              f"    {callee.name}(ca, cr, cw + {callee.n_in + callee.n_out});", "  }"]
+    return lines
+
+
 # ---------------------------------------------------------------- body
 
-def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int):
-    """Part functions, the helpers each needs, and the work size."""
+@dataclass(frozen=True)
+class _Body:
+    """The part functions of one Tape: texts, helpers and names, the parts each calls, the work size."""
+
+    parts: list
+    helpers: list
+    names: list
+    calls: list
+    work_size: int
+
+
+def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: str = "",
+                callees: dict | None = None, first_index: int = 0) -> _Body:
+    """Part functions ``NAME__{prefix}partK`` of ``tape`` (``first_index``: the first one's index in the program).
+
+    A call's operands, results and its callee's work area follow the slots
+    of ``w`` that hold values crossing parts; its results are read from there
+    right after the call (:func:`_prepared` puts them there).
+    """
     n = tape.n_instructions
     if n == 0:
-        return [], [], 0
+        return _Body([], [], [], [], 0)
     n_in, first = tape.n_input_scalars, tape.first_instruction_slot
     operand_matrix = tape.operands
-    reader_part = np.arange(n, dtype=np.int64) // chunk
+    bounds = _part_bounds(tape, chunk)
+    reader_part = np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds))
     last_part = np.full(tape.n_slots, -1, dtype=np.int64)
     for k in range(operand_matrix.shape[1]):
         column = operand_matrix[:, k]
         used = column >= 0
         np.maximum.at(last_part, column[used], reader_part[used])
+    if tape.n_calls:
+        where = np.flatnonzero(tape.opcodes == CALL.code)
+        row_part = np.zeros(tape.n_calls, dtype=np.int64)
+        row_part[tape.immediates[where]] = reader_part[where]
+        np.maximum.at(last_part, tape.call_operands, np.repeat(row_part, np.diff(tape.call_offsets)))
     # values that live across parts get a work slot, reused after their last reader part
     crossing = np.flatnonzero(last_part[first:] > reader_part).tolist()
     wslot: dict[int, int] = {}
@@ -279,8 +470,9 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int):
     size = 0
     current = 0
     last_part_list = last_part.tolist()
+    reader_list = reader_part.tolist()
     for i in crossing:
-        p = i // chunk
+        p = reader_list[i]
         while current < p:
             current += 1
             free.extend(sorted(release.pop(current, ()), reverse=True))
@@ -298,42 +490,61 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int):
             input_place[s] = f"arg[{i}][{j}]"
     ops = [OP_LIST[c] for c in tape.opcodes.tolist()]
     operands = operand_matrix.tolist()
+    immediates = tape.immediates.tolist()
     places = outputs.places
     loaded = [-1] * tape.n_slots  # part in which a slot was last loaded into a local
-    parts, part_helpers = [], []
-    for p, lo in enumerate(range(0, n, chunk)):
-        hi = min(n, lo + chunk)
-        lines = [f"void {c_symbol(cname, f'part{p}')}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;"]
-        helpers = set()
+    results_at: dict[int, int] = {}  # call slot -> where its results start in w
+    scratch = 0  # doubles after the crossing slots that calls use
+    body = _Body([], [], [], [], 0)
+    for p in range(len(bounds) - 1):
+        lo, hi = bounds[p], bounds[p + 1]
+        pname = c_symbol(cname, f"{prefix}part{p}")
+        lines = [f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;"]
+        helpers: set = set()
+        called: set = set()
         part_first = first + lo
+
+        def operand(a: int) -> str:
+            if a >= part_first or (n_in <= a < first):
+                return f"v{a}" if a >= first else consts[a - n_in]
+            if loaded[a] != p:
+                loaded[a] = p
+                source = input_place[a] if a < n_in else f"w[{wslot[a]}]"
+                lines.append(f"  const double v{a} = {source};")
+            return f"v{a}"
+
         for i in range(lo, hi):
             op = ops[i]
             s = first + i
-            texts = []
-            for a in operands[i][: op.arity]:
-                if a >= part_first or (n_in <= a < first):
-                    texts.append(f"v{a}" if a >= first else consts[a - n_in])
-                    continue
-                if loaded[a] != p:
-                    loaded[a] = p
-                    source = input_place[a] if a < n_in else f"w[{wslot[a]}]"
-                    lines.append(f"  const double v{a} = {source};")
-                texts.append(f"v{a}")
-            if op is _POWI:
-                lines.extend(_powi(s, texts[0], operands[i][1], tape, n_in))
-            elif op.c is None:
-                raise CompileError(f"op {op.name!r} has no C spelling in the op table; cannot generate C")
+            if op is CALL:
+                callee, slots = tape.call(i)
+                info = callees[callee]
+                lines.extend(_call_site(info, [operand(a) for a in slots], size))
+                called.add(info.index)
+                results_at[s] = size + info.n_in
+                scratch = max(scratch, info.n_in + info.n_out + info.work_size)
+                continue
+            if op is RESULT:
+                lines.append(f"  const double v{s} = w[{results_at[operands[i][0]] + immediates[i]}];")
             else:
-                if op.name in C_HELPERS:
-                    helpers.add(op.name)
-                lines.append(f"  const double v{s} = {op.c.format(*texts)};")
+                texts = [operand(a) for a in operands[i][: op.arity]]
+                if op is _POWI:
+                    lines.extend(_powi(s, texts[0], operands[i][1], tape, n_in))
+                elif op.c is None:
+                    raise CompileError(f"op {op.name!r} has no C spelling in the op table; cannot generate C")
+                else:
+                    if op.name in C_HELPERS:
+                        helpers.add(op.name)
+                    lines.append(f"  const double v{s} = {op.c.format(*texts)};")
             lines.extend(_computed_stores(places.get(s, ()), f"v{s}"))
             if s in wslot:
                 lines.append(f"  w[{wslot[s]}] = v{s};")
         lines.append("}\n")
-        parts.append("\n".join(lines))
-        part_helpers.append(frozenset(helpers))
-    return parts, part_helpers, size
+        body.parts.append("\n".join(lines))
+        body.helpers.append(frozenset(helpers))
+        body.names.append(pname)
+        body.calls.append(frozenset(called))
+    return _Body(body.parts, body.helpers, body.names, body.calls, size + scratch)
 
 
 def _computed_stores(places: list, value: str) -> list[str]:
@@ -386,10 +597,10 @@ def _powi(s: int, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[s
 
 # ---------------------------------------------------------------- entry and metadata
 
-def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, n_parts: int, work_size: int) -> str:
+def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, part_names: list, work_size: int) -> str:
     fills, copies = _copy_stores(tape, outputs)
     body = [f"static int {cname}__eval{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;", *fills]
-    body.extend(f"  {cname}__part{p}(arg, res, w);" for p in range(n_parts))
+    body.extend(f"  {name}(arg, res, w);" for name in part_names)
     body.extend(copies)
     body.append("  return 0;\n}\n")
     body.append(f"int {cname}{SIGNATURE} {{\n  return {cname}__eval(arg, res, w);\n}}\n")

@@ -70,7 +70,7 @@ def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1,
     if not isinstance(overwrite, bool):
         raise OptionError(f"export_c: overwrite must be True or False, got {overwrite!r}")
     G = F.optimize(optimize) if optimize else F
-    prog = program(G, name)
+    prog = program(G, name, optimize=optimize)  # callees optimized once at the same level
     cname = prog.name
     paths = {"source": os.path.join(directory, f"{cname}.c"),
              "header": os.path.join(directory, f"{cname}.h"),

@@ -114,11 +114,11 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
     options = check_options(optimize=optimize, compiler=compiler, flags=flags, jobs=jobs, chunk_size=chunk_size,
                             cache_dir=cache_dir, auto_tcc=auto_tcc, compile_budget=compile_budget, name=name)
     G = F.optimize(optimize) if optimize else F
-    prog = program(G, name, chunk_size)
+    prog = program(G, name, chunk_size, optimize)  # each callee optimized once at the same level
     jobs = max(1, jobs or os.cpu_count() or 1)
     flags = tuple(_build.DEFAULT_FLAGS if flags is None else options["flags"])
     cc = _choose_compiler(G, prog, compiler, auto_tcc, compile_budget, flags, jobs)
-    estimate = estimate_build(G.n_ops, len(prog.parts), flags, jobs)
+    estimate = estimate_build(prog.n_ops, len(prog.parts), flags, jobs)
     units = translation_units(prog, G, estimate.tcc_units if cc.family == "tcc" else estimate.cc_units)
     library = _build.build(units, prog.cdef, cc, flags, jobs, options["cache_dir"])
     return CompiledFunction(F, G, prog, library, flags, options)
@@ -286,7 +286,7 @@ def _choose_compiler(G: Any, prog: Any, compiler: Any, auto_tcc: bool, budget: f
     cc = _build.find_compiler(None)
     if not auto_tcc:
         return cc
-    estimate = estimate_build(G.n_ops, len(prog.parts), flags, jobs)
+    estimate = estimate_build(prog.n_ops, len(prog.parts), flags, jobs)
     if estimate.cc_seconds <= budget:
         return cc
     try:

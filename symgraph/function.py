@@ -276,26 +276,21 @@ class Function:
         return Function(self.name, list(self.inputs), outputs, input_names=self.input_names,
                         output_names=self.output_names)
 
-    def _for_c(self) -> "Function":
-        # Until the C backend emits each callee once as a static function (issue 10), code for a
-        # Function with calls is generated from its inlined copy: the same values, a larger body.
-        return self.inline()
-
     def compile(self, **options: Any):
         """Compile to C (see :mod:`codegen.runtime`); same call signature as ``F``.
 
-        Calls are inlined first, for now (the C backend will emit each callee
-        once as a static function).
+        Each distinct callee of a call is emitted once, as a static C function
+        (optimized once at the same level), whatever the number of calls.
         """
         from codegen.runtime import compile_function
 
-        return compile_function(self._for_c(), **options)
+        return compile_function(self, **options)
 
     def c_code(self, **options: Any) -> str:
-        """The C99 source of this Function (see :mod:`codegen.c99`); calls are inlined first, for now."""
+        """The C99 source of this Function (see :mod:`codegen.c99`); each callee is one static C function."""
         from codegen.c99 import generate
 
-        return generate(self._for_c(), **options)
+        return generate(self, **options)
 
     @property
     def c_source(self) -> str:
@@ -320,7 +315,7 @@ class Function:
         """
         from codegen.c99 import export_c
 
-        return export_c(self._for_c(), directory, name, optimize, overwrite)
+        return export_c(self, directory, name, optimize, overwrite)
 
 
 FUNCTION_FORMAT = 2  # version of function_to_data's layout (1: no callees)

@@ -24,7 +24,8 @@ tcc = pytest.mark.skipif(shutil.which("tcc") is None, reason="tcc is not install
 
 def stand_in(n_ops: int, n_parts: int):
     """A Function and program of ``n_ops`` instructions in ``n_parts`` parts, as far as the rule looks."""
-    return types.SimpleNamespace(name="big", n_ops=n_ops), types.SimpleNamespace(parts=[None] * n_parts)
+    return types.SimpleNamespace(name="big", n_ops=n_ops), types.SimpleNamespace(parts=[None] * n_parts,
+                                                                               n_ops=n_ops)
 
 
 @pytest.mark.parametrize("flags, level", [
