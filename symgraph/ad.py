@@ -21,6 +21,11 @@ selection: tangents and adjoints flow only through the taken branch
 (``if_else(c, t_a, t_b)``), so a NaN or inf derivative in the branch not
 taken cannot leak into the result (no ``0 * inf``).
 
+Graphs with calls (:mod:`symgraph.call`) keep their structure: the
+derivative of a call node is a call of a derivative Function of its callee
+(``F_jvp`` forward, ``F_vjp`` reverse, :mod:`symgraph.calldiff`), built once
+and cached on the callee, so derivatives of derivatives are calls again.
+
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x", 2)
 >>> f = x[0] ** 2 * sg.sin(x[1])
@@ -39,7 +44,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ShapeError
-from .expr import ADD, CONST, IF_ELSE, MUL, NEG, SUB, Expr, _binary, apply, building, const, topological
+from . import calldiff
+from .expr import ADD, CALL, CONST, IF_ELSE, MUL, NEG, RESULT, SUB, Expr, _binary, apply, building, const, topological
 from .ops import OP_LIST
 from .sparse import SparseExpr
 from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
@@ -289,6 +295,70 @@ def _select(c: Expr, a: Expr, b: Expr) -> Expr:
     return apply(IF_ELSE, c, a, b)
 
 
+# ------------------------------------------------------------------- calls
+# A call node is no value: in its place each sweep keeps what its results need,
+# and its derivative is a call of a derivative Function of the callee (built once
+# per callee, mode and live operands/results, cached on it: symgraph/calldiff.py).
+# Forward: the call node holds a calldiff.CallTangents (one F_jvp call per
+# direction), from which each result takes its own tangents.  Reverse: every
+# result of a call comes before the call in the reverse order, so the results
+# gather their adjoints into a dict {result index: adjoint} kept in the call's
+# place, and the call pulls them back through one F_vjp call per direction.  The
+# sweeps reach this code only for ops without a derivative rule of their own
+# (call and result), so graphs without calls never pay for it.
+class _Wanted:
+    """Per call node of a topological order, the indices of its results there (found on first use)."""
+
+    __slots__ = ("order", "rows")
+
+    def __init__(self, order: list[Expr]) -> None:
+        self.order, self.rows = order, None
+
+    def __call__(self, call: Expr) -> list[int]:
+        if self.rows is None:
+            self.rows = {}
+            for node in self.order:
+                if node.op is RESULT:
+                    self.rows.setdefault(node.args[0], []).append(node.data)
+        return self.rows.get(call, [])
+
+
+def _forward_structural(node: Expr, tangents: dict, wanted: _Wanted) -> None:
+    if node.op is RESULT:
+        t = tangents[node.args[0]].of(node.data)
+        if t:
+            tangents[node] = t
+        return
+    calls = calldiff.forward(node, [tangents.get(a) for a in node.args], wanted(node))
+    if calls is not None:
+        tangents[node] = calls
+
+
+def _reverse_structural(node: Expr, bar: Any, adjoints: dict, active: set) -> None:
+    if node.op is RESULT:
+        call = node.args[0]
+        if call in active:
+            adjoints.setdefault(call, {})[node.data] = bar
+        return
+    for a, dirs in calldiff.reverse(node, bar, active):
+        acc = adjoints.get(a)
+        if acc is None:
+            adjoints[a] = dirs
+            continue
+        for k, v in dirs.items():
+            prev = acc.get(k)
+            acc[k] = v if prev is None else _plus(prev, v)
+
+
+def _gradient_structural(node: Expr, bar: Any, adjoints: dict, active: set) -> list[tuple[Expr, Expr]]:
+    if node.op is RESULT:
+        call = node.args[0]
+        if call in active:
+            adjoints.setdefault(call, {})[node.data] = bar
+        return []
+    return calldiff.reverse_single(node, bar, active)
+
+
 # ------------------------------------------------------------------ sweeps
 def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
     """``acc[k] += p * dirs[k]`` for every direction k (a missing entry counts as 0)."""
@@ -303,7 +373,9 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
     """Tangents of every node of ``order`` (a topological order) given tangents of symbols.
 
     ``seeds`` maps symbols to ``{direction: tangent}``; the result maps
-    each node with a nonzero tangent to its ``{direction: tangent}``.
+    each node with a nonzero tangent to its ``{direction: tangent}`` (a
+    call node, which is no value, to the :class:`~symgraph.calldiff.CallTangents`
+    its results read).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -313,6 +385,7 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
     """
     tangents: dict[Expr, Dirs] = dict(seeds)
     get = tangents.get
+    wanted = _Wanted(order)  # which results of each call the graph reads (only looked up at calls)
     for node in order:
         args = node.args
         if not args:
@@ -321,7 +394,11 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             t = get(args[0])
             if t is None:
                 continue
-            (p,) = node.op.deriv(args[0], node)
+            deriv = node.op.deriv
+            if deriv is None:  # a call or a result: the only ops without a rule of their own
+                _forward_structural(node, tangents, wanted)
+                continue
+            (p,) = deriv(args[0], node)
             if _is_zero(p):
                 continue
             tangents[node] = {k: _scale(p, v) for k, v in t.items()}
@@ -331,7 +408,11 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             ta, tb = get(a), get(b)
             if ta is None and tb is None:
                 continue
-            pa, pb = node.op.deriv(a, b, node)
+            deriv = node.op.deriv
+            if deriv is None:  # a call
+                _forward_structural(node, tangents, wanted)
+                continue
+            pa, pb = deriv(a, b, node)
             out = {} if ta is None or _is_zero(pa) else {k: _scale(pa, v) for k, v in ta.items()}
             if tb is not None and not _is_zero(pb):
                 _accumulate(out, pb, tb)
@@ -347,6 +428,9 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             ta, tb = ts[1] or {}, ts[2] or {}
             for k in sorted(ta.keys() | tb.keys()):
                 out[k] = _select(c, ta.get(k, ZERO), tb.get(k, ZERO))
+        elif node.op is CALL:
+            _forward_structural(node, tangents, wanted)
+            continue
         else:
             partials = node.op.deriv(*args, node)
             for t, p in zip(ts, partials):
@@ -425,7 +509,11 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
                     prev = acc.get(k)
                     acc[k] = term if prev is None else _plus(prev, term)
             continue
-        partials = node.op.deriv(*args, node)
+        deriv = node.op.deriv
+        if deriv is None:  # a call or a result: the only ops without a rule of their own
+            _reverse_structural(node, bar, adjoints, active)
+            continue
+        partials = deriv(*args, node)
         for a, p in zip(args, partials):
             if a not in active or _is_zero(p):
                 continue
@@ -460,7 +548,7 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
         if bar is None:
             continue
         op = node.op
-        if len(args) == 2 and op is not IF_ELSE:  # the common case, unrolled
+        if len(args) == 2 and op is not CALL:  # the common case, unrolled (if_else has three operands)
             a, b = args
             pa, pb = op.deriv(a, b, node)
             if a in active and not ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
@@ -475,6 +563,8 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
         if op is IF_ELSE:
             c = args[0]
             contributions = [(args[1], _select(c, bar, ZERO)), (args[2], _select(c, ZERO, bar))]
+        elif op.deriv is None:  # a call or a result: the only ops without a rule of their own
+            contributions = _gradient_structural(node, bar, adjoints, active)
         else:
             contributions = [(a, scale(p, bar)) for a, p in zip(args, op.deriv(*args, node))
                              if a in active and not _is_zero(p)]

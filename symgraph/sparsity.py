@@ -8,7 +8,9 @@ that bit 0 is column ``lo`` (local dependencies stay one machine word even
 for input 10^6).  An operand propagates its set only where the op's partial
 derivative is structurally nonzero (see :func:`nonzero_partials`), so
 ``floor``, ``sign``, comparisons and the condition of ``if_else`` stop
-dependencies, exactly as symbolic differentiation does.
+dependencies, exactly as symbolic differentiation does.  A result of a call
+node depends on the operands that its row of the callee's own Jacobian
+pattern reads (cached on the callee, :mod:`symgraph.calldiff`).
 
 Colorings compress a sparse Jacobian into few directional derivatives:
 :func:`column_coloring` (forward mode: structurally orthogonal columns,
@@ -33,7 +35,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .expr import CONST, SYMBOL, Expr, building, symbol, topological
+from .expr import CONST, RESULT, SYMBOL, Expr, building, symbol, topological
 from .ops import Op
 
 
@@ -122,13 +124,23 @@ def nonzero_partials(node: Expr) -> tuple[bool, ...]:
     Decided by the op table's own derivative rule, evaluated once on fresh
     symbols (with ``node``'s constant operands kept, since a constant can
     make a partial vanish: ``d pow(1, y)/dy = log(1)*r = 0``) and cached.
-    Constant operands themselves are reported as False.
+    Constant operands themselves are reported as False.  For a call node,
+    an operand is live where some result's derivative reads it (the
+    callee's Jacobian pattern, :mod:`symgraph.calldiff`); a result node's
+    one operand (its call) is live where the result reads any operand.
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
     >>> nonzero_partials(x * y), nonzero_partials(sg.floor(x)), nonzero_partials(sg.if_else(x, y, x))
     ((True, True), (False,), (False, True, True))
     """
+    if node.op.has("structural"):
+        return _structural_flags(node)
+    return _flags(node)
+
+
+def _flags(node: Expr) -> tuple[bool, ...]:
+    """:func:`nonzero_partials` of a scalar node; KeyError for a call or result node."""
     args = node.args
     op = node.op
     for a in args:
@@ -143,7 +155,18 @@ def nonzero_partials(node: Expr) -> tuple[bool, ...]:
     return flags
 
 
+def _structural_flags(node: Expr) -> tuple[bool, ...]:
+    """Call: per operand, whether any result's derivative reads it; result: whether it reads any operand."""
+    from .calldiff import column_rows, row_columns
+
+    if node.op is RESULT:
+        return (bool(row_columns(node.args[0].data)[node.data]),)
+    return tuple(a.op is not CONST and bool(rows) for a, rows in zip(node.args, column_rows(node.data)))
+
+
 def _partial_flags(op: Op, args: tuple) -> tuple[bool, ...]:
+    if op.has("structural"):  # a call or a result: no rule of its own (see dependencies)
+        raise KeyError(op.name)
     if op.deriv is None or op.has("flat"):
         return (False,) * len(args)
     operands = [a if a.op is CONST else symbol(f"_a{k}") for k, a in enumerate(args)]
@@ -153,11 +176,11 @@ def _partial_flags(op: Op, args: tuple) -> tuple[bool, ...]:
 
 
 def _plain_flags() -> dict[Op, tuple[bool, ...]]:
-    """nonzero_partials of every op on operands that are not constants."""
+    """nonzero_partials of every scalar op on operands that are not constants (no call, no result)."""
     from .ops import OP_LIST
 
     return {op: _partial_flags(op, tuple(symbol(f"_a{k}") for k in range(op.arity)))
-            for op in OP_LIST if op.arity > 0}
+            for op in OP_LIST if op.arity > 0 and not op.has("structural")}
 
 
 _PLAIN_FLAGS = _plain_flags()
@@ -185,70 +208,114 @@ def dependencies(roots: Sequence[Expr], columns: dict[Expr, int],
     get = masks.get
     plain = _PLAIN_FLAGS
     wide_bits, wide = 0, []
-    for position, node in enumerate(order):
-        args = node.args
-        if not args:
-            continue
-        if len(args) == 1:  # a unary node never has a constant operand (it would fold)
-            if plain[node.op][0]:
-                m = get(args[0])
-                if m is not None:
-                    masks[node] = m
-            continue
-        if len(args) == 2:
-            a, b = args
-            if a.op is CONST or b.op is CONST:  # one constant operand: the other's set or nothing
-                other = b if a.op is CONST else a
-                m = get(other)
-                if m is not None and nonzero_partials(node)[1 if other is b else 0]:
-                    masks[node] = m
-                continue
-            fa, fb = plain[node.op]
-            m = get(a) if fa else None
-            mb = get(b) if fb else None
-            if mb is None or mb is m:
-                if m is not None:
-                    masks[node] = m
-                continue
-            if m is None:
-                masks[node] = mb
-                continue
-        else:
-            m = None
-            mb = None
-            for a, live in zip(args, nonzero_partials(node)):
-                ma = get(a) if live else None
-                if ma is None:
+    # Call and result nodes have no entry in `plain` and make `_flags` raise KeyError: the
+    # loop stops there, the node is handled below, and the loop resumes after it (so the
+    # scalar hot path has no check of its own).
+    steps = enumerate(order)
+    while True:
+        try:
+            for position, node in steps:
+                args = node.args
+                if not args:
                     continue
-                if m is None or m is ma:
-                    m = ma
+                if len(args) == 1:  # a unary node never has a constant operand (it would fold)
+                    if plain[node.op][0]:
+                        m = get(args[0])
+                        if m is not None:
+                            masks[node] = m
                     continue
-                m = _union(m, ma)
-            if m is not None:
+                if len(args) == 2:
+                    a, b = args
+                    if a.op is CONST or b.op is CONST:  # one constant operand: the other's set or nothing
+                        other = b if a.op is CONST else a
+                        m = get(other)
+                        if m is not None and _flags(node)[1 if other is b else 0]:
+                            masks[node] = m
+                        continue
+                    fa, fb = plain[node.op]
+                    m = get(a) if fa else None
+                    mb = get(b) if fb else None
+                    if mb is None or mb is m:
+                        if m is not None:
+                            masks[node] = m
+                        continue
+                    if m is None:
+                        masks[node] = mb
+                        continue
+                else:
+                    m = None
+                    mb = None
+                    for a, live in zip(args, _flags(node)):
+                        ma = get(a) if live else None
+                        if ma is None:
+                            continue
+                        if m is None or m is ma:
+                            m = ma
+                            continue
+                        m = _union(m, ma)
+                    if m is not None:
+                        masks[node] = m
+                        if m[1].bit_length() <= _WIDE:
+                            continue
+                        wide.append(node)
+                        wide_bits += m[1].bit_length()
+                    continue
+                # union of two distinct sets m, mb (inline: the hot path)
+                l1, b1 = m
+                l2, b2 = mb
+                if l1 == l2:
+                    bits = b1 | b2
+                    m = m if bits == b1 else (mb if bits == b2 else (l1, bits))
+                elif l1 < l2:
+                    m = (l1, b1 | (b2 << (l2 - l1)))
+                else:
+                    m = (l2, b2 | (b1 << (l1 - l2)))
                 masks[node] = m
-                if m[1].bit_length() <= _WIDE:
-                    continue
-                wide.append(node)
-                wide_bits += m[1].bit_length()
+                width = m[1].bit_length()
+                if width > _WIDE:
+                    wide.append(node)
+                    wide_bits += width
+                    if wide_bits > _WIDE_BUDGET:
+                        wide_bits, wide = _drop_unused(masks, wide, order, position, roots)
+            break
+        except KeyError:
+            if not node.op.has("structural"):
+                raise
+        m = _structural_dependencies(node, get)
+        if m is None:
             continue
-        # union of two distinct sets m, mb (inline: the hot path)
-        l1, b1 = m
-        l2, b2 = mb
-        if l1 == l2:
-            bits = b1 | b2
-            m = m if bits == b1 else (mb if bits == b2 else (l1, bits))
-        elif l1 < l2:
-            m = (l1, b1 | (b2 << (l2 - l1)))
-        else:
-            m = (l2, b2 | (b1 << (l1 - l2)))
         masks[node] = m
-        width = m[1].bit_length()
-        if width > _WIDE:
+        if type(m) is tuple and m[1].bit_length() > _WIDE:
             wide.append(node)
-            wide_bits += width
+            wide_bits += m[1].bit_length()
             if wide_bits > _WIDE_BUDGET:
                 wide_bits, wide = _drop_unused(masks, wide, order, position, roots)
     return [get(r) if type(r) is Expr else None for r in roots]
+
+
+def _structural_dependencies(node: Expr, get) -> Any:
+    """The entry of a call or result node in a :func:`dependencies` pass (None: nothing).
+
+    A call node records its operands' sets (a list, read only by its
+    results); result ``j`` depends on the union of the sets of the operands
+    that row ``j`` of the callee's Jacobian pattern reads (cached on the
+    callee, :func:`symgraph.calldiff.row_columns`): exact per result, never
+    a union over all operands.
+    """
+    from .calldiff import row_columns
+
+    if node.op is RESULT:
+        operand_sets = get(node.args[0])
+        if operand_sets is None:
+            return None
+        m = None
+        for i in row_columns(node.args[0].data)[node.data]:
+            mi = operand_sets[i]
+            if mi is not None:
+                m = mi if m is None or m is mi else _union(m, mi)
+        return m
+    operand_sets = [get(a) for a in node.args]
+    return operand_sets if any(m is not None for m in operand_sets) else None
 
 
 def _union(m1: tuple[int, int], m2: tuple[int, int]) -> tuple[int, int]:

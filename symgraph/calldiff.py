@@ -1,0 +1,362 @@
+"""Derivatives of call nodes: calls of derivative Functions, built once per callee and cached on it.
+
+A call node of Function ``F`` (symgraph/call.py) is differentiated without
+looking inside ``F``'s graph from the caller: its derivative is again a call,
+of an ordinary Function built from ``F``'s own graph by ``sg.jvp`` or
+``sg.vjp``.  Flat over ``F``'s operand scalars ``x`` (its inputs flattened in
+order) and result scalars ``y`` (outputs flattened, sparse ones by their
+nonzeros):
+
+* forward, ``F_jvp(x, tx) -> ty``: ``ty = (dy/dx)[rows, cols] @ tx``, the
+  tangents of the results ``rows`` given tangents ``tx`` of the operands
+  ``cols``;
+* reverse, ``F_vjp(x, ybar) -> xbar``: ``xbar = ybar @ (dy/dx)[rows, cols]``,
+  the cotangents ``ybar`` of the results ``rows`` pulled back to the
+  operands ``cols``.
+
+Both are specialized per call site to what carries a derivative, as JAX
+does with symbolic zeros: ``cols`` of ``F_jvp`` are the operands with a
+tangent, ``rows`` the results the graph reads that those reach through
+``F``'s Jacobian pattern; ``rows`` of ``F_vjp`` are the results with a
+cotangent, ``cols`` the active operands they reach.  So a result nobody reads
+and an operand without a tangent cost nothing, and a call with no live
+operand is no call at all.  A sweep with several directions (the colors of a
+compressed Jacobian) makes one call per direction of one Function, built for
+the union of the directions' operands; an operand without a given direction
+gets the seed 0 there (so, as in JAX and CasADi, an infinite or NaN partial
+of that operand gives NaN in that direction, where the inline graph, which
+has no such term, stays finite).  The call sites of a model usually share one
+specialization per mode, so a callee usually gets one Function per mode.
+
+The cache is a ``WeakKeyDictionary`` keyed by the callee Function (it goes
+with the callee), and per callee a dict keyed by ``(mode, rows, cols)``;
+derivative Functions are cached the same way on themselves, so second
+derivatives are calls again, built once.  The callee's Jacobian pattern
+(dependency propagation over its graph, calls in it included) is cached
+alongside: sparsity propagates through a call by it (:func:`row_columns`),
+and the masks above are read from it.
+
+Building a derivative Function differentiates the callee's graph, which may
+call other Functions: their derivative Functions are built (and cached) on
+the way, one nesting level of Functions at a time (never recursion over a
+graph).
+
+>>> import numpy as np, symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> F = sg.Function("f", [x], [x[0] * x[1], sg.sin(x[1])])
+>>> D = forward_function(F, (0,), (0,))    # result 0's tangent from a tangent on operand 0
+>>> D.function
+Function(f_jvp: (x[2], tx[1]) -> (ty[1]), 1 ops)
+>>> float(D.function([2.0, 3.0], [1.0])[0])
+3.0
+>>> forward_function(F, (0,), (0,)) is D    # cached on F
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .expr import CALL, CONST, RESULT, Expr, building, const, intern_structural
+from .sparsity import Sparsity, jacobian_sparsity
+
+
+class Derivative(NamedTuple):
+    """A derivative Function of a callee and where its scalars sit among the callee's.
+
+    ``function`` takes ``(x, seeds)``: all operand scalars of the callee, and
+    one seed per entry of ``cols`` (forward: operand tangents) or ``rows``
+    (reverse: result cotangents).  Its one output holds the tangents of the
+    results ``rows`` (forward) or the cotangents of the operands ``cols``
+    (reverse), in that order.
+    """
+
+    function: Any
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+
+
+class _Entry:
+    """What is cached on one callee: its Jacobian pattern and its derivative Functions."""
+
+    __slots__ = ("pattern", "row_cols", "col_rows", "derivatives", "builds", "__weakref__")
+
+    def __init__(self, pattern: Sparsity) -> None:
+        self.pattern = pattern
+        csr = pattern.matrix.tocsr()
+        csc = pattern.matrix.tocsc()
+        self.row_cols = [tuple(csr.indices[csr.indptr[j]:csr.indptr[j + 1]].tolist())
+                         for j in range(pattern.shape[0])]
+        self.col_rows = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]].tolist())
+                         for i in range(pattern.shape[1])]
+        self.derivatives: dict[tuple, Derivative] = {}
+        self.builds = 0
+
+
+_CACHE: "weakref.WeakKeyDictionary[Any, _Entry]" = weakref.WeakKeyDictionary()
+_LOCK = threading.RLock()  # reentrant: building a derivative builds those of nested callees
+
+
+def flat_inputs(F: Any) -> np.ndarray:
+    """``F``'s input symbols flattened in call-operand order (a 1-d object array)."""
+    parts = [a.reshape(-1) for a in F.inputs]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+
+def flat_outputs(F: Any) -> np.ndarray:
+    """``F``'s output scalars flattened in result order (sparse outputs by their nonzeros)."""
+    parts = [a.reshape(-1) for a in F.outputs]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+
+def _entry(F: Any) -> _Entry:
+    entry = _CACHE.get(F)
+    if entry is None:
+        with _LOCK:
+            entry = _CACHE.get(F)
+            if entry is None:
+                with building():
+                    pat = jacobian_sparsity(flat_outputs(F), flat_inputs(F))
+                entry = _CACHE[F] = _Entry(pat)
+    return entry
+
+
+def jacobian_pattern(F: Any) -> Sparsity:
+    """The structural pattern of ``F``'s Jacobian, results by operands (flat), cached on ``F``.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 3)
+    >>> jacobian_pattern(sg.Function("f", [x], [x[0] * x[2], sg.floor(x[1])])).matrix.toarray().tolist()
+    [[1, 0, 1], [0, 0, 0]]
+    """
+    return _entry(F).pattern
+
+
+def row_columns(F: Any) -> list[tuple[int, ...]]:
+    """Per result ``j`` of a call of ``F``: the operand positions its derivative reads (cached)."""
+    return _entry(F).row_cols
+
+
+def column_rows(F: Any) -> list[frozenset]:
+    """Per operand ``i`` of a call of ``F``: the results whose derivative reads it (cached)."""
+    return _entry(F).col_rows
+
+
+def cached(F: Any) -> dict[tuple, Derivative]:
+    """The derivative Functions built for callee ``F`` so far, by ``(mode, rows, cols)`` (a copy).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("sq", [x], [x * x])
+    >>> _ = reverse_function(F, (0,), (0,))
+    >>> list(cached(F))
+    [('vjp', (0,), (0,))]
+    """
+    entry = _CACHE.get(F)
+    return {} if entry is None else dict(entry.derivatives)
+
+
+def builds(F: Any) -> int:
+    """How many derivative Functions have been built for callee ``F`` (cache misses)."""
+    entry = _CACHE.get(F)
+    return 0 if entry is None else entry.builds
+
+
+def forward_function(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Derivative:
+    """``F_jvp``: tangents of the results ``rows`` from tangents of the operands ``cols``, cached on ``F``.
+
+    The caller passes only results whose derivative reads one of ``cols``
+    (see :func:`row_columns`), so every output is structurally nonzero.
+    """
+    entry = _entry(F)
+    key = ("jvp", rows, cols)
+    hit = entry.derivatives.get(key)
+    if hit is not None:
+        return hit
+    with _LOCK:
+        hit = entry.derivatives.get(key)
+        if hit is not None:
+            return hit
+        entry.builds += 1
+        d = entry.derivatives[key] = Derivative(_build_jvp(F, rows, cols), rows, cols)
+        return d
+
+
+def reverse_function(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Derivative:
+    """``F_vjp`` for cotangents on the results ``rows`` pulled back to the operands ``cols``, cached on ``F``.
+
+    The caller passes only operands whose column meets ``rows`` (see
+    :func:`column_rows`), so every output is structurally nonzero.
+    """
+    entry = _entry(F)
+    key = ("vjp", rows, cols)
+    hit = entry.derivatives.get(key)
+    if hit is not None:
+        return hit
+    with _LOCK:
+        hit = entry.derivatives.get(key)
+        if hit is not None:
+            return hit
+        entry.builds += 1
+        d = entry.derivatives[key] = Derivative(_build_vjp(F, rows, cols), rows, cols)
+        return d
+
+
+def _build_jvp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
+    from .ad import jvp
+    from .array import symbols
+    from .function import Function
+
+    x, y = flat_inputs(F), flat_outputs(F)
+    tx = symbols("tx", len(cols))
+    with building():
+        ty = jvp(y[list(rows)], x[list(cols)], tx)
+    return Function(f"{F.name}_jvp", [x, tx], [ty], input_names=["x", "tx"], output_names=["ty"])
+
+
+def _build_vjp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
+    from .ad import vjp
+    from .array import symbols
+    from .function import Function
+
+    x, y = flat_inputs(F), flat_outputs(F)
+    ybar = symbols("ybar", len(rows))
+    with building():
+        xbar = vjp(y[list(rows)], x[list(cols)], ybar)
+    return Function(f"{F.name}_vjp", [x, ybar], [xbar], input_names=["x", "ybar"], output_names=["xbar"])
+
+
+# ------------------------------------------------------- what the sweeps call
+_ZERO = const(0.0)
+
+
+def _live(e: Any) -> bool:
+    """A seed that is not the constant 0 (absent seeds are None)."""
+    return e is not None and not (e.op is CONST and e.data == 0.0)
+
+
+def _results(D: Derivative, operands: tuple, seeds: list) -> list:
+    """The flat result nodes of one call of ``D.function`` on the callee's ``operands`` and ``seeds``.
+
+    The operands are Exprs already, in the order of the Function's flat
+    inputs, so the call node is interned directly (``call_function`` would
+    check and convert each argument: most of a sweep's time on small callees).
+    """
+    node = intern_structural(CALL, tuple(operands) + tuple(seeds), D.function)
+    return [intern_structural(RESULT, (node,), j) for j in range(D.function.outputs[0].size)]
+
+
+class CallTangents:
+    """The tangents of one call node's results: per direction, one call of a ``F_jvp``.
+
+    Stored by the forward sweep in place of the call node's tangent (a call
+    node is no value); each result node reads its own with :meth:`of`.
+    """
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls  # [(direction, {result j: position}, result nodes)]
+
+    def of(self, j: int) -> dict:
+        """``{direction: tangent}`` of result ``j`` (empty if it has none)."""
+        out = {}
+        for k, where, results in self.calls:
+            p = where.get(j)
+            if p is not None:
+                out[k] = results[p]
+        return out
+
+
+def forward(call: Expr, tangents: list, wanted: Any) -> CallTangents | None:
+    """The tangents of ``call``'s results given its operands' ``{direction: tangent}`` (None: no tangent).
+
+    ``wanted`` holds the indices of the results the graph reads.  One
+    ``F_jvp`` for the call, from the operands that carry a tangent in any
+    direction to the wanted results they reach, and one call of it per
+    direction (an operand without that direction gets the seed 0); None
+    when no wanted result gets a tangent.
+    """
+    F = call.data
+    col_rows = _entry(F).col_rows
+    wanted = frozenset(wanted)
+    cols, directions, reached = [], set(), set()
+    for i, t in enumerate(tangents):
+        if t and not wanted.isdisjoint(col_rows[i]):
+            live = [k for k, v in t.items() if _live(v)]
+            if live:
+                cols.append(i)
+                directions.update(live)
+                reached.update(col_rows[i])
+    if not cols:
+        return None
+    D = forward_function(F, tuple(sorted(reached & wanted)), tuple(cols))
+    position = {j: p for p, j in enumerate(D.rows)}
+    calls = []
+    for k in sorted(directions, key=_order):
+        seeds = [tangents[i].get(k, _ZERO) for i in cols]
+        # only the results that read an operand with this direction get a tangent in it
+        reached = set().union(*(col_rows[i] for i, t in zip(cols, seeds) if _live(t)))
+        where = {j: position[j] for j in reached if j in position}
+        calls.append((k, where, _results(D, call.args, seeds)))
+    return CallTangents(calls)
+
+
+def reverse(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, dict]]:
+    """Cotangent contributions ``[(operand, {direction: cotangent})]`` of a call node.
+
+    ``bars`` maps result index ``j`` to ``{direction: cotangent}``.  One
+    ``F_vjp`` for the call, from the results that carry a cotangent in any
+    direction to the operands in ``active`` that those results read, and
+    one call of it per direction (a result without that direction gets 0).
+    """
+    F = call.data
+    args = call.args
+    rows, directions = [], set()
+    for j in sorted(bars):
+        live = [k for k, v in bars[j].items() if _live(v)]
+        if live:
+            rows.append(j)
+            directions.update(live)
+    cols = _pulled_back(F, args, rows, active)
+    if not cols:
+        return []
+    D = reverse_function(F, tuple(rows), cols)
+    col_rows = _entry(F).col_rows
+    out = []
+    for k in sorted(directions, key=_order):
+        seeds = [bars[j].get(k, _ZERO) for j in rows]
+        # only the operands read by a result with this direction get a cotangent in it
+        live = {j for j, v in zip(rows, seeds) if _live(v)}
+        results = _results(D, args, seeds)
+        out.extend((args[i], {k: r}) for i, r in zip(cols, results) if not live.isdisjoint(col_rows[i]))
+    return out
+
+
+def _pulled_back(F: Any, args: tuple, rows: list, active: Any) -> tuple[int, ...]:
+    """The operand positions in ``active`` whose column of ``F``'s Jacobian pattern meets ``rows``."""
+    col_rows = _entry(F).col_rows
+    live = set(rows)
+    return tuple(i for i, a in enumerate(args) if a in active and not live.isdisjoint(col_rows[i]))
+
+
+def reverse_single(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, Expr]]:
+    """:func:`reverse` for one direction: ``bars`` maps result ``j`` to its cotangent Expr."""
+    F = call.data
+    args = call.args
+    rows = [j for j in sorted(bars) if _live(bars[j])]
+    cols = _pulled_back(F, args, rows, active)
+    if not cols:
+        return []
+    D = reverse_function(F, tuple(rows), cols)
+    results = _results(D, args, [bars[j] for j in rows])
+    return [(args[i], r) for i, r in zip(cols, results)]
+
+
+def _order(k: Any) -> tuple:
+    """Directions are ints in every sweep; sort anything else by its text, deterministically."""
+    return (0, k, "") if isinstance(k, (int, np.integer)) else (1, 0, repr(k))
