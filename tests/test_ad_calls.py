@@ -9,6 +9,7 @@ callee and cached on it (symgraph/calldiff.py).
 
 from __future__ import annotations
 
+import pickle
 import shutil
 
 import numpy as np
@@ -318,14 +319,38 @@ def test_nonzero_partials_of_call_and_result_nodes():
     assert calldiff.jacobian_pattern(F).matrix.toarray().tolist() == [[1, 1, 0], [0, 0, 0]]
 
 
-def test_derivative_graphs_compile():
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler")
+def test_nlp_of_a_model_with_calls_equals_inline():
+    u = sg.symbols("u", 3)
+
+    def term(a, b, c):  # Luksan's chained terms: a constraint and an objective term
+        return (3 * b**3 + 2 * c - 5 + sg.sin(b - c) * sg.sin(b + c) + 4 * b - a * sg.exp(a - b) - 3,
+                100 * (a**2 - b) ** 2 + (a - 1) ** 2)
+
+    T = sg.Function("term", [u], list(term(*u)))
+    n = 12
+    x = sg.symbols("x", n)
+    nlps = []
+    for parts in ([T(x[i:i + 3]) for i in range(n - 2)], [term(*x[i:i + 3]) for i in range(n - 2)]):
+        nlps.append(sg.NLP(x, sum(p[1] for p in parts), np.array([p[0] for p in parts]), jit=False))
+    x0, lam = np.linspace(0.2, 0.9, n), np.linspace(-1.0, 1.0, n - 2)
+    calls, inline = nlps
+    np.testing.assert_allclose(calls.gradient(x0), inline.gradient(x0), rtol=1e-14)
+    np.testing.assert_allclose(calls.jacobian(x0).toarray(), inline.jacobian(x0).toarray(), rtol=1e-14)
+    np.testing.assert_allclose(calls.hessian(x0, lam, 0.7).toarray(), inline.hessian(x0, lam, 0.7).toarray(),
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_derivative_graphs_pickle_and_compile():
     y, p, outs, _ = _build("nested")
     f = outs.sum()
     F = sg.Function("d", [y, p], [sg.grad(f, y), sg.hessian(f, y)])
     y0 = _point(8)
     g, Hs = F(y0, [0.5])
+    gp, Hp = pickle.loads(pickle.dumps(F))(y0, [0.5])  # the derivative callees travel with F
+    np.testing.assert_array_equal(gp, g)
+    np.testing.assert_array_equal(Hp.toarray(), Hs.toarray())
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler")
     gc, Hc = F.compile()(y0, [0.5])
     np.testing.assert_allclose(gc, g, rtol=1e-13)
     np.testing.assert_allclose(Hc.toarray(), Hs.toarray(), rtol=1e-13)
