@@ -27,6 +27,15 @@ How the body is laid out (see docs/design.md, "C backend"):
   constants or inputs are stored by the entry point.  Runs and other regular
   blocks of entries with one source become loops, scattered ones tables
   (:mod:`codegen.stores`), so the C does not grow with them.
+* Calls: every distinct callee reachable from the Function (nested ones
+  too, found iteratively, numbered ``c0, c1, ...`` callees first) is emitted
+  once, as ``static void NAME__cK(arg, res, w)`` with the same calling
+  convention and its own parts ``NAME__cK_partP``; its sparse outputs are in
+  Tape order.  A call site stores its operands into ``w`` after the slots of
+  values crossing parts, points the callee's ``arg``/``res`` into that
+  area, gives it the rest of ``w`` as its work array, and its results are
+  read from there right after the call (the Tape is reordered so they
+  follow it).  So the C grows by a few lines per call, not by the callee.
 * Integer powers ``x**n``
   with ``-2 <= n <= 4`` become multiplications (``1/x`` first for ``n < 0``),
   other powers ``pow()``, so the C result stays within 2 ulps of the VM's.
