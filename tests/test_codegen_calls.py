@@ -215,9 +215,12 @@ def test_nested_calls_three_levels_deep_and_deep_chains_of_callees():
 
 @settings(max_examples=12, deadline=None)
 @given(st.lists(random_graphs(max_inputs=3, max_steps=10), min_size=1, max_size=4),
-       st.lists(st.floats(-3, 3, allow_nan=False), min_size=4, max_size=4))
-def test_random_callee_bodies_equal_their_inlined_code(graphs, values):
-    """Random callees over the op table, called twice each and once from a wrapper, against the inlined C."""
+       st.lists(st.floats(-3, 3, allow_nan=False), min_size=4, max_size=4), st.sampled_from([1, 3, 2000]))
+def test_random_callee_bodies_equal_their_inlined_code(graphs, values, chunk_size):
+    """Random callees over the op table, called twice each and once from a wrapper, against the inlined C.
+
+    Parts of 1 and 3 instructions split callers and callees everywhere (a call's results stay with it).
+    """
     n = max(len(g.inputs) for g in graphs)
     y = sg.symbols("y", n + 1)
     outs = []
@@ -231,6 +234,6 @@ def test_random_callee_bodies_equal_their_inlined_code(graphs, values):
         outs += [first, second, wrapper(y[1:m + 1])]
     G = sg.Function("rand", [y], [np.concatenate([np.asarray(o, dtype=object).reshape(-1) for o in outs])])
     point = np.array([values[k % 4] for k in range(n + 1)])
-    got = G.compile(optimize=0)(point)
+    got = G.compile(optimize=0, chunk_size=chunk_size)(point)
     want = G.inline().compile(optimize=0)(point)
     assert same(got, want)
