@@ -64,8 +64,6 @@ void sgf_f__part0(const double *const *arg, double *const *res, double *w) {
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,8 +138,8 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
         F: a :class:`symgraph.Function`.
         name: the name to derive C identifiers from (default: ``F.name``; see :func:`codegen.names.c_identifier`).
         chunk_size: maximum number of instructions per part function.
-        optimize: the optimizer level at which each callee is emitted (optimized once per
-            callee and level, and cached); ``F`` itself is emitted as given (``compile``
+        optimize: the optimizer level at which each callee is emitted (optimized once,
+            however many calls it has); ``F`` itself is emitted as given (``compile``
             optimizes it first).
 
     >>> import symgraph as sg
@@ -163,8 +161,9 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
     part_calls: list[frozenset] = []
     callees: dict[Any, _Callee] = {}  # by the callee Function a Tape names (identity)
     n_ops = 0
-    for k, callee in enumerate(callee_order(F, optimize)):
-        G = optimized_callee(callee, optimize)
+    emitted: dict = {}
+    for k, callee in enumerate(callee_order(F, optimize, emitted)):
+        G = emitted[callee]
         tape = _prepared(G.tape)
         outputs = _output_layout(G, tape, compressed=False)
         body = _emit_parts(tape, outputs, cname, chunk_size, f"c{k}_", callees, len(parts))
@@ -205,13 +204,19 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
 def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0) -> str:
     """The complete C99 source of ``F`` as one self-contained file.
 
+    ``optimize`` is the optimizer level applied first to ``F`` and to each
+    callee, as ``F.compile(optimize=...)`` does (default 0: ``F`` as given), so
+    ``generate(F, optimize=1)`` is the source that ``F.compile()`` builds.
+
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> generate(sg.Function("h", [x], [x + 1])) == generate(sg.Function("h", [x], [x + 1]))
     True
     """
-    prog = program(F, name, chunk_size, optimize)
-    return single_file(prog, F)
+    if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
+        raise OptionError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
+    G = F.optimize(optimize) if optimize else F
+    return single_file(program(G, name, chunk_size, optimize), G)
 
 
 def single_file(prog: CProgram, F: Any, include_header: str | None = None) -> str:
@@ -323,32 +328,15 @@ def c_constant(value: float) -> str:
 
 # ---------------------------------------------------------------- calls
 
-_OPTIMIZED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # callee -> {level: Function}
-_OPTIMIZED_LOCK = threading.Lock()
-
-
-def optimized_callee(callee: Any, level: int) -> Any:
-    """``callee`` as the C backend emits it: ``callee.optimize(level)``, computed once per callee and level.
-
-    The cache holds the callee weakly, so it goes with the callee.
-    """
-    if not level:
-        return callee
-    with _OPTIMIZED_LOCK:
-        found = _OPTIMIZED.get(callee, {}).get(level)
-    if found is None:
-        found = callee.optimize(level)
-        with _OPTIMIZED_LOCK:
-            found = _OPTIMIZED.setdefault(callee, {}).setdefault(level, found)
-    return found
-
-
-def callee_order(F: Any, level: int = 0) -> list:
+def callee_order(F: Any, level: int = 0, emitted: dict | None = None) -> list:
     """Every callee reachable from ``F`` (through the callees' optimized copies), each once, callees first.
 
     An iterative depth-first post-order: children in the order their Tape
     first calls them, so the order (and the C numbering ``c0, c1, ...``)
-    depends only on the graph.
+    depends only on the graph.  Each callee is optimized at ``level`` once
+    (``callee.optimize(level)``; 0: as given); ``emitted``, if given, receives
+    ``{callee: the Function to emit for it}``.  The optimized copies are not
+    kept beyond that, as ``compile`` does not keep the top Function's.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -358,15 +346,15 @@ def callee_order(F: Any, level: int = 0) -> list:
     ['f', 'g']
     """
     order: list = []
-    seen: set = set()
+    seen: dict = {} if emitted is None else emitted
     stack = [iter(F.tape.callees)]
     path: list = []  # the callee each iterator above the first belongs to
     while stack:
         for callee in stack[-1]:
             if callee not in seen:
-                seen.add(callee)
+                seen[callee] = callee.optimize(level) if level else callee
                 path.append(callee)
-                stack.append(iter(optimized_callee(callee, level).tape.callees))
+                stack.append(iter(seen[callee].tape.callees))
                 break
         else:
             stack.pop()
