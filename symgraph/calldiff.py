@@ -80,10 +80,10 @@ class Derivative(NamedTuple):
     cols: tuple[int, ...]
 
 
-class _Entry:
-    """What is cached on one callee: its Jacobian pattern and its derivative Functions."""
+class _Pattern:
+    """A callee's Jacobian pattern, with its rows and columns as index sets."""
 
-    __slots__ = ("pattern", "row_cols", "col_rows", "derivatives", "builds", "__weakref__")
+    __slots__ = ("pattern", "row_cols", "col_rows")
 
     def __init__(self, pattern: Sparsity) -> None:
         self.pattern = pattern
@@ -93,12 +93,65 @@ class _Entry:
                          for j in range(pattern.shape[0])]
         self.col_rows = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]].tolist())
                          for i in range(pattern.shape[1])]
-        self.derivatives: dict[tuple, Derivative] = {}
-        self.builds = 0
 
 
-_CACHE: "weakref.WeakKeyDictionary[Any, _Entry]" = weakref.WeakKeyDictionary()
-_LOCK = threading.RLock()  # reentrant: building a derivative builds those of nested callees
+# Per callee Function: "pattern" -> _Pattern, (mode, rows, cols) -> Derivative.
+_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_LOCK = threading.RLock()  # held while building; reentrant: builds of nested callees happen inside
+_STATE = threading.local()  # .depth: how many builds enclose the current one in this thread
+_NESTED = 16  # nesting levels built by plain recursion; deeper ones by the worklist of _cached
+
+
+class _Missing(Exception):
+    """Raised at nesting depth ``_NESTED`` instead of building there: ``task`` is ``(F, key, build)``."""
+
+    def __init__(self, task: tuple) -> None:
+        super().__init__(task[1])
+        self.task = task
+
+
+def _cached(F: Any, key: Any, build: Any) -> Any:
+    """The value cached on callee ``F`` under ``key``, made by ``build()`` on a miss.
+
+    A build differentiates (or propagates sparsity over) ``F``'s graph,
+    which needs the cached values of the Functions ``F`` calls: those are
+    built inside it, one nesting level deeper.  Past ``_NESTED`` levels a
+    miss raises ``_Missing`` instead, which unwinds to the build loop below
+    at the last recursive level; that loop builds the missing value first
+    (its own misses stack up the same way) and then retries the build that
+    needed it.  So Functions nested to any depth are handled with a
+    bounded Python stack, at the price of one retry per missing value
+    below that level.
+    """
+    table = _CACHE.get(F)
+    if table is not None:
+        hit = table.get(key)
+        if hit is not None:
+            return hit
+    depth = getattr(_STATE, "depth", 0)
+    if depth >= _NESTED:
+        raise _Missing((F, key, build))
+    with _LOCK:
+        stack = [(F, key, build)]
+        while stack:
+            G, k, make = stack[-1]
+            table = _CACHE.get(G)
+            if table is None:
+                table = _CACHE[G] = {}
+            if k in table:
+                stack.pop()
+                continue
+            _STATE.depth = depth + 1
+            try:
+                value = make()
+            except _Missing as missing:
+                stack.append(missing.task)
+                continue
+            finally:
+                _STATE.depth = depth
+            table[k] = value
+            stack.pop()
+        return _CACHE[F][key]
 
 
 def flat_inputs(F: Any) -> np.ndarray:
@@ -113,16 +166,12 @@ def flat_outputs(F: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=object)
 
 
-def _entry(F: Any) -> _Entry:
-    entry = _CACHE.get(F)
-    if entry is None:
-        with _LOCK:
-            entry = _CACHE.get(F)
-            if entry is None:
-                with building():
-                    pat = jacobian_sparsity(flat_outputs(F), flat_inputs(F))
-                entry = _CACHE[F] = _Entry(pat)
-    return entry
+def _pattern(F: Any) -> _Pattern:
+    def build() -> _Pattern:
+        with building():
+            return _Pattern(jacobian_sparsity(flat_outputs(F), flat_inputs(F)))
+
+    return _cached(F, "pattern", build)
 
 
 def jacobian_pattern(F: Any) -> Sparsity:
@@ -133,17 +182,17 @@ def jacobian_pattern(F: Any) -> Sparsity:
     >>> jacobian_pattern(sg.Function("f", [x], [x[0] * x[2], sg.floor(x[1])])).matrix.toarray().tolist()
     [[1, 0, 1], [0, 0, 0]]
     """
-    return _entry(F).pattern
+    return _pattern(F).pattern
 
 
 def row_columns(F: Any) -> list[tuple[int, ...]]:
     """Per result ``j`` of a call of ``F``: the operand positions its derivative reads (cached)."""
-    return _entry(F).row_cols
+    return _pattern(F).row_cols
 
 
 def column_rows(F: Any) -> list[frozenset]:
     """Per operand ``i`` of a call of ``F``: the results whose derivative reads it (cached)."""
-    return _entry(F).col_rows
+    return _pattern(F).col_rows
 
 
 def cached(F: Any) -> dict[tuple, Derivative]:
@@ -156,14 +205,13 @@ def cached(F: Any) -> dict[tuple, Derivative]:
     >>> list(cached(F))
     [('vjp', (0,), (0,))]
     """
-    entry = _CACHE.get(F)
-    return {} if entry is None else dict(entry.derivatives)
+    table = _CACHE.get(F) or {}
+    return {k: v for k, v in table.items() if k != "pattern"}
 
 
 def builds(F: Any) -> int:
-    """How many derivative Functions have been built for callee ``F`` (cache misses)."""
-    entry = _CACHE.get(F)
-    return 0 if entry is None else entry.builds
+    """How many derivative Functions have been built for callee ``F`` (each key is built once)."""
+    return len(cached(F))
 
 
 def forward_function(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Derivative:
@@ -172,18 +220,7 @@ def forward_function(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> De
     The caller passes only results whose derivative reads one of ``cols``
     (see :func:`row_columns`), so every output is structurally nonzero.
     """
-    entry = _entry(F)
-    key = ("jvp", rows, cols)
-    hit = entry.derivatives.get(key)
-    if hit is not None:
-        return hit
-    with _LOCK:
-        hit = entry.derivatives.get(key)
-        if hit is not None:
-            return hit
-        entry.builds += 1
-        d = entry.derivatives[key] = Derivative(_build_jvp(F, rows, cols), rows, cols)
-        return d
+    return _cached(F, ("jvp", rows, cols), lambda: Derivative(_build_jvp(F, rows, cols), rows, cols))
 
 
 def reverse_function(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Derivative:
@@ -192,18 +229,7 @@ def reverse_function(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> De
     The caller passes only operands whose column meets ``rows`` (see
     :func:`column_rows`), so every output is structurally nonzero.
     """
-    entry = _entry(F)
-    key = ("vjp", rows, cols)
-    hit = entry.derivatives.get(key)
-    if hit is not None:
-        return hit
-    with _LOCK:
-        hit = entry.derivatives.get(key)
-        if hit is not None:
-            return hit
-        entry.builds += 1
-        d = entry.derivatives[key] = Derivative(_build_vjp(F, rows, cols), rows, cols)
-        return d
+    return _cached(F, ("vjp", rows, cols), lambda: Derivative(_build_vjp(F, rows, cols), rows, cols))
 
 
 def _build_jvp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
@@ -282,7 +308,7 @@ def forward(call: Expr, tangents: list, wanted: Any) -> CallTangents | None:
     when no wanted result gets a tangent.
     """
     F = call.data
-    col_rows = _entry(F).col_rows
+    col_rows = _pattern(F).col_rows
     wanted = frozenset(wanted)
     cols, directions, reached = [], set(), set()
     for i, t in enumerate(tangents):
@@ -326,7 +352,7 @@ def reverse(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, dict]]:
     if not cols:
         return []
     D = reverse_function(F, tuple(rows), cols)
-    col_rows = _entry(F).col_rows
+    col_rows = _pattern(F).col_rows
     out = []
     for k in sorted(directions, key=_order):
         seeds = [bars[j].get(k, _ZERO) for j in rows]
@@ -339,7 +365,7 @@ def reverse(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, dict]]:
 
 def _pulled_back(F: Any, args: tuple, rows: list, active: Any) -> tuple[int, ...]:
     """The operand positions in ``active`` whose column of ``F``'s Jacobian pattern meets ``rows``."""
-    col_rows = _entry(F).col_rows
+    col_rows = _pattern(F).col_rows
     live = set(rows)
     return tuple(i for i, a in enumerate(args) if a in active and not live.isdisjoint(col_rows[i]))
 
