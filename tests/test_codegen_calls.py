@@ -173,9 +173,9 @@ def test_source_grows_by_a_few_lines_per_call_not_by_the_callee():
     small, big = few.c_code(), many.c_code()
     assert big.count("static void sgf_many__c0(") == 1
     per_call = (len(big) - len(small)) / 198
-    assert per_call < 700, per_call  # the call site, its results and uses: not the body's ~30,000 characters
-    assert len(big) < 3 * len(small) + 200 * 700
-    assert len(many.inline().c_code()) > 50 * len(big) / 10  # inlining copied the body 200 times
+    assert per_call < 600, per_call  # call site, results and uses (measured: 380), not the body (~20,000)
+    assert len(big) < len(small) + 200 * 600
+    assert len(many.inline().c_code()) > 20 * len(big)  # inlined: the body 200 times (measured: 4.0 MB vs 98 kB)
     C = many.compile(optimize=0)
     p = np.array([0.3, 0.7])
     for got, want in zip(C(p), many(p)):
