@@ -490,22 +490,29 @@ def collect() -> int:
     """Forget interned nodes nobody references any more; returns how many.
 
     The intern table holds strong references, so it is swept whenever it has
-    grown fourfold since the last sweep.  One pass in reverse creation order suffices:
-    a node is always created after its operands, so dropping a parent releases
-    its operands before they are visited.
+    grown fourfold since the last sweep.  A pass in reverse creation order
+    frees whole dead subgraphs: a node is always created after its operands,
+    so dropping a parent releases its operands before they are visited.  A
+    dead call node is the exception: it releases its callee Function, which
+    may hold nodes newer than the call (its cached derivative Functions), so
+    the sweep runs again while a pass dropped a call.
 
     >>> isinstance(collect(), int)
     True
     """
     dropped = 0
     getrefcount = sys.getrefcount
-    for key in reversed(list(_TABLE)):
-        node = _TABLE[key]
-        # references: the table, `node`, getrefcount's argument
-        if getrefcount(node) <= 3:
-            del _TABLE[key]
-            dropped += 1
-        del node
+    again = True
+    while again:
+        again = False
+        for key in reversed(list(_TABLE)):
+            node = _TABLE[key]
+            # references: the table, `node`, getrefcount's argument
+            if getrefcount(node) <= 3:
+                again = again or node.op is CALL
+                del _TABLE[key]
+                dropped += 1
+            del node
     _SWEEP_AT[0] = max(1 << 16, 4 * len(_TABLE))
     return dropped
 

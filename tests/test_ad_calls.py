@@ -25,17 +25,16 @@ from strategies import points, random_graphs
 H = 1e-30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _collect_until_clean():
-    """Leave no dead call nodes behind for later modules' sg.collect() counts.
-
-    A dead call node keeps its callee alive, and a callee keeps its cached
-    derivative Functions, whose nodes are newer than the call: one pass of
-    sg.collect() frees the call and the callee, the next one those nodes.
-    """
-    yield
-    while sg.collect():
-        pass
+def test_collect_frees_a_dead_callee_and_its_derivative_functions_in_one_call():
+    # A dead call releases its callee, whose cached derivative Functions hold nodes newer than the call.
+    x = sg.symbols("x", 2)
+    F = sg.Function("dead_callee", [x], [x[0] * sg.sin(x[1])])
+    y = sg.symbols("y", 2)
+    g = sg.grad(F(y) * F(y), y)
+    assert calldiff.builds(F) >= 1
+    del F, g
+    sg.collect()
+    assert sg.collect() == 0
 
 
 # ------------------------------------------------------------------ callees
