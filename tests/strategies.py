@@ -63,3 +63,13 @@ def points(n_inputs: int, wide: bool = True):
     special = st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 1e300, -1e300, 0.5, 1e-8])
     value = st.one_of(ordinary, special) if wide else ordinary
     return st.lists(value, min_size=n_inputs, max_size=n_inputs).map(lambda v: np.array(v, dtype=np.float64))
+
+
+def complex_step_jacobian(F, x0: np.ndarray, h: float = 1e-30) -> np.ndarray:
+    """Dense Jacobian of a vector function at ``x0`` by complex step (the oracle of AD tests)."""
+    cols = []
+    for k in range(len(x0)):
+        xc = x0.astype(complex)
+        xc[k] += h * 1j
+        cols.append(np.imag(np.atleast_1d(F(xc))) / h)
+    return np.column_stack(cols)

@@ -7,18 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 import symgraph as sg
+from strategies import complex_step_jacobian
 
 H = 1e-30
-
-
-def _cs_jacobian(F, x0):
-    """Dense Jacobian of a vector Function by complex step (oracle)."""
-    cols = []
-    for k in range(len(x0)):
-        xc = x0.astype(complex)
-        xc[k] += H * 1j
-        cols.append(np.imag(np.atleast_1d(F(xc))) / H)
-    return np.column_stack(cols)
 
 
 # ------------------------------------------------------------------ basics
@@ -44,7 +35,7 @@ def test_jvp_vjp_several_directions_match_dense_jacobian():
     x = sg.symbols("x", 3)
     out = np.array([[x[0] * x[1], sg.sin(x[2])], [x[2] / x[0], sg.hypot(x[0], x[1])]])
     x0 = np.array([0.7, -1.3, 2.1])
-    J = _cs_jacobian(sg.Function("f", [x], [out.reshape(-1)]), x0)
+    J = complex_step_jacobian(sg.Function("f", [x], [out.reshape(-1)]), x0)
     T = np.array([[1.0, 0, 0], [0, 2.0, 0], [0.5, 0.5, -1]])
     jv = sg.jvp(out, x, T)  # 3 directions in one pass
     assert jv.shape == (3, 2, 2)
@@ -90,7 +81,7 @@ def test_jacobian_luksan_pattern_colors_and_values():
     x0 = np.linspace(-1, 1.5, n)
     Jv = F(x0)
     assert sp.issparse(Jv)
-    np.testing.assert_allclose(Jv.toarray(), _cs_jacobian(sg.Function("g", [x], [g]), x0), rtol=1e-12)
+    np.testing.assert_allclose(Jv.toarray(), complex_step_jacobian(sg.Function("g", [x], [g]), x0), rtol=1e-12)
     # same pattern and nonzero order every call
     Jw = F(x0 * 0)
     assert (Jw.indices == Jv.indices).all() and (Jw.indptr == Jv.indptr).all()
@@ -108,7 +99,7 @@ def test_jacobian_modes_agree_and_choose_fewer_colors():
     a = sg.Function("a", [x], [J])(x0).toarray()
     b = sg.Function("b", [x], [Jf])(x0).toarray()
     np.testing.assert_allclose(a, b, rtol=1e-14)
-    np.testing.assert_allclose(a, _cs_jacobian(sg.Function("f", [x], [np.array(outs)]), x0), rtol=1e-13)
+    np.testing.assert_allclose(a, complex_step_jacobian(sg.Function("f", [x], [np.array(outs)]), x0), rtol=1e-13)
 
 
 def test_jacobian_of_outputs_that_are_inputs_or_constants():
@@ -153,7 +144,7 @@ def test_hessian_full_and_lower_of_lagrangian():
     np.testing.assert_array_equal(Hv, Hv.T)
     np.testing.assert_array_equal(np.tril(Hv), Lv)
     G = sg.Function("g", [x, lam, sigma], [sg.grad(L, x)])
-    np.testing.assert_allclose(Hv, _cs_jacobian(lambda v: G(v, l0, s0), x0), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(Hv, complex_step_jacobian(lambda v: G(v, l0, s0), x0), rtol=1e-11, atol=1e-12)
 
 
 def test_hessian_dense_block_uses_symmetry():
@@ -376,9 +367,9 @@ def test_selection_with_both_branches_active_feeds_later_ops():
     G = sg.Function("g", [x], outs)
     for x0 in (np.array([0.7, -1.2]), np.array([-0.4, 0.9])):
         g, jv, J, Hm = G(x0)
-        cs = _cs_jacobian(F, x0)[0]
+        cs = complex_step_jacobian(F, x0)[0]
         np.testing.assert_allclose(g, cs, rtol=1e-13)
         assert jv == pytest.approx(cs @ [1.0, -2.0], rel=1e-13)
         np.testing.assert_allclose(J.toarray()[0], cs, rtol=1e-13)
         Gf = sg.Function("gr", [x], [sg.grad(f, x)])
-        np.testing.assert_allclose(Hm.toarray(), _cs_jacobian(Gf, x0), rtol=1e-12)
+        np.testing.assert_allclose(Hm.toarray(), complex_step_jacobian(Gf, x0), rtol=1e-12)

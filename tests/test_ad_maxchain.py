@@ -19,6 +19,7 @@ from hypothesis import given, settings, strategies as st
 
 import symgraph as sg
 from symgraph import ad
+from strategies import complex_step_jacobian
 
 H = 1e-30
 
@@ -47,15 +48,6 @@ def _cs_grad(F, x0):
         xc[k] += H * 1j
         g[k] = np.imag(F(xc)) / H
     return g
-
-
-def _cs_jacobian(F, x0):
-    cols = []
-    for k in range(len(x0)):
-        xc = x0.astype(complex)
-        xc[k] += H * 1j
-        cols.append(np.imag(np.atleast_1d(F(xc))) / H)
-    return np.column_stack(cols)
 
 
 @pytest.fixture(params=[ad._NEST, 0], ids=["nest-short-chains", "select-on-every-chain"])
@@ -150,7 +142,7 @@ def test_jacobian_jvp_vjp_of_running_maxima_match_complex_step(nest):
     out = np.array(running, dtype=object) * sg.exp(x[0])
     v = np.linspace(-2.0, 3.0, n)
     v[5] = v[2]  # a tie
-    want = _cs_jacobian(sg.Function("f", [x], [out]), v)
+    want = complex_step_jacobian(sg.Function("f", [x], [out]), v)
     for mode in ("forward", "reverse"):
         J = sg.jacobian(out, x, mode=mode)
         np.testing.assert_allclose(sg.Function("J", [x], [J])(v).toarray(), want, rtol=1e-13, atol=1e-15)
@@ -169,7 +161,7 @@ def test_hessian_through_long_chain_matches_complex_step_of_gradient(nest):
     G = sg.Function("g", [x], [sg.grad(f, x)])
     v = np.linspace(-3.0, 3.0, n)
     H = sg.Function("H", [x], [sg.hessian(f, x)])(v).toarray()
-    np.testing.assert_allclose(H, _cs_jacobian(G, v), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(H, complex_step_jacobian(G, v), rtol=1e-12, atol=1e-14)
 
 
 def test_derivative_not_taken_stays_masked_through_deep_chains(nest):
