@@ -291,7 +291,7 @@ def tcc_vs_cc(args, work: str) -> None:
                 wall, cpu, path = timed_build(units, prog, compiler, flags, cache)
                 call = c_eval_time(path, OURS, prog.name, cc.path, (), work, f"{model}{target}{tag}")
                 row[tag] = (wall, cpu, call)
-            (cw, cc_cpu, c_call), (t1w, t1c, _), (tw, tc_cpu, t_call) = row["cc"], row["tcc1"], row["tcc"]
+            (cw, cc_cpu, c_call), (t1w, _, _), (tw, _, t_call) = row["cc"], row["tcc1"], row["tcc"]
             print(f"{model:>7} {G.n_ops:>9,} | {cw:6.1f} s ({cc_cpu:5.1f} cpu) {e.cc_seconds:5.0f}s | "
                   f"{t1w:5.2f} s ({t1w / G.n_ops * 1e6:3.1f}us/op) | {tw:5.2f} s {e.tcc_units:>2} files "
                   f"({tw / G.n_ops * 1e6:3.1f}us/op) {e.tcc_seconds:5.1f}s | {fmt(c_call):>9} {fmt(t_call):>9} "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import errno
 import json
-import math
 import multiprocessing
 import os
 import pickle

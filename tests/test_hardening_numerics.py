@@ -36,7 +36,7 @@ import symgraph as sg
 from symgraph.expr import never_negative_zero, never_positive_zero, topological
 from symgraph.ops import SCALAR_OPS
 from symgraph.optimize.engine import rewrite
-from symgraph.optimize.pattern import CST, LIT, OP, VAR
+from symgraph.optimize.pattern import CST, LIT, OP
 from symgraph.optimize.rules import Rule, rules_for_level
 
 INF, NAN = math.inf, math.nan

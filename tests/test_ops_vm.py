@@ -23,7 +23,7 @@ from hypothesis import given, settings, strategies as st
 import symgraph as sg
 from symgraph.expr import topological
 from symgraph.ops import OP_LIST, OPS, SCALAR_OPS
-from strategies import INTERESTING, points, random_graphs
+from strategies import points, random_graphs
 
 INF, NAN = math.inf, math.nan
 
