@@ -189,3 +189,15 @@ def test_sparse_output_is_refused_with_a_clear_error():
     F = sg.Function("s", [x], [sg.jacobian(x * x, x)])
     with pytest.raises(sg.InvalidInputError, match=r"s\.map: output 0 \('o0'\) is sparse"):
         F.map(2)
+
+
+def test_c_code_holds_the_body_once_and_n_call_sites():
+    x = sg.symbols("x", 2)
+    e = x[0]
+    for k in range(100):
+        e = sg.sin(e) * x[1] + k
+    F = sg.Function("body", [x], [e])
+    small, large = F.map(10, reduce="sum").c_code(), F.map(100, reduce="sum").c_code()
+    assert large.count("static void sgf_body_map100__c0(") == 1  # F emitted once, as a static function
+    assert large.count("sin(") == small.count("sin(") == 100  # its body is not copied per instance
+    assert (len(large) - len(small)) / 90 < 500  # a few short lines per call site
