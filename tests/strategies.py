@@ -1,12 +1,15 @@
-"""Hypothesis strategies shared by the test suite: random graphs over the op table.
+"""Hypothesis strategies and oracles shared by the test suite.
 
-A graph is built step by step: each step applies a random op of the table to
-operands drawn from the symbols, earlier nodes and interesting constants, so
-every op (and every new op added to the table) is exercised.
+Random graphs over the op table: a graph is built step by step, each step
+applying a random op of the table to operands drawn from the symbols, earlier
+nodes and interesting constants, so every op (and every new op added to the
+table) is exercised.  Oracles: complex-step derivatives, and building and
+running an exported demo with a real C compiler.
 """
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,3 +76,29 @@ def complex_step_jacobian(F, x0: np.ndarray, h: float = 1e-30) -> np.ndarray:
         xc[k] += h * 1j
         cols.append(np.imag(np.atleast_1d(F(xc))) / h)
     return np.column_stack(cols)
+
+
+def complex_step_gradient(F, x0: np.ndarray, h: float = 1e-30) -> np.ndarray:
+    """Gradient of a scalar function at ``x0`` by complex step."""
+    out = np.empty(len(x0))
+    for k in range(len(x0)):
+        xc = x0.astype(complex)
+        xc[k] += h * 1j
+        out[k] = np.imag(F(xc)) / h
+    return out
+
+
+def compile_and_run(paths: dict, workdir, flags: list, args=()) -> list[list[float]]:
+    """Compile an exported source alone (``flags`` must hold the compiler) and with its demo; run the demo.
+
+    Returns the numbers of each output line the demo prints.
+    """
+    done = subprocess.run(flags + ["-c", paths["source"], "-o", str(workdir / "f.o")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    exe = workdir / "demo"
+    done = subprocess.run(flags + [paths["source"], paths["demo"], "-o", str(exe), "-lm"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    run = subprocess.run([str(exe), *map(repr, args)], capture_output=True, text=True, check=True)
+    return [[float(v) for v in line.split(":", 1)[1].split()] for line in run.stdout.strip().splitlines()]

@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 
 import symgraph as sg
 from symgraph import ad
-from strategies import complex_step_jacobian
+from strategies import complex_step_gradient, complex_step_jacobian
 
 H = 1e-30
 
@@ -38,16 +38,6 @@ def _pairwise(op, xs):
 def _logsumexp(x, fold=reduce):
     m = fold(sg.fmax, x)
     return m + sg.log(sum(sg.exp(xi - m) for xi in x))
-
-
-def _cs_grad(F, x0):
-    """Gradient of a scalar Function by complex step (oracle)."""
-    g = np.empty(len(x0))
-    for k in range(len(x0)):
-        xc = x0.astype(complex)
-        xc[k] += H * 1j
-        g[k] = np.imag(F(xc)) / H
-    return g
 
 
 @pytest.fixture(params=[ad._NEST, 0], ids=["nest-short-chains", "select-on-every-chain"])
@@ -105,7 +95,7 @@ def test_fmax_and_fmin_folds_with_ties_match_complex_step(nest):
     for f in (reduce(sg.fmax, x), reduce(sg.fmin, x), reduce(sg.fmax, sg.sin(x) * x),
               reduce(sg.fmin, x * x) + reduce(sg.fmax, x) ** 2):
         got = sg.Function("g", [x], [sg.grad(f, x)])(v)
-        np.testing.assert_allclose(got, _cs_grad(sg.Function("f", [x], [f]), v), rtol=1e-13, atol=0)
+        np.testing.assert_allclose(got, complex_step_gradient(sg.Function("f", [x], [f]), v), rtol=1e-13, atol=0)
     g = sg.Function("g", [x], [sg.grad(reduce(sg.fmax, x), x)])(v)
     assert g.tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 0]  # the first of the tied maxima wins
     g = sg.Function("g", [x], [sg.grad(reduce(sg.fmin, x), x)])(v)
@@ -193,7 +183,7 @@ def test_folds_of_hand_written_selections_match_complex_step(nest):
         v = np.round(np.linspace(-2.0, 2.0, n), 1)
         v[7] = v[3]  # a tie
         got = sg.Function("g", [x], [g])(v)
-        np.testing.assert_allclose(got, _cs_grad(sg.Function("f", [x], [f]), v), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(got, complex_step_gradient(sg.Function("f", [x], [f]), v), rtol=1e-13, atol=1e-15)
 
 
 @settings(max_examples=60)
@@ -210,4 +200,4 @@ def test_random_min_max_folds_match_complex_step(data):
     f = acc * data.draw(st.sampled_from([1.0, x[0], sg.sin(x[-1])]))
     v = np.array(data.draw(st.lists(st.integers(-2, 2), min_size=n, max_size=n)), dtype=float) * 0.5  # many ties
     got = sg.Function("g", [x], [sg.grad(f, x)])(v)
-    np.testing.assert_allclose(got, _cs_grad(sg.Function("f", [x], [f]), v), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got, complex_step_gradient(sg.Function("f", [x], [f]), v), rtol=1e-12, atol=1e-14)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 import symgraph as sg
 from codegen.c99 import callee_order, generate, program, translation_units
 from codegen.export import demo_inputs
-from strategies import random_graphs
+from strategies import compile_and_run, random_graphs
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 STRICT = ["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror"]
@@ -185,15 +184,7 @@ def test_source_grows_by_a_few_lines_per_call_not_by_the_callee():
 def test_export_with_calls_compiles_pedantic_and_the_demo_matches_the_vm(tmp_path):
     G, _ = exact_model()
     paths = G.export_c(str(tmp_path), optimize=0)
-    obj = tmp_path / "f.o"
-    done = subprocess.run(STRICT + ["-c", paths["source"], "-o", str(obj)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    exe = tmp_path / "demo"
-    done = subprocess.run(STRICT + [paths["source"], paths["demo"], "-o", str(exe), "-lm"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
-    printed = [[float(v) for v in line.split(":", 1)[1].split()] for line in run.stdout.strip().splitlines()]
+    printed = compile_and_run(paths, tmp_path, STRICT)
     ref = as_list(G(*demo_inputs(G)))
     assert len(printed) == G.n_out
     for got, want in zip(printed, ref):

@@ -11,6 +11,7 @@ import pytest
 
 import symgraph as sg
 from codegen.export import demo_inputs, export_c
+from strategies import compile_and_run
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 STRICT = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror"]
@@ -23,18 +24,6 @@ def function():
             sg.if_else(sg.lt(x[0], y), sg.exp(y), sg.log(x[2])) ** -2]
     return sg.Function('demo; system("x")', [x, y], outs,
                        output_names=["trig", "steps", "*/sparse", "copy", "constant", "branch"])
-
-
-def compile_and_run(paths: dict, tmp_path, args=()) -> list[list[float]]:
-    obj = tmp_path / "f.o"
-    done = subprocess.run(STRICT + ["-c", paths["source"], "-o", str(obj)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    exe = tmp_path / "demo"
-    done = subprocess.run(STRICT + [paths["source"], paths["demo"], "-o", str(exe), "-lm"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    run = subprocess.run([str(exe), *map(repr, args)], capture_output=True, text=True, check=True)
-    return [[float(v) for v in line.split(":", 1)[1].split()] for line in run.stdout.strip().splitlines()]
 
 
 def flat(result) -> np.ndarray:
@@ -51,7 +40,7 @@ def test_export_compiles_with_werror_and_the_demo_matches_the_vm(tmp_path):
     for path in paths.values():
         text = open(path).read()
         assert 'system("x")' not in text and "*/sparse" not in text
-    printed = compile_and_run(paths, tmp_path)
+    printed = compile_and_run(paths, tmp_path, STRICT)
     ref = F(*demo_inputs(F))
     assert len(printed) == F.n_out
     for got, want in zip(printed, ref):
@@ -62,7 +51,7 @@ def test_demo_takes_inputs_from_its_command_line(tmp_path):
     F = function()
     paths = export_c(F, str(tmp_path), name="cli")
     values = [0.25, -1.5, 3.0, 0.7]
-    printed = compile_and_run(paths, tmp_path, values)
+    printed = compile_and_run(paths, tmp_path, STRICT, values)
     ref = F(np.array(values[:3]), values[3])
     for got, want in zip(printed, ref):
         np.testing.assert_allclose(got, flat(want), rtol=1e-15, atol=0)
@@ -78,7 +67,7 @@ def test_large_export_with_many_parts_and_a_work_array(tmp_path):
     assert F.n_ops > 2 * 2000
     paths = export_c(F, str(tmp_path))
     assert "sgf_deep__part1" in open(paths["source"]).read()
-    printed = compile_and_run(paths, tmp_path)
+    printed = compile_and_run(paths, tmp_path, STRICT)
     ref = F(*demo_inputs(F))
     np.testing.assert_allclose(printed[0], ref[0], rtol=1e-14)
     np.testing.assert_allclose(printed[1], [ref[1]], rtol=1e-14)

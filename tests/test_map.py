@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from symgraph.call import callee, is_call, is_result
+from symgraph.call import callee, is_result
 from tests.strategies import complex_step_jacobian
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
