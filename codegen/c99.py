@@ -72,9 +72,11 @@ import numpy as np
 from symgraph.errors import CompileError, OptionError
 from symgraph.ops import C_HELPERS, OP_LIST, OPS
 from symgraph.schedule import permuted, scheduled
+from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import stores
+from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
 CODEGEN_VERSION = "symgraph-c99-2"
@@ -164,6 +166,16 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
     emitted: dict = {}
     for k, callee in enumerate(callee_order(F, optimize, emitted)):
         G = emitted[callee]
+        if G.structure is not None:  # a map or fold: a loop around its body's function
+            fname = c_symbol(cname, f"c{k}")
+            text, work = structured_callee(G, fname, callees)
+            parts.append(text)
+            part_helpers.append(frozenset())
+            part_names.append(fname)
+            part_calls.append(frozenset(callees[B].index for B in children(G)))
+            callees[callee] = _Callee(fname, len(parts) - 1, _offsets(G.input_shapes), G.tape.n_input_scalars,
+                                      _offsets(G.output_shapes), int(sum(_sizes(G.output_shapes))), work)
+            continue
         tape = _prepared(G.tape)
         outputs = _output_layout(G, tape, compressed=False)
         body = _emit_parts(tape, outputs, cname, chunk_size, f"c{k}_", callees, len(parts))
@@ -349,12 +361,15 @@ def callee_order(F: Any, level: int = 0, emitted: dict | None = None) -> list:
     seen: dict = {} if emitted is None else emitted
     stack = [iter(F.tape.callees)]
     path: list = []  # the callee each iterator above the first belongs to
+    ready: set = set()  # bodies of optimized structured callees: optimized already
     while stack:
         for callee in stack[-1]:
             if callee not in seen:
-                seen[callee] = callee.optimize(level) if level else callee
+                seen[callee] = callee.optimize(level) if level and callee not in ready else callee
                 path.append(callee)
-                stack.append(iter(seen[callee].tape.callees))
+                if seen[callee].structure is not None:
+                    ready.update(children(seen[callee]))
+                stack.append(iter(children(seen[callee])))
                 break
         else:
             stack.pop()
@@ -374,6 +389,10 @@ class _Callee:
     out_offsets: tuple  # start of each output among the results (sparse: nonzeros in Tape order)
     n_out: int
     work_size: int
+
+
+def _sizes(shapes) -> list[int]:
+    return [int(np.prod(s, dtype=np.int64)) for s in shapes]
 
 
 def _offsets(shapes) -> tuple:

@@ -333,7 +333,7 @@ def inline_roots(roots: Sequence[Expr]) -> list[Expr]:
             return roots
         expanded: dict[Any, list[Expr]] = {}  # callee Function -> its outputs, inlined, over its own inputs
         for G in callees_bottom_up([n.data for n in order if n.op is CALL]):
-            flat = [e for arr in G.outputs for e in arr.reshape(-1).tolist()]
+            flat = G.expansion()
             expanded[G] = _expand(flat, topological(flat), expanded)
         return _expand(roots, order, expanded)
 
@@ -354,18 +354,25 @@ def callees_bottom_up(direct: list) -> list:
         if F in seen:
             continue
         seen.add(F)
-        stack = [(F, iter(F.tape.callees))]
+        stack = [(F, iter(children(F)))]
         while stack:
             G, pending = stack[-1]
             for C in pending:
                 if C not in seen:
                     seen.add(C)
-                    stack.append((C, iter(C.tape.callees)))
+                    stack.append((C, iter(children(C))))
                     break
             else:
                 stack.pop()
                 table.append(G)
     return table
+
+
+def children(F: Any) -> tuple:
+    """The Functions ``F`` calls (see :func:`symgraph.structured.children`)."""
+    from .structured import children as of
+
+    return of(F)
 
 
 def _expand(roots: list[Expr], order: list[Expr], expanded: dict) -> list[Expr]:

@@ -168,6 +168,9 @@ def flat_outputs(F: Any) -> np.ndarray:
 
 def _pattern(F: Any) -> _Pattern:
     def build() -> _Pattern:
+        structure = getattr(F, "structure", None)
+        if structure is not None:
+            return _Pattern(structure.pattern())
         with building():
             return _Pattern(jacobian_sparsity(flat_outputs(F), flat_inputs(F)))
 
@@ -237,6 +240,8 @@ def _build_jvp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
     from .array import symbols
     from .function import Function
 
+    if getattr(F, "structure", None) is not None:
+        return F.structure.derivative(F, "jvp", rows, cols)
     x, y = flat_inputs(F), flat_outputs(F)
     tx = symbols("tx", len(cols))
     with building():
@@ -249,6 +254,8 @@ def _build_vjp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
     from .array import symbols
     from .function import Function
 
+    if getattr(F, "structure", None) is not None:
+        return F.structure.derivative(F, "vjp", rows, cols)
     x, y = flat_inputs(F), flat_outputs(F)
     ybar = symbols("ybar", len(rows))
     with building():

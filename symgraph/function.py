@@ -48,6 +48,8 @@ class Function:
     9.0
     """
 
+    structure: Any = None  # a StructuredFunction's map or fold (symgraph/structured.py)
+
     def __init__(self, name: str, inputs: Any, outputs: Any,
                  input_names: Sequence[str] | None = None,
                  output_names: Sequence[str] | None = None) -> None:
@@ -266,6 +268,14 @@ class Function:
         from .map import map_function
 
         return map_function(self, n, shared, reduce)
+
+    def expansion(self) -> list:
+        """The output scalars, flat, as :func:`symgraph.inline` expands a call of this Function.
+
+        For an ordinary Function its own outputs; a structured one (map,
+        fold) gives its unrolled body instead.
+        """
+        return [e for arr in self.outputs for e in arr.reshape(-1).tolist()]
 
     def inline(self) -> "Function":
         """This Function with every call expanded (:func:`symgraph.inline`); ``self`` if it has none.

@@ -1,20 +1,24 @@
-"""``F.map(n)``: a Function that runs ``F`` on ``n`` instances (first version, built on calls).
+"""``F.map(n)``: one node that runs ``F`` on ``n`` instances.
 
-``map_function(F, n, shared, reduce)`` returns an ordinary
-:class:`~symgraph.Function` named ``<F.name>_map<n>``.  Its inputs are
-fresh symbol arrays with the names of ``F``'s inputs: a mapped input gains a
-leading axis of length ``n``, a shared input (by index or name) keeps its
-shape and every instance sees it whole.  Instance ``i`` is one call of ``F``
-on row ``i`` of each mapped input and on the shared inputs; an output is the
-stack of the instances' outputs (leading axis ``n``), or with
-``reduce="sum"`` their sum (a pairwise tree, depth ``log2 n``).
+``map_function(F, n, shared, reduce)`` returns a
+:class:`~symgraph.structured.StructuredFunction` named ``<F.name>_map<n>``
+with a :class:`MapStructure`.  Its inputs have the names of ``F``'s inputs:
+a mapped input gains a leading axis of length ``n``, a shared input (by
+index or name) keeps its shape and every instance sees it whole.  Instance
+``i`` is ``F`` on row ``i`` of each mapped input and on the shared inputs;
+an output is the stack of the instances' outputs (leading axis ``n``), or
+with ``reduce="sum"`` their sum.
 
-Because the body is made of calls, calling the map on symbolic arrays gives
-one call node (of the map), its derivatives are calls of the map's
-derivative Functions whose bodies call ``F``'s, and the C backend emits
-``F`` once and the map's body with ``n`` call sites.  The VM runs ``n``
-calls, not one vectorized pass: a later map node (index tables, a loop)
-replaces the body without changing this API.
+Nothing is unrolled: calling the map on symbols is one call node whatever
+``n``; the VM runs ``F``'s program once over ``n`` times the points (each
+mapped operand column is the instances' columns laid end to end, a shared
+one is repeated); the C backend emits ``F`` once and the map as a loop over
+instances with pointer arithmetic into the argument arrays; derivatives are
+maps of ``F``'s derivative Functions (forward: the tangents of shared
+inputs are shared; reverse: the cotangents of summed outputs are shared and
+those of shared inputs summed over instances), so they stay one node too.
+The Jacobian pattern is ``F``'s pattern tiled over the instances.
+``sg.inline`` expands a map into ``n`` calls of ``F``.
 
 >>> import numpy as np, symgraph as sg
 >>> x, p = sg.symbols("x", 2), sg.symbols("p")
@@ -36,7 +40,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["map_function"]
+__all__ = ["map_function", "MapStructure"]
 
 REDUCTIONS = (None, "sum")
 
@@ -62,42 +66,22 @@ def map_function(F: Any, n: int, shared: Sequence[int | str] | int | str = (), r
       ...
     symgraph.errors.InvalidInputError: f.map: shared names no input 'y' (inputs: 'x')
     """
-    from .array import symbols
-    from .call import call_function
-    from .function import Function
-
     label = f"{F.name}.map"
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise InvalidInputError(f"{label}: n must be a positive int, got {n!r}")
-    n = int(n)
-    is_shared = _shared_flags(F, shared, label)
+    is_shared = shared_flags(F, shared, label)
     reductions = _reductions(F, reduce, label)
     for k, sp in enumerate(F.output_sparsity):
         if sp is not None:
             raise InvalidInputError(f"{label}: output {k} ({F.output_names[k]!r}) is sparse; map takes dense "
                                     f"outputs in this version (build F with that output .to_dense())")
-    inputs = [symbols(name, shape if flag else (n,) + shape)
-              for name, shape, flag in zip(F.input_names, F.input_shapes, is_shared)]
-    instances = []  # instances[i][k]: output k of instance i, an object array of F's output shape
-    for i in range(n):
-        args = [arr if flag else arr[i] for arr, flag in zip(inputs, is_shared)]
-        outs = call_function(F, args)
-        outs = list(outs) if F.n_out != 1 else [outs]
-        instances.append([_object_array(o) for o in outs])
-    outputs = []
-    for k, (shape, how) in enumerate(zip(F.output_shapes, reductions)):
-        column = [inst[k] for inst in instances]
-        if how == "sum":
-            outputs.append(_tree_sum(column))
-        else:
-            stacked = np.empty((n,) + shape, dtype=object)
-            for i, value in enumerate(column):
-                stacked[i, ...] = value
-            outputs.append(stacked)
-    return Function(f"{F.name}_map{n}", inputs, outputs, input_names=F.input_names, output_names=F.output_names)
+    structure = MapStructure(F, int(n), tuple(is_shared), tuple(reductions))
+    if not structure.n_operands:  # nothing to call it on: the instances are constants
+        return _unrolled_function(structure, f"{F.name}_map{int(n)}")
+    return structure.function(f"{F.name}_map{int(n)}")
 
 
-def _shared_flags(F: Any, shared: Any, label: str) -> list[bool]:
+def shared_flags(F: Any, shared: Any, label: str) -> list[bool]:
     """One flag per input of ``F``: True for an input named (by index or name) in ``shared``."""
     if isinstance(shared, (str, int, np.integer)):
         shared = [shared]
@@ -161,3 +145,206 @@ def _tree_sum(terms: list[np.ndarray]) -> np.ndarray:
             paired.append(terms[-1])
         terms = paired
     return terms[0]
+
+
+class Layout:
+    """Where the scalars of a structured Function's inputs (or outputs) sit, per body input (or output).
+
+    ``sizes[k]``: scalars of body input ``k``; ``per_instance[k]``: whether it
+    has one copy per instance (mapped) or one in all (shared / summed);
+    ``body_offsets[k]``: its first scalar among the body's flat scalars;
+    ``offsets[k]``: its first scalar among the structured Function's.
+    """
+
+    def __init__(self, sizes: Sequence[int], per_instance: Sequence[bool], n: int) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.per_instance = np.asarray(per_instance, dtype=bool)
+        self.n = n
+        self.body_offsets = np.concatenate([[0], np.cumsum(self.sizes)])[:-1].astype(np.int64)
+        total = np.where(self.per_instance, n * self.sizes, self.sizes)
+        self.offsets = np.concatenate([[0], np.cumsum(total)])[:-1].astype(np.int64)
+        self.total = int(total.sum())
+        self.body_total = int(self.sizes.sum())
+        # per body scalar: its group and position in the group
+        self.group = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        self.within = np.arange(self.body_total, dtype=np.int64) - self.body_offsets[self.group]
+
+    def decode(self, positions: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(body position, instance)`` of flat positions (instance -1 for a shared scalar)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        k = np.searchsorted(self.offsets, positions, side="right") - 1
+        inside = positions - self.offsets[k]
+        size = np.maximum(self.sizes[k], 1)
+        mapped = self.per_instance[k]
+        instance = np.where(mapped, inside // size, -1)
+        body = self.body_offsets[k] + np.where(mapped, inside % size, inside)
+        return body, instance
+
+    def encode(self, body: Any, instance: Any) -> np.ndarray:
+        """The flat positions of body scalars ``body`` in ``instance`` (ignored for shared ones)."""
+        body = np.asarray(body, dtype=np.int64)
+        k = self.group[body]
+        within = self.within[body]
+        return self.offsets[k] + np.where(self.per_instance[k], np.asarray(instance) * self.sizes[k] + within,
+                                          within)
+
+
+class MapStructure:
+    """``body`` run on ``n`` instances: what a map's call node computes (see the module docstring).
+
+    ``shared[k]``: body input ``k`` is seen whole by every instance;
+    ``reduce[k]``: None (stack output ``k``) or ``"sum"`` (sum it over instances).
+    """
+
+    kind = "map"
+
+    def __init__(self, body: Any, n: int, shared: tuple, reduce: tuple) -> None:
+        self.body, self.n, self.shared, self.reduce = body, n, tuple(shared), tuple(reduce)
+        self.children = (body,)
+        self.ins = Layout([int(np.prod(s, dtype=np.int64)) for s in body.input_shapes],
+                          [not f for f in self.shared], n)
+        self.outs = Layout([int(np.prod(s, dtype=np.int64)) for s in body.output_shapes],
+                           [r is None for r in self.reduce], n)
+        self.n_operands, self.n_results = self.ins.total, self.outs.total
+
+    # ------------------------------------------------------------ shapes
+    def input_shapes(self) -> list[tuple]:
+        return [tuple(s) if f else (self.n,) + tuple(s) for s, f in zip(self.body.input_shapes, self.shared)]
+
+    def output_shapes(self) -> list[tuple]:
+        return [tuple(s) if r else (self.n,) + tuple(s) for s, r in zip(self.body.output_shapes, self.reduce)]
+
+    def function(self, name: str) -> Any:
+        """The StructuredFunction of this structure."""
+        from .structured import StructuredFunction
+
+        return StructuredFunction(name, self, self.input_shapes(), self.output_shapes(), self.body.input_names,
+                                  self.body.output_names)
+
+    def with_body(self, body: Any) -> "MapStructure":
+        return MapStructure(body, self.n, self.shared, self.reduce)
+
+    def to_data(self, index: dict) -> tuple:
+        return ("map", index[self.body], self.n, self.shared, self.reduce)
+
+    def describe(self) -> str:
+        return f"map of {self.body.name} over {self.n} instances"
+
+    # ------------------------------------------------------------ VM
+    def vm_driver(self, columns: list, width: int) -> "MapRun":
+        return MapRun(self, columns, width)
+
+    # ------------------------------------------------------------ graph
+    def expand(self, inputs: Sequence[np.ndarray]) -> list:
+        """The unrolled outputs (flat): ``n`` calls of the body on the rows of ``inputs``."""
+        from .call import call_function
+
+        F = self.body
+        instances = []
+        for i in range(self.n):
+            args = [arr if flag else arr[i] for arr, flag in zip(inputs, self.shared)]
+            outs = call_function(F, args)
+            outs = list(outs) if F.n_out != 1 else [outs]
+            instances.append([_object_array(o) for o in outs])
+        flat: list = []
+        for k, how in enumerate(self.reduce):
+            column = [inst[k] for inst in instances]
+            if how == "sum":
+                flat.extend(_object_array(_tree_sum(column)).reshape(-1).tolist())
+            else:
+                for value in column:
+                    flat.extend(value.reshape(-1).tolist())
+        return flat
+
+    def pattern(self) -> Any:
+        """The Jacobian pattern (results by operands, flat): the body's pattern tiled over instances."""
+        from .calldiff import jacobian_pattern
+        from .sparsity import Sparsity
+
+        P = jacobian_pattern(self.body)
+        r, c = np.asarray(P.rows, dtype=np.int64), np.asarray(P.cols, dtype=np.int64)
+        tiled = self.outs.per_instance[self.outs.group[r]] | self.ins.per_instance[self.ins.group[c]]
+        inst = np.arange(self.n, dtype=np.int64)
+        rows = [self.outs.encode(r[~tiled], 0)]
+        cols = [self.ins.encode(c[~tiled], 0)]
+        rt, ct = r[tiled], c[tiled]
+        rows.append(self.outs.encode(np.repeat(rt, self.n), np.tile(inst, len(rt))))
+        cols.append(self.ins.encode(np.repeat(ct, self.n), np.tile(inst, len(ct))))
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        key = np.unique(cols * max(self.n_results, 1) + rows)  # CSC order, no duplicates
+        return Sparsity(key % max(self.n_results, 1), key // max(self.n_results, 1),
+                        (self.n_results, self.n_operands))
+
+    def derivative(self, F: Any, mode: str, rows: tuple, cols: tuple) -> Any:
+        """``F``'s flat derivative Function (``F`` has this structure); see :mod:`symgraph.structdiff`."""
+        from .structdiff import map_derivative
+
+        return map_derivative(F, self, mode, rows, cols)
+
+
+class MapRun:
+    """The VM's driver for one map call: the body once over ``n`` times the points."""
+
+    def __init__(self, s: MapStructure, columns: list, width: int) -> None:
+        self.s, self.columns, self.width = s, columns, width
+        self.body = s.body
+        self.body_width = s.n * width
+
+    def start(self) -> list:
+        s, n, width = self.s, self.s.n, self.width
+        out = []
+        for k, shared in enumerate(s.shared):
+            off, m = int(s.ins.offsets[k]), int(s.ins.sizes[k])
+            if shared:
+                out.extend(c if np.ndim(c) == 0 else np.tile(c, n) for c in self.columns[off:off + m])
+            elif m:
+                block = stacked(self.columns[off:off + n * m], width).reshape(n, m, width)
+                out.extend(block[:, j, :].reshape(-1) for j in range(m))
+        self.columns = None
+        return out
+
+    def resume(self, values: list) -> list | None:
+        self.values = values
+        return None
+
+    def result(self) -> list:
+        s, n, width = self.s, self.s.n, self.width
+        values = self.values
+        dtype = np.result_type(np.float64, *[getattr(v, "dtype", np.float64) for v in values])
+        out: list = []
+        for k, how in enumerate(s.reduce):
+            off, p = int(s.outs.body_offsets[k]), int(s.outs.sizes[k])
+            block = np.empty((n, p, width), dtype=dtype)
+            for j in range(p):
+                block[:, j, :] = np.broadcast_to(values[off + j], (n * width,)).reshape(n, width)
+            if how == "sum":
+                out.extend(block.sum(axis=0))
+            else:
+                out.extend(block.reshape(n * p, width))
+        return out
+
+
+def stacked(columns: Sequence[Any], width: int) -> np.ndarray:
+    """``columns`` (arrays of ``width`` values or scalars) as rows of one ``(len, width)`` array."""
+    dtype = np.result_type(np.float64, *{getattr(c, "dtype", np.dtype(np.float64)) for c in columns})
+    out = np.empty((len(columns), width), dtype=dtype)
+    for r, c in enumerate(columns):
+        out[r] = c
+    return out
+
+
+def _unrolled_function(structure: MapStructure, name: str) -> Any:
+    """A map with no operand scalars, as an ordinary Function of its (constant) instances."""
+    from .function import Function
+
+    F = structure.body
+    flat = structure.expand([np.empty(s, dtype=object) for s in structure.input_shapes()])
+    outputs, k = [], 0
+    for shape in structure.output_shapes():
+        size = int(np.prod(shape, dtype=np.int64))
+        values = np.empty(size, dtype=object)
+        values[:] = flat[k:k + size]
+        k += size
+        outputs.append(values.reshape(shape))
+    return Function(name, [np.empty(s, dtype=object) for s in structure.input_shapes()], outputs,
+                    input_names=F.input_names, output_names=F.output_names)

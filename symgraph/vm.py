@@ -8,7 +8,11 @@ last use, so memory follows the live set, not the program length.
 A call instruction runs its callee's own program (cached on the callee
 Function) on the operand columns, all N points at once, and stores the list
 of the callee's output values; a result instruction picks one.  Nested calls
-run on an explicit stack of frames, never by recursion.
+run on an explicit stack of frames, never by recursion.  A structured
+callee (map, fold) is run by its driver: the driver turns the operand
+columns into the body's (a map lays its ``n`` instances end to end, so the
+body runs once over ``n * N`` points; a fold feeds the body once per step),
+and turns the body's values back into the call's results.
 
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x", 2)
@@ -86,15 +90,23 @@ def run(tape: Tape, inputs: Sequence[np.ndarray], prog: Program | None = None) -
     dtype = np.result_type(np.float64, *[a.dtype for a in inputs])
     slots = _slots(tape, [arr[:, j] for arr in inputs for j in range(arr.shape[1])])
     steps = prog if prog is not None else program(tape)
-    frames: list = []  # suspended callers: (tape, steps, next step, slots, call slot)
-    frame_tape, pc = tape, 0
+    # suspended callers: (tape, steps, next step, slots, call slot, width, driver or None)
+    frames: list = []
+    frame_tape, pc, width = tape, 0, n
     with np.errstate(all="ignore"):
         while True:
             if pc == len(steps):
                 if not frames:
                     break
                 values = [slots[s] for out_slots in frame_tape.output_slots for s in out_slots.reshape(-1).tolist()]
-                frame_tape, steps, pc, slots, out = frames.pop()
+                driver = frames[-1][6]
+                if driver is not None:
+                    again = driver.resume(values)
+                    if again is not None:  # a fold's next step: the body once more
+                        slots, pc = _slots(frame_tape, again), 0
+                        continue
+                    values = driver.result()
+                frame_tape, steps, pc, slots, out, width, _ = frames.pop()
                 slots[out] = values
                 continue
             fn, out, args, dead = steps[pc]
@@ -103,8 +115,16 @@ def run(tape: Tape, inputs: Sequence[np.ndarray], prog: Program | None = None) -
                 columns = [slots[a] for a in args]
                 for s in dead:
                     slots[s] = None
-                frames.append((frame_tape, steps, pc, slots, out))
-                frame_tape, steps, pc = fn.callee.tape, fn.callee._vm_program(), 0
+                callee = fn.callee
+                structure = callee.structure
+                driver = None
+                if structure is not None:  # a map or fold: its driver feeds the body's program
+                    driver = structure.vm_driver(columns, width)
+                    callee, columns = driver.body, driver.start()
+                frames.append((frame_tape, steps, pc, slots, out, width, driver))
+                if driver is not None:
+                    width = driver.body_width
+                frame_tape, steps, pc = callee.tape, callee._vm_program(), 0
                 slots = _slots(frame_tape, columns)
                 continue
             slots[out] = fn(*[slots[a] for a in args])
