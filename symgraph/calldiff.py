@@ -171,6 +171,9 @@ def _pattern(F: Any) -> _Pattern:
         structure = getattr(F, "structure", None)
         if structure is not None:
             return _Pattern(structure.pattern())
+        known = getattr(F, "known_pattern", None)  # set by whoever built F from a structure
+        if known is not None:
+            return _Pattern(known)
         with building():
             return _Pattern(jacobian_sparsity(flat_outputs(F), flat_inputs(F)))
 

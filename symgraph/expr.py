@@ -424,12 +424,12 @@ def _key(op: Op, args: tuple) -> int:
 def intern_structural(op: Op, args: tuple, data: Any) -> Expr:
     """The interned call or result node (symgraph/call.py makes them; nothing here simplifies them).
 
-    A call's key packs the id of its callee (``data``, kept alive by the node)
-    before its operands'; a result's packs its call's id and its index.  Only
+    A call's key is the tuple of the ids of its callee (``data``, kept alive
+    by the node) and its operands (a map's call may have millions); a result's packs its call's id and its index.  Only
     these two ops go through here, so their keys never meet another op's.
     """
-    if op is CALL:
-        key = _key(op, (data,) + args)
+    if op is CALL:  # a tuple: packing thousands of operand ids into one int would be quadratic
+        key = (id(data), *map(id, args))
     elif op is RESULT:
         key = (id(args[0]) << 48 | data) << 7 | op.code
     else:

@@ -75,13 +75,19 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     seeds = symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows))
     args = [x[off:off + size].reshape(shape) for off, size, shape in
             zip(s.ins.offsets.tolist(), _sizes(s.input_shapes()), s.input_shapes())]
-    groups = _seed_groups(s.n, seed_body, seed_shared, seed_pos, seed_inst, seeds)
+    groups, seed_index = _seed_groups(s.n, seed_body, seed_shared, seed_pos, seed_inst, seeds)
     outs = call_function(mapped, args + groups)
-    outs = list(outs) if isinstance(outs, tuple) else [outs]
-    picked = _pick(s.n, out_body, out_summed, out_pos, out_inst, outs)
+    flat_outs = np.concatenate([np.asarray(o, dtype=object).reshape(-1)
+                                for o in (outs if isinstance(outs, tuple) else [outs])])
+    where = _pick(s.n, out_body, out_summed, out_pos, out_inst, len(flat_outs))
+    picked = np.full(len(where), _ZERO, dtype=object)
+    picked[where >= 0] = flat_outs[where[where >= 0]]
     names = ("tx", "ty") if mode == "jvp" else ("ybar", "xbar")
-    return Function(f"{F.name}_{mode}", [x, seeds], [picked], input_names=["x", names[0]],
-                    output_names=[names[1]])
+    D = Function(f"{F.name}_{mode}", [x, seeds], [picked], input_names=["x", names[0]], output_names=[names[1]])
+    in_index = np.concatenate([np.arange(s.n_operands, dtype=np.int64),
+                               np.where(seed_index >= 0, s.n_operands + seed_index, -1)])
+    D.known_pattern = _flat_pattern(mapped, in_index, where, s.n_operands + len(seeds))
+    return D
 
 
 def _sizes(shapes: list) -> list[int]:
@@ -137,57 +143,80 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+def _slots(body_positions: list, flags: list) -> tuple[np.ndarray, int, int]:
+    """Per body position: its column in its group (per-instance where the flag is False, else shared)."""
+    slot = np.full(max(body_positions, default=-1) + 1, -1, dtype=np.int64)
+    counts = [0, 0]
+    for b, f in zip(body_positions, flags):
+        slot[b] = counts[bool(f)]
+        counts[bool(f)] += 1
+    return slot, counts[0], counts[1]
+
+
+def _group_of(slot: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``slot[pos]``, -1 where ``pos`` is past the table."""
+    if not len(slot):
+        return np.full(len(pos), -1, dtype=np.int64)
+    return np.where(pos < len(slot), slot[np.minimum(pos, len(slot) - 1)], -1)
+
+
 def _seed_groups(n: int, seed_body: list, seed_shared: list, pos: np.ndarray, inst: np.ndarray,
-                 seeds: np.ndarray) -> list:
-    """The per-instance ``(n, k)`` and shared ``(m,)`` seed arrays: the seed symbols where given, else 0."""
-    slot = np.full(max(seed_body, default=-1) + 1, -1, dtype=np.int64)
-    slot_each, slot_once = [], []
-    for q, (b, f) in enumerate(zip(seed_body, seed_shared)):
-        (slot_once if f else slot_each).append(q)
-    for g, q in enumerate(slot_each):
-        slot[seed_body[q]] = g
-    for g, q in enumerate(slot_once):
-        slot[seed_body[q]] = g
-    each = np.full((n, len(slot_each)), _ZERO, dtype=object)
-    once = np.full(len(slot_once), _ZERO, dtype=object)
-    known = pos < len(slot)
-    g = np.where(known, slot[np.minimum(pos, len(slot) - 1)] if len(slot) else -1, -1)
+                 seeds: np.ndarray) -> tuple[list, np.ndarray]:
+    """The seed arrays of the mapped wrapper's call and, per scalar of them, the seed's index (-1: a 0).
+
+    The per-instance group is ``(n, k)``, the shared one ``(m,)``: the seed
+    symbols where given, else the constant 0; each present only if not empty.
+    """
+    slot, n_each, n_once = _slots(seed_body, seed_shared)
+    each = np.full((n, n_each), -1, dtype=np.int64)
+    once = np.full(n_once, -1, dtype=np.int64)
+    g = _group_of(slot, pos)
     for q in np.flatnonzero(g >= 0).tolist():
         if inst[q] < 0:
-            once[g[q]] = seeds[q]
+            once[g[q]] = q
         else:
-            each[inst[q], g[q]] = seeds[q]
-    groups = []
-    if each.shape[1]:
-        groups.append(each)
-    if once.size:
-        groups.append(once)
-    return groups
+            each[inst[q], g[q]] = q
+    groups, index = [], []
+    for table in (each, once):
+        if table.size:
+            values = np.full(table.shape, _ZERO, dtype=object)
+            values[table >= 0] = seeds[table[table >= 0]]
+            groups.append(values)
+            index.append(table.reshape(-1))
+    return groups, (np.concatenate(index) if index else np.empty(0, dtype=np.int64))
 
 
-def _pick(n: int, out_body: list, out_summed: list, pos: np.ndarray, inst: np.ndarray, outs: list) -> np.ndarray:
-    """The wanted flat positions out of the map's per-instance and summed outputs (0 where none)."""
-    slot = np.full(max(out_body, default=-1) + 1, -1, dtype=np.int64)
-    n_each = 0
-    n_once = 0
-    for b, f in zip(out_body, out_summed):
-        if f:
-            slot[b] = n_once
-            n_once += 1
-        else:
-            slot[b] = n_each
-            n_each += 1
-    k = 0
-    each = once = None
-    if n_each:
-        each = np.asarray(outs[k], dtype=object).reshape(n, n_each)
-        k += 1
-    if n_once:
-        once = np.asarray(outs[k], dtype=object).reshape(n_once)
-    picked = np.full(len(pos), _ZERO, dtype=object)
-    for q in range(len(pos)):
-        b = int(pos[q])
-        g = slot[b] if b < len(slot) else -1
-        if g >= 0:
-            picked[q] = once[g] if inst[q] < 0 else each[inst[q], g]
-    return picked
+def _pick(n: int, out_body: list, out_summed: list, pos: np.ndarray, inst: np.ndarray,
+          n_results: int) -> np.ndarray:
+    """Per wanted flat position, the mapped wrapper's result that holds it (-1: none, the value is 0).
+
+    Its results are the per-instance group ``(n, k)`` (flat, instance-major)
+    and then the summed one.
+    """
+    slot, n_each, n_once = _slots(out_body, out_summed)
+    g = _group_of(slot, pos)
+    where = np.where(inst < 0, n * n_each + g, inst * n_each + g)
+    where[g < 0] = -1
+    assert n * n_each + n_once == n_results
+    return where
+
+
+def _flat_pattern(mapped: Any, in_index: np.ndarray, picked: np.ndarray, n_inputs: int) -> Any:
+    """The Jacobian pattern of a flat derivative Function: the mapped wrapper's, rows picked, columns placed.
+
+    ``in_index[c]`` is the flat input of the derivative Function that the
+    mapped wrapper's operand ``c`` is (-1 for a constant); ``picked[q]`` the
+    wrapper result that output ``q`` is (-1: the constant 0).  Computed from
+    the tiled pattern with sparse arrays, so no per-scalar dependency sets
+    (whose bit masks would span from an instance's columns to the shared
+    ones at the end) are ever made.
+    """
+    from . import calldiff
+    from .sparsity import pattern
+
+    P = calldiff.jacobian_pattern(mapped).matrix.tocsr()
+    valid = np.flatnonzero(picked >= 0)
+    R = P[picked[valid]].tocoo()
+    cols = in_index[R.col]
+    keep = cols >= 0
+    return pattern(valid[R.row[keep]], cols[keep], (len(picked), n_inputs))
