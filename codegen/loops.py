@@ -81,4 +81,23 @@ def _map(G: Any, s: Any, fname: str, body: Any) -> tuple[str, int]:
 
 
 def _fold(G: Any, s: Any, fname: str, body: Any) -> tuple[str, int]:
-    raise NotImplementedError("fold C is not written yet")
+    n, m = s.n, s.m
+    in_sizes, out_sizes = _sizes(s.body.input_shapes), _sizes(s.body.output_shapes)
+    args = ["cur"] + [f"arg[{k}]" if s.shared[k] else f"arg[{k}] + i * {size}"
+                      for k, size in enumerate(in_sizes) if k]
+    nxt = "(i % 2 ? w : w + " + str(m) + ")" if s.last else f"res[0] + i * {m}"
+    results = ["next"] + [f"res[{k}] + i * {p}" for k, p in enumerate(out_sizes) if k]
+    lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
+             f"  /* {G.structure.describe()} */",
+             "  const double *cur = arg[0];",
+             f"  for (long i = 0; i < {n}; ++i) {{",
+             f"    double *const next = {nxt};",
+             f"    const double *const a[{len(args)}] = {{{', '.join(args)}}};",
+             f"    double *const r[{len(results)}] = {{{', '.join(results)}}};",
+             f"    {body.name}(a, r, w + {2 * m});",
+             "    cur = next;",
+             "  }"]
+    if s.last:
+        lines.append(f"  for (long j = 0; j < {m}; ++j) res[0][j] = cur[j];")
+    lines.append("}\n")
+    return "\n".join(lines), 2 * m + body.work_size

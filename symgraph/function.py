@@ -269,6 +269,24 @@ class Function:
 
         return map_function(self, n, shared, reduce)
 
+    def fold(self, n: int, shared: Any = (), last: bool = False) -> "Function":
+        """A Function iterating this one over ``n`` steps (:func:`symgraph.fold.fold_function`).
+
+        Input 0 is the state and output 0 the next state (same shape); the
+        other inputs get a leading axis of length ``n`` (row ``i`` for step
+        ``i``) unless named in ``shared``.  The fold returns every state after
+        each step (leading axis ``n``), or only the last with ``last=True``,
+        and the other outputs stacked per step.  One node whatever ``n``.
+
+        >>> import numpy as np, symgraph as sg
+        >>> s, u = sg.symbols("s"), sg.symbols("u")
+        >>> sg.Function("f", [s, u], [s + u]).fold(3)(0.0, np.array([1.0, 2.0, 3.0]))
+        array([1., 3., 6.])
+        """
+        from .fold import fold_function
+
+        return fold_function(self, n, shared, last)
+
     def expansion(self) -> list:
         """The output scalars, flat, as :func:`symgraph.inline` expands a call of this Function.
 
@@ -348,34 +366,57 @@ class Function:
         return export_c(self, directory, name, optimize, overwrite)
 
 
-FUNCTION_FORMAT = 2  # version of function_to_data's layout (1: no callees)
+FUNCTION_FORMAT = 3  # version of function_to_data's layout (1: no callees; 2: no structured Functions)
 
 
 def function_to_data(F: Function) -> tuple:
-    """``F`` as plain data (str, ints, tuples, numpy arrays): what a pickle of ``F`` holds.
+    """``F`` as plain data (str, ints, bools, None, tuples, numpy arrays): what a pickle of ``F`` holds.
 
     ``("symgraph.Function", FUNCTION_FORMAT, name, input_names, output_names,
-    tape, output_sparsity, callees)`` with the Tape as
-    :func:`~symgraph.tape.tape_to_data` and, per output, None (dense) or
-    ``(rows, cols, shape)``.  ``callees`` lists every Function that ``F``
-    calls, directly or through other callees, each once, callees before
-    their callers, as ``(name, input_names, output_names, tape,
-    output_sparsity)``; the Tapes' calls refer to positions in this list.
+    tape, output_sparsity, callees, structure)``:
+
+    * ``tape``: the Tape as :func:`~symgraph.tape.tape_to_data`, or None when
+      ``F`` is structured (a map or fold: its Tape is a call of itself, so
+      it is described by ``structure`` instead);
+    * ``output_sparsity``: per output, None (dense) or ``(rows, cols, shape)``;
+    * ``callees``: every Function that ``F`` needs, directly or through other
+      callees or as the body of a structure, each once, callees before their
+      callers, as ``(name, input_names, output_names, tape, output_sparsity,
+      structure)`` (the same fields as ``F``'s own); the Tapes' calls and the
+      structures' bodies refer to positions in this list;
+    * ``structure``: None for an ordinary Function, else the structure's
+      ``to_data(index)``: ``("map", body, n, shared, reduce)`` or ``("fold",
+      body, n, shared, last)`` with ``body`` a position in ``callees``
+      (see :func:`symgraph.structured.structure_from_data`).
+
+    Exactly one of ``tape`` and ``structure`` is None in each entry.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x", 2)
     >>> data = function_to_data(sg.Function("f", [x], [x * 2]))
-    >>> data[:5], data[7]
-    (('symgraph.Function', 2, 'f', ('x',), ('o0',)), ())
+    >>> data[:5], data[7], data[8]
+    (('symgraph.Function', 3, 'f', ('x',), ('o0',)), (), None)
+    >>> data = function_to_data(sg.Function("f", [x], [x * 2]).map(3))
+    >>> data[2], data[5], data[8], [entry[0] for entry in data[7]]
+    ('f_map3', None, ('map', 0, 3, (False,), (None,)), ['f'])
     """
     from .call import callees_bottom_up
+    from .structured import children
 
-    table = callees_bottom_up(list(F.tape.callees))
+    table = callees_bottom_up(list(children(F)))  # a structured F's body (and its callees), else F's callees
     index = {G: k for k, G in enumerate(table)}  # Functions hash by identity
-    callees = tuple((G.name, tuple(G.input_names), tuple(G.output_names), tape_to_data(G.tape, index),
-                     _sparsity_data(G)) for G in table)
-    return ("symgraph.Function", FUNCTION_FORMAT, F.name, tuple(F.input_names), tuple(F.output_names),
-            tape_to_data(F.tape, index), _sparsity_data(F), callees)
+    callees = tuple(_entry(G, index) for G in table)
+    name, input_names, output_names, tape, sparsity, structure = _entry(F, index)
+    return ("symgraph.Function", FUNCTION_FORMAT, name, input_names, output_names, tape, sparsity, callees,
+            structure)
+
+
+def _entry(F: Function, index: dict) -> tuple:
+    """``(name, input_names, output_names, tape, output_sparsity, structure)`` of ``F`` (see function_to_data)."""
+    structure = F.structure
+    tape = tape_to_data(F.tape, index) if structure is None else None
+    return (F.name, tuple(F.input_names), tuple(F.output_names), tape, _sparsity_data(F),
+            None if structure is None else structure.to_data(index))
 
 
 def _sparsity_data(F: Function) -> tuple:
@@ -384,42 +425,102 @@ def _sparsity_data(F: Function) -> tuple:
                  for sp in F.output_sparsity)
 
 
+_RECORD_LAYOUTS = {1: (7, 0), 2: (8, 5), FUNCTION_FORMAT: (9, 6)}  # version: (record length, callee entry length)
 
 
 def function_from_data(data: object) -> Function:
     """The Function that :func:`function_to_data` describes; what unpickling calls.
 
-    The data is validated first (:func:`~symgraph.tape.tape_from_data`; names,
-    counts and sparse patterns here) and anything malformed raises
+    The data is validated first (:func:`~symgraph.tape.tape_from_data`;
+    :func:`~symgraph.structured.structure_from_data`; names, counts and
+    sparse patterns here) and anything malformed raises
     :class:`~symgraph.errors.SerializationError`; nothing in it is executed.
     The graph is rebuilt from the Tape with ``sg.apply``, one node per
     instruction in order (no recursion), over new input symbols with the
     saved names, so the result is a complete Function: its ``inputs`` and
     ``outputs`` can be differentiated, optimized and compiled.  Callees are
     rebuilt first, each once, so the calls of the result (and of its
-    callees) share them.  Version 1 data (before calls) is read too.
+    callees) share them.  A structured entry (map, fold) is rebuilt by
+    ``map_function`` / ``fold_function`` over its already rebuilt body, so
+    it comes back as a :class:`~symgraph.structured.StructuredFunction` with
+    the same structure.  Versions 1 (before calls) and 2 (before
+    structured Functions) are read too.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> G = function_from_data(function_to_data(sg.Function("f", [x], [sg.sin(x)])))
     >>> str(G.outputs[0][()]), float(G(0.0))
     ('sin(x)', 0.0)
+    >>> M = function_from_data(function_to_data(sg.Function("f", [x], [sg.sin(x)]).map(2)))
+    >>> M.structure.kind, M.structure.body.name
+    ('map', 'f')
     """
-    if not (isinstance(data, tuple) and len(data) in (7, 8) and data[0] == "symgraph.Function"):
-        raise SerializationError(f"not a symgraph Function record (expected a 7- or 8-tuple starting with "
+    if not (isinstance(data, tuple) and len(data) in (7, 8, 9) and data[0] == "symgraph.Function"):
+        raise SerializationError(f"not a symgraph Function record (expected a 7-, 8- or 9-tuple starting with "
                                  f"'symgraph.Function', got {type(data).__name__})")
     version = data[1]
-    if (version, len(data)) not in ((1, 7), (FUNCTION_FORMAT, 8)):
-        raise SerializationError(f"Function format version {version!r} is not supported (this symgraph reads "
-                                 f"versions 1 and {FUNCTION_FORMAT}, as 7- and 8-tuples)")
-    records = data[7] if len(data) == 8 else ()
-    if not isinstance(records, tuple) or not all(isinstance(r, tuple) and len(r) == 5 for r in records):
-        raise SerializationError("Function record: callees must be a tuple of 5-tuples "
-                                 "(name, input_names, output_names, tape, output_sparsity)")
+    layout = _RECORD_LAYOUTS.get(version) if isinstance(version, int) and not isinstance(version, bool) else None
+    if layout is None or layout[0] != len(data):
+        raise SerializationError(f"Function format version {version!r} is not supported as a {len(data)}-tuple "
+                                 f"(this symgraph reads versions 1, 2 and {FUNCTION_FORMAT}, as 7-, 8- and "
+                                 f"9-tuples)")
+    size = layout[1]
+    records = data[7] if len(data) > 7 else ()
+    if not isinstance(records, tuple) or not all(isinstance(r, tuple) and len(r) == size for r in records):
+        fields = "name, input_names, output_names, tape, output_sparsity" + (", structure" if size == 6 else "")
+        raise SerializationError(f"Function record: callees must be a tuple of {size}-tuples ({fields})")
     table: list[Function] = []
-    for record in records:  # callees before callers: each may call only earlier ones
-        table.append(_function_from_parts(*record, table))
-    return _function_from_parts(*data[2:7], table)
+    for k, record in enumerate(records):  # callees before callers: each may call only earlier ones
+        structure = record[5] if size == 6 else None
+        table.append(_function_from_entry(*record[:5], structure, table, f"Function record: callee {k}"))
+    structure = data[8] if len(data) == 9 else None
+    return _function_from_entry(*data[2:7], structure, table, "Function record")
+
+
+def _function_from_entry(name: Any, input_names: Any, output_names: Any, tape_data: Any, sparsity: Any,
+                         structure: Any, callees: Sequence[Function], label: str) -> Function:
+    """One entry of a Function record: from its Tape, or (structured) from its structure record."""
+    if not isinstance(name, str) or not name:
+        raise SerializationError(f"{label}: the name must be a non-empty str, got {data_repr(name)}")
+    label = f"{label} ({name!r})"
+    if structure is None:
+        if tape_data is None:
+            raise SerializationError(f"{label}: has neither a Tape nor a structure")
+        return _function_from_parts(name, input_names, output_names, tape_data, sparsity, callees)
+    if tape_data is not None:
+        raise SerializationError(f"{label}: a structured Function is stored by its structure alone, "
+                                 f"but a Tape is given too")
+    from .structured import structure_from_data
+
+    F = structure_from_data(structure, callees, label)
+    for what, saved, rebuilt in (("input names", input_names, F.input_names),
+                                 ("output names", output_names, F.output_names),
+                                 ("output sparsity", sparsity, _sparsity_data(F))):
+        if not _same_data(saved, tuple(rebuilt)):
+            raise SerializationError(f"{label}: saved {what} {data_repr(saved)}, but its structure gives "
+                                     f"{data_repr(tuple(rebuilt))}")
+    return F if F.name == name else F.structure.function(name)
+
+
+def _same_data(saved: Any, rebuilt: tuple) -> bool:
+    """Whether ``saved`` (from a record) equals ``rebuilt``: tuples of str, None or sparse patterns."""
+    if not (isinstance(saved, tuple) and len(saved) == len(rebuilt)):
+        return False
+    for a, b in zip(saved, rebuilt):
+        if isinstance(b, tuple):  # a sparse pattern (rows, cols, shape)
+            if not (isinstance(a, tuple) and len(a) == 3 and all(isinstance(v, np.ndarray) for v in a[:2])
+                    and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]):
+                return False
+        elif not (type(a) is type(b) and a == b):
+            return False
+    return True
+
+
+def data_repr(value: Any) -> str:
+    """``value`` from a record, for an error message: a short repr of plain data, else its type's name."""
+    plain = isinstance(value, (tuple, str, int, float, type(None))) and not isinstance(value, np.ndarray)
+    text = repr(value) if plain else type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _function_from_parts(name: Any, input_names: Any, output_names: Any, tape_data: Any, sparsity: Any,

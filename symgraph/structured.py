@@ -121,3 +121,93 @@ class StructuredFunction(Function):
             outputs.append(values.reshape(shape))
         return Function(self.name, list(self.inputs), outputs, input_names=self.input_names,
                         output_names=self.output_names)
+
+
+def structure_from_data(record: Any, table: Sequence[Any], label: str) -> Function:
+    """The structured Function a structure record describes (``structure.to_data(index)``), validated.
+
+    ``record`` is ``("map", body, n, shared, reduce)`` or ``("fold", body, n,
+    shared, last)``: ``body`` the position of the body Function in ``table``
+    (the Functions loaded so far, so it comes before the record's own
+    entry), ``n`` a positive int, ``shared`` one bool per body input or
+    the increasing indices of the shared inputs (maps write the first,
+    folds the second), ``reduce`` one of None/"sum" per body output,
+    ``last`` a bool.  The
+    Function is rebuilt by :func:`~symgraph.map.map_function` (or
+    :func:`symgraph.fold.fold_function`, imported only for a fold record)
+    over ``table[body]``, under the name that gives it; anything else raises
+    :class:`~symgraph.errors.SerializationError` starting with ``label``.
+    Nothing in the record is executed.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("f", [x], [x * x])
+    >>> structure_from_data(("map", 0, 3, (False,), ("sum",)), [F], "record").structure.reduce
+    ('sum',)
+    >>> structure_from_data(("map", 0, 3, (False, True), (None,)), [F], "record")
+    Traceback (most recent call last):
+      ...
+    symgraph.errors.SerializationError: record: map shared must be a tuple of 1 bool(s) (one per input of f) or of increasing input indices below 1, got (False, True)
+    """
+    from .errors import SerializationError, SymgraphError
+    from .function import data_repr as _shown
+
+    if not (isinstance(record, tuple) and len(record) == 5):
+        shown = f"a {len(record)}-tuple" if isinstance(record, tuple) else _shown(record)
+        raise SerializationError(f"{label}: a structure record must be a 5-tuple ('map' or 'fold', body, n, "
+                                 f"shared, reduce or last), got {shown}")
+    if not (type(record[0]) is str and record[0] in ("map", "fold")):
+        raise SerializationError(f"{label}: unknown structure kind {_shown(record[0])} (known: 'map', 'fold')")
+    kind, body, n, shared, extra = record
+    if isinstance(body, bool) or not isinstance(body, (int, np.integer)) or not 0 <= body < len(table):
+        raise SerializationError(f"{label}: {kind} body must be the position of an earlier Function (0 to "
+                                 f"{len(table) - 1}), got {_shown(body)}")
+    F = table[int(body)]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise SerializationError(f"{label}: {kind} n must be a positive int, got {_shown(n)}")
+    indices = _shared_indices(shared, F.n_in)
+    if indices is None:
+        raise SerializationError(f"{label}: {kind} shared must be a tuple of {F.n_in} bool(s) (one per input of "
+                                 f"{F.name}) or of increasing input indices below {F.n_in}, got {_shown(shared)}")
+    try:
+        if kind == "map":
+            from .map import map_function
+
+            if not (isinstance(extra, tuple) and len(extra) == F.n_out
+                    and all(how is None or (type(how) is str and how == "sum") for how in extra)):
+                raise SerializationError(f"{label}: map reduce must be a tuple of {F.n_out} None or 'sum' (one "
+                                         f"per output of {F.name}), got {_shown(extra)}")
+            G = map_function(F, int(n), shared=indices, reduce=list(extra))
+        else:
+            if type(extra) is not bool:
+                raise SerializationError(f"{label}: fold last must be a bool, got {_shown(extra)}")
+            try:
+                from .fold import fold_function
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__package__}.fold":
+                    raise
+                raise SerializationError(f"{label}: a fold record needs symgraph.fold, which this version of "
+                                         f"symgraph lacks") from None
+            G = fold_function(F, int(n), shared=indices, last=extra)
+    except SerializationError:
+        raise
+    except (SymgraphError, TypeError, ValueError) as exc:  # a body the structure does not accept
+        raise SerializationError(f"{label}: the {kind} record does not describe a valid {kind}: {exc}") from None
+    if structure_of(G) is None:
+        raise SerializationError(f"{label}: the {kind} of {F.name} has no operand scalars, so it is not a "
+                                 f"structured Function")
+    return G
+
+
+def _shared_indices(shared: Any, n_in: int) -> list[int] | None:
+    """The shared input indices a record's ``shared`` gives (flags or increasing indices), None if malformed."""
+    if not isinstance(shared, tuple):
+        return None
+    if shared and all(type(f) is bool for f in shared):
+        return [k for k, flag in enumerate(shared) if flag] if len(shared) == n_in else None
+    if not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in shared):
+        return None
+    indices = [int(k) for k in shared]
+    if any(not 0 <= k < n_in for k in indices) or any(a >= b for a, b in zip(indices, indices[1:])):
+        return None
+    return indices
