@@ -76,6 +76,7 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import stores
+from .glue import glue_lines, is_glue, operand_copies
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
@@ -431,7 +432,7 @@ def _part_bounds(tape: Any, chunk: int) -> list[int]:
 def _call_site(callee: _Callee, operands: list[str], base: int) -> list[str]:
     """A call: operands into ``w[base ...]``, results after them, the callee's work area after those."""
     lines = ["  {", f"    double *const cw = w + {base};"]
-    lines.extend(f"    cw[{t}] = {text};" for t, text in enumerate(operands))
+    lines.extend(operand_copies("cw", operands))
     ins = ", ".join(f"cw + {o}" for o in callee.in_offsets) or "0"
     outs = ", ".join(f"cw + {callee.n_in + o}" for o in callee.out_offsets) or "0"
     lines += [f"    const double *const ca[{max(1, len(callee.in_offsets))}] = {{{ins}}};",
@@ -464,6 +465,12 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     n = tape.n_instructions
     if n == 0:
         return _Body([], [], [], [], 0)
+    if callees is not None and is_glue(tape):  # one call and its results: copies as loops
+        info = callees[tape.call(0)[0]]
+        pname = c_symbol(cname, f"{prefix}part0")
+        text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
+                          *glue_lines(tape, outputs.places, info, c_constant), "}\n"])
+        return _Body([text], [frozenset()], [pname], [frozenset({info.index})], info.n_in + info.n_out + info.work_size)
     n_in, first = tape.n_input_scalars, tape.first_instruction_slot
     operand_matrix = tape.operands
     bounds = _part_bounds(tape, chunk)
@@ -535,7 +542,9 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
             if op is CALL:
                 callee, slots = tape.call(i)
                 info = callees[callee]
-                lines.extend(_call_site(info, [operand(a) for a in slots], size))
+                # inputs not loaded in this part are copied straight from arg (runs become loops)
+                texts = [input_place[a] if a < n_in and loaded[a] != p else operand(a) for a in slots]
+                lines.extend(_call_site(info, texts, size))
                 called.add(info.index)
                 results_at[s] = size + info.n_in
                 scratch = max(scratch, info.n_in + info.n_out + info.work_size)

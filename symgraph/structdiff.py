@@ -77,8 +77,8 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
             zip(s.ins.offsets.tolist(), _sizes(s.input_shapes()), s.input_shapes())]
     groups, seed_index = _seed_groups(s.n, seed_body, seed_shared, seed_pos, seed_inst, seeds)
     outs = call_function(mapped, args + groups)
-    flat_outs = np.concatenate([np.asarray(o, dtype=object).reshape(-1)
-                                for o in (outs if isinstance(outs, tuple) else [outs])])
+    parts = [np.asarray(o, dtype=object).reshape(-1) for o in (outs if isinstance(outs, tuple) else [outs])]
+    flat_outs = np.concatenate(parts) if parts else np.empty(0, dtype=object)
     where = _pick(s.n, out_body, out_summed, out_pos, out_inst, len(flat_outs))
     picked = np.full(len(where), _ZERO, dtype=object)
     picked[where >= 0] = flat_outs[where[where >= 0]]

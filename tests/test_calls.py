@@ -344,7 +344,7 @@ def test_pickle_round_trip_with_nested_callees(F):
         for u, w in zip(H2(np.array(p)), H(np.array(p))):
             np.testing.assert_array_equal(u, w)
     data = function_to_data(H)
-    assert data[1] == 2 and [r[0] for r in data[7]] == ["f", "g"]
+    assert data[1] == 3 and [r[0] for r in data[7]] == ["f", "g"]
 
 
 def test_version_1_data_still_loads():
