@@ -608,12 +608,20 @@ def lv_observations(steps: int) -> np.ndarray:
 
 
 def lv_loss(steps: int, folded: bool) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Symbols theta = (a, b, c, d, prey0, predators0), data symbols and the least-squares loss."""
+    """Symbols theta = (a, b, c, d, prey0, predators0), data symbols and the least-squares loss.
+
+    ``folded``: the steps are a fold of one RK4 step Function and the squared
+    residuals a map of one Function summed over the steps; else everything is
+    written out step by step.
+    """
     theta, data = sg.symbols("theta", 6), sg.symbols("data", (steps, 2))
     if folded:
         q, p = sg.symbols("q", 2), sg.symbols("p", 4)
         step = sg.Function("lv_step", [q, p], [rk4(lotka_volterra, q, p, LV_DT, 1)], input_names=["q", "p"])
         states = fold(step, steps, shared=["p"])(theta[4:], theta[:4])
+        s, d = sg.symbols("s", 2), sg.symbols("d", 2)
+        square = sg.Function("lv_square", [s, d], [np.sum((s - d) * (s - d))])
+        return theta, data, square.map(steps, reduce="sum")(states, data)
     else:
         q, rows = theta[4:], []
         for _ in range(steps):
