@@ -72,6 +72,7 @@ import numpy as np
 from symgraph.errors import CompileError, OptionError
 from symgraph.ops import C_HELPERS, OP_LIST, OPS
 from symgraph.schedule import permuted, scheduled
+from symgraph.map import sizes
 from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
@@ -175,7 +176,7 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
             part_names.append(fname)
             part_calls.append(frozenset(callees[B].index for B in children(G)))
             callees[callee] = _Callee(fname, len(parts) - 1, _offsets(G.input_shapes), G.tape.n_input_scalars,
-                                      _offsets(G.output_shapes), int(sum(_sizes(G.output_shapes))), work)
+                                      _offsets(G.output_shapes), int(sum(sizes(G.output_shapes))), work)
             continue
         tape = _prepared(G.tape)
         outputs = _output_layout(G, tape, compressed=False)
@@ -392,13 +393,8 @@ class _Callee:
     work_size: int
 
 
-def _sizes(shapes) -> list[int]:
-    return [int(np.prod(s, dtype=np.int64)) for s in shapes]
-
-
 def _offsets(shapes) -> tuple:
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-    return tuple(np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])[:-1].tolist())
+    return tuple(np.concatenate([[0], np.cumsum(sizes(shapes), dtype=np.int64)])[:-1].tolist())
 
 
 def _prepared(tape: Any) -> Any:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from symgraph.map import sizes
 
 __all__ = ["structured_callee"]
 
@@ -49,13 +49,9 @@ def structured_callee(G: Any, fname: str, callees: dict) -> tuple[str, int]:
     raise NotImplementedError(f"no C for structure kind {structure.kind!r}")
 
 
-def _sizes(shapes) -> list[int]:
-    return [int(np.prod(s, dtype=np.int64)) for s in shapes]
-
-
 def _map(G: Any, s: Any, fname: str, body: Any) -> tuple[str, int]:
     n = s.n
-    in_sizes, out_sizes = _sizes(s.body.input_shapes), _sizes(s.body.output_shapes)
+    in_sizes, out_sizes = sizes(s.body.input_shapes), sizes(s.body.output_shapes)
     args = [f"arg[{k}]" if shared else f"arg[{k}] + i * {m}" for k, (m, shared) in
             enumerate(zip(in_sizes, s.shared))]
     scratch, results, sums = 0, [], []
@@ -82,7 +78,7 @@ def _map(G: Any, s: Any, fname: str, body: Any) -> tuple[str, int]:
 
 def _fold(G: Any, s: Any, fname: str, body: Any) -> tuple[str, int]:
     n, m = s.n, s.m
-    in_sizes, out_sizes = _sizes(s.body.input_shapes), _sizes(s.body.output_shapes)
+    in_sizes, out_sizes = sizes(s.body.input_shapes), sizes(s.body.output_shapes)
     args = ["cur"] + [f"arg[{k}]" if s.shared[k] else f"arg[{k}] + i * {size}"
                       for k, size in enumerate(in_sizes) if k]
     nxt = "(i % 2 ? w : w + " + str(m) + ")" if s.last else f"res[0] + i * {m}"

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidInputError, ShapeError
-from .map import Layout, shared_flags
+from .map import Layout, shared_flags, sizes
 
 __all__ = ["fold_function", "FoldStructure"]
 
@@ -90,10 +90,6 @@ def fold_function(F: Any, n: int, shared: Sequence[int | str] | int | str = (), 
     return structure.function(name)
 
 
-def _size(shape: tuple) -> int:
-    return int(np.prod(shape, dtype=np.int64))
-
-
 class FoldStructure:
     """``body`` iterated over ``n`` steps: what a fold's call node computes (see the module docstring)."""
 
@@ -102,10 +98,10 @@ class FoldStructure:
     def __init__(self, body: Any, n: int, shared: tuple, last: bool) -> None:
         self.body, self.n, self.shared, self.last = body, n, tuple(shared), bool(last)
         self.children = (body,)
-        self.m = _size(body.input_shapes[0])  # state size
+        self.m = sizes(body.input_shapes[:1])[0]  # state size
         # the state input is one copy (like a shared input), the other inputs one row per step
-        self.ins = Layout([_size(s) for s in body.input_shapes], [False] + [not f for f in self.shared[1:]], n)
-        self.outs = Layout([_size(s) for s in body.output_shapes], [not self.last] + [True] * (body.n_out - 1), n)
+        self.ins = Layout(sizes(body.input_shapes), [False] + [not f for f in self.shared[1:]], n)
+        self.outs = Layout(sizes(body.output_shapes), [not self.last] + [True] * (body.n_out - 1), n)
         self.n_operands, self.n_results = self.ins.total, self.outs.total
 
     def input_shapes(self) -> list[tuple]:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .expr import const
+from .map import sizes
 
 _ZERO = const(0.0)
 
@@ -62,9 +63,8 @@ def _active(F: Any) -> tuple[tuple, tuple]:
 
 def _m_args(s: Any, x: np.ndarray) -> list:
     """The fold's arguments as arrays shaped like its inputs, cut out of its flat operands ``x``."""
-    sizes = [int(np.prod(sh, dtype=np.int64)) for sh in s.input_shapes()]
     return [x[off:off + size].reshape(shape) for off, size, shape in
-            zip(s.ins.offsets.tolist(), sizes, s.input_shapes())]
+            zip(s.ins.offsets.tolist(), sizes(s.input_shapes()), s.input_shapes())]
 
 
 def fold_derivative(R: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
@@ -158,8 +158,8 @@ def _adjoint_folds(R: Any, s: Any) -> tuple[Any, Any]:
         shapes, names = body.input_shapes, body.input_names
         per_step = [k for k in range(1, body.n_in) if not s.shared[k]]
         shared = [k for k in range(1, body.n_in) if s.shared[k]]
-        sizes = [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
-        msh = sum(sizes[k] for k in shared)
+        size = sizes(shapes)
+        msh = sum(size[k] for k in shared)
         L = symbols("L", m + msh)
         sprev = symbols("sprev", m)
         xs = {k: symbols(names[k], tuple(shapes[k])) if len(shapes[k]) else symbols(names[k])
@@ -174,10 +174,10 @@ def _adjoint_folds(R: Any, s: Any) -> tuple[Any, Any]:
             xbar[list(cols_b)] = _flat(call_function(D, [xflat, yfull[list(rows_b)]]))
         offsets = s.ins.body_offsets.tolist()
         lam = xbar[:m] + dnext
-        acc = L[m:] + (np.concatenate([xbar[offsets[k]:offsets[k] + sizes[k]] for k in shared]) if shared
+        acc = L[m:] + (np.concatenate([xbar[offsets[k]:offsets[k] + size[k]] for k in shared]) if shared
                        else np.empty(0, dtype=object))
         outputs = [np.concatenate([lam, acc])]
-        outputs += [xbar[offsets[k]:offsets[k] + sizes[k]].reshape(shapes[k]) for k in per_step]
+        outputs += [xbar[offsets[k]:offsets[k] + size[k]].reshape(shapes[k]) for k in per_step]
         inputs = [L, sprev] + [xs[k] for k in per_step] + ebars + [dnext] + [xs[k] for k in shared]
         n_front = 2 + len(per_step) + len(ebars) + 1
         H = Function(f"{body.name}_fvjp", inputs, outputs,

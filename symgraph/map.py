@@ -147,6 +147,15 @@ def _tree_sum(terms: list[np.ndarray]) -> np.ndarray:
     return terms[0]
 
 
+def sizes(shapes: Sequence[tuple]) -> list[int]:
+    """The number of scalars of each shape.
+
+    >>> sizes([(), (2, 3), (0,)])
+    [1, 6, 0]
+    """
+    return [int(np.prod(s, dtype=np.int64)) for s in shapes]
+
+
 class Layout:
     """Where the scalars of a structured Function's inputs (or outputs) sit, per body input (or output).
 
@@ -201,9 +210,9 @@ class MapStructure:
     def __init__(self, body: Any, n: int, shared: tuple, reduce: tuple) -> None:
         self.body, self.n, self.shared, self.reduce = body, n, tuple(shared), tuple(reduce)
         self.children = (body,)
-        self.ins = Layout([int(np.prod(s, dtype=np.int64)) for s in body.input_shapes],
+        self.ins = Layout(sizes(body.input_shapes),
                           [not f for f in self.shared], n)
-        self.outs = Layout([int(np.prod(s, dtype=np.int64)) for s in body.output_shapes],
+        self.outs = Layout(sizes(body.output_shapes),
                            [r is None for r in self.reduce], n)
         self.n_operands, self.n_results = self.ins.total, self.outs.total
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .expr import const
+from .map import sizes
 
 _ZERO = const(0.0)
 
@@ -74,7 +75,7 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     x = symbols("x", s.n_operands)
     seeds = symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows))
     args = [x[off:off + size].reshape(shape) for off, size, shape in
-            zip(s.ins.offsets.tolist(), _sizes(s.input_shapes()), s.input_shapes())]
+            zip(s.ins.offsets.tolist(), sizes(s.input_shapes()), s.input_shapes())]
     groups, seed_index = _seed_groups(s.n, seed_body, seed_shared, seed_pos, seed_inst, seeds)
     outs = call_function(mapped, args + groups)
     parts = [np.asarray(o, dtype=object).reshape(-1) for o in (outs if isinstance(outs, tuple) else [outs])]
@@ -88,10 +89,6 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
                                np.where(seed_index >= 0, s.n_operands + seed_index, -1)])
     D.known_pattern = _flat_pattern(mapped, in_index, where, s.n_operands + len(seeds))
     return D
-
-
-def _sizes(shapes: list) -> list[int]:
-    return [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
 
 
 def _mapped_wrapper(F: Any, s: Any, D: Any, seed_shared: list, out_summed: list) -> Any:

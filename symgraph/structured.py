@@ -103,24 +103,14 @@ class StructuredFunction(Function):
         return self.structure.with_body(self.structure.body.optimize(level)).function(self.name)
 
     def expansion(self) -> list:
-        """The unrolled outputs, flat (``n`` calls of the body over this Function's inputs), built once."""
+        """The unrolled outputs, flat (``n`` calls of the body over this Function's inputs), built once.
+
+        ``inline()`` (inherited) and ``sg.inline`` expand a structured call through it.
+        """
         if self._expanded is None:
             self._expanded = self.structure.expand(self.inputs)
         return self._expanded
 
-    def inline(self) -> Any:
-        """The unrolled Function: the body's graph copied once per instance (or step), calls expanded."""
-        from .call import inline_roots
-        roots = inline_roots(self.expansion())
-        outputs, k = [], 0
-        for shape in self.output_shapes:
-            size = int(np.prod(shape, dtype=np.int64))
-            values = np.empty(size, dtype=object)
-            values[:] = roots[k:k + size]
-            k += size
-            outputs.append(values.reshape(shape))
-        return Function(self.name, list(self.inputs), outputs, input_names=self.input_names,
-                        output_names=self.output_names)
 
 
 def structure_from_data(record: Any, table: Sequence[Any], label: str) -> Function:
