@@ -102,3 +102,15 @@ class NotPicklableError(SymgraphError, TypeError):
 
 class BackendWarning(UserWarning):
     """A note from the C backend: a fallback was taken (cache dir, compiler choice)."""
+
+
+class CudaUnavailableError(CompileError):
+    """``compile(target="cuda")`` cannot run here: CuPy, a CUDA GPU or a CUDA compiler (NVRTC, nvcc) is missing."""
+
+
+class DeviceError(SymgraphError, ValueError):
+    """A device array is on another GPU than the CUDA Function's, or cannot be read (DLPack), or no such GPU."""
+
+
+class BatchMemoryError(SymgraphError, MemoryError):
+    """A batch's arrays do not fit in device (or host) memory, and cannot be cut into chunks."""

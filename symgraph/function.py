@@ -324,12 +324,23 @@ class Function:
         return Function(self.name, list(self.inputs), outputs, input_names=self.input_names,
                         output_names=self.output_names)
 
-    def compile(self, **options: Any):
+    def compile(self, *, target: str = "c", **options: Any):
         """Compile to C (see :mod:`codegen.runtime`); same call signature as ``F``.
 
         Each distinct callee of a call is emitted once, as a static C function
         (optimized once at the same level), whatever the number of calls.
+        ``target="cuda"`` compiles for a GPU (``batch`` over many points) and
+        ``target="cuda-host"`` the same CUDA source for the CPU (see
+        :mod:`codegen.cuda_runtime`).
         """
+        if target in ("cuda", "cuda-host"):
+            from codegen.cuda_runtime import compile_cuda
+
+            return compile_cuda(self, target, **options)
+        if target != "c":
+            from .errors import OptionError
+
+            raise OptionError(f"compile(): unknown target {target!r}; the targets are 'c' (default), 'cuda', 'cuda-host'")
         from codegen.runtime import compile_function
 
         return compile_function(self, **options)

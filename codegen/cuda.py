@@ -1,0 +1,238 @@
+"""Tape -> CUDA C++ source: one thread per point, the same source also a host C++ library.
+
+The per-point code is the C99 backend's (:func:`codegen.c99.program`, which
+reads the Tape): its part functions, callees, maps, folds, helpers and output
+stores, each made a device function by a qualifier macro.  Around it this
+module emits, for a Function named ``NAME`` (C identifier ``sgf_NAME``):
+
+* ``SG_DEVICE static int CNAME__eval(arg, res, w)``: one point, the C99
+  entry point's body (constant and input stores, then the parts);
+* ``SG_DEVICE static void CNAME__point(p, a0, a0_p, a0_j, ..., r0, r0_p,
+  r0_j, ..., w)``: point ``p`` of a batch.  Element ``j`` of input ``i`` at
+  point ``p`` is ``ai[p * ai_p + j * ai_j]`` (a strided view): component-major
+  (SoA, ``ai_p = 1``, ``ai_j = N``: coalesced), point-major (AoS,
+  ``ai_p = size``, ``ai_j = 1``) and shared (``ai_p = 0``, ``ai_j = 1``)
+  arguments are all one kernel.  An argument with ``ai_j == 1`` is read in
+  place; a strided one is copied into a thread-local array first (likewise
+  for the outputs, copied out after the point);
+* ``extern "C" SG_GLOBAL void CNAME__kernel(n, ..., gw)``: one thread per
+  point, a grid-stride loop; the work array ``w`` is a thread-local array of
+  ``work_size`` doubles, or, above :data:`LOCAL_WORK_MAX`, a slice of the
+  global scratch ``gw`` (``work_size`` doubles per thread of the grid);
+* ``extern "C" int CNAME__host_batch(n, a, ap, aj, r, rp, rj, w)``: the same
+  loop on the CPU (only when ``__CUDACC__`` is not defined), so the source
+  compiled by a host C++ compiler (``g++ -x c++``) is checked against the VM
+  on any machine.
+
+All qualifiers are macros (``SG_DEVICE``, ``SG_GLOBAL``, ``SG_RESTRICT``),
+empty for a host compiler.  Under NVRTC (``__CUDACC_RTC__``) no header is
+included (the math functions are built in).  Double precision with IEEE
+semantics: the CUDA build passes ``--fmad=false`` (no contraction into fma)
+unless asked for fast math (:mod:`codegen.cuda_runtime`).
+
+>>> import symgraph as sg
+>>> x = sg.symbols("x", 2)
+>>> src = generate(sg.Function("f", [x], [sg.sin(x[0]) * x[1]]))
+>>> 'extern "C" SG_GLOBAL void sgf_f__kernel(' in src, "SG_DEVICE static void sgf_f__part0(" in src
+(True, True)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from symgraph.errors import OptionError
+from symgraph.map import sizes
+
+from . import c99
+
+__all__ = ["CudaProgram", "program", "generate", "CUDA_CODEGEN_VERSION", "LOCAL_WORK_MAX"]
+
+CUDA_CODEGEN_VERSION = "symgraph-cuda-1"
+# Work arrays up to this many doubles live in thread-local memory; larger ones in a global scratch
+# buffer (local memory is reserved for every thread the GPU can hold at once: 16 KiB x ~270k threads).
+LOCAL_WORK_MAX = 2048
+
+PRELUDE = """\
+#if defined(__CUDACC__)
+#define SG_DEVICE __device__
+#define SG_GLOBAL __global__
+#else
+#define SG_DEVICE
+#define SG_GLOBAL
+#endif
+#define SG_RESTRICT __restrict__
+#if !defined(__CUDACC_RTC__)
+#include <math.h>
+#endif
+/* NVRTC has the math functions built in but no <math.h>: constants that fold exactly */
+#ifndef INFINITY
+#define INFINITY (1.0 / 0.0)
+#endif
+#ifndef NAN
+#define NAN (0.0 / 0.0)
+#endif
+"""
+
+_STATIC = re.compile(r"^static ", re.M)
+_PART = re.compile(r"^void ", re.M)
+
+
+@dataclass(frozen=True)
+class CudaProgram:
+    """The CUDA C++ source of one Function and what the runtime needs to call it.
+
+    Attributes:
+        name: the C identifier prefix (``sgf_NAME``).
+        source: the complete translation unit (CUDA C++, and host C++ without ``__CUDACC__``).
+        kernel: the kernel's name (``extern "C"``).
+        host_entry: the host batch entry's name (``extern "C"``, host builds only).
+        in_sizes: doubles per point of each input.
+        out_sizes: doubles per point of each output (nonzeros of a sparse one, compressed-column order).
+        work_size: doubles of work memory per point.
+        local_work: True when the work array is thread-local (``work_size <= LOCAL_WORK_MAX``),
+            else the kernel takes a global scratch of ``work_size`` doubles per thread.
+        n_ops: instructions emitted (the Function's and each distinct callee's once).
+    """
+
+    name: str
+    source: str
+    kernel: str
+    host_entry: str
+    in_sizes: tuple
+    out_sizes: tuple
+    work_size: int
+    local_work: bool
+    n_ops: int
+
+
+def program(F: Any, name: str | None = None, chunk_size: int = c99.DEFAULT_CHUNK, optimize: int = 0) -> CudaProgram:
+    """The :class:`CudaProgram` of ``F`` (emitted as given; ``optimize`` is the level of its callees).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> p = program(sg.Function("g", [x], [x * x + 1.5]))
+    >>> p.kernel, p.in_sizes, p.out_sizes, p.work_size
+    ('sgf_g__kernel', (1,), (1,), 0)
+    """
+    prog = c99.program(F, name, chunk_size, optimize)
+    in_sizes = tuple(sizes(F.input_shapes))
+    tape = c99._prepared(F.tape)  # what c99.program emitted the top level from (deterministic)
+    outputs = c99._output_layout(F, tape)
+    out_sizes = tuple(int(s) for s in outputs.sizes)
+    fills, copies = c99._copy_stores(tape, outputs)
+    cname = prog.name
+    local = prog.work_size <= LOCAL_WORK_MAX
+    text = [f"/* CUDA C++ code of {c99._describe(F)} -- generated by {CUDA_CODEGEN_VERSION}; do not edit.\n"
+            f" * Compiles as CUDA (nvcc, NVRTC) and as host C++ (g++ -x c++). */\n", PRELUDE]
+    text.extend(_STATIC.sub("SG_DEVICE static ", helper) + "\n" for helper in prog.helpers.values())
+    text.extend(_PART.sub("SG_DEVICE static void ", part, count=1) for part in prog.parts)
+    evaluate = [f"SG_DEVICE static int {cname}__eval{c99.SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
+                *fills, *(f"  {prog.part_names[i]}(arg, res, w);" for i in prog.entry_calls), *copies,
+                "  return 0;", "}\n"]
+    text.append("\n".join(evaluate))
+    text.append(_point(cname, in_sizes, out_sizes))
+    text.append(_kernel(cname, len(in_sizes), len(out_sizes), prog.work_size, local))
+    text.append(_host_entry(cname, len(in_sizes), len(out_sizes)))
+    return CudaProgram(cname, "\n".join(text), f"{cname}__kernel", f"{cname}__host_batch", in_sizes, out_sizes,
+                       prog.work_size, local, prog.n_ops)
+
+
+def generate(F: Any, name: str | None = None, chunk_size: int = c99.DEFAULT_CHUNK, optimize: int = 0) -> str:
+    """The CUDA C++ source of ``F`` (``optimize``: the level applied to ``F`` and its callees first).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> generate(sg.Function("h", [x], [x + 1])) == generate(sg.Function("h", [x], [x + 1]))
+    True
+    """
+    if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
+        raise OptionError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
+    G = F.optimize(optimize) if optimize else F
+    return program(G, name, chunk_size, optimize).source
+
+
+# ---------------------------------------------------------------- batch wrappers
+
+def _params(n_in: int, n_out: int) -> str:
+    """The pointer and stride parameters of the inputs and outputs, each followed by a comma."""
+    ins = [f"const double *SG_RESTRICT a{i}, long a{i}_p, long a{i}_j, " for i in range(n_in)]
+    outs = [f"double *SG_RESTRICT r{k}, long r{k}_p, long r{k}_j, " for k in range(n_out)]
+    return "".join(ins + outs)
+
+
+def _point(cname: str, in_sizes: tuple, out_sizes: tuple) -> str:
+    """``CNAME__point``: gather point ``p``'s strided inputs, evaluate, scatter its strided outputs."""
+    n_in, n_out = len(in_sizes), len(out_sizes)
+    head = f"SG_DEVICE static void {cname}__point(long p, {_params(n_in, n_out)}double *w) {{"
+    in_at = np.concatenate([[0], np.cumsum(in_sizes, dtype=np.int64)]).tolist()
+    out_at = np.concatenate([[0], np.cumsum(out_sizes, dtype=np.int64)]).tolist()
+    lines = [head, f"  double xin[{max(1, in_at[-1])}];", f"  double xout[{max(1, out_at[-1])}];",
+             f"  const double *arg[{max(1, n_in)}];", f"  double *res[{max(1, n_out)}];",
+             "  (void)xin; (void)xout;"]
+    for i, m in enumerate(in_sizes):
+        if m <= 1:
+            lines.append(f"  arg[{i}] = a{i} + p * a{i}_p;")
+            continue
+        lines += [f"  if (a{i}_j == 1) {{",
+                  f"    arg[{i}] = a{i} + p * a{i}_p;",
+                  "  } else {",
+                  f"    for (long j = 0; j < {m}; ++j) xin[{in_at[i]} + j] = a{i}[p * a{i}_p + j * a{i}_j];",
+                  f"    arg[{i}] = xin + {in_at[i]};",
+                  "  }"]
+    for k, m in enumerate(out_sizes):
+        lines.append(f"  res[{k}] = r{k} + p * r{k}_p;" if m <= 1 else
+                     f"  res[{k}] = r{k}_j == 1 ? r{k} + p * r{k}_p : xout + {out_at[k]};")
+    lines.append(f"  {cname}__eval(arg, res, w);")
+    for k, m in enumerate(out_sizes):
+        if m > 1:
+            lines.append(f"  if (r{k}_j != 1) for (long j = 0; j < {m}; ++j) "
+                         f"r{k}[p * r{k}_p + j * r{k}_j] = xout[{out_at[k]} + j];")
+    lines.append("}\n")
+    return "\n".join(lines)
+
+
+def _call_point(cname: str, n_in: int, n_out: int, array: bool) -> str:
+    """The call of ``CNAME__point`` from the kernel (``array=False``) or the host entry (pointer arrays)."""
+    if array:
+        args = [f"a[{i}], ap[{i}], aj[{i}]" for i in range(n_in)] + [f"r[{k}], rp[{k}], rj[{k}]" for k in range(n_out)]
+    else:
+        args = [f"a{i}, a{i}_p, a{i}_j" for i in range(n_in)] + [f"r{k}, r{k}_p, r{k}_j" for k in range(n_out)]
+    return f"{cname}__point(p, {''.join(a + ', ' for a in args)}w);"
+
+
+def _kernel(cname: str, n_in: int, n_out: int, work_size: int, local: bool) -> str:
+    """The kernel: one thread per point in a grid-stride loop; ``gw``: global scratch when ``local`` is False."""
+    lines = [f"/* n points; gw: NULL, or (when {cname}__LOCAL_WORK is 0) {work_size} doubles per thread of the grid */",
+             f"#define {cname}__LOCAL_WORK {int(local)}",
+             "#if defined(__CUDACC__)",
+             f'extern "C" SG_GLOBAL void {cname}__kernel(long n, {_params(n_in, n_out)}double *gw) {{',
+             "  const long first = (long)blockIdx.x * blockDim.x + threadIdx.x;",
+             "  const long step = (long)blockDim.x * gridDim.x;"]
+    if local:
+        lines += [f"  double w[{max(1, work_size)}];", "  (void)gw;"]
+    else:
+        lines.append(f"  double *const w = gw + first * {work_size}L;")
+    lines += ["  for (long p = first; p < n; p += step) {",
+              f"    {_call_point(cname, n_in, n_out, False)}", "  }", "}", "#endif\n"]
+    return "\n".join(lines)
+
+
+def _host_entry(cname: str, n_in: int, n_out: int) -> str:
+    """The host batch loop (host C++ builds only): the same per-point code, run point after point."""
+    return "\n".join([
+        "#if !defined(__CUDACC__)",
+        f"/* Host build: n points, pointer and stride arrays as the kernel's parameters; w: work_size doubles. */",
+        f'extern "C" int {cname}__host_batch(long n, const double *const *a, const long *ap, const long *aj,',
+        "                                   double *const *r, const long *rp, const long *rj, double *w) {",
+        "  (void)a; (void)ap; (void)aj; (void)r; (void)rp; (void)rj;",
+        "  for (long p = 0; p < n; ++p) {",
+        f"    {_call_point(cname, n_in, n_out, True)}",
+        "  }",
+        "  return 0;",
+        "}",
+        "#endif\n"])
