@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["map_function", "MapStructure"]
+__all__ = ["map_function", "MapStructure", "csc_pattern"]
 
 REDUCTIONS = (None, "sum")
 
@@ -266,23 +266,26 @@ class MapStructure:
         return flat
 
     def pattern(self) -> Any:
-        """The Jacobian pattern (results by operands, flat): the body's pattern tiled over instances."""
+        """The Jacobian pattern (results by operands, flat): the body's pattern tiled over instances.
+
+        A body entry between a stacked result and a mapped operand, a stacked
+        result and a shared operand, or a summed result and a mapped operand
+        gives one entry per instance; between a summed result and a shared
+        operand, one in all.  No two of these coincide, so the positions are
+        only put in CSC order (:func:`csc_pattern`), never uniqued.
+        """
         from .calldiff import jacobian_pattern
-        from .sparsity import Sparsity
 
         P = jacobian_pattern(self.body)
         r, c = np.asarray(P.rows, dtype=np.int64), np.asarray(P.cols, dtype=np.int64)
         tiled = self.outs.per_instance[self.outs.group[r]] | self.ins.per_instance[self.ins.group[c]]
         inst = np.arange(self.n, dtype=np.int64)
-        rows = [self.outs.encode(r[~tiled], 0)]
-        cols = [self.ins.encode(c[~tiled], 0)]
         rt, ct = r[tiled], c[tiled]
-        rows.append(self.outs.encode(np.repeat(rt, self.n), np.tile(inst, len(rt))))
-        cols.append(self.ins.encode(np.repeat(ct, self.n), np.tile(inst, len(ct))))
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
-        key = np.unique(cols * max(self.n_results, 1) + rows)  # CSC order, no duplicates
-        return Sparsity(key % max(self.n_results, 1), key // max(self.n_results, 1),
-                        (self.n_results, self.n_operands))
+        rows = np.concatenate([self.outs.encode(r[~tiled], 0),
+                               self.outs.encode(np.repeat(rt, self.n), np.tile(inst, len(rt)))])
+        cols = np.concatenate([self.ins.encode(c[~tiled], 0),
+                               self.ins.encode(np.repeat(ct, self.n), np.tile(inst, len(ct)))])
+        return csc_pattern(rows, cols, (self.n_results, self.n_operands))
 
     def derivative(self, F: Any, mode: str, rows: tuple, cols: tuple) -> Any:
         """``F``'s flat derivative Function (``F`` has this structure); see :mod:`symgraph.structdiff`."""
@@ -331,6 +334,30 @@ class MapRun:
             else:
                 out.extend(block.reshape(n * p, width))
         return out
+
+
+def csc_pattern(rows: Any, cols: Any, shape: tuple[int, int]) -> Any:
+    """The :class:`~symgraph.sparsity.Sparsity` of positions ``(rows, cols)`` (repeats merged), in CSC order.
+
+    Sorted by counting through ``scipy.sparse`` (linear in the entries and
+    the columns), where ``sparsity.pattern`` sorts keys with ``np.unique``:
+    the tiled patterns of maps have millions of entries.
+
+    >>> p = csc_pattern([1, 0, 1, 1], [0, 1, 0, 2], (2, 3))
+    >>> p.rows.tolist(), p.cols.tolist()
+    ([1, 0, 1], [0, 1, 2])
+    """
+    import scipy.sparse as sp
+
+    from .sparsity import Sparsity
+
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+    shape = (int(shape[0]), int(shape[1]))
+    m = sp.csc_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)
+    m.sum_duplicates()
+    return Sparsity(m.indices.astype(np.int64), np.repeat(np.arange(shape[1], dtype=np.int64), np.diff(m.indptr)),
+                    shape)
 
 
 def stacked(columns: Sequence[Any], width: int) -> np.ndarray:

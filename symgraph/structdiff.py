@@ -37,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from . import calldiff
 from .expr import const
+from .function import Function
 from .map import sizes
 
 _ZERO = const(0.0)
@@ -45,10 +47,8 @@ _ZERO = const(0.0)
 
 def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     """The flat ``F_jvp`` (mode ``"jvp"``) or ``F_vjp`` (``"vjp"``) of map ``F`` with structure ``s``."""
-    from . import calldiff
     from .array import symbols
     from .call import call_function
-    from .function import Function
 
     body_rows_of, inst_rows = s.outs.decode(np.asarray(rows, dtype=np.int64))
     body_cols_of, inst_cols = s.ins.decode(np.asarray(cols, dtype=np.int64))
@@ -84,11 +84,34 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     picked = np.full(len(where), _ZERO, dtype=object)
     picked[where >= 0] = flat_outs[where[where >= 0]]
     names = ("tx", "ty") if mode == "jvp" else ("ybar", "xbar")
-    D = Function(f"{F.name}_{mode}", [x, seeds], [picked], input_names=["x", names[0]], output_names=[names[1]])
+    D = FlatDerivative(f"{F.name}_{mode}", [x, seeds], [picked], input_names=["x", names[0]],
+                       output_names=[names[1]])
     in_index = np.concatenate([np.arange(s.n_operands, dtype=np.int64),
                                np.where(seed_index >= 0, s.n_operands + seed_index, -1)])
-    D.known_pattern = _flat_pattern(mapped, in_index, where, s.n_operands + len(seeds))
+    D.pattern_source = (mapped, in_index, where, s.n_operands + len(seeds))
     return D
+
+
+class FlatDerivative(Function):
+    """A flat derivative Function of a map, whose Jacobian pattern is computed when first asked for.
+
+    ``known_pattern`` (read by :mod:`symgraph.calldiff` when the pattern is
+    needed, e.g. to differentiate the derivative again) is built from the
+    mapped wrapper's tiled pattern by :func:`_flat_pattern` on first access
+    and kept.  A first-order gradient never asks for it, which matters: the
+    pattern of a shared parameter's cotangent against the points is dense
+    (parameters x points), far larger than the program that computes it.
+    """
+
+    pattern_source: tuple | None = None
+    _known: Any = None
+
+    @property
+    def known_pattern(self) -> Any:
+        if self._known is None and self.pattern_source is not None:
+            self._known = _flat_pattern(*self.pattern_source)
+            self.pattern_source = None
+        return self._known
 
 
 def _mapped_wrapper(F: Any, s: Any, D: Any, seed_shared: list, out_summed: list) -> Any:
@@ -203,17 +226,43 @@ def _flat_pattern(mapped: Any, in_index: np.ndarray, picked: np.ndarray, n_input
 
     ``in_index[c]`` is the flat input of the derivative Function that the
     mapped wrapper's operand ``c`` is (-1 for a constant); ``picked[q]`` the
-    wrapper result that output ``q`` is (-1: the constant 0).  Computed from
-    the tiled pattern with sparse arrays, so no per-scalar dependency sets
-    (whose bit masks would span from an instance's columns to the shared
-    ones at the end) are ever made.
-    """
-    from . import calldiff
-    from .sparsity import pattern
+    wrapper result that output ``q`` is (-1: the constant 0).  Read straight
+    from the wrapper body's (small) pattern, for the picked rows only: a
+    stacked row of instance ``i`` reads the body row's columns in instance
+    ``i`` (a shared column once), a summed row reads a mapped column in
+    every instance and a shared one once.  No tiled pattern of all rows, no
+    per-scalar dependency sets (whose bit masks would span from an
+    instance's columns to the shared ones at the end), no ``np.unique``:
+    ``in_index`` is one-to-one where it is not -1, so no two entries
+    coincide and the positions are only put in CSC order.
 
-    P = calldiff.jacobian_pattern(mapped).matrix.tocsr()
+    >>> import numpy as np, symgraph as sg
+    >>> x, p = sg.symbols("x"), sg.symbols("p")
+    >>> M = sg.Function("f", [x, p], [p * x * x]).map(3, shared=["p"], reduce="sum")
+    >>> D = calldiff.reverse_function(M, (0,), (0, 1, 2, 3)).function
+    >>> D.known_pattern.matrix.toarray().tolist()    # xbar_i reads x_i, p, ybar; pbar reads every x and ybar
+    [[1, 0, 0, 1, 1], [0, 1, 0, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 0, 1]]
+    """
+    from .map import csc_pattern
+
+    s = mapped.structure
+    P = calldiff.jacobian_pattern(s.body).matrix.tocsr()
     valid = np.flatnonzero(picked >= 0)
-    R = P[picked[valid]].tocoo()
-    cols = in_index[R.col]
+    body_row, inst = s.outs.decode(picked[valid])
+    starts = P.indptr[body_row].astype(np.int64)
+    counts = P.indptr[body_row + 1].astype(np.int64) - starts
+    # every (picked output, body column) entry, output by output
+    out = np.repeat(valid, counts)
+    inst = np.repeat(inst, counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    body_col = P.indices[np.repeat(starts, counts) + np.arange(int(counts.sum()), dtype=np.int64) - first]
+    body_col = body_col.astype(np.int64)
+    mapped_col = s.ins.per_instance[s.ins.group[body_col]]
+    every = (inst < 0) & mapped_col  # a summed row reading a mapped column: all instances
+    once = ~every
+    rows = [out[once], np.repeat(out[every], s.n)]
+    cols = [s.ins.encode(body_col[once], np.maximum(inst[once], 0)),
+            s.ins.encode(np.repeat(body_col[every], s.n), np.tile(np.arange(s.n, dtype=np.int64), int(every.sum())))]
+    rows, cols = np.concatenate(rows), in_index[np.concatenate(cols)]
     keep = cols >= 0
-    return pattern(valid[R.row[keep]], cols[keep], (len(picked), n_inputs))
+    return csc_pattern(rows[keep], cols[keep], (len(picked), n_inputs))
