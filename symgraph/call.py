@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ArgumentCountError, ArityError, InvalidInputError, NonNumericConstantError, ShapeError
-from .expr import CALL, RESULT, Expr, apply, const, intern_structural
+from .expr import CALL, RESULT, Expr, apply, const, intern_results, intern_structural
 
 __all__ = ["call_function", "is_call", "is_result", "callee", "result_index", "rebuild_call", "rebuild",
            "result_node", "n_results", "output_position", "inline", "inline_roots", "CALL", "RESULT"]
@@ -92,11 +92,12 @@ def call_function(F: Any, args: Sequence[Any]) -> Any:
     else:
         node = intern_structural(CALL, operands, F)
         outputs, j = [], 0
-        for arr, sp in zip(F.outputs, F.output_sparsity):
-            values = np.empty(arr.size, dtype=object)
-            values[:] = [intern_structural(RESULT, (node,), j + i) for i in range(arr.size)]
-            j += arr.size
-            outputs.append(values.reshape(arr.shape) if sp is None else _sparse(sp, values))
+        for shape, sp in zip(F.output_shapes, F.output_sparsity):
+            size = int(np.prod(shape, dtype=np.int64)) if sp is None else len(sp[0])
+            values = np.empty(size, dtype=object)
+            values[:] = intern_results(node, j, size)
+            j += size
+            outputs.append(values.reshape(shape) if sp is None else _sparse(sp, values))
     outputs = [o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o for o in outputs]
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

@@ -442,6 +442,34 @@ def intern_structural(op: Op, args: tuple, data: Any) -> Expr:
     return node
 
 
+def intern_results(call: Expr, start: int, count: int) -> list[Expr]:
+    """The result nodes ``start .. start+count-1`` of ``call`` (as :func:`intern_structural`, in bulk).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> r = sg.Function("f", [x], [[x, 2 * x]])(x)
+    >>> intern_results(r[0].args[0], 0, 2) == list(r)
+    True
+    """
+    base, code, args = id(call) << 48, RESULT.code, (call,)
+    get, setdefault = _TABLE_GET, _TABLE_SETDEFAULT
+    out = []
+    append = out.append
+    for j in range(start, start + count):
+        key = (base | j) << 7 | code
+        node = get(key)
+        if node is None:
+            node = _object_new(Expr)
+            _set_op(node, RESULT)
+            _set_args(node, args)
+            _set_data(node, j)
+            node = setdefault(key, node)
+        append(node)
+    if len(_TABLE) >= _SWEEP_AT[0]:
+        collect()
+    return out
+
+
 def apply(op: Op, *operands: Any) -> Expr:
     """The node ``op(*operands)``, simplified locally and interned.
 

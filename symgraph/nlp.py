@@ -78,7 +78,7 @@ class NLP:
 
     def __init__(self, x: Any, f: Any, g: Any = None, p: Any = None, *, jit: bool = True,
                  compile_options: dict | None = None, name: str = "nlp") -> None:
-        from .ad import grad, hessian, jacobian
+        from .tiled import tiled_derivatives
 
         if not isinstance(name, str) or not name:
             raise InvalidInputError(f"NLP name must be a non-empty str, got {name!r}")
@@ -97,20 +97,19 @@ class NLP:
         with building():
             sigma = symbols("sigma")
             lam = symbols("lambda", self.m)
-            lagrangian = sigma * self.f + (lam @ self.g if self.m else 0.0)
-            gradient = grad(self.f, self.x)
-            jac = jacobian(self.g, self.x) if self.m else None
-            hess = hessian(lagrangian, self.x, lower=True)
-        self.jacobian_structure = (Sparsity(jac.rows, jac.cols, (self.m, self.n)) if jac is not None
-                                   else Sparsity(np.empty(0, np.int64), np.empty(0, np.int64), (0, self.n)))
-        self.hessian_structure = Sparsity(hess.rows, hess.cols, (self.n, self.n))
+            t = tiled_derivatives(self.x, self.f, self.g, sigma, lam)
+        # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
+        self.tiled = t.tiled
+        self.jacobian_structure = Sparsity(t.jac_rows, t.jac_cols, (self.m, self.n))
+        self.hessian_structure = Sparsity(t.hess_rows, t.hess_cols, (self.n, self.n))
+        self._gradient_cols = t.gradient_cols
         xp = [self.x, self.p]
         functions = {
             "f": Function(f"{name}_f", xp, [self.f]),
-            "grad_f": Function(f"{name}_grad_f", xp, [gradient]),
+            "grad_f": Function(f"{name}_grad_f", xp, [t.gradient_dense] + [t.gradient_values] * t.tiled),
             "g": Function(f"{name}_g", xp, [self.g]),
-            "jac_g": Function(f"{name}_jac_g", xp, [jac.values if jac is not None else np.empty(0, object)]),
-            "hess_l": Function(f"{name}_hess_l", [self.x, self.p, sigma, lam], [hess.values]),
+            "jac_g": Function(f"{name}_jac_g", xp, [t.jac_values]),
+            "hess_l": Function(f"{name}_hess_l", [self.x, self.p, sigma, lam], [t.hess_values]),
         }
         self.functions = functions
         self.jit = jit
@@ -164,7 +163,11 @@ class NLP:
 
     def gradient(self, x: Any) -> np.ndarray:
         """Gradient of f at x (dense, length n)."""
-        return self._timed("grad_f", self.check_x(x), self._p_value)
+        out = self._timed("grad_f", self.check_x(x), self._p_value)
+        if not self.tiled:
+            return out
+        dense, values = out
+        return dense + np.bincount(self._gradient_cols, values, minlength=self.n)
 
     def constraints(self, x: Any) -> np.ndarray:
         """g(x, p) (length m)."""

@@ -40,7 +40,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .expr import CALL, RESULT, building, intern_structural
+from .errors import InvalidInputError
+from .expr import CALL, building, intern_results, intern_structural
 from .function import Function
 
 __all__ = ["StructuredFunction", "children", "structure_of"]
@@ -78,23 +79,68 @@ class StructuredFunction(Function):
 
     def __init__(self, name: str, structure: Any, input_shapes: Sequence[tuple], output_shapes: Sequence[tuple],
                  input_names: Sequence[str], output_names: Sequence[str]) -> None:
+        # The Tape (one call, then one result per output scalar) is laid out with numpy: no Expr is made
+        # until someone asks for ``inputs``/``outputs`` (they are built lazily, over the same slots).
+        from .function import _names
+        from .tape import structured_tape
+
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"Function name must be a non-empty str, got {name!r}")
+        self.structure = structure
+        self.name = name
+        self._input_shapes = tuple(tuple(int(n) for n in s) for s in input_shapes)
+        self._output_shapes = tuple(tuple(int(n) for n in s) for s in output_shapes)
+        self.input_names = _names(input_names, [f"i{k}" for k in range(len(input_shapes))], "input")
+        self.output_names = _names(output_names, [f"o{k}" for k in range(len(output_shapes))], "output")
+        self.output_sparsity = (None,) * len(output_shapes)
+        self.tape = structured_tape(self, self.input_names, self._input_shapes, self._output_shapes)
+        self._program = None
+        self._lazy_inputs: tuple | None = None
+        self._lazy_outputs: tuple | None = None
+        self._expanded: list | None = None
+
+    @property
+    def n_in(self) -> int:
+        return len(self._input_shapes)
+
+    @property
+    def n_out(self) -> int:
+        return len(self._output_shapes)
+
+    @property
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return self._input_shapes
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return self._output_shapes
+
+    @property
+    def inputs(self) -> tuple:
+        """The input symbol arrays (made on first use)."""
         from .array import symbols
 
-        self.structure = structure
-        inputs = [symbols(nm, tuple(shape)) if len(shape) else symbols(nm) for nm, shape in zip(input_names, input_shapes)]
-        flat = [s for arr in inputs for s in (arr.reshape(-1).tolist() if isinstance(arr, np.ndarray)
-                                             else [arr])]
-        with building():
-            node = intern_structural(CALL, tuple(flat), self)
-            outputs, j = [], 0
-            for shape in output_shapes:
-                size = int(np.prod(shape, dtype=np.int64))
-                values = np.empty(size, dtype=object)
-                values[:] = [intern_structural(RESULT, (node,), j + i) for i in range(size)]
-                j += size
-                outputs.append(values.reshape(tuple(shape)))
-        super().__init__(name, inputs, outputs, input_names=input_names, output_names=output_names)
-        self._expanded: list | None = None
+        if self._lazy_inputs is None:
+            self._lazy_inputs = tuple(symbols(nm, shape) if shape else np.array(symbols(nm), dtype=object)
+                                      for nm, shape in zip(self.input_names, self._input_shapes))
+        return self._lazy_inputs
+
+    @property
+    def outputs(self) -> tuple:
+        """The outputs: results of one call of this Function on its own inputs (made on first use)."""
+        if self._lazy_outputs is None:
+            flat = [s for arr in self.inputs for s in arr.reshape(-1).tolist()]
+            with building():
+                node = intern_structural(CALL, tuple(flat), self)
+                outputs, j = [], 0
+                for shape in self._output_shapes:
+                    size = int(np.prod(shape, dtype=np.int64))
+                    values = np.empty(size, dtype=object)
+                    values[:] = intern_results(node, j, size)
+                    j += size
+                    outputs.append(values.reshape(shape))
+            self._lazy_outputs = tuple(outputs)
+        return self._lazy_outputs
 
     def optimize(self, level: int = 1) -> "StructuredFunction":
         """The same structure over the body optimized at ``level`` (``self`` at level 0)."""

@@ -1,0 +1,484 @@
+"""Tiled NLP derivatives: each mapped term differentiated once, its nonzeros placed by index arrays.
+
+An NLP written with maps (``term.map(N, reduce="sum")(x[:-1], x[1:])``,
+``interval.map(N)(X[:-1], U) - X[1:]``) is a sum of *pieces*: results of
+map calls whose operands are decision variables or do not depend on them
+(parameters, constants), times constant coefficients, plus a remainder.
+For those pieces :func:`tiled_derivatives` builds, ExaModels-style:
+
+* the gradient of the objective: the body's gradient, mapped (one call);
+* the constraint Jacobian: the body's Jacobian, mapped;
+* the Hessian of the Lagrangian: the Hessian of the body's weighted
+  outputs ``sum_r w_r * out_r`` (the weights are the instance's multipliers
+  ``lambda``, or ``sigma`` for objective terms), mapped;
+
+and places every value with numpy index arithmetic on the map's operand
+layout: no coloring, no scalar graph per instance, no C statement per
+nonzero.  The values come out instance by instance, so a position may
+repeat (a variable shared by neighbouring instances, or by two slots of one
+instance): the triplets are COO with duplicates that add up, which is what
+IPOPT, scipy and ExaModels/MathOptInterface expect.  The remainder (the
+pieces that are not mapped results, and the results of maps whose operands
+are themselves functions of the variables) goes through the general sparse
+AD (:func:`symgraph.jacobian`, :func:`symgraph.hessian`).
+
+>>> import numpy as np, symgraph as sg
+>>> a, b = sg.symbols("a"), sg.symbols("b")
+>>> term = sg.Function("term", [a, b], [(a - 1) ** 2 + 10 * (b - a * a) ** 2])
+>>> x = sg.symbols("x", 4)
+>>> f = term.map(3, reduce="sum")(x[:-1], x[1:])
+>>> t = tiled_derivatives(x, f, np.empty(0, dtype=object), sg.symbols("sigma"), np.empty(0, dtype=object))
+>>> t.tiled
+True
+>>> G = sg.Function("G", [x], [t.gradient_dense, t.gradient_values])
+>>> dense, values = G(np.arange(4.0))
+>>> total = dense + np.bincount(t.gradient_cols, values, minlength=4)
+>>> np.allclose(total, sg.Function("g", [x], [sg.grad(f, x)])(np.arange(4.0)))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .call import is_result
+from .expr import CONST, Expr, building, const, free_symbols
+
+__all__ = ["tiled_derivatives", "TiledDerivatives", "split_terms"]
+
+
+@dataclass
+class Triplets:
+    """COO pieces: ``values[k]`` (an Expr) adds into ``(rows[k], cols[k])``."""
+
+    rows: list = field(default_factory=list)
+    cols: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+    def add(self, rows: Any, cols: Any, values: Any) -> None:
+        self.rows.append(np.asarray(rows, dtype=np.int64).reshape(-1))
+        self.cols.append(np.asarray(cols, dtype=np.int64).reshape(-1))
+        self.values.append(np.asarray(values, dtype=object).reshape(-1))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.empty(0, dtype=object)
+        return np.concatenate(self.rows), np.concatenate(self.cols), np.concatenate(self.values)
+
+
+@dataclass
+class TiledDerivatives:
+    """What :func:`tiled_derivatives` returns (see the module docstring).
+
+    ``gradient_dense`` (length n, Exprs) plus ``bincount(gradient_cols,
+    gradient_values)`` is the gradient of f; the Jacobian and the lower
+    Hessian are COO triplets whose repeated positions add up.  ``tiled`` is
+    False when no mapped piece was found: then everything came from the
+    general sparse AD and no position repeats.
+    """
+
+    tiled: bool
+    gradient_dense: np.ndarray
+    gradient_cols: np.ndarray
+    gradient_values: np.ndarray
+    jac_rows: np.ndarray
+    jac_cols: np.ndarray
+    jac_values: np.ndarray
+    hess_rows: np.ndarray
+    hess_cols: np.ndarray
+    hess_values: np.ndarray
+    n_mapped_terms: int = 0
+
+
+# ------------------------------------------------------------------ pieces
+def split_terms(e: Any) -> tuple[list[tuple[float, Expr]], list[tuple[float, Expr]]]:
+    """``e`` as ``sum(c * result) + sum(c * rest)``: (mapped-result pieces, remainder pieces).
+
+    Looks only through ``+``, ``-``, negation, and products and quotients by
+    constants (iteratively); a result node of a call of a map is a piece,
+    anything else is remainder.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> F = sg.Function("f", [x], [x * x])
+    >>> r = F.map(2)([x, y])
+    >>> mapped, rest = split_terms(2 * r[0] - r[1] / 4 + sg.sin(x))
+    >>> [c for c, _ in mapped], [(c, str(e)) for c, e in rest]
+    ([2.0, -0.25], [(1.0, 'sin(x)')])
+    """
+    mapped: list[tuple[float, Expr]] = []
+    rest: list[tuple[float, Expr]] = []
+    stack = [(1.0, e if isinstance(e, Expr) else const(e))]
+    while stack:
+        c, node = stack.pop()
+        name = node.op.name
+        if name in ("add", "sub"):
+            a, b = node.args
+            stack.append((-c if name == "sub" else c, b))
+            stack.append((c, a))
+        elif name == "neg":
+            stack.append((-c, node.args[0]))
+        elif name == "mul" and (node.args[0].op is CONST or node.args[1].op is CONST):
+            k, other = (node.args[0], node.args[1]) if node.args[0].op is CONST else (node.args[1], node.args[0])
+            if k.data != 0.0 and np.isfinite(k.data):
+                stack.append((c * k.data, other))
+            else:
+                rest.append((c, node))
+        elif name == "div" and node.args[1].op is CONST and node.args[1].data != 0.0 and np.isfinite(node.args[1].data):
+            stack.append((c / node.args[1].data, node.args[0]))
+        elif is_result(node) and getattr(node.args[0].data, "structure", None) is not None \
+                and node.args[0].data.structure.kind == "map":
+            mapped.append((c, node))
+        elif not (node.op is CONST and node.data == 0.0):
+            rest.append((c, node))
+    return mapped, rest
+
+
+def _rebuild(pieces: list[tuple[float, Expr]]) -> Any:
+    total: Any = const(0.0)
+    for c, e in pieces:
+        total = total + (e if c == 1.0 else c * e)
+    return total
+
+
+def _slot_columns(call: Expr, x_index: dict) -> np.ndarray | None:
+    """Per operand of ``call``: its column in x, -1 where it does not depend on x; None if it depends otherwise."""
+    cols = np.full(len(call.args), -1, dtype=np.int64)
+    compound = {}
+    for k, a in enumerate(call.args):
+        j = x_index.get(a)
+        if j is not None:
+            cols[k] = j
+        elif a.args:
+            compound.setdefault(a, []).append(k)
+    for a in compound:
+        if any(s in x_index for s in free_symbols([a])):
+            return None
+    return cols
+
+
+# ------------------------------------------------------------------ one mapped call
+class _Term:
+    """One map call and the pieces of f and g that read its results."""
+
+    def __init__(self, call: Expr, slot_cols: np.ndarray) -> None:
+        self.call = call
+        self.structure = call.data.structure
+        self.slot_cols = slot_cols
+        self.f: list[tuple[float, int]] = []          # (coef, result index)
+        self.g: list[tuple[float, int, int]] = []     # (coef, result index, row of g)
+
+    # -------------------------------------------------------- layout helpers
+    def operand_arrays(self) -> list[np.ndarray]:
+        s = self.structure
+        ops = np.empty(len(self.call.args), dtype=object)
+        ops[:] = list(self.call.args)
+        arrays = []
+        for k, shape in enumerate(s.input_shapes()):
+            size = int(np.prod(shape, dtype=np.int64))
+            start = int(s.ins.offsets[k])
+            arrays.append(ops[start:start + size].reshape(shape))
+        return arrays
+
+    def instance_columns(self, slots: np.ndarray) -> np.ndarray:
+        """(n, len(slots)): the x column of body input scalar ``slots[q]`` in instance ``i`` (-1: not in x)."""
+        s = self.structure
+        positions = s.ins.encode(slots[None, :], np.arange(s.n)[:, None])
+        return self.slot_cols[positions]
+
+    def body_symbols(self) -> np.ndarray:
+        body = self.structure.body
+        parts = [np.asarray(a, dtype=object).reshape(-1) for a in body.inputs]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+    def body_outputs(self) -> np.ndarray:
+        body = self.structure.body
+        return np.concatenate([np.asarray(o, dtype=object).reshape(-1) for o in body.outputs])
+
+    def mapped_function(self, name: str, extra_inputs: list[tuple[np.ndarray, bool]], outputs: Any) -> Any:
+        """``Function(body inputs + extra, outputs).map(n)`` with the body's shared flags (extra: (symbols, shared))."""
+        from .function import Function
+
+        s = self.structure
+        body = s.body
+        inputs = list(body.inputs) + [a for a, _ in extra_inputs]
+        names = list(body.input_names) + [f"w{k}" for k in range(len(extra_inputs))]
+        F = Function(f"{body.name}_{name}", inputs, [outputs], input_names=names)
+        shared = [k for k, f in enumerate(s.shared) if f]
+        shared += [len(body.inputs) + k for k, (_, sh) in enumerate(extra_inputs) if sh]
+        return F.map(s.n, shared=shared)
+
+
+def _coefficients(pieces: list[tuple[float, int]], n_entries: int) -> np.ndarray | None:
+    """One coefficient per body output entry, the same for every instance; None if they differ."""
+    coef = np.full(n_entries, np.nan)
+    for c, r in pieces:
+        if np.isnan(coef[r]):
+            coef[r] = c
+        elif coef[r] != c:
+            return None
+    return coef
+
+
+# ------------------------------------------------------------------ main entry
+def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:
+    """Gradient of ``f``, Jacobian of ``g`` and lower Hessian of ``sigma*f + lam'g`` w.r.t. ``x``, tiled.
+
+    Args:
+        x: flat array of distinct symbols (the variables).
+        f: scalar Expr; g: flat array of Exprs (may be empty).
+        sigma: the objective factor symbol; lam: one multiplier symbol per g.
+
+    See the module docstring for what comes back and an example.
+    """
+    from .ad import grad, hessian, jacobian
+    from .sparse import SparseExpr
+
+    x_index = {s: j for j, s in enumerate(x.tolist())}
+    n_x, m = len(x), len(g)
+    with building():
+        f_mapped, f_rest = split_terms(f)
+        g_split = [split_terms(e) for e in g.tolist()]
+        terms: dict[Expr, _Term | None] = {}
+
+        def term_of(node: Expr) -> _Term | None:
+            call = node.args[0]
+            if call not in terms:
+                cols = _slot_columns(call, x_index)
+                terms[call] = _Term(call, cols) if cols is not None else None
+            return terms[call]
+
+        for c, node in f_mapped:
+            t = term_of(node)
+            if t is None:
+                f_rest.append((c, node))
+            else:
+                t.f.append((c, node.data))
+        for row, (mapped, rest) in enumerate(g_split):
+            for c, node in mapped:
+                t = term_of(node)
+                if t is None:
+                    rest.append((c, node))
+                else:
+                    t.g.append((c, node.data, row))
+        live = [t for t in terms.values() if t is not None and (t.f or t.g)]
+        if not live:
+            return _general(x, f, g, sigma, lam)
+
+        # pieces a term cannot tile (coefficients that differ between instances) go back to the remainder
+        for t in live:
+            _settle(t, f_rest, g_split)
+        live = [t for t in live if t.f or t.g]
+        f_rem = f if not f_mapped else _rebuild(f_rest)
+        g_rem = np.empty(m, dtype=object)
+        for row, (mapped, rest) in enumerate(g_split):
+            g_rem[row] = g[row] if not mapped else _rebuild(rest)
+
+        gradient_dense = np.asarray(grad(f_rem, x), dtype=object).reshape(-1)
+        gradient = Triplets()
+        jac = Triplets()
+        hess = Triplets()
+        if m:
+            J = jacobian(g_rem, x)
+            jac.add(J.rows, J.cols, J.values)
+        nonzero = np.array([not (e.op is CONST and e.data == 0.0) for e in g_rem.tolist()], dtype=bool)
+        H = hessian(sigma * f_rem + (lam[nonzero] @ g_rem[nonzero] if nonzero.any() else 0.0), x, lower=True)
+        hess.add(H.rows, H.cols, H.values)
+        for t in live:
+            _tile_gradient(t, gradient)
+            _tile_jacobian(t, jac)
+            _tile_hessian(t, sigma, lam, hess)
+    g_rows, g_cols, g_vals = gradient.arrays()
+    j_rows, j_cols, j_vals = jac.arrays()
+    h_rows, h_cols, h_vals = hess.arrays()
+    return TiledDerivatives(True, gradient_dense, g_cols, g_vals, j_rows, j_cols, j_vals, h_rows, h_cols, h_vals,
+                            len(live))
+
+
+def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:
+    """No mapped piece: the general sparse AD, as sg.NLP always did."""
+    from .ad import grad, hessian, jacobian
+
+    gradient = np.asarray(grad(f, x), dtype=object).reshape(-1)
+    empty_i, empty_o = np.zeros(0, np.int64), np.empty(0, dtype=object)
+    if len(g):
+        J = jacobian(g, x)
+        j = (J.rows, J.cols, J.values)
+    else:
+        j = (empty_i, empty_i, empty_o)
+    H = hessian(sigma * f + (lam @ g if len(g) else 0.0), x, lower=True)
+    return TiledDerivatives(False, gradient, empty_i, empty_o, *j, H.rows, H.cols, H.values)
+
+
+def _settle(t: _Term, f_rest: list, g_split: list) -> None:
+    """Keep the pieces the term can tile; hand the others back to the remainder.
+
+    Objective pieces need one coefficient per body output entry over all
+    instances that have it (a mapped entry must be present in every
+    instance); constraint pieces need each (instance, entry) in at most one
+    row, and one coefficient per entry.
+    """
+    s = t.structure
+    n_entries = s.outs.body_total
+    body_r, inst = s.outs.decode(np.array([j for _, j in t.f], dtype=np.int64))
+    ok = _coefficients(list(zip([c for c, _ in t.f], body_r.tolist())), n_entries) is not None
+    if ok and t.f:
+        counts = np.bincount(body_r[inst >= 0], minlength=n_entries)
+        mapped_entries = np.unique(body_r[inst >= 0])
+        ok = bool(np.all(counts[mapped_entries] == s.n)) and len(set(zip(body_r.tolist(), inst.tolist()))) == len(t.f)
+        ok = ok and len(set(body_r[inst < 0].tolist())) == int(np.sum(inst < 0))
+    if not ok:
+        f_rest.extend((c, _result(t, j)) for c, j in t.f)
+        t.f = []
+    if t.g:
+        body_r, inst = s.outs.decode(np.array([j for _, j, _ in t.g], dtype=np.int64))
+        coef = _coefficients(list(zip([c for c, _, _ in t.g], body_r.tolist())), n_entries)
+        keys = list(zip(body_r.tolist(), inst.tolist()))
+        if coef is None or len(set(keys)) != len(keys):
+            for c, j, row in t.g:
+                g_split[row][1].append((c, _result(t, j)))
+            t.g = []
+
+
+def _result(t: _Term, j: int) -> Expr:
+    from .expr import RESULT, intern_structural
+
+    return intern_structural(RESULT, (t.call,), j)
+
+
+def _entries(t: _Term, pieces: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(body entry, instance (-1 shared), coefficient) per piece, and its row (-1 for f)."""
+    s = t.structure
+    j = np.array([p[1] for p in pieces], dtype=np.int64)
+    body_r, inst = s.outs.decode(j)
+    coef = np.array([p[0] for p in pieces], dtype=np.float64)
+    return body_r, inst, coef
+
+
+def _tile_gradient(t: _Term, out: Triplets) -> None:
+    """Objective pieces: the body's gradient of ``sum_r c_r out_r``, mapped; one value per (instance, slot)."""
+    from .ad import grad
+
+    if not t.f:
+        return
+    body_r, _, coef = _entries(t, t.f)
+    outs, u = t.body_outputs(), t.body_symbols()
+    entries = np.unique(body_r)
+    c = {int(r): float(k) for r, k in zip(body_r.tolist(), coef.tolist())}
+    objective = sum((outs[r] * c[r] for r in entries.tolist()), const(0.0))
+    gb = np.asarray(grad(objective, u), dtype=object).reshape(-1)
+    slots = np.arange(len(u), dtype=np.int64)
+    M = t.mapped_function("tgrad", [], gb)
+    values = np.asarray(M(*t.operand_arrays()), dtype=object)  # (n, slots)
+    cols = t.instance_columns(slots)
+    keep = cols >= 0
+    out.add(np.zeros(int(keep.sum()), np.int64), cols[keep], values[keep])
+
+
+def _tile_jacobian(t: _Term, out: Triplets) -> None:
+    """Constraint pieces: the body's Jacobian of ``c_r out_r``, mapped; rows from the pieces' places in g."""
+    from .ad import jacobian
+
+    if not t.g:
+        return
+    s = t.structure
+    body_r, inst, coef = _entries(t, t.g)
+    g_row = np.array([p[2] for p in t.g], dtype=np.int64)
+    n_entries = s.outs.body_total
+    row_table = np.full((n_entries, s.n), -1, dtype=np.int64)   # (entry, instance) -> row of g
+    shared_row = np.full(n_entries, -1, dtype=np.int64)
+    mapped = inst >= 0
+    row_table[body_r[mapped], inst[mapped]] = g_row[mapped]
+    shared_row[body_r[~mapped]] = g_row[~mapped]
+    entries, first = np.unique(body_r, return_index=True)
+    outs, u = t.body_outputs(), t.body_symbols()
+    scaled = [outs[r] * c if c != 1.0 else outs[r] for r, c in zip(entries.tolist(), coef[first].tolist())]
+    J = jacobian(np.array(scaled, dtype=object), u)
+    if J.nnz == 0:
+        return
+    M = t.mapped_function("tjac", [], J.values)
+    values = np.asarray(M(*t.operand_arrays()), dtype=object).reshape(s.n, J.nnz)
+    cols = t.instance_columns(J.cols)                                   # (n, nnz)
+    entry = entries[J.rows]                                             # body output entry per nonzero
+    per_instance = s.outs.per_instance[s.outs.group[entry]]
+    rows = np.where(per_instance[None, :], row_table[entry].T, shared_row[entry][None, :])
+    keep = (rows >= 0) & (cols >= 0)
+    out.add(rows[keep], cols[keep], values[keep])
+
+
+def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None:
+    """The body's lower Hessian of ``sum_r c_r w_r out_r``, mapped, weights per instance (lambda) or shared (sigma)."""
+    from .ad import hessian
+    from .array import symbols
+
+    s = t.structure
+    r, inst, coef, mult = _weight_pieces(t, sigma, lam)
+    # one coefficient per entry is baked into the body where each (entry, instance) has exactly one
+    # piece with that coefficient; elsewhere the weight operand is the sum of coefficient * multiplier
+    keys = r * (s.n + 1) + (inst + 1)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    entries, first = np.unique(r, return_index=True)
+    position = np.searchsorted(entries, r)
+    bad = (counts[inverse] > 1) | (coef != coef[first][position])
+    baked = np.where(np.isin(entries, r[bad]), 1.0, coef[first])
+    mapped_entries = np.unique(r[inst >= 0])
+    shared_entries = np.unique(r[inst < 0])
+    outs, u = t.body_outputs(), t.body_symbols()
+    w_inst = symbols("w_inst", len(mapped_entries)) if len(mapped_entries) else np.empty(0, dtype=object)
+    w_sh = symbols("w_shared", len(shared_entries)) if len(shared_entries) else np.empty(0, dtype=object)
+    lagrangian: Any = const(0.0)
+    for weights, which in ((w_inst, mapped_entries), (w_sh, shared_entries)):
+        for w, e in zip(weights.tolist(), which.tolist()):
+            b = float(baked[np.searchsorted(entries, e)])
+            lagrangian = lagrangian + (w * outs[e] if b == 1.0 else b * w * outs[e])
+    H = hessian(lagrangian, u, lower=True)
+    if H.nnz == 0:
+        return
+    args = t.operand_arrays()
+    extra = []
+    zero = const(0.0)
+    scale = baked[position]
+    simple = ~bad & (coef == scale)
+    if len(mapped_entries):
+        W = np.full((s.n, len(mapped_entries)), zero, dtype=object)
+        k = np.searchsorted(mapped_entries, r)
+        take = simple & (inst >= 0)
+        W[inst[take], k[take]] = mult[take]
+        for p in np.flatnonzero(~simple & (inst >= 0)).tolist():
+            W[inst[p], k[p]] = W[inst[p], k[p]] + (coef[p] / scale[p]) * mult[p]
+        args.append(W)
+        extra.append((w_inst, False))
+    if len(shared_entries):
+        ws = np.full(len(shared_entries), zero, dtype=object)
+        k = np.searchsorted(shared_entries, r)
+        for p in np.flatnonzero(inst < 0).tolist():
+            ws[k[p]] = mult[p] if simple[p] and ws[k[p]] is zero else ws[k[p]] + (coef[p] / scale[p]) * mult[p]
+        args.append(ws)
+        extra.append((w_sh, True))
+    M = t.mapped_function("thess", extra, H.values)
+    values = np.asarray(M(*args), dtype=object).reshape(s.n, H.nnz)
+    ra, cb = t.instance_columns(H.rows), t.instance_columns(H.cols)
+    keep = (ra >= 0) & (cb >= 0)
+    rows, cols = np.maximum(ra, cb), np.minimum(ra, cb)
+    out.add(rows[keep], cols[keep], values[keep])
+    # an off-diagonal body entry whose two slots are one variable counts twice on its diagonal
+    twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
+    if twice.any():
+        out.add(rows[twice], cols[twice], values[twice])
+
+
+def _weight_pieces(t: _Term, sigma: Expr, lam: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per piece of f and g: body entry, instance (-1 shared), coefficient, multiplier (sigma or its lambda)."""
+    parts = []
+    if t.f:
+        r, i, c = _entries(t, t.f)
+        mult = np.empty(len(r), dtype=object)
+        mult[:] = [sigma] * len(r)
+        parts.append((r, i, c, mult))
+    if t.g:
+        r, i, c = _entries(t, t.g)
+        parts.append((r, i, c, lam[np.array([p[2] for p in t.g], dtype=np.int64)]))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
