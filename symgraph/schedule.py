@@ -27,7 +27,7 @@ import heapq
 
 import numpy as np
 
-from .tape import MAX_ARITY, Tape
+from .tape import CALL, MAX_ARITY, RESULT, Tape
 
 
 def locality_order(tape: Tape) -> np.ndarray:
@@ -99,5 +99,8 @@ def permuted(tape: Tape, order: np.ndarray) -> Tape:
 
 
 def scheduled(tape: Tape) -> Tape:
-    """``tape`` reordered by :func:`locality_order`."""
+    """``tape`` reordered by :func:`locality_order` (as it is when it holds only calls and results)."""
+    ops = tape.opcodes
+    if len(ops) and np.all((ops == CALL.code) | (ops == RESULT.code)):
+        return tape  # glue: the emitter keeps each call's results with it, and copies them as runs
     return permuted(tape, locality_order(tape))

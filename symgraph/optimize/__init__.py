@@ -60,6 +60,8 @@ def optimize_function(F, level: int = 1, rules: Any = None):
         chosen = rules_for_level(1)
     else:
         chosen = select(rules)
+    if rules is None and _calls_only(F):
+        return F  # nothing for a rule to match; callees are optimized where they are emitted (codegen)
     start = time.perf_counter()
     roots = [e for arr in F.outputs for e in arr.reshape(-1)]
     symbol_order = [s for arr in F.inputs for s in arr.reshape(-1)]
@@ -88,6 +90,14 @@ def optimize_function(F, level: int = 1, rules: Any = None):
     G.optimize_report = OptimizeReport(F.name, level if rules is None else None, F.n_ops, G.n_ops,
                                        dict(counts), passes, time.perf_counter() - start, rewrite_seconds)
     return G
+
+
+def _calls_only(F: Any) -> bool:
+    """True when ``F``'s Tape holds only calls and their results (maps and their derivatives, glue)."""
+    from ..expr import CALL, RESULT
+
+    opcodes = F.tape.opcodes
+    return bool(len(opcodes)) and bool(np.all((opcodes == CALL.code) | (opcodes == RESULT.code)))
 
 
 def simplify(exprs: Any, rules: Any = None):
