@@ -354,8 +354,7 @@ def csc_pattern(rows: Any, cols: Any, shape: tuple[int, int]) -> Any:
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     cols = np.asarray(cols, dtype=np.int64).reshape(-1)
     shape = (int(shape[0]), int(shape[1]))
-    m = sp.csc_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)
-    m.sum_duplicates()
+    m = sp.csc_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)  # repeats merged: True
     return Sparsity(m.indices.astype(np.int64), np.repeat(np.arange(shape[1], dtype=np.int64), np.diff(m.indptr)),
                     shape)
 

@@ -7,17 +7,24 @@ of body ``F`` they are built without unrolling:
 
 1. the positions are decoded to the body's scalars (which body operands
    carry a seed in some instance, which body results are wanted);
-2. the body's own derivative Function ``D`` for those sets is fetched
-   (cached on ``F`` by calldiff);
-3. a small *wrapper* ``W`` takes the body's inputs one by one plus the seeds
-   in two groups, per-instance and shared, calls ``D`` once and returns its
-   outputs in two groups, per-instance and summed;
+2. the body's derivative for those sets is built as a graph over the
+   body's own input symbols (what the body's ``F_jvp``/``F_vjp`` computes);
+3. that graph is the *wrapper* ``W``: it takes the body's inputs one by one
+   plus the seeds in two groups, per-instance and shared, and returns the
+   derivative in two groups, per-instance and summed.  ``W`` holds no call
+   of a derivative Function (a body that is itself a map holds one, the
+   derivative of its call node), so the C loop of step 4 hands each
+   instance pointers into the arguments and nothing is copied per instance;
 4. the map of ``W`` over the same instances does the work: forward, the
    tangents of shared inputs are shared and those of summed outputs summed;
    reverse, the cotangents of summed outputs are shared and those of shared
    inputs summed over instances (the adjoint of a broadcast is a sum);
 5. the flat derivative Function places its seed symbols (or 0) into the
-   groups, calls that map once and picks the wanted positions out.
+   groups, calls that map once and picks the wanted positions out.  Its
+   Jacobian pattern (``known_pattern``, needed to differentiate it again)
+   is read from ``W``'s pattern when first asked for: a first-order
+   gradient never asks, and for a shared parameter that pattern is dense
+   against every instance's inputs (see :class:`FlatDerivative`).
 
 So a derivative of a map is again one map call, and its own derivatives
 (second order) come the same way.
@@ -57,20 +64,18 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
         bcols = sorted(set(body_cols_of.tolist()))
         reached = set().union(*(col_rows[c] for c in bcols)) if bcols else set()
         brows = sorted(set(body_rows_of.tolist()) & reached)
-        D = calldiff.forward_function(s.body, tuple(brows), tuple(bcols))
         seed_pos, seed_inst, seed_layout, seed_body = body_cols_of, inst_cols, s.ins, bcols
         out_pos, out_inst, out_layout, out_body = body_rows_of, inst_rows, s.outs, brows
     else:
         brows = sorted(set(body_rows_of.tolist()))
         live = set(brows)
         bcols = sorted(c for c in set(body_cols_of.tolist()) if not live.isdisjoint(col_rows[c]))
-        D = calldiff.reverse_function(s.body, tuple(brows), tuple(bcols))
         seed_pos, seed_inst, seed_layout, seed_body = body_rows_of, inst_rows, s.outs, brows
         out_pos, out_inst, out_layout, out_body = body_cols_of, inst_cols, s.ins, bcols
     seed_shared = [not seed_layout.per_instance[seed_layout.group[b]] for b in seed_body]
     out_summed = [not out_layout.per_instance[out_layout.group[b]] for b in out_body]
-    key = ("mapped", mode, D.rows, D.cols)
-    mapped = calldiff._cached(F, key, lambda: _mapped_wrapper(F, s, D.function, seed_shared, out_summed))
+    key = ("mapped", mode, tuple(brows), tuple(bcols))
+    mapped = calldiff._cached(F, key, lambda: _mapped_wrapper(s, mode, key[2], key[3], seed_shared, out_summed))
 
     x = symbols("x", s.n_operands)
     seeds = symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows))
@@ -114,27 +119,30 @@ class FlatDerivative(Function):
         return self._known
 
 
-def _mapped_wrapper(F: Any, s: Any, D: Any, seed_shared: list, out_summed: list) -> Any:
-    """The map, over ``s``'s instances, of a wrapper calling the body's derivative Function ``D``.
+def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: list, out_summed: list) -> Any:
+    """The map, over ``s``'s instances, of a wrapper computing the body's derivative for ``rows`` and ``cols``.
 
     The wrapper's inputs: the body's inputs, then the per-instance seeds and
-    the shared seeds (each group only if not empty); its outputs: ``D``'s
-    outputs split into per-instance and summed (each only if not empty).
+    the shared seeds (each group only if not empty); its outputs: the
+    derivative's (what the body's ``F_jvp``/``F_vjp`` for ``rows`` and
+    ``cols`` returns) split into per-instance and summed (each only if not
+    empty).  The wrapper *is* the derivative graph, built over the body's
+    own input symbols, so an instance runs one function on the pointers the
+    loop passes, with no call (and no copy of its operands) inside; a body
+    that is itself a map holds one call node, whose derivative is the call
+    of the inner map's flat derivative Function.
     """
     from .array import symbols
-    from .call import call_function
-    from .function import Function
     from .map import MapStructure
 
     body = s.body
-    xs = [symbols(name, tuple(shape)) for name, shape in zip(body.input_names, body.input_shapes)]
-    flat_x = np.concatenate([np.asarray(a, dtype=object).reshape(-1) for a in xs]) if xs else np.empty(0, object)
     n_each = len(seed_shared) - sum(seed_shared)
     each, once = symbols("se", n_each), symbols("ss", len(seed_shared) - n_each)
     seeds = np.empty(len(seed_shared), dtype=object)
     seeds[[not f for f in seed_shared]] = each
     seeds[list(map(bool, seed_shared))] = once
-    result = np.asarray(call_function(D, [flat_x, seeds]), dtype=object).reshape(-1)
+    result = _derivative_graph(body, mode, rows, cols, seeds)
+    xs = list(body.inputs)
     summed = np.asarray(out_summed, dtype=bool)
     inputs, names, shared = list(xs), list(body.input_names), list(s.shared)
     for group, name, flag in ((each, "se", False), (once, "ss", True)):
@@ -148,8 +156,29 @@ def _mapped_wrapper(F: Any, s: Any, D: Any, seed_shared: list, out_summed: list)
             outputs.append(part)
             out_names.append(name)
             reduce.append(how)
-    W = Function(f"{D.name}_w", inputs, outputs, input_names=_unique(names), output_names=out_names)
+    W = Function(f"{body.name}_{mode}_w", inputs, outputs, input_names=_unique(names), output_names=out_names)
     return MapStructure(W, s.n, tuple(shared), tuple(reduce)).function(f"{W.name}_map{s.n}")
+
+
+def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.ndarray) -> np.ndarray:
+    """The graph of the body's derivative (what its ``D`` computes), over the body's own symbols and ``seeds``.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> F = sg.Function("f", [x], [x[0] * x[1]])
+    >>> [str(e) for e in _derivative_graph(F, "vjp", (0,), (0, 1), np.array([sg.symbols("b")]))]
+    ['x[1] * b', 'x[0] * b']
+    """
+    from .ad import jvp, vjp
+    from .expr import building
+
+    x, y = calldiff.flat_inputs(body), calldiff.flat_outputs(body)
+    with building():
+        if mode == "jvp":
+            out = jvp(y[list(rows)], x[list(cols)], seeds)
+        else:
+            out = vjp(y[list(rows)], x[list(cols)], seeds)
+    return np.asarray(out, dtype=object).reshape(-1)
 
 
 def _unique(names: list[str]) -> list[str]:
