@@ -141,8 +141,8 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         G = F.optimize(optimize) if optimize else F
         prog = program(G, name, chunk_size, optimize)
         generated = time.perf_counter() - start
-        path, source, how = _device_binary(prog, cupy, device, compiler, fast_math, cache_dir)
-        return CudaFunction(F, G, prog, path, how, source, generated, time.perf_counter() - start, cupy, device,
+        path, how, built_by = _device_binary(prog, cupy, device, compiler, fast_math, cache_dir)
+        return CudaFunction(F, G, prog, path, how, built_by, generated, time.perf_counter() - start, cupy, device,
                             block_size, options)
     start = time.perf_counter()
     G = F.optimize(optimize) if optimize else F
@@ -670,8 +670,16 @@ def _allocate(xp: Any, shape: tuple, name: str):
         return xp.empty(shape, dtype=np.float64)
     except MemoryError as exc:
         where = "host" if xp is np else "device"
-        raise BatchMemoryError(f"{name}: cannot allocate {math.prod(shape) * 8 / 2**30:.2f} GiB of {where} "
+        raise BatchMemoryError(f"{name}: cannot allocate {_bytes(math.prod(shape) * 8)} of {where} "
                                f"memory for a batch output ({exc}); use fewer points per batch") from None
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes in words: ``_bytes(3 * 2**30) == '3.0 GiB'``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 # ---------------------------------------------------------------- GPU
@@ -769,7 +777,7 @@ class CudaFunction(_BatchBase):
             raise OptionError(f"{self.name}.batch(): chunk_points must be a positive int or None, got {chunk_points!r}")
         with cupy.cuda.Device(self.device):
             arrays, batched, n = self._arrange(args, shared_k, self._device_argument)
-            on_host = [isinstance(a, np.ndarray) for a in arrays]
+            on_host = [not isinstance(a, cupy.ndarray) for a in arrays]
             out_total = sum(self._out_sizes)
             # host arguments of every point and device outputs of a chunk are what a chunk needs on the GPU
             per_point = 8 * (sum(s for s, b, h in zip(self._in_sizes, batched, on_host) if b and h)
@@ -778,8 +786,8 @@ class CudaFunction(_BatchBase):
             if out == "device":
                 need = 8 * out_total * n
                 if need > free:
-                    raise BatchMemoryError(f"{self.name}: the results of {n} points need {need / 2**30:.2f} GiB on "
-                                           f"the GPU, {free / 2**30:.2f} GiB are free; pass out='host' (the batch "
+                    raise BatchMemoryError(f"{self.name}: the results of {n} points need {_bytes(need)} on "
+                                           f"the GPU, {_bytes(free)} are free; pass out='host' (the batch "
                                            "then runs in chunks) or fewer points")
                 free -= need
             chunk = n if per_point == 0 else max(1, min(n, int(free * MEMORY_FRACTION) // per_point))

@@ -17,6 +17,7 @@ compiled for sm_90 without a GPU.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import types
@@ -33,10 +34,10 @@ from symgraph.batch import SparseBatch
 from symgraph.expr import topological
 
 HAVE_CXX = any(shutil.which(c) for c in cuda_runtime.HOST_CXX)
-HAVE_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang"))
+HAVE_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang")) and importlib.util.find_spec("_cffi_backend") is not None
 needs_cxx = pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler (c++, g++ or clang++) on PATH: "
                                                     "the host build of the CUDA source cannot be checked")
-needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler: the C backend to compare with is unavailable")
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler or no cffi: the C backend to compare with is unavailable")
 STATUS = cuda_runtime.cuda_status()
 gpu = pytest.mark.skipif(bool(STATUS["reason"]), reason=f"no CUDA device run here: {STATUS['reason']}")
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -3.0, 1e-300, -1e300, 1e300, 1e-8, 0.75, -0.25, 3.0]
@@ -386,6 +387,173 @@ def test_device_array_detection():
     assert cuda_runtime._is_device_array(Dl(2)) and not cuda_runtime._is_device_array(Dl(1))
     assert not cuda_runtime._is_device_array(np.ones(3))  # numpy has __dlpack__ too: host
     assert cuda_runtime._is_device_array(types.SimpleNamespace(__cuda_array_interface__={}))
+
+
+# ---------------------------------------------------------------- the GPU path, emulated on the CPU
+
+class FakeDeviceArray(np.ndarray):
+    """A numpy array posing as a CuPy array (``data.ptr``, ``device``, ``get``) for the emulated device."""
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.ctypes.data)
+
+    @property
+    def device(self):
+        return types.SimpleNamespace(id=0)
+
+    def get(self):
+        return np.array(self)
+
+
+class FakeKernel:
+    """``CNAME__kernel`` emulated by the host build's ``CNAME__host_batch`` with the same pointers and strides."""
+
+    def __init__(self, library, entry: str, n_in: int, work_size: int) -> None:
+        import ctypes
+        self.fn = getattr(library, entry)
+        self.n_in, self.work = n_in, np.empty(max(1, work_size))
+        self.ctypes = ctypes
+        self.launches = 0
+        self.max_threads_per_block = 1024
+        self.ptr = 0
+
+    def __call__(self, grid, block, params):
+        ct = self.ctypes
+        n, rest = int(params[0]), [int(v) for v in params[1:-1]]
+        triples = [rest[i:i + 3] for i in range(0, len(rest), 3)]
+        ins, outs = triples[:self.n_in], triples[self.n_in:]
+        arrays = []
+        for group in (ins, outs):
+            arrays.append((ct.c_void_p * max(1, len(group)))(*[t[0] for t in group]))
+            for j in (1, 2):
+                arrays.append((ct.c_long * max(1, len(group)))(*[t[j] for t in group]))
+        self.launches += 1
+        self.fn(ct.c_long(n), *arrays, self.work.ctypes.data_as(ct.c_void_p))
+
+
+def fake_cupy(free_bytes: int = 1 << 40) -> types.ModuleType:
+    """A CuPy stand-in over numpy: the CudaFunction logic (strides, layouts, chunks, shared values) runs on the CPU."""
+    cp = types.ModuleType("cupy")
+    cp.__version__ = "fake"
+    cp.ndarray = FakeDeviceArray
+    cp.float32, cp.float64 = np.float32, np.float64
+    view = lambda a: a if isinstance(a, FakeDeviceArray) else np.asarray(a).view(FakeDeviceArray)  # noqa: E731
+    cp.asarray = lambda a, dtype=None: view(a) if isinstance(a, FakeDeviceArray) else view(np.array(a, dtype=dtype))
+    cp.ascontiguousarray = lambda a: view(np.ascontiguousarray(a))
+    cp.empty = lambda shape, dtype=np.float64: view(np.empty(shape, dtype))
+    cp.zeros = lambda shape, dtype=np.float64: view(np.zeros(shape, dtype))
+    cp.ones = lambda shape, dtype=np.float64: view(np.ones(shape, dtype))
+    cp.broadcast_to = lambda a, shape: view(np.broadcast_to(a, shape))
+    cp.asnumpy = lambda a: np.array(a)
+    cp.from_dlpack = lambda a: view(np.from_dlpack(a))
+    pool = types.SimpleNamespace(free_bytes=lambda: 0, free_all_blocks=lambda: None)
+    cp.get_default_memory_pool = lambda: pool
+
+    class Device:
+        def __init__(self, k=0):
+            self.id, self.compute_capability = k, "90"
+            self.attributes = {"MultiProcessorCount": 2}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def synchronize(self):
+            pass
+
+    def raw_module(path):
+        import ctypes
+        program = EMULATED[path]
+        library = ctypes.CDLL(path)
+        kernel = FakeKernel(library, program.host_entry, len(program.in_sizes), program.work_size)
+        cp.kernels.append(kernel)
+        return types.SimpleNamespace(get_function=lambda name: kernel)
+
+    cp.kernels = []
+    cp.RawModule = lambda path: raw_module(path)
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
+                                    memGetInfo=lambda: (free_bytes, 1 << 40))
+    cp.cuda = types.SimpleNamespace(runtime=runtime, Device=Device, driver=types.SimpleNamespace(),
+                                    get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
+    return cp
+
+
+EMULATED: dict = {}
+
+
+@pytest.fixture
+def emulated(monkeypatch):
+    """``compile(target="cuda")`` on the CPU: the host build stands in for the cubin, FakeKernel for the kernel."""
+    if not HAVE_CXX:
+        pytest.skip("no C++ compiler: the emulated device runs the host build of the CUDA source")
+
+    def install(free_bytes: int = 1 << 40):
+        cp = fake_cupy(free_bytes)
+        monkeypatch.setitem(sys.modules, "cupy", cp)
+        monkeypatch.setattr(cuda_runtime, "_MODULES", {})
+
+        def binary(prog, cupy, device, compiler, fast_math, directory):
+            path, how = cuda_runtime._host_library(prog, None, fast_math, directory)
+            EMULATED[path] = prog
+            return path, how, "host C++ (emulated device)"
+
+        monkeypatch.setattr(cuda_runtime, "_device_binary", binary)
+        return cp
+
+    return install
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURED))
+def test_emulated_device_batch_equals_vm(emulated, case):
+    cp = emulated()
+    F, make = STRUCTURED[case]
+    args = make(9)
+    C = F.compile(target="cuda")
+    ref = outputs(F.batch(*args), F)
+    device_args = [cp.asarray(a) if np.ndim(a) else a for a in args]
+    for layout in ("soa", "aos"):
+        for given_args, out in ((args, "host"), (device_args, "device"), (args, "device")):
+            got = C.batch(*given_args, layout=layout, out=out)
+            first = got[0] if isinstance(got, tuple) else got
+            data = first.data if isinstance(first, SparseBatch) else first
+            assert isinstance(data, cp.ndarray) == (out == "device")
+            for g, r in zip(outputs(got, F), ref):
+                assert g.shape == r.shape and close(g, r, 1e-13).all(), (case, layout, out)
+
+
+def test_emulated_device_chunks_strides_and_shared(emulated):
+    cp = emulated(free_bytes=4000)  # room for a few points per chunk
+    F, make = STRUCTURED["sparse_jacobians"]
+    C = F.compile(target="cuda")
+    q0, u0 = make(50)
+    ref = outputs(F.batch(q0, u0), F)
+    got = outputs(C.batch(q0, u0, out="host"), F)
+    assert all(close(g, r, 1e-13).all() for g, r in zip(got, ref))
+    assert cp.kernels[-1].launches > 2  # cut into chunks
+    cp.kernels[-1].launches = 0
+    cp.cuda.runtime.memGetInfo = lambda: (1 << 40, 1 << 40)
+    soa = cp.asarray(np.ascontiguousarray(q0.T)).T
+    got = outputs(C.batch(soa, cp.asarray(u0), chunk_points=7), F)
+    assert all(close(g, r, 1e-13).all() for g, r in zip(got, ref)) and cp.kernels[-1].launches == 8
+    shared = outputs(C.batch(q0[3], u0, shared=["q"], out="host"), F)
+    want = outputs(F.batch(q0[3], u0), F)
+    assert all(close(g, r, 1e-13).all() for g, r in zip(shared, want))
+    cp.cuda.runtime.memGetInfo = lambda: (4000, 1 << 40)
+    with pytest.raises(sg.errors.BatchMemoryError, match="out='host'"):
+        C.batch(q0[0], cp.broadcast_to(cp.zeros(1), (10**6,)))
+    with pytest.raises(sg.DTypeError, match="float64"):
+        C.batch(cp.asarray(q0.astype(np.float32)), u0)
+    with pytest.raises(sg.ShapeError):
+        C.batch(cp.ones((10, 3)), u0[:10])
+    with pytest.raises(sg.OptionError, match="chunk_points"):
+        C.batch(q0, u0, chunk_points=0)
+    with pytest.raises(sg.OptionError, match="out must be"):
+        C.batch(q0, u0, out="gpu")
+    one = C(q0[2], float(u0[2]))
+    assert close(one[0], F(q0[2], float(u0[2]))[0], 1e-13).all()
 
 
 # ---------------------------------------------------------------- on a GPU
