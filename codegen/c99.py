@@ -77,7 +77,7 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import stores
-from .glue import glue_lines, is_glue, operand_copies
+from .glue import glue_lines, is_glue, operand_copies, result_copies
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
@@ -415,10 +415,16 @@ def _part_bounds(tape: Any, chunk: int) -> list[int]:
     n = tape.n_instructions
     if not tape.n_calls:
         return list(range(0, n, chunk)) + [n]
-    is_result = (tape.opcodes == RESULT.code).tolist()
+    is_result = tape.opcodes == RESULT.code
+    read = np.zeros(tape.n_slots, dtype=bool)
+    read[tape.operands[tape.operands >= 0]] = True
+    read[tape.call_operands] = True
+    # results nothing reads count nothing: they are stored with their call by a few loops and tables (glue.py)
+    weight = np.concatenate([[0], np.cumsum(~is_result | read[tape.first_instruction_slot:])])
+    is_result = is_result.tolist()
     bounds = [0]
     while bounds[-1] < n:
-        end = min(n, bounds[-1] + chunk)
+        end = min(n, int(np.searchsorted(weight, weight[bounds[-1]] + chunk)))
         while end < n and is_result[end]:
             end += 1
         bounds.append(end)
@@ -532,18 +538,30 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                 lines.append(f"  const double v{a} = {source};")
             return f"v{a}"
 
+        done: set = set()  # results already stored with their call
         for i in range(lo, hi):
             op = ops[i]
             s = first + i
             if op is CALL:
                 callee, slots = tape.call(i)
                 info = callees[callee]
-                # inputs not loaded in this part are copied straight from arg (runs become loops)
-                texts = [input_place[a] if a < n_in and loaded[a] != p else operand(a) for a in slots]
+                # inputs and values kept in w are copied straight from arg and w (loops and tables, glue.py)
+                texts = [input_place[a] if a < n_in else f"w[{wslot[a]}]" if a in wslot else operand(a)
+                         for a in slots]
                 lines.extend(_call_site(info, texts, size))
                 called.add(info.index)
                 results_at[s] = size + info.n_in
                 scratch = max(scratch, info.n_in + info.n_out + info.work_size)
+                # results only stored into outputs go there straight from w, together (glue.py)
+                q, stored = i + 1, []
+                while q < hi and ops[q] is RESULT and operands[q][0] == s:
+                    if last_part_list[first + q] < 0 and first + q not in wslot:
+                        stored.extend((k, j, results_at[s] + immediates[q]) for k, j in places.get(first + q, ()))
+                        done.add(q)
+                    q += 1
+                lines.extend(result_copies(stored, "w"))
+                continue
+            if i in done:
                 continue
             if op is RESULT:
                 lines.append(f"  const double v{s} = w[{results_at[operands[i][0]] + immediates[i]}];")

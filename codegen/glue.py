@@ -1,35 +1,70 @@
-"""C for glue Tapes: one call and its results, with the copies in and out as loops over affine runs.
+"""C for copies between arrays: call operands into the argument block, call results into outputs.
 
-The derivative Functions of maps and folds (symgraph/structdiff.py,
-symgraph/folddiff.py), and a structured Function compiled on its own, have
-Tapes made of one call whose operands are input elements and constants and
-whose results go straight to the outputs.  Emitted like other Tapes, each of
-the ``n`` operands and results would be a statement of its own: C source,
-and gcc's time, growing with the number of instances.  Here the copies are
-grouped into runs whose source and destination advance by fixed strides
-(``x[off:off+size]`` in order, every other result, ...), and each run of at
-least :data:`MIN_RUN` becomes one loop, so the source of such a Function
-stays a few lines however large ``n``.
+A call's operands are copied into its argument block ``cw`` before the
+call, and its results into the outputs after it, one scalar at a time in the
+Tape.  Emitted one statement per scalar, the C source (and gcc's time) would
+grow with the number of instances of a map: at 1,000 bundle-adjustment
+observations gathered by camera and point index, gcc -O2 did not finish in
+240 s.  Here the copies of one block (same target array) are planned by a
+small cost rule, decided per *stretch* of copies whose destinations are
+consecutive and whose source is one array (an input ``arg[k]``, the work
+array ``w``, the argument block ``cw``) or the constants:
+
+* a *run* advances its source index by a fixed stride (``x[off:off+size]``
+  in order, every other result, a repeated constant);
+* a stretch of at most :data:`MAX_LOOPS` runs, or of fewer than
+  :data:`MIN_TABLE` copies, is regular: a run of at least :data:`MIN_RUN`
+  copies is a loop, a shorter one single statements;
+* a longer, irregular stretch is a ``static const`` index table read by one
+  loop, ``dst[d0 + t] = src[g[t]]`` (``int`` entries when they fit, else
+  ``long long``; constants: a table of ``double`` values).  When its runs all
+  have one stride and lengths that are multiples of one row length ``L``
+  (``cams[cam_idx]``: rows of 11 consecutive elements), the table holds one
+  start per row, ``dst[d0 + L*r + t] = src[g[r] + stride*t]``, so a gather of
+  rows costs one number per row.  Runs of at least :data:`LONG_RUN` inside it
+  stay loops of their own.
+
+If a block would still need more than :data:`BUDGET` statements and loops
+(sources interleaved instance by instance, results scattered into a sparse
+output), its smallest pieces go into one table per source: a scatter table
+``dst[g[t]] = src[s0 + t]`` when their sources are consecutive, a gather
+table when their destinations are, otherwise a table of ``{dst, src}``
+pairs.  So the C of a block has a bounded number of statements however many
+copies it has; only the tables' data grows, one number per row or scalar.
+The same copies always give the same C.
 
 >>> import symgraph as sg
 >>> x = sg.symbols("x")
 >>> F = sg.Function("sq", [x], [x * x])
 >>> len(F.map(100000).c_code().splitlines()) == len(F.map(10).c_code().splitlines())   # the same lines
 True
+>>> rows = np.array([1, 0, 2, 1, 0])  # x.reshape(-1, 3)[rows], flat: 5 runs of 3
+>>> src = (3 * rows[:, None] + np.arange(3)).reshape(-1)
+>>> print("\\n".join(copy_lines("cw", np.arange(15), np.zeros(15, int), src, ["x"], [])))
+  { static const int g[5] = {3, 0, 6, 3, 0};
+    for (long r = 0; r < 5; ++r) for (long t = 0; t < 3; ++t) cw[0 + 3 * r + t] = x[g[r] + 1 * t]; }
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from symgraph.tape import CALL, RESULT
 
-__all__ = ["is_glue", "glue_lines", "operand_copies", "runs", "MIN_RUN"]
+from .stores import progressions
+
+__all__ = ["is_glue", "glue_lines", "operand_copies", "copy_lines", "runs",
+           "MIN_RUN", "MIN_TABLE", "MAX_LOOPS", "LONG_RUN", "BUDGET"]
 
 MIN_RUN = 4  # shorter runs are written out statement by statement
+MIN_TABLE = 8  # copies in a stretch from which it may be a table
+MAX_LOOPS = 4  # runs in a stretch up to which it stays loops and statements (a regular stretch)
+LONG_RUN = 64  # a run this long inside an irregular stretch is a loop of its own, not table entries
+BUDGET = 32  # statements and loops of one block at most; beyond, the smallest pieces go into tables
 
 
 def is_glue(tape: Any) -> bool:
@@ -50,29 +85,227 @@ def runs(dst: np.ndarray, src: np.ndarray) -> list[tuple[int, int, int, int]]:
     >>> runs(np.array([0, 1, 2, 5]), np.array([3, 5, 7, 0]))
     [(0, 3, 2, 3), (5, 0, 1, 1)]
     """
-    out: list[tuple[int, int, int, int]] = []
-    d, s = dst.tolist(), src.tolist()
-    t, n = 0, len(d)
-    while t < n:
-        length, stride = 1, 1
-        if t + 1 < n and d[t + 1] == d[t] + 1:
-            stride = s[t + 1] - s[t]
-            while t + length < n and d[t + length] == d[t] + length and s[t + length] == s[t] + stride * length:
-                length += 1
-        out.append((d[t], s[t], stride, length))
-        t += length
-    return out
+    d, s = np.asarray(dst, dtype=np.int64), np.asarray(src, dtype=np.int64)
+    if not len(d):
+        return []
+    ds = np.diff(s)
+    groups = progressions(np.diff(d) == 1, ds[:, None])
+    dl, sl, dsl = d.tolist(), s.tolist(), ds.tolist()
+    return [(dl[a], sl[a], dsl[a] if c > 1 else 1, c) for a, c in groups]
 
 
-def _copies(target: str, source: str, dst: np.ndarray, src: np.ndarray) -> list[str]:
-    """``target[dst[t]] = source[src[t]]`` for all ``t``, runs as loops."""
-    lines = []
-    for d0, s0, stride, length in runs(dst, src):
-        if length >= MIN_RUN:
-            lines.append(f"  for (long t = 0; t < {length}; ++t) {target}[{d0} + t] = {source}[{s0} + {stride} * t];")
+# ---------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Copies ``first .. first+count-1`` (of one source's copies, sorted by destination) and how to emit them.
+
+    ``kind`` is ``"run"`` (``stride``: the source's step), ``"rows"`` (a table
+    of row starts, rows of ``row`` copies with source step ``stride``) or
+    ``"table"`` (one source index per copy).
+    """
+
+    kind: str
+    first: int
+    count: int
+    stride: int = 1
+    row: int = 1
+
+    def cost(self) -> int:
+        """Statements and loops it takes (a table counts as one)."""
+        return self.count if self.kind == "run" and self.count < MIN_RUN else 1
+
+
+def _pieces(d: np.ndarray, s: np.ndarray, constant: bool) -> list[_Piece]:
+    """Plan the copies ``d[t] <- s[t]`` of one source (sorted by ``d``) into pieces, in order."""
+    n = len(d)
+    if n == 0:
+        return []
+    ds = np.diff(s)
+    ok = np.diff(d) == 1
+    groups = progressions(ok & (ds == 0) if constant else ok, ds[:, None])
+    start = np.array([a for a, _ in groups], dtype=np.int64)
+    length = np.array([c for _, c in groups], dtype=np.int64)
+    stride = np.where(length > 1, np.append(ds, 0)[start], 0)
+    # stretches: consecutive destinations; a run never spans two
+    joined = np.append(ok, False)[start + length - 1]
+    stretch = np.concatenate([[0], np.cumsum(~joined[:-1])])
+    bounds = np.flatnonzero(np.diff(np.concatenate([[-1], stretch, [stretch[-1] + 1]])))
+    pieces: list[_Piece] = []
+    starts, lengths, strides = start.tolist(), length.tolist(), stride.tolist()
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        total = starts[hi - 1] + lengths[hi - 1] - starts[lo]
+        if hi - lo <= MAX_LOOPS or total < MIN_TABLE:
+            pieces.extend(_Piece("run", starts[r], lengths[r], strides[r]) for r in range(lo, hi))
+            continue
+        r = lo
+        while r < hi:
+            if lengths[r] >= LONG_RUN:
+                pieces.append(_Piece("run", starts[r], lengths[r], strides[r]))
+                r += 1
+                continue
+            q = r
+            while q < hi and lengths[q] < LONG_RUN:
+                q += 1
+            if q - r > MAX_LOOPS and starts[q - 1] + lengths[q - 1] - starts[r] >= MIN_TABLE:
+                pieces.append(_table(starts[r:q], lengths[r:q], strides[r:q], constant))
+            else:
+                pieces.extend(_Piece("run", starts[u], lengths[u], strides[u]) for u in range(r, q))
+            r = q
+    return pieces
+
+
+def _table(starts: list, lengths: list, strides: list, constant: bool) -> _Piece:
+    """A table piece over runs: rows when all runs are multiples of one row length with one stride."""
+    first, count = starts[0], starts[-1] + lengths[-1] - starts[0]
+    row = min(lengths)
+    steps = {st for st, ln in zip(strides, lengths) if ln > 1}
+    if not constant and row > 1 and len(steps) == 1 and all(ln % row == 0 for ln in lengths):
+        return _Piece("rows", first, count, steps.pop(), row)
+    return _Piece("table", first, count)
+
+
+def _budgeted(plans: list[list[_Piece]]) -> tuple[list[list[_Piece]], list[np.ndarray]]:
+    """Move pieces into leftover sets until the block fits :data:`BUDGET`: all short ones, then the smallest.
+
+    Pieces shorter than :data:`LONG_RUN` all go (so how many stay does not
+    hang on how many small pieces there happen to be), then longer ones,
+    smallest first, until the block fits.
+
+    Returns the pieces kept per source and, per source, the copy numbers
+    (into its sorted copies) that go into its leftover table.
+    """
+    cost = sum(p.cost() for plan in plans for p in plan)
+    moved: list[set] = [set() for _ in plans]
+    if cost > BUDGET:  # first every piece shorter than a long run, then the smallest others, until it fits
+        order = sorted((p.count if p.count >= LONG_RUN else 0, c, p.first) for c, plan in enumerate(plans) for p in plan)
+        short = sum(p.count < LONG_RUN for plan in plans for p in plan)
+        index = {(c, p.first): p for c, plan in enumerate(plans) for p in plan}
+        tables = 0
+        for q, (_, c, first) in enumerate(order):
+            if q >= short and cost + tables <= BUDGET:
+                break
+            if not moved[c]:
+                tables += 1
+            moved[c].add(first)
+            cost -= index[(c, first)].cost()
+    kept = [[p for p in plan if p.first not in moved[c]] for c, plan in enumerate(plans)]
+    left = [np.concatenate([np.arange(p.first, p.first + p.count) for p in plan if p.first in moved[c]])
+            if moved[c] else np.zeros(0, dtype=np.int64) for c, plan in enumerate(plans)]
+    return kept, left
+
+
+# ---------------------------------------------------------------- emission
+
+
+def _ints(values: np.ndarray) -> tuple[str, str]:
+    """The C type (``int`` when every value fits 32 bits) and the initializer text of an index table."""
+    values = np.asarray(values, dtype=np.int64)
+    fits = not len(values) or (int(values.min()) >= -(2 ** 31) and int(values.max()) < 2 ** 31)
+    return ("int" if fits else "long long"), "{" + ", ".join(map(str, values.tolist())) + "}"
+
+
+def _static(text: str) -> str:
+    """A constant's C text as a static initializer (tcc refuses ``-INFINITY`` there)."""
+    return "(-1.0 / 0.0)" if text == "(-INFINITY)" else text
+
+
+def copy_lines(target: str, dst: np.ndarray, source: np.ndarray, index: np.ndarray,
+               arrays: list[str], constants: list[str], indent: str = "  ") -> list[str]:
+    """C statements doing ``target[dst[t]] = SOURCE_t`` for every ``t`` (see the module docstring).
+
+    ``source[t] < len(arrays)`` reads ``arrays[source[t]][index[t]]`` (C array
+    expressions such as ``"arg[0]"`` or ``"w"``); ``source[t] == len(arrays)``
+    stores the constant whose C text is ``constants[index[t]]``.  The
+    destinations must be distinct.
+
+    >>> copy_lines("cw", np.arange(5), np.array([0, 0, 0, 0, 1]), np.array([0, 1, 2, 3, 0]), ["arg[0]"], ["2.5"], "")
+    ['for (long t = 0; t < 4; ++t) cw[0 + t] = arg[0][0 + 1 * t];', 'cw[4] = 2.5;']
+    """
+    dst, source, index = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (dst, source, index))
+    order = np.lexsort((dst, source))
+    dst, source, index = dst[order], source[order], index[order]
+    ids = np.unique(source).tolist()
+    cuts = np.searchsorted(source, ids + [len(arrays) + 1]).tolist()
+    parts = [(c, dst[lo:hi], index[lo:hi]) for c, lo, hi in zip(ids, cuts[:-1], cuts[1:])]
+    plans = [_pieces(d, s, c == len(arrays)) for c, d, s in parts]
+    kept, left = _budgeted(plans)
+    lines: list[str] = []
+    for (c, d, s), plan, rest in zip(parts, kept, left):
+        if c == len(arrays):
+            values = [constants[v] for v in s.tolist()]
+            for p in plan:
+                lines += _constant_piece(target, p, d, values, indent)
+            lines += _constant_leftovers(target, d[rest], [values[t] for t in rest.tolist()], indent)
         else:
-            lines.extend(f"  {target}[{d0 + q}] = {source}[{s0 + stride * q}];" for q in range(length))
+            for p in plan:
+                lines += _array_piece(target, p, d, s, arrays[c], indent)
+            lines += _array_leftovers(target, d[rest], s[rest], arrays[c], indent)
     return lines
+
+
+def _array_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, array: str, indent: str) -> list[str]:
+    d0, s0 = int(d[p.first]), int(s[p.first])
+    if p.kind == "run":
+        if p.count >= MIN_RUN:
+            return [f"{indent}for (long t = 0; t < {p.count}; ++t) "
+                    f"{target}[{d0} + t] = {array}[{s0} + {p.stride} * t];"]
+        return [f"{indent}{target}[{d0 + q}] = {array}[{s0 + p.stride * q}];" for q in range(p.count)]
+    if p.kind == "rows":
+        ctype, data = _ints(s[p.first:p.first + p.count:p.row])
+        rows = p.count // p.row
+        return [f"{indent}{{ static const {ctype} g[{rows}] = {data};",
+                f"{indent}  for (long r = 0; r < {rows}; ++r) for (long t = 0; t < {p.row}; ++t) "
+                f"{target}[{d0} + {p.row} * r + t] = {array}[g[r] + {p.stride} * t]; }}"]
+    ctype, data = _ints(s[p.first:p.first + p.count])
+    return [f"{indent}{{ static const {ctype} g[{p.count}] = {data};",
+            f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {array}[g[t]]; }}"]
+
+
+def _constant_piece(target: str, p: _Piece, d: np.ndarray, values: list[str], indent: str) -> list[str]:
+    d0 = int(d[p.first])
+    if p.kind == "run":
+        value = values[p.first]
+        if p.count >= MIN_RUN:
+            return [f"{indent}for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {value};"]
+        return [f"{indent}{target}[{d0 + q}] = {value};" for q in range(p.count)]
+    data = "{" + ", ".join(_static(v) for v in values[p.first:p.first + p.count]) + "}"
+    return [f"{indent}{{ static const double g[{p.count}] = {data};",
+            f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = g[t]; }}"]
+
+
+def _array_leftovers(target: str, d: np.ndarray, s: np.ndarray, array: str, indent: str) -> list[str]:
+    """One table for scattered copies of one source: scatter, gather or pairs, whichever fits."""
+    if not len(d):
+        return []
+    by_source = np.lexsort((d, s))
+    if np.all(np.diff(s[by_source]) == 1):  # consecutive sources: a scatter
+        ctype, data = _ints(d[by_source])
+        return [f"{indent}{{ static const {ctype} g[{len(d)}] = {data};",
+                f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[g[t]] = "
+                f"{array}[{int(s[by_source[0]])} + t]; }}"]
+    if np.all(np.diff(d) == 1):
+        ctype, data = _ints(s)
+        return [f"{indent}{{ static const {ctype} g[{len(d)}] = {data};",
+                f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[{int(d[0])} + t] = "
+                f"{array}[g[t]]; }}"]
+    ctype, _ = _ints(np.concatenate([d, s]))
+    data = "{" + ", ".join(f"{{{a}, {b}}}" for a, b in zip(d.tolist(), s.tolist())) + "}"
+    return [f"{indent}{{ static const {ctype} g[{len(d)}][2] = {data};",
+            f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[g[t][0]] = {array}[g[t][1]]; }}"]
+
+
+def _constant_leftovers(target: str, d: np.ndarray, values: list[str], indent: str) -> list[str]:
+    if not len(d):
+        return []
+    ctype, data = _ints(d)
+    return [f"{indent}{{ static const {ctype} g[{len(d)}] = {data};",
+            f"{indent}  static const double h[{len(d)}] = {{{', '.join(_static(v) for v in values)}}};",
+            f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[g[t]] = h[t]; }}"]
+
+
+# ---------------------------------------------------------------- glue Tapes and call sites
 
 
 def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]:
@@ -85,78 +318,74 @@ def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]
     callee, slots = tape.call(0)
     slots = np.asarray(slots, dtype=np.int64)
     n_in, first = tape.n_input_scalars, tape.first_instruction_slot
-    where = np.empty((n_in, 2), dtype=np.int64)  # input slot -> (input k, element j)
+    n_inputs = len(tape.input_slots)
+    source = np.full(n_in + len(tape.constants), n_inputs, dtype=np.int64)  # input slot -> input k; constants
+    element = np.zeros(len(source), dtype=np.int64)  # input slot -> element j; constant -> its text's number
     for k, arr in enumerate(tape.input_slots):
         flat = np.asarray(arr, dtype=np.int64).reshape(-1)
-        where[flat, 0] = k
-        where[flat, 1] = np.arange(len(flat))
+        source[flat] = k
+        element[flat] = np.arange(len(flat))
+    text_id: dict[str, int] = {}
+    element[n_in:] = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
     lines = ["  double *const cw = w;"]
-    from_input = np.flatnonzero(slots < n_in)
-    for k in range(len(tape.input_slots)):
-        mine = from_input[where[slots[from_input], 0] == k]
-        lines += _copies("cw", f"arg[{k}]", mine, where[slots[mine], 1])
-    constants = tape.constants.tolist()
-    from_constant = np.flatnonzero((slots >= n_in) & (slots < first))
-    by_value: dict[float, list[int]] = {}
-    for t in from_constant.tolist():
-        by_value.setdefault(constants[int(slots[t]) - n_in], []).append(t)
-    for value, ts in by_value.items():
-        for d0, _, _, length in runs(np.asarray(ts), np.zeros(len(ts), dtype=np.int64)):
-            if length >= MIN_RUN:
-                lines.append(f"  for (long t = 0; t < {length}; ++t) cw[{d0} + t] = {c_constant(value)};")
-            else:
-                lines.extend(f"  cw[{d0 + q}] = {c_constant(value)};" for q in range(length))
+    lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots],
+                        [f"arg[{k}]" for k in range(n_inputs)], list(text_id))
     ins = ", ".join(f"cw + {o}" for o in info.in_offsets) or "0"
     outs = ", ".join(f"cw + {info.n_in + o}" for o in info.out_offsets) or "0"
     lines += [f"  {{ const double *const ca[{max(1, len(info.in_offsets))}] = {{{ins}}};",
               f"    double *const cr[{max(1, len(info.out_offsets))}] = {{{outs}}};",
               f"    {info.name}(ca, cr, cw + {info.n_in + info.n_out}); }}"]
     immediates = tape.immediates
-    store_k, store_j, store_src = [], [], []
-    for s, positions in places.items():
-        j = int(immediates[s - first])
-        for k, pos in positions:
-            store_k.append(k)
-            store_j.append(pos)
-            store_src.append(info.n_in + j)
-    if store_k:
-        order = np.lexsort((np.asarray(store_j), np.asarray(store_k)))
-        ks, js, ss = (np.asarray(a, dtype=np.int64)[order] for a in (store_k, store_j, store_src))
-        for k in np.unique(ks).tolist():
-            mask = ks == k
-            lines += _copies(f"res[{k}]", "cw", js[mask], ss[mask])
+    stores = [(k, pos, info.n_in + int(immediates[s - first])) for s, positions in places.items()
+              for k, pos in positions]
+    lines += result_copies(stores, "cw")
     return lines
 
 
-_ARG = re.compile(r"^arg\[(\d+)\]\[(\d+)\]$")
+def result_copies(stores: list[tuple[int, int, int]], array: str, indent: str = "  ") -> list[str]:
+    """``res[k][j] = array[m]`` for every ``(k, j, m)`` in ``stores``, planned per output ``k``.
+
+    >>> result_copies([(0, 2, 7), (0, 1, 8), (0, 0, 9)], "w", "")
+    ['res[0][0] = w[9];', 'res[0][1] = w[8];', 'res[0][2] = w[7];']
+    """
+    if not stores:
+        return []
+    table = np.asarray(stores, dtype=np.int64)
+    lines = []
+    for k in np.unique(table[:, 0]).tolist():
+        mine = table[table[:, 0] == k]
+        lines += copy_lines(f"res[{k}]", mine[:, 1], np.zeros(len(mine), dtype=np.int64), mine[:, 2], [array], [],
+                            indent)
+    return lines
+
+
+_ARRAY = re.compile(r"^(arg\[\d+\]|w)\[(\d+)\]$")
+_CONSTANT = re.compile(r"^(\(?-?(\d[\d.eE+-]*|INFINITY)\)?|NAN)$")
 
 
 def operand_copies(target: str, texts: list[str], indent: str = "    ") -> list[str]:
-    """``target[t] = texts[t]`` for every operand of a call site; runs of input elements become loops.
+    """``target[t] = texts[t]`` for every operand of a call site, planned by :func:`copy_lines`.
+
+    Input elements ``arg[k][j]``, work slots ``w[j]`` and constants become
+    loops and tables; anything else (a local ``vS``) a statement of its own.
 
     >>> operand_copies("cw", ["arg[0][0]", "arg[0][1]", "arg[0][2]", "arg[0][3]", "v9"], "")
     ['for (long t = 0; t < 4; ++t) cw[0 + t] = arg[0][0 + 1 * t];', 'cw[4] = v9;']
     """
-    lines: list[str] = []
-    t, n = 0, len(texts)
-    parsed = [_ARG.match(s) for s in texts]
-    while t < n:
-        m = parsed[t]
+    arrays: dict[str, int] = {}
+    constants: dict[str, int] = {}
+    plain, copies = [], []
+    for t, text in enumerate(texts):
+        m = _ARRAY.match(text)
         if m is not None:
-            k, j0 = m.group(1), int(m.group(2))
-            length, stride = 1, None
-            while t + length < n and parsed[t + length] is not None and parsed[t + length].group(1) == k:
-                step = int(parsed[t + length].group(2)) - j0
-                if stride is None:
-                    stride = step
-                if step != stride * length:
-                    break
-                length += 1
-            if length >= MIN_RUN:
-                lines.append(f"{indent}for (long t = 0; t < {length}; ++t) {target}[{t} + t] = "
-                             f"arg[{k}][{j0} + {stride} * t];")
-                t += length
-                continue
-        lines.append(f"{indent}{target}[{t}] = {texts[t]};")
-        t += 1
-    return lines
+            copies.append((t, arrays.setdefault(m.group(1), len(arrays)), int(m.group(2))))
+        elif _CONSTANT.match(text):
+            copies.append((t, -1, constants.setdefault(text, len(constants))))
+        else:
+            plain.append(t)
+    lines: list[str] = []
+    if copies:
+        table = np.asarray(copies, dtype=np.int64)
+        table[table[:, 1] < 0, 1] = len(arrays)
+        lines += copy_lines(target, table[:, 0], table[:, 1], table[:, 2], list(arrays), list(constants), indent)
+    return lines + [f"{indent}{target}[{t}] = {texts[t]};" for t in plain]

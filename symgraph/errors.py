@@ -114,3 +114,11 @@ class DeviceError(SymgraphError, ValueError):
 
 class BatchMemoryError(SymgraphError, MemoryError):
     """A batch's arrays do not fit in device (or host) memory, and cannot be cut into chunks."""
+
+
+class IndexOutOfRangeError(SymgraphError, IndexError):
+    """An index table holds an index outside the axis it selects from (``sg.gather``).
+
+    The message names the argument, the first bad position in it, the bad
+    value and the valid range.
+    """
