@@ -8,7 +8,8 @@
 #   2. python -m pytest -x -q tests/test_cuda.py (GPU tests included), when pytest and hypothesis import;
 #   3. python bench/gpu.py: the figures (cart-pole 1e6/1e7, Luksan 1e7, GMM 1e6; JAX and C.batch beside).
 # Each step has a time limit so the whole script ends within 6 minutes (about 5 with the default limits);
-# QUICK=1 runs the benchmark at small sizes.  Logs go to $OUT (if set) or a temporary folder.
+# QUICK=1 runs the benchmark at small sizes; PYTEST_ARGS (default "-x -q") replaces pytest's options
+# (PYTEST_ARGS=-q: every test runs even after a failure).  Logs go to $OUT (if set) or a temporary folder.
 # cffi (the C backend's loader) may be missing there: wheels carried in .whl/ are installed into
 # /tmp/site; failing that a stand-in lets `codegen` import (the CUDA path does not use cffi) and the
 # comparisons with the C backend fall back to the VM.
@@ -72,7 +73,8 @@ echo "self-check exit status ${PIPESTATUS[0]}"
 
 section "tests/test_cuda.py (limit ${PYTEST_LIMIT} s)"
 if "$PY" -c "import pytest, hypothesis" 2>/dev/null; then
-    timeout "$PYTEST_LIMIT" "$PY" -m pytest -x -q -p no:cacheprovider -rs tests/test_cuda.py 2>&1 \
+    # shellcheck disable=SC2086
+    timeout "$PYTEST_LIMIT" "$PY" -m pytest ${PYTEST_ARGS:--x -q} -p no:cacheprovider -rs tests/test_cuda.py 2>&1 \
         | tee "$logs/test_cuda.log"
     echo "pytest exit status ${PIPESTATUS[0]} (124: time limit)"
 else

@@ -53,18 +53,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from symgraph.batch import SparseBatch, batch_arguments, csc_order
-from symgraph.errors import (ArgumentCountError, BatchMemoryError, CompileError, CudaUnavailableError, DeviceError,
+from symgraph.errors import (ArgumentCountError, BackendWarning, BatchMemoryError, CompileError, CudaUnavailableError, DeviceError,
                              DTypeError, OptionError, ShapeError)
 from symgraph.function import as_number_array
 
 from . import build as _build
-from .c99 import DEFAULT_CHUNK
-from .cuda import CUDA_CODEGEN_VERSION, CudaProgram, program
+from .cuda import CUDA_CHUNK, CUDA_CODEGEN_VERSION, CudaProgram, program
 
 __all__ = ["compile_cuda", "CudaFunction", "CudaHostFunction", "host_check", "cuda_status",
            "nvrtc_compile", "find_nvrtc", "find_nvcc", "TARGETS"]
@@ -83,7 +83,7 @@ _MODULES: dict[str, Any] = {}
 # ---------------------------------------------------------------- compile entry
 
 def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | None = None,
-                 chunk_size: int = DEFAULT_CHUNK, cache_dir: str | None = None, compiler: str | None = None,
+                 chunk_size: int = CUDA_CHUNK, cache_dir: str | None = None, compiler: str | None = None,
                  fast_math: bool = False, device: int | None = None, block_size: int = BLOCK_SIZE,
                  **unknown: Any) -> "CudaFunction | CudaHostFunction":
     """Compile ``F`` for the GPU (``target="cuda"``) or its source for the CPU (``target="cuda-host"``).
@@ -93,7 +93,8 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         target: ``"cuda"`` (a :class:`CudaFunction`) or ``"cuda-host"`` (a :class:`CudaHostFunction`).
         optimize: optimizer level applied first (0: ``F`` as is).
         name: the name C identifiers are made from (default ``F.name``).
-        chunk_size: instructions per generated device function.
+        chunk_size: instructions per generated device function (default ``CUDA_CHUNK``: one function
+            for most models, so values stay in registers).
         cache_dir: cache directory (default ``$SYMGRAPH_CACHE_DIR`` or ``~/.cache/symgraph``).
         compiler: ``"cuda"``: ``"nvrtc"``, ``"nvcc"`` or a path to nvcc (default: NVRTC, else nvcc);
             ``"cuda-host"``: a C++ compiler name or path (default: c++, g++, clang++).
@@ -415,7 +416,7 @@ def _device_binary(prog: CudaProgram, cupy: Any, device: int, compiler: str | No
     with cupy.cuda.Device(device):
         arch = str(cupy.cuda.Device(device).compute_capability)
     lib = find_nvrtc() if compiler in (None, "nvrtc") else None
-    nvcc = find_nvcc(compiler) if compiler != "nvrtc" and (lib is None or compiler is not None) else None
+    nvcc = find_nvcc(compiler) if compiler != "nvrtc" else None
     if lib is None and nvcc is None:
         looked = {None: "NVRTC (libnvrtc.so: set SYMGRAPH_NVRTC to its path) nor nvcc (PATH, $CUDA_HOME/bin)",
                   "nvrtc": "NVRTC (libnvrtc.so; set SYMGRAPH_NVRTC to its path)"}.get(compiler, f"nvcc ({compiler})")
@@ -435,8 +436,14 @@ def _device_binary(prog: CudaProgram, cupy: Any, device: int, compiler: str | No
                 fh.write(data)
             return path
 
-        path, source = _cached(key, "." + kind, directory, produce)
-        return path, source, f"NVRTC {version}"
+        try:
+            path, source = _cached(key, "." + kind, directory, produce)
+            return path, source, f"NVRTC {version}"
+        except CompileError as exc:
+            if compiler is not None or nvcc is None:
+                raise
+            warnings.warn(f"NVRTC {version} failed, compiling with nvcc instead: {str(exc)[:500]}",
+                          BackendWarning, stacklevel=3)
     nvcc = os.path.realpath(nvcc)
     try:
         version = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout

@@ -165,6 +165,23 @@ def test_generated_source_compiles_with_nvrtc_without_a_gpu():
         assert kind in ("cubin", "ptx") and len(data) > 100
 
 
+@pytest.mark.parametrize("compiler", ["nvrtc", "nvcc"])
+def test_device_binary_is_compiled_once_and_cached(compiler, monkeypatch):
+    """The cubin for sm_90 without a GPU (a CuPy stand-in reports the device), then a cache hit."""
+    if compiler == "nvrtc" and cuda_runtime.find_nvrtc() is None:
+        pytest.skip("NVRTC (libnvrtc.so) not found; set SYMGRAPH_NVRTC")
+    if compiler == "nvcc" and cuda_runtime.find_nvcc() is None:
+        pytest.skip("nvcc not found")
+    x = sg.symbols("x", 2)
+    prog = cuda.program(sg.Function("f", [x], [sg.sin(x) * x[0]]))
+    cp = fake_cupy()
+    path, how, by = cuda_runtime._device_binary(prog, cp, 0, compiler, False, None)
+    assert how == "compiled" and path.endswith((".cubin", ".ptx")) and by.lower().startswith(compiler)
+    with open(path, "rb") as fh:
+        assert fh.read(4) == b"\x7fELF" or path.endswith(".ptx")
+    assert cuda_runtime._device_binary(prog, cp, 0, compiler, False, None)[:2] == (path, "disk")
+
+
 # ---------------------------------------------------------------- host build against the VM and C
 
 @needs_cxx
@@ -512,6 +529,7 @@ def test_emulated_device_batch_equals_vm(emulated, case):
     F, make = STRUCTURED[case]
     args = make(9)
     C = F.compile(target="cuda")
+    assert "emulated" in C.compiler and F.compile(target="cuda").cache_hit
     ref = outputs(F.batch(*args), F)
     device_args = [cp.asarray(a) if np.ndim(a) else a for a in args]
     for layout in ("soa", "aos"):
@@ -558,6 +576,13 @@ def test_emulated_device_chunks_strides_and_shared(emulated):
 
 # ---------------------------------------------------------------- on a GPU
 
+def near(a, b, tol: float = 1e-12) -> np.ndarray:
+    """GPU against CPU through several transcendental ops: ``|a - b| <= tol * (1 + |b|)``, NaN equal to NaN."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        return (np.isnan(a) & np.isnan(b)) | (a == b) | (np.abs(a - b) <= tol * (1 + np.abs(b)))
+
+
 @gpu
 @settings(max_examples=4)
 @given(st.lists(random_graphs(max_inputs=3, max_steps=10), min_size=6, max_size=6),
@@ -582,7 +607,9 @@ def test_gpu_random_graphs_equal_compiled_cpu(graphs, values):
                 ok = got[p, k] == local or (np.isnan(got[p, k]) and np.isnan(local))
             elif node.op.has("exact"):
                 ok = same(got[p, k], local)
-            else:  # CUDA's libm: within a few ulps; lgamma/digamma near their zeros: absolutely
+            elif node.op.name == "lgamma":  # CUDA's lgamma: larger errors on the negative axis
+                ok = close(got[p, k], local, 1e-9) or abs(got[p, k] - local) < 1e-9
+            else:  # CUDA's libm: within a few ulps; near a function's zeros: absolutely
                 ok = close(got[p, k], local, 1e-13) or abs(got[p, k] - local) < 1e-14
             assert ok, f"{node.op.name}{tuple(map(float, operands))}: GPU {got[p, k]!r}, numpy {local!r}"
 
@@ -602,7 +629,7 @@ def test_gpu_structured_functions_equal_compiled_cpu(case):
         dev = outputs(dev, F)
         for g, d, r in zip(host, dev, ref):
             assert same(g, d).all()
-            assert close(g, r, 1e-13).all(), (case, layout, np.max(np.abs(g - r)))
+            assert near(g, r).all(), (case, layout, np.max(np.abs(g - r)))
 
 
 @gpu
@@ -616,7 +643,7 @@ def test_gpu_device_arrays_layouts_chunks_and_errors():
     for args in ((soa_q, cupy.asarray(u0)), (cupy.asarray(q0), u0), (q0, u0)):
         for kwargs in ({}, {"chunk_points": 77}, {"out": "host", "chunk_points": 300, "layout": "aos"}):
             got = outputs(C.batch(*args, **kwargs), F)
-            assert all(close(g, r, 1e-13).all() for g, r in zip(got, ref)), kwargs
+            assert all(near(g, r).all() for g, r in zip(got, ref)), kwargs
     dev = C.batch(soa_q, cupy.asarray(u0))
     assert isinstance(dev[0], cupy.ndarray) and isinstance(dev[1].data, cupy.ndarray)
     with pytest.raises(sg.DTypeError, match="float64"):
@@ -638,4 +665,4 @@ def test_gpu_dlpack_arrays():
     C = F.compile(target="cuda")
     (x,) = make(100)
     got = values_of(C.batch(torch.as_tensor(x, device="cuda"), out="host"))
-    assert close(got, values_of(F.batch(x)), 1e-13).all()
+    assert near(got, values_of(F.batch(x))).all()
