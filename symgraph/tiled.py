@@ -205,7 +205,13 @@ class _Term:
         s = self.structure
         body = s.body
         inputs = list(body.inputs) + [a for a, _ in extra_inputs]
-        names = list(body.input_names) + [f"w{k}" for k in range(len(extra_inputs))]
+        names = list(body.input_names)
+        for k in range(len(extra_inputs)):  # weight inputs, named apart from the body's own inputs
+            label, suffix = f"w{k}", 0
+            while label in names:
+                suffix += 1
+                label = f"w{k}_{suffix}"
+            names.append(label)
         F = Function(f"{body.name}_{name}", inputs, [outputs], input_names=names)
         shared = [k for k, f in enumerate(s.shared) if f]
         shared += [len(body.inputs) + k for k, (_, sh) in enumerate(extra_inputs) if sh]
