@@ -47,7 +47,8 @@ section "cffi"
 if "$PY" -c "import _cffi_backend, cffi" 2>/dev/null; then
     echo "cffi importable"
 elif ls .whl/cffi-*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    "$PY" -m pip install -q --no-index --find-links .whl --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        cffi hypothesis pytest \
         && export PYTHONPATH="/tmp/site:$PYTHONPATH" && echo "cffi installed from .whl into /tmp/site"
 fi
 if ! "$PY" -c "import _cffi_backend, cffi" 2>/dev/null; then
