@@ -100,16 +100,19 @@ class NLP:
             t = tiled_derivatives(self.x, self.f, self.g, sigma, lam)
         # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
         self.tiled = t.tiled
-        self.jacobian_structure = Sparsity(t.jac_rows, t.jac_cols, (self.m, self.n))
-        self.hessian_structure = Sparsity(t.hess_rows, t.hess_cols, (self.n, self.n))
-        self._gradient_cols = t.gradient_cols
+        self.jacobian_structure = Sparsity(t.jacobian.rows, t.jacobian.cols, (self.m, self.n))
+        self.hessian_structure = Sparsity(t.hessian.rows, t.hessian.cols, (self.n, self.n))
+        self._gradient_cols = t.gradient.cols
         xp = [self.x, self.p]
+        names = ["x", "p"]
         functions = {
             "f": Function(f"{name}_f", xp, [self.f]),
-            "grad_f": Function(f"{name}_grad_f", xp, [t.gradient_dense] + [t.gradient_values] * t.tiled),
+            "grad_f": (t.gradient.function(f"{name}_grad_f", xp, names, dense=t.gradient_dense) if t.tiled
+                       else Function(f"{name}_grad_f", xp, [t.gradient_dense])),
             "g": Function(f"{name}_g", xp, [self.g]),
-            "jac_g": Function(f"{name}_jac_g", xp, [t.jac_values]),
-            "hess_l": Function(f"{name}_hess_l", [self.x, self.p, sigma, lam], [t.hess_values]),
+            "jac_g": t.jacobian.function(f"{name}_jac_g", xp, names),
+            "hess_l": t.hessian.function(f"{name}_hess_l", [self.x, self.p, sigma, lam],
+                                         ["x", "p", "sigma", "lambda"]),
         }
         self.functions = functions
         self.jit = jit

@@ -30,17 +30,17 @@ AD (:func:`symgraph.jacobian`, :func:`symgraph.hessian`).
 >>> t = tiled_derivatives(x, f, np.empty(0, dtype=object), sg.symbols("sigma"), np.empty(0, dtype=object))
 >>> t.tiled
 True
->>> G = sg.Function("G", [x], [t.gradient_dense, t.gradient_values])
+>>> G = t.gradient.function("G", [x], dense=t.gradient_dense)
 >>> dense, values = G(np.arange(4.0))
->>> total = dense + np.bincount(t.gradient_cols, values, minlength=4)
+>>> total = dense + np.bincount(t.gradient.cols, values, minlength=4)
 >>> np.allclose(total, sg.Function("g", [x], [sg.grad(f, x)])(np.arange(4.0)))
 True
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,46 +50,96 @@ from .expr import CONST, Expr, building, const, free_symbols
 __all__ = ["tiled_derivatives", "TiledDerivatives", "split_terms"]
 
 
-@dataclass
 class Triplets:
-    """COO pieces: ``values[k]`` (an Expr) adds into ``(rows[k], cols[k])``."""
+    """COO entries: ``(rows[k], cols[k])`` takes value ``k`` of the pieces in order (repeated positions add up).
 
-    rows: list = field(default_factory=list)
-    cols: list = field(default_factory=list)
-    values: list = field(default_factory=list)
+    A piece is an :class:`~symgraph.assemble.ExprPiece` (Exprs) or a
+    :class:`~symgraph.assemble.CallPiece` (results of call ``c`` of
+    :attr:`calls`, by index): mapped terms never make an Expr per value.
+    """
 
-    def add(self, rows: Any, cols: Any, values: Any) -> None:
-        self.rows.append(np.asarray(rows, dtype=np.int64).reshape(-1))
-        self.cols.append(np.asarray(cols, dtype=np.int64).reshape(-1))
-        self.values.append(np.asarray(values, dtype=object).reshape(-1))
+    def __init__(self) -> None:
+        self.row_parts: list = []
+        self.col_parts: list = []
+        self.pieces: list = []
+        self.calls: list = []
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.empty(0, dtype=object)
-        return np.concatenate(self.rows), np.concatenate(self.cols), np.concatenate(self.values)
+    def add_exprs(self, rows: Any, cols: Any, values: Any) -> None:
+        from .assemble import ExprPiece
+
+        self._add(rows, cols, ExprPiece(np.asarray(values, dtype=object).reshape(-1)))
+
+    def add_call(self, rows: Any, cols: Any, F: Any, operands: np.ndarray, indices: np.ndarray) -> None:
+        from .assemble import CallPiece
+
+        for c, (G, ops) in enumerate(self.calls):  # one call of F on the same operands serves several pieces
+            if G is F and ops is operands:
+                break
+        else:
+            c = len(self.calls)
+            self.calls.append((F, operands))
+        self._add(rows, cols, CallPiece(c, np.asarray(indices, dtype=np.int64).reshape(-1)))
+
+    def _add(self, rows: Any, cols: Any, piece: Any) -> None:
+        self.row_parts.append(np.asarray(rows, dtype=np.int64).reshape(-1))
+        self.col_parts.append(np.asarray(cols, dtype=np.int64).reshape(-1))
+        self.pieces.append(piece)
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self.row_parts) if self.row_parts else np.zeros(0, np.int64)
+
+    @property
+    def cols(self) -> np.ndarray:
+        return np.concatenate(self.col_parts) if self.col_parts else np.zeros(0, np.int64)
+
+    def values(self) -> np.ndarray:
+        """The values as Exprs (calls made, results picked): for inspection; sg.NLP assembles instead."""
+        from .assemble import ExprPiece
+        from .call import call_function
+
+        results = []
+        for F, ops in self.calls:
+            out = call_function(F, _split_operands(F, ops))
+            results.append(np.asarray(out, dtype=object).reshape(-1))
+        parts = [p.values if isinstance(p, ExprPiece) else results[p.call][p.indices] for p in self.pieces]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+    def function(self, name: str, inputs: list, input_names: Sequence[str] | None = None, dense: Any = None) -> Any:
+        """The Function of ``inputs`` whose outputs are ``[dense]`` (if given) and these values."""
+        from .assemble import ExprPiece, assembled_function
+
+        outputs = ([[ExprPiece(np.asarray(dense, dtype=object).reshape(-1))]] if dense is not None else [])
+        outputs.append(list(self.pieces))
+        return assembled_function(name, inputs, outputs, self.calls, input_names=input_names)
+
+
+def _split_operands(F: Any, ops: np.ndarray) -> list:
+    """The flat operands of a call of ``F`` as one array per input, shaped like it."""
+    arrays, k = [], 0
+    for shape in F.input_shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        arrays.append(ops[k:k + size].reshape(shape))
+        k += size
+    return arrays
 
 
 @dataclass
 class TiledDerivatives:
     """What :func:`tiled_derivatives` returns (see the module docstring).
 
-    ``gradient_dense`` (length n, Exprs) plus ``bincount(gradient_cols,
-    gradient_values)`` is the gradient of f; the Jacobian and the lower
-    Hessian are COO triplets whose repeated positions add up.  ``tiled`` is
-    False when no mapped piece was found: then everything came from the
-    general sparse AD and no position repeats.
+    ``gradient_dense`` (length n, Exprs) plus ``bincount(gradient.cols,
+    gradient values)`` is the gradient of f; ``jacobian`` and ``hessian``
+    (lower triangle) are :class:`Triplets` whose repeated positions add up.
+    ``tiled`` is False when no mapped piece was found: then everything came
+    from the general sparse AD and no position repeats.
     """
 
     tiled: bool
     gradient_dense: np.ndarray
-    gradient_cols: np.ndarray
-    gradient_values: np.ndarray
-    jac_rows: np.ndarray
-    jac_cols: np.ndarray
-    jac_values: np.ndarray
-    hess_rows: np.ndarray
-    hess_cols: np.ndarray
-    hess_values: np.ndarray
+    gradient: Triplets
+    jacobian: Triplets
+    hessian: Triplets
     n_mapped_terms: int = 0
 
 
@@ -170,6 +220,7 @@ class _Term:
         self.slot_cols = slot_cols
         self.f: list[tuple[float, int]] = []          # (coef, result index)
         self.g: list[tuple[float, int, int]] = []     # (coef, result index, row of g)
+        self._operands: np.ndarray | None = None
 
     # -------------------------------------------------------- layout helpers
     def operand_arrays(self) -> list[np.ndarray]:
@@ -182,6 +233,13 @@ class _Term:
             start = int(s.ins.offsets[k])
             arrays.append(ops[start:start + size].reshape(shape))
         return arrays
+
+    def operands(self) -> np.ndarray:
+        """The call's operands, flat (cached: pieces of one term share the array, hence one call)."""
+        if self._operands is None:
+            self._operands = np.empty(len(self.call.args), dtype=object)
+            self._operands[:] = list(self.call.args)
+        return self._operands
 
     def instance_columns(self, slots: np.ndarray) -> np.ndarray:
         """(n, len(slots)): the x column of body input scalar ``slots[q]`` in instance ``i`` (-1: not in x)."""
@@ -289,19 +347,15 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         hess = Triplets()
         if m:
             J = jacobian(g_rem, x)
-            jac.add(J.rows, J.cols, J.values)
+            jac.add_exprs(J.rows, J.cols, J.values)
         nonzero = np.array([not (e.op is CONST and e.data == 0.0) for e in g_rem.tolist()], dtype=bool)
         H = hessian(sigma * f_rem + (lam[nonzero] @ g_rem[nonzero] if nonzero.any() else 0.0), x, lower=True)
-        hess.add(H.rows, H.cols, H.values)
+        hess.add_exprs(H.rows, H.cols, H.values)
         for t in live:
             _tile_gradient(t, gradient)
             _tile_jacobian(t, jac)
             _tile_hessian(t, sigma, lam, hess)
-    g_rows, g_cols, g_vals = gradient.arrays()
-    j_rows, j_cols, j_vals = jac.arrays()
-    h_rows, h_cols, h_vals = hess.arrays()
-    return TiledDerivatives(True, gradient_dense, g_cols, g_vals, j_rows, j_cols, j_vals, h_rows, h_cols, h_vals,
-                            len(live))
+    return TiledDerivatives(True, gradient_dense, gradient, jac, hess, len(live))
 
 
 def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:
@@ -309,14 +363,13 @@ def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray
     from .ad import grad, hessian, jacobian
 
     gradient = np.asarray(grad(f, x), dtype=object).reshape(-1)
-    empty_i, empty_o = np.zeros(0, np.int64), np.empty(0, dtype=object)
+    jac, hess = Triplets(), Triplets()
     if len(g):
         J = jacobian(g, x)
-        j = (J.rows, J.cols, J.values)
-    else:
-        j = (empty_i, empty_i, empty_o)
+        jac.add_exprs(J.rows, J.cols, J.values)
     H = hessian(sigma * f + (lam @ g if len(g) else 0.0), x, lower=True)
-    return TiledDerivatives(False, gradient, empty_i, empty_o, *j, H.rows, H.cols, H.values)
+    hess.add_exprs(H.rows, H.cols, H.values)
+    return TiledDerivatives(False, gradient, Triplets(), jac, hess)
 
 
 def _settle(t: _Term, f_rest: list, g_split: list) -> None:
@@ -378,10 +431,10 @@ def _tile_gradient(t: _Term, out: Triplets) -> None:
     gb = np.asarray(grad(objective, u), dtype=object).reshape(-1)
     slots = np.arange(len(u), dtype=np.int64)
     M = t.mapped_function("tgrad", [], gb)
-    values = np.asarray(M(*t.operand_arrays()), dtype=object)  # (n, slots)
-    cols = t.instance_columns(slots)
+    cols = t.instance_columns(slots)                                    # (n, slots)
     keep = cols >= 0
-    out.add(np.zeros(int(keep.sum()), np.int64), cols[keep], values[keep])
+    index = np.arange(cols.size, dtype=np.int64).reshape(cols.shape)
+    out.add_call(np.zeros(int(keep.sum()), np.int64), cols[keep], M, t.operands(), index[keep])
 
 
 def _tile_jacobian(t: _Term, out: Triplets) -> None:
@@ -406,13 +459,13 @@ def _tile_jacobian(t: _Term, out: Triplets) -> None:
     if J.nnz == 0:
         return
     M = t.mapped_function("tjac", [], J.values)
-    values = np.asarray(M(*t.operand_arrays()), dtype=object).reshape(s.n, J.nnz)
     cols = t.instance_columns(J.cols)                                   # (n, nnz)
     entry = entries[J.rows]                                             # body output entry per nonzero
     per_instance = s.outs.per_instance[s.outs.group[entry]]
     rows = np.where(per_instance[None, :], row_table[entry].T, shared_row[entry][None, :])
     keep = (rows >= 0) & (cols >= 0)
-    out.add(rows[keep], cols[keep], values[keep])
+    index = np.arange(rows.size, dtype=np.int64).reshape(rows.shape)
+    out.add_call(rows[keep], cols[keep], M, t.operands(), index[keep])
 
 
 def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None:
@@ -443,7 +496,7 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     H = hessian(lagrangian, u, lower=True)
     if H.nnz == 0:
         return
-    args = t.operand_arrays()
+    args: list = []  # the weight operands, after the call's own
     extra = []
     zero = const(0.0)
     scale = baked[position]
@@ -465,15 +518,16 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
         args.append(ws)
         extra.append((w_sh, True))
     M = t.mapped_function("thess", extra, H.values)
-    values = np.asarray(M(*args), dtype=object).reshape(s.n, H.nnz)
+    operands = np.concatenate([t.operands()] + [np.asarray(a, dtype=object).reshape(-1) for a in args])
+    index = np.arange(s.n * H.nnz, dtype=np.int64).reshape(s.n, H.nnz)
     ra, cb = t.instance_columns(H.rows), t.instance_columns(H.cols)
     keep = (ra >= 0) & (cb >= 0)
     rows, cols = np.maximum(ra, cb), np.minimum(ra, cb)
-    out.add(rows[keep], cols[keep], values[keep])
+    out.add_call(rows[keep], cols[keep], M, operands, index[keep])
     # an off-diagonal body entry whose two slots are one variable counts twice on its diagonal
     twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
     if twice.any():
-        out.add(rows[twice], cols[twice], values[twice])
+        out.add_call(rows[twice], cols[twice], M, operands, index[twice])
 
 
 def _weight_pieces(t: _Term, sigma: Expr, lam: np.ndarray) -> tuple[np.ndarray, ...]:

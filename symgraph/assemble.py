@@ -1,0 +1,206 @@
+"""Functions assembled from calls and their result indices, without a result node per scalar.
+
+:func:`assembled_function` builds a :class:`~symgraph.Function` whose
+outputs are concatenations of *pieces*: ordinary Expr arrays, or results of
+calls given by index arrays (``(call k, result indices)``).  The Tape is
+laid out with numpy: the Expr pieces (and the call operands that are not
+input symbols) go through :func:`~symgraph.tape.build_tape`, then each call
+and the results the outputs read are appended as instructions.  No Expr is
+made per result (``sg.NLP`` on a map over 10^6 instances would otherwise
+make millions); the Function's ``outputs`` are rebuilt from the Tape only
+if something asks for them.
+
+>>> import numpy as np, symgraph as sg
+>>> x = sg.symbols("x", 3)
+>>> a = sg.symbols("a")
+>>> M = sg.Function("sq", [a], [a * a]).map(3)
+>>> F = assembled_function("f", [x], [[CallPiece(0, np.array([2, 0])), ExprPiece(np.array([x[1] + 1]))]],
+...                        [(M, x)])
+>>> F(np.array([1.0, 2.0, 3.0]))
+array([9., 1., 3.])
+>>> [str(e) for e in F.outputs[0]]
+['sq_map3(x[0], x[1], x[2])[2]', 'sq_map3(x[0], x[1], x[2])[0]', '1 + x[1]']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .expr import CALL, RESULT, building
+from .function import Function, _names
+from .tape import MAX_ARITY, Tape, build_tape, tape_exprs
+
+__all__ = ["assembled_function", "ExprPiece", "CallPiece", "AssembledFunction"]
+
+
+@dataclass(frozen=True)
+class ExprPiece:
+    """Output values given as Exprs (a flat object array)."""
+
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class CallPiece:
+    """Output values read from call ``call`` (an index into the calls list): its flat results ``indices``."""
+
+    call: int
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class AssembledFunction(Function):
+    """A Function built from a Tape laid out by :func:`assembled_function`; ``outputs`` made on first use."""
+
+    def __init__(self, name: str, inputs: Sequence[np.ndarray], tape: Tape, input_names: Sequence[str] | None,
+                 output_names: Sequence[str] | None) -> None:
+        from .function import _default_input_name
+
+        self.name = name
+        self.inputs = tuple(inputs)
+        self.tape = tape
+        self.output_sparsity = (None,) * len(tape.output_slots)
+        self.input_names = _names(input_names, [_default_input_name(k, v) for k, v in enumerate(self.inputs)],
+                                  "input")
+        self.output_names = _names(output_names, [f"o{k}" for k in range(len(tape.output_slots))], "output")
+        self._program = None
+        self._lazy_outputs: tuple | None = None
+
+    @property
+    def n_out(self) -> int:
+        return len(self.tape.output_slots)
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(s.shape for s in self.tape.output_slots)
+
+    @property
+    def outputs(self) -> tuple:
+        """The output Exprs, rebuilt from the Tape (results become result nodes) on first use."""
+        if self._lazy_outputs is None:
+            with building():
+                values = np.empty(self.tape.n_slots, dtype=object)
+                values[:] = tape_exprs(self.tape, list(self.inputs))
+                self._lazy_outputs = tuple(values[s] for s in self.tape.output_slots)
+        return self._lazy_outputs
+
+
+def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequence[Sequence[Any]],
+                       calls: Sequence[tuple[Function, Any]], input_names: Sequence[str] | None = None,
+                       output_names: Sequence[str] | None = None) -> Function:
+    """A Function of ``inputs`` whose output ``k`` is the concatenation of the pieces ``outputs[k]``.
+
+    Args:
+        name: the Function's name.
+        inputs: object arrays of distinct symbols.
+        outputs: per output, a list of :class:`ExprPiece` and :class:`CallPiece` (flat; the output is 1-d).
+        calls: ``(F, operands)``: call ``k`` is ``F`` on the flat object array ``operands`` (Exprs or
+            numbers, as many as ``F`` has input scalars).
+
+    See the module docstring for an example.
+    """
+    from .array import as_expr_array
+
+    inputs = [np.asarray(a, dtype=object) for a in inputs]
+    slot_of = {}
+    position = 0
+    for arr in inputs:
+        for s in arr.reshape(-1).tolist():
+            slot_of[s] = position
+            position += 1
+    # call operands that are not input symbols are computed by the Expr part (as hidden outputs)
+    operand_slots, hidden, hidden_at = [], [], []
+    for F, operands in calls:
+        ops = as_expr_array(operands).reshape(-1)
+        if len(ops) != sum(int(np.prod(s, dtype=np.int64)) for s in F.input_shapes):
+            from .errors import ShapeError
+
+            raise ShapeError(f"assembled_function: {F.name} takes {sum(np.prod(s) for s in F.input_shapes)} "
+                             f"operand scalars, got {len(ops)}")
+        get = slot_of.get
+        slots = np.fromiter((get(e, -1) for e in ops.tolist()), dtype=np.int64, count=len(ops))
+        missing = np.flatnonzero(slots < 0)
+        hidden.append(ops[missing])
+        hidden_at.append(missing)
+        operand_slots.append(slots)
+    expr_pieces = [p.values for out in outputs for p in out if isinstance(p, ExprPiece)]
+    roots = [as_expr_array(v).reshape(-1) for v in expr_pieces] + [np.concatenate(hidden) if hidden else
+                                                                     np.empty(0, dtype=object)]
+    with building():
+        base = build_tape(inputs, roots)
+    # hidden operands: their slots in the base Tape
+    hidden_slots = base.output_slots[-1].reshape(-1)
+    k = 0
+    for slots, at in zip(operand_slots, hidden_at):
+        slots[at] = hidden_slots[k:k + len(at)]
+        k += len(at)
+    # append each call, then the results the outputs read
+    first = base.first_instruction_slot
+    n0 = base.n_instructions
+    wanted = [[] for _ in calls]
+    for out in outputs:
+        for p in out:
+            if isinstance(p, CallPiece):
+                wanted[p.call].append(np.asarray(p.indices, dtype=np.int64).reshape(-1))
+    opcodes, operands, immediates = [base.opcodes], [base.operands], [base.immediates]
+    callees = list(base.callees)
+    call_callee, call_offsets, call_operands = [base.call_callee], [base.call_offsets], [base.call_operands]
+    n_call_rows = base.n_calls
+    offset = int(base.call_offsets[-1])
+    result_lists, result_starts = [], []
+    index = n0
+    for c, (F, _) in enumerate(calls):
+        results = np.unique(np.concatenate(wanted[c])) if wanted[c] else np.zeros(0, np.int64)
+        n_results = sum(int(np.prod(s, dtype=np.int64)) for s in F.output_shapes)
+        if len(results) and (results[0] < 0 or results[-1] >= n_results):
+            from .errors import ShapeError
+
+            raise ShapeError(f"assembled_function: a result index of {F.name} is outside [0, {n_results})")
+        call_slot = first + index
+        opcodes.append(np.concatenate([[CALL.code], np.full(len(results), RESULT.code)]).astype(np.int16))
+        rows = np.full((len(results) + 1, MAX_ARITY), -1, dtype=np.int64)
+        rows[1:, 0] = call_slot
+        operands.append(rows)
+        immediates.append(np.concatenate([[n_call_rows], results]).astype(np.int64))
+        for j, G in enumerate(callees):
+            if G is F:
+                callee_index = j
+                break
+        else:
+            callee_index = len(callees)
+            callees.append(F)
+        call_callee.append(np.array([callee_index], dtype=np.int64))
+        offset += len(operand_slots[c])
+        call_offsets.append(np.array([offset], dtype=np.int64))
+        call_operands.append(operand_slots[c])
+        n_call_rows += 1
+        result_lists.append(results)
+        result_starts.append(call_slot + 1)
+        index += 1 + len(results)
+    # outputs: Expr pieces from the base Tape, call pieces from the appended results
+    expr_slot_iter = iter(base.output_slots[:-1])
+    output_slots = []
+    for out in outputs:
+        parts = []
+        for p in out:
+            if isinstance(p, ExprPiece):
+                parts.append(next(expr_slot_iter).reshape(-1))
+            else:
+                idx = np.asarray(p.indices, dtype=np.int64).reshape(-1)
+                parts.append(result_starts[p.call] + np.searchsorted(result_lists[p.call], idx))
+        output_slots.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+    tape = Tape(input_slots=base.input_slots, constants=base.constants, opcodes=np.concatenate(opcodes),
+                operands=np.concatenate(operands), output_slots=tuple(output_slots),
+                symbol_names=base.symbol_names, immediates=np.concatenate(immediates), callees=tuple(callees),
+                call_callee=np.concatenate(call_callee), call_offsets=np.concatenate(call_offsets),
+                call_operands=np.concatenate(call_operands))
+    return AssembledFunction(name, inputs, tape, input_names, output_names)
+
