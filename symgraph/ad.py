@@ -706,7 +706,7 @@ def _colors(color: np.ndarray | None, used: np.ndarray | None = None) -> int:
     return len(np.unique(color))
 
 
-def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
+def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = True) -> SparseExpr:
     """Sparse Jacobian ``d outputs / d inputs`` holding only structural nonzeros.
 
     Outputs and inputs are flattened (C order): the result is a
@@ -717,7 +717,11 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
     intersection graph, the mode with fewer colors is used (``mode`` =
     ``"forward"`` or ``"reverse"`` forces one), and one compressed sweep per
     color (all colors in a single pass) yields the nonzeros.  The result
-    carries ``.mode`` and ``.n_colors``.
+    carries ``.mode`` and ``.n_colors``.  Outputs that are results of maps
+    on the inputs (or on values independent of them) are *tiled* instead
+    (``mode == "tiled"``, no colors): the body's Jacobian is mapped once and
+    its values placed by index (:mod:`symgraph.tiled`); ``tiled=False``
+    turns that off.
 
     >>> import numpy as np, symgraph as sg
     >>> x = sg.symbols("x", 3)
@@ -733,6 +737,10 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
         raise DifferentiationError(f"jacobian mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     out_arr, roots = flat_exprs(outputs, "jacobian outputs")
     in_arr, columns = symbol_columns(inputs)
+    if mode == "auto" and tiled:
+        J = _tiled_jacobian(roots, in_arr, len(roots))
+        if J is not None:
+            return J
     with building():
         order = topological(roots)
         pat = jacobian_sparsity(roots, in_arr, order)
@@ -762,6 +770,41 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto") -> SparseExpr:
             n_colors = n_rev
         J = SparseExpr(pat.rows, pat.cols, values, pat.shape)
     J.mode, J.n_colors = mode, n_colors
+    return J
+
+
+def _tiled_jacobian(roots: list, in_arr: np.ndarray, n_rows: int) -> SparseExpr | None:
+    """The Jacobian through :func:`symgraph.tiled.tiled_jacobian` when outputs are mapped results, else None.
+
+    Mapped bodies are differentiated once and their values placed by index;
+    repeated positions (a variable shared by instances) are summed here, and
+    the nonzeros put in CSC order.  ``mode`` is ``"tiled"``, ``n_colors`` 0.
+    """
+    from .call import is_result
+    from .tiled import tiled_jacobian
+
+    if not any(is_result(e) or e.args for e in roots[:1]) and not any(is_result(e) for e in roots):
+        return None
+    x = in_arr.reshape(-1)
+    T = tiled_jacobian(np.array(roots, dtype=object), x)
+    if T is None:
+        return None
+    with building():
+        rows, cols, values = T.rows, T.cols, T.values()
+        key = cols * n_rows + rows
+        order = np.argsort(key, kind="stable")
+        key, values = key[order], values[order]
+        starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        ends = np.concatenate([starts[1:], [len(key)]])
+        summed = values[starts].copy()
+        for k in np.flatnonzero(ends - starts > 1).tolist():  # repeated positions add up
+            total = values[starts[k]]
+            for v in values[starts[k] + 1:ends[k]].tolist():
+                total = total + v
+            summed[k] = total
+        J = SparseExpr(key[starts] % n_rows if n_rows else key[starts], key[starts] // max(n_rows, 1), summed,
+                       (n_rows, len(x)))
+    J.mode, J.n_colors = "tiled", 0
     return J
 
 

@@ -47,7 +47,7 @@ import numpy as np
 from .call import is_result
 from .expr import CONST, Expr, building, const, free_symbols
 
-__all__ = ["tiled_derivatives", "TiledDerivatives", "split_terms"]
+__all__ = ["tiled_derivatives", "tiled_jacobian", "TiledDerivatives", "Triplets", "split_terms"]
 
 
 class Triplets:
@@ -187,8 +187,8 @@ def split_terms(e: Any) -> tuple[list[tuple[float, Expr]], list[tuple[float, Exp
     return mapped, rest
 
 
-def _rebuild(pieces: list[tuple[float, Expr]]) -> Any:
-    total: Any = const(0.0)
+def _rebuild(pieces: list[tuple[float, Expr]], zero: Expr) -> Any:
+    total: Any = zero
     for c, e in pieces:
         total = total + (e if c == 1.0 else c * e)
     return total
@@ -299,54 +299,19 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
     See the module docstring for what comes back and an example.
     """
     from .ad import grad, hessian, jacobian
-    from .sparse import SparseExpr
 
-    x_index = {s: j for j, s in enumerate(x.tolist())}
-    n_x, m = len(x), len(g)
+    m = len(g)
     with building():
-        f_mapped, f_rest = split_terms(f)
-        g_split = [split_terms(e) for e in g.tolist()]
-        terms: dict[Expr, _Term | None] = {}
-
-        def term_of(node: Expr) -> _Term | None:
-            call = node.args[0]
-            if call not in terms:
-                cols = _slot_columns(call, x_index)
-                terms[call] = _Term(call, cols) if cols is not None else None
-            return terms[call]
-
-        for c, node in f_mapped:
-            t = term_of(node)
-            if t is None:
-                f_rest.append((c, node))
-            else:
-                t.f.append((c, node.data))
-        for row, (mapped, rest) in enumerate(g_split):
-            for c, node in mapped:
-                t = term_of(node)
-                if t is None:
-                    rest.append((c, node))
-                else:
-                    t.g.append((c, node.data, row))
-        live = [t for t in terms.values() if t is not None and (t.f or t.g)]
-        if not live:
+        split = _decompose(x, f, g)
+        if split is None:
             return _general(x, f, g, sigma, lam)
-
-        # pieces a term cannot tile (coefficients that differ between instances) go back to the remainder
-        for t in live:
-            _settle(t, f_rest, g_split)
-        live = [t for t in live if t.f or t.g]
-        f_rem = f if not f_mapped else _rebuild(f_rest)
-        g_rem = np.empty(m, dtype=object)
-        for row, (mapped, rest) in enumerate(g_split):
-            g_rem[row] = g[row] if not mapped else _rebuild(rest)
-
+        live, f_rem, g_rem = split
         gradient_dense = np.asarray(grad(f_rem, x), dtype=object).reshape(-1)
         gradient = Triplets()
         jac = Triplets()
         hess = Triplets()
         if m:
-            J = jacobian(g_rem, x)
+            J = jacobian(g_rem, x, tiled=False)
             jac.add_exprs(J.rows, J.cols, J.values)
         nonzero = np.array([not (e.op is CONST and e.data == 0.0) for e in g_rem.tolist()], dtype=bool)
         H = hessian(sigma * f_rem + (lam[nonzero] @ g_rem[nonzero] if nonzero.any() else 0.0), x, lower=True)
@@ -356,6 +321,81 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
             _tile_jacobian(t, jac)
             _tile_hessian(t, sigma, lam, hess)
     return TiledDerivatives(True, gradient_dense, gradient, jac, hess, len(live))
+
+
+def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
+    """The Jacobian of the flat Exprs ``y`` w.r.t. the symbols ``x`` as tiled :class:`Triplets`, or None.
+
+    None when no element of ``y`` has a mapped piece (the general sparse
+    Jacobian is the way then).  Repeated positions add up.
+
+    >>> import numpy as np, symgraph as sg
+    >>> u = sg.symbols("u", 2)
+    >>> F = sg.Function("F", [u], [[u[0] * u[1], u[0] ** 2]])
+    >>> x = sg.symbols("x", 3)
+    >>> y = F.map(2)(np.stack([x[:-1], x[1:]], axis=1)).reshape(-1)
+    >>> T = tiled_jacobian(y, x)
+    >>> J = T.function("J", [x])
+    >>> import scipy.sparse as sp
+    >>> sp.coo_matrix((J(np.array([1.0, 2.0, 3.0])), (T.rows, T.cols)), shape=(4, 3)).toarray().tolist()
+    [[2.0, 1.0, 0.0], [2.0, 0.0, 0.0], [0.0, 3.0, 2.0], [0.0, 4.0, 0.0]]
+    """
+    from .ad import jacobian
+
+    with building():
+        split = _decompose(x, const(0.0), y)
+        if split is None:
+            return None
+        live, _, y_rem = split
+        jac = Triplets()
+        J = jacobian(y_rem, x, tiled=False)
+        jac.add_exprs(J.rows, J.cols, J.values)
+        for t in live:
+            _tile_jacobian(t, jac)
+    return jac
+
+
+def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.ndarray] | None:
+    """(terms with tileable pieces, remainder of f, remainder of g), or None when nothing tiles."""
+    x_index = {s: j for j, s in enumerate(x.tolist())}
+    m = len(g)
+    f_mapped, f_rest = split_terms(f)
+    g_split = [split_terms(e) for e in g.tolist()]
+    terms: dict[Expr, _Term | None] = {}
+
+    def term_of(node: Expr) -> _Term | None:
+        call = node.args[0]
+        if call not in terms:
+            cols = _slot_columns(call, x_index)
+            terms[call] = _Term(call, cols) if cols is not None else None
+        return terms[call]
+
+    for c, node in f_mapped:
+        t = term_of(node)
+        if t is None:
+            f_rest.append((c, node))
+        else:
+            t.f.append((c, node.data))
+    for row, (mapped, rest) in enumerate(g_split):
+        for c, node in mapped:
+            t = term_of(node)
+            if t is None:
+                rest.append((c, node))
+            else:
+                t.g.append((c, node.data, row))
+    live = [t for t in terms.values() if t is not None and (t.f or t.g)]
+    if not live:
+        return None
+    # pieces a term cannot tile (coefficients that differ between instances) go back to the remainder
+    for t in live:
+        _settle(t, f_rest, g_split)
+    live = [t for t in live if t.f or t.g]
+    zero = const(0.0)
+    f_rem = f if not f_mapped else _rebuild(f_rest, zero)
+    g_rem = np.empty(m, dtype=object)
+    for row, (mapped, rest) in enumerate(g_split):
+        g_rem[row] = g[row] if not mapped else _rebuild(rest, zero)
+    return live, f_rem, g_rem
 
 
 def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:

@@ -557,3 +557,35 @@ def test_random_bodies_tiled_equals_unrolled(model, seed):
         b = sg.NLP(x=x, f=fu, g=gu, p=p, jit=False, name="rnd_plain")
     assert not b.tiled
     assert_same(a, b, seeds=(seed,), tol=dict(rtol=1e-9, atol=1e-9))
+
+
+# ------------------------------------------------------------------ sg.jacobian of mapped outputs
+def test_sg_jacobian_of_mapped_outputs_is_tiled_and_equals_unrolled():
+    x, p = sg.symbols("x", 6), sg.symbols("p")
+    u = sg.symbols("u", 3)
+    F = sg.Function("F", [u, p], [[sg.sin(u[0] * u[1]) + p * u[2], u[0] * u[2] ** 2]])
+    with sg.building():
+        idx = np.array([[0, 1, 2], [2, 3, 3], [5, 0, 4], [1, 1, 1]])  # repeats inside and across instances
+        y = F.map(4, shared=[1])(x[idx], p).reshape(-1)
+        total = F.map(4, shared=[1], reduce="sum")(x[idx], p)
+        outs = np.concatenate([y, total, [2 * y[3] - x[5]]])
+        yu = np.array([F.inline()(x[r], p) for r in idx], dtype=object).reshape(-1)
+        outs_u = np.concatenate([yu, np.sum(yu.reshape(4, 2), axis=0), [2 * yu[3] - x[5]]])
+    J = sg.jacobian(outs, x)
+    Ju = sg.jacobian(outs_u, x, tiled=False)
+    assert J.mode == "tiled" and J.n_colors == 0 and Ju.mode != "tiled"
+    assert sorted(zip(J.rows.tolist(), J.cols.tolist())) == sorted(zip(Ju.rows.tolist(), Ju.cols.tolist()))
+    G, Gu = sg.Function("J", [x, p], [J]), sg.Function("Ju", [x, p], [Ju])
+    xv = np.random.default_rng(3).uniform(-1, 1, 6)
+    np.testing.assert_allclose(G(xv, 0.7).toarray(), Gu(xv, 0.7).toarray(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(G.compile()(xv, 0.7).toarray(), Gu(xv, 0.7).toarray(), rtol=1e-12, atol=1e-12)
+
+
+def test_sg_jacobian_tiled_with_a_result_in_two_rows_falls_back_without_looping():
+    x = sg.symbols("x", 3)
+    u = sg.symbols("u", 2)
+    F = sg.Function("F", [u], [u[0] * u[1]])
+    r = F.map(2)(np.stack([x[:-1], x[1:]], axis=1))
+    J = sg.jacobian(np.array([r[0], r[0] + r[1], 3 * r[1]], dtype=object), x)
+    expected = np.array([[2.0, 1.0, 0.0], [2.0, 4.0, 2.0], [0.0, 9.0, 6.0]])
+    np.testing.assert_allclose(sg.Function("J", [x], [J])(np.array([1.0, 2.0, 3.0])).toarray(), expected)
