@@ -4,6 +4,8 @@ A shared input (a parameter every instance sees whole) makes the
 cotangent of that parameter a sum over instances, and the pattern of that
 cotangent dense against the mapped inputs.  Guarded here:
 
+* the gradients w.r.t. several parameter groups (one ``sg.grad`` each)
+  make one call of the map's vjp, pulled back to every operand;
 * values and gradients of a GMM-like objective (a map over components with
   the point shared, inside a map over points with the parameters shared,
   ``reduce="sum"``) equal the unrolled model (``sg.inline``), complex step
@@ -109,6 +111,21 @@ def test_gmm_gradients_equal_the_unrolled_model_and_complex_step():
     objective = sg.Function("objective", [flat(inputs[:4]), inputs[4]], [f])
     cs = complex_step_gradient(lambda th: objective(th, args[4].astype(th.dtype)), theta0)
     np.testing.assert_allclose(np.concatenate([g.reshape(-1) for g in got[1:]]), cs, rtol=1e-10, atol=1e-12)
+
+
+def test_gradients_per_parameter_group_share_one_pass_over_the_points():
+    """Four ``sg.grad`` sweeps (one per parameter group) make one call of the map's vjp, not four."""
+    inputs, f = gmm()
+    (call,) = [node for node in sg.expr.topological([f]) if node.op is sg.expr.CALL]
+    F = sg.Function("gmm", inputs, [f, *[sg.grad(f, v) for v in inputs[:4]]])
+    assert F.tape.n_calls == 2  # the objective's map and one vjp map
+    vjps = [key for key in calldiff.cached(call.data) if key[0] == "vjp"]
+    assert len(vjps) == 1 and len(vjps[0][2]) == call.data.structure.n_operands  # every operand pulled back
+    # a gradient w.r.t. the points alone reuses the same derivative call
+    G = sg.Function("gmm_x", inputs, [f, *[sg.grad(f, v) for v in inputs]])
+    assert G.tape.n_calls == 2
+    for a, b in zip(G(*gmm_point(1))[1:5], F(*gmm_point(1))[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
 
 
 @needs_cc
@@ -222,8 +239,10 @@ def test_a_gradient_builds_no_flat_pattern_and_one_is_built_when_asked():
     D = flats[0]
     known = D.known_pattern  # asked: built now, kept
     assert D._known is known and D.pattern_source is None
-    # pbar[j] reads every x (2n columns), every p and the seed: dense
-    assert known.nnz == 30 * (2 * n + 30 + 1)
+    # the gradient pulls back to every operand (X too, widened): pbar[j], the last 30 rows, reads every x
+    # (2n columns), every p and the seed: dense
+    assert known.shape[0] == 2 * n + 30
+    assert int(np.count_nonzero(np.asarray(known.rows) >= 2 * n)) == 30 * (2 * n + 30 + 1)
 
 
 # ------------------------------------------------------------ the wrapper
