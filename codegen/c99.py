@@ -23,6 +23,11 @@ How the body is laid out (see docs/design.md, "C backend"):
   through the work array ``w``; slots of ``w`` are reused once their last
   reader part has run (liveness from the Tape), so ``w`` stays small.  This
   keeps the C compiler's time linear in the program size.
+* Runs of instructions repeating one body over operands and stores in
+  arithmetic progression (per-parameter gradient sums, elementwise code
+  written out) are *rerolled* into ``for`` loops (:mod:`codegen.reroll`): the
+  same operations in the same order, bitwise the same values, a fraction of
+  the C (GMM d=20, k=25: 1.9 MB -> 0.16 MB, gcc -O2 34 s -> 1.6 s).
 * Outputs are stored as soon as they are computed; entries that are
   constants or inputs are stored by the entry point.  Runs and other regular
   blocks of entries with one source become loops, scattered ones tables
@@ -76,7 +81,7 @@ from symgraph.map import sizes
 from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
-from . import stores
+from . import reroll, stores
 from .glue import glue_lines, is_glue, operand_copies, result_copies
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
@@ -109,7 +114,8 @@ class CProgram:
         part_calls: per part, the indices of the parts it calls (a callee's parts and
             its function come before every caller; see "Calls" in the module docstring).
         entry_calls: the indices of the parts the entry point calls.
-        n_ops: instructions emitted: ``F``'s, plus each distinct callee's once.
+        n_ops: statements of instructions emitted: ``F``'s, plus each distinct callee's once; a
+            rerolled loop's body counts once, results copied by glue loops and tables not at all.
     """
 
     name: str
@@ -135,7 +141,8 @@ class CProgram:
                 "#include <math.h>\n")
 
 
-def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0) -> CProgram:
+def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0,
+            loops: bool = True) -> CProgram:
     """Translate ``F.tape`` into a :class:`CProgram`.
 
     Args:
@@ -145,6 +152,8 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
         optimize: the optimizer level at which each callee is emitted (optimized once,
             however many calls it has); ``F`` itself is emitted as given (``compile``
             optimizes it first).
+        loops: reroll repeated runs of instructions into loops (:mod:`codegen.reroll`);
+            False writes every instruction out (the same values, bit for bit).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -180,7 +189,7 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
             continue
         tape = _prepared(G.tape)
         outputs = _output_layout(G, tape, compressed=False)
-        body = _emit_parts(tape, outputs, cname, chunk_size, f"c{k}_", callees, len(parts))
+        body = _emit_parts(tape, outputs, cname, chunk_size, f"c{k}_", callees, len(parts), loops)
         parts += body.parts
         part_helpers += body.helpers
         part_names += body.names
@@ -198,10 +207,10 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
         callees[callee] = _Callee(fname, len(parts) - 1, _offsets(G.input_shapes), G.tape.n_input_scalars,
                                   _offsets([(len(s),) for s in outputs.slots]), int(sum(outputs.sizes)),
                                   body.work_size)
-        n_ops += tape.n_instructions
+        n_ops += body.emitted
     tape = _prepared(F.tape)  # values used soon after made: fewer crossing part boundaries
     outputs = _output_layout(F, tape)
-    body = _emit_parts(tape, outputs, cname, chunk_size, "", callees, len(parts))
+    body = _emit_parts(tape, outputs, cname, chunk_size, "", callees, len(parts), loops)
     top = range(len(parts), len(parts) + len(body.parts))
     parts += body.parts
     part_helpers += body.helpers
@@ -212,7 +221,7 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
     helpers = {h: C_HELPERS[h] for h in sorted(set().union(*part_helpers))} if parts else {}
     return CProgram(cname, work_size, _declarations(F, cname, work_size), helpers,
                     tuple(parts), tuple(part_helpers), entry, _cdef(cname), tuple(part_names), tuple(part_calls),
-                    tuple(top), n_ops + tape.n_instructions)
+                    tuple(top), n_ops + body.emitted)
 
 
 def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0) -> str:
@@ -454,10 +463,11 @@ class _Body:
     names: list
     calls: list
     work_size: int
+    emitted: int = 0  # statements computing values (a rerolled loop's body counts once)
 
 
 def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: str = "",
-                callees: dict | None = None, first_index: int = 0) -> _Body:
+                callees: dict | None = None, first_index: int = 0, loops: bool = True) -> _Body:
     """Part functions ``NAME__{prefix}partK`` of ``tape`` (``first_index``: the first one's index in the program).
 
     A call's operands, results and its callee's work area follow the slots
@@ -472,7 +482,8 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         pname = c_symbol(cname, f"{prefix}part0")
         text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
                           *glue_lines(tape, outputs.places, info, c_constant), "}\n"])
-        return _Body([text], [frozenset()], [pname], [frozenset({info.index})], info.n_in + info.n_out + info.work_size)
+        return _Body([text], [frozenset()], [pname], [frozenset({info.index})], info.n_in + info.n_out + info.work_size,
+                     text.count(";"))
     n_in, first = tape.n_input_scalars, tape.first_instruction_slot
     operand_matrix = tape.operands
     bounds = _part_bounds(tape, chunk)
@@ -517,9 +528,15 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     operands = operand_matrix.tolist()
     immediates = tape.immediates.tolist()
     places = outputs.places
+    finder = None
+    if loops:
+        result_base = {first + i: size + callees[tape.call(i)[0]].n_in
+                       for i in np.flatnonzero(tape.opcodes == CALL.code).tolist()} if tape.n_calls else {}
+        finder = _LoopFinder(tape, places, wslot, reader_part, last_part, result_base)
     loaded = [-1] * tape.n_slots  # part in which a slot was last loaded into a local
     results_at: dict[int, int] = {}  # call slot -> where its results start in w
     scratch = 0  # doubles after the crossing slots that calls use
+    emitted = 0  # statements of instructions written (a loop's body once)
     body = _Body([], [], [], [], 0)
     for p in range(len(bounds) - 1):
         lo, hi = bounds[p], bounds[p + 1]
@@ -529,7 +546,11 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         called: set = set()
         part_first = first + lo
 
+        spilled: dict = {}  # slot -> where a rerolled loop keeps it (middle iterations read later)
+
         def operand(a: int) -> str:
+            if a in spilled:
+                return spilled[a]
             if a >= part_first or (n_in <= a < first):
                 return f"v{a}" if a >= first else consts[a - n_in]
             if loaded[a] != p:
@@ -539,7 +560,9 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
             return f"v{a}"
 
         done: set = set()  # results already stored with their call
-        for i in range(lo, hi):
+
+        def emit(i: int) -> None:
+            nonlocal scratch, emitted
             op = ops[i]
             s = first + i
             if op is CALL:
@@ -560,30 +583,46 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                         done.add(q)
                     q += 1
                 lines.extend(result_copies(stored, "w"))
-                continue
+                emitted += 1
+                return
             if i in done:
-                continue
+                return
+            emitted += 1
             if op is RESULT:
                 lines.append(f"  const double v{s} = w[{results_at[operands[i][0]] + immediates[i]}];")
             else:
-                texts = [operand(a) for a in operands[i][: op.arity]]
-                if op is _POWI:
-                    lines.extend(_powi(s, texts[0], operands[i][1], tape, n_in))
-                elif op.c is None:
-                    raise CompileError(f"op {op.name!r} has no C spelling in the op table; cannot generate C")
-                else:
-                    if op.name in C_HELPERS:
-                        helpers.add(op.name)
-                    lines.append(f"  const double v{s} = {op.c.format(*texts)};")
+                lines.extend(_statement(f"v{s}", op, [operand(a) for a in operands[i][: op.arity]],
+                                        operands[i], tape, helpers))
             lines.extend(_computed_stores(places.get(s, ()), f"v{s}"))
             if s in wslot:
                 lines.append(f"  w[{wslot[s]}] = v{s};")
+
+        found = finder.loops(lo, hi, part_first) if finder is not None else []
+        i = lo
+        for loop in found + [None]:
+            start = hi if loop is None else lo + loop.start
+            while i < start:
+                emit(i)
+                i += 1
+            if loop is None:
+                break
+            for i in range(start, start + loop.period):  # iteration 0, straight
+                emit(i)
+            lines.extend(_loop_lines(loop, start, first, ops, operands, operand, finder.array_names, tape,
+                                     helpers))
+            emitted += loop.period
+            s0 = first + start
+            for q in loop.spilled:
+                spilled.update((s0 + r * loop.period + q, f"e{s0}_{q}[{r}]") for r in range(1, loop.count - 1))
+            for i in range(start + (loop.count - 1) * loop.period, lo + loop.stop):  # the last iteration
+                emit(i)
+            i = lo + loop.stop
         lines.append("}\n")
         body.parts.append("\n".join(lines))
         body.helpers.append(frozenset(helpers))
         body.names.append(pname)
         body.calls.append(frozenset(called))
-    return _Body(body.parts, body.helpers, body.names, body.calls, size + scratch)
+    return _Body(body.parts, body.helpers, body.names, body.calls, size + scratch, emitted)
 
 
 def _computed_stores(places: list, value: str) -> list[str]:
@@ -596,8 +635,19 @@ def _computed_stores(places: list, value: str) -> list[str]:
     return lines
 
 
-def _powi(s: int, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[str]:
-    """Statements computing ``v{s} = base ** n``: multiplications for small ``n``, else ``pow``.
+def _statement(name: str, op: Any, texts: list[str], operands: list[int], tape: Any, helpers: set) -> list[str]:
+    """The statements defining the local ``name`` as ``op`` applied to the operand texts."""
+    if op is _POWI:
+        return _powi(name, texts[0], operands[1], tape, tape.n_input_scalars)
+    if op.c is None:
+        raise CompileError(f"op {op.name!r} has no C spelling in the op table; cannot generate C")
+    if op.name in C_HELPERS:
+        helpers.add(op.name)
+    return [f"  const double {name} = {op.c.format(*texts)};"]
+
+
+def _powi(name: str, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[str]:
+    """Statements computing ``name = base ** n``: multiplications for small ``n``, else ``pow``.
 
     For ``POWI_MIN <= n <= POWI_MAX`` the power is built by squaring from
     ``base`` (``1.0 / base`` when ``n < 0``, so that ``x**-2`` is not
@@ -608,15 +658,15 @@ def _powi(s: int, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[s
     value = float(tape.constants[exponent_slot - n_in]) if n_in <= exponent_slot < first else None
     if value is None or not value.is_integer() or not POWI_MIN <= value <= POWI_MAX:
         exponent = f"v{exponent_slot}" if value is None else c_constant(value)
-        return [f"  const double v{s} = pow({base}, {exponent});"]
+        return [f"  const double {name} = pow({base}, {exponent});"]
     n = int(value)
     if n == 0:
-        return [f"  const double v{s} = 1.0;"]
+        return [f"  const double {name} = 1.0;"]
     lines: list[str] = []
 
     def temp(expr: str) -> str:
-        lines.append(f"  const double v{s}_{len(lines) + 1} = {expr};")
-        return f"v{s}_{len(lines)}"
+        lines.append(f"  const double {name}_{len(lines) + 1} = {expr};")
+        return f"{name}_{len(lines)}"
 
     square = temp(f"1.0 / {base}") if n < 0 else base
     result, m = None, abs(n)
@@ -628,9 +678,152 @@ def _powi(s: int, base: str, exponent_slot: int, tape: Any, n_in: int) -> list[s
             break
         square = temp(f"{square} * {square}")
     if lines and lines[-1].startswith(f"  const double {result} ="):
-        lines[-1] = lines[-1].replace(f"const double {result} =", f"const double v{s} =")
+        lines[-1] = lines[-1].replace(f"const double {result} =", f"const double {name} =")
     else:
-        lines.append(f"  const double v{s} = {result};")
+        lines.append(f"  const double {name} = {result};")
+    return lines
+
+
+# ---------------------------------------------------------------- rerolled loops
+
+class _LoopFinder:
+    """What :func:`codegen.reroll.find_loops` needs about a Tape's instructions, computed once per Tape.
+
+    Operand and store columns: the op's operands, then the work slot a value is
+    kept in, then up to ``_MAX_PLACES`` output places.  Array numbers:
+    ``w``, then ``arg[0], arg[1], ...``, then ``res[0], res[1], ...``
+    (``array_names`` gives their C names).
+    """
+
+    def __init__(self, tape: Any, places: dict, wslot: dict, reader_part: np.ndarray, last_part: np.ndarray,
+                 result_base: dict) -> None:
+        n_in, first, n = tape.n_input_scalars, tape.first_instruction_slot, tape.n_instructions
+        self.first, self.n_in = first, n_in
+        n_inputs = len(tape.input_slots)
+        self.array_names = ["w"] + [f"arg[{i}]" for i in range(n_inputs)] + \
+            [f"res[{k}]" for k in range(len(tape.output_slots))]
+        self.res0 = reroll.ARRAY0 + 1 + n_inputs
+        self.input_array = np.zeros(n_in, dtype=np.int64)
+        self.input_element = np.zeros(n_in, dtype=np.int64)
+        for i, slots in enumerate(tape.input_slots):
+            flat = np.asarray(slots, dtype=np.int64).reshape(-1)
+            self.input_array[flat] = reroll.ARRAY0 + 1 + i
+            self.input_element[flat] = np.arange(len(flat))
+        self.wslot = np.full(tape.n_slots, -1, dtype=np.int64)
+        if wslot:
+            self.wslot[list(wslot)] = list(wslot.values())
+        arity = np.array([op.arity for op in OP_LIST], dtype=np.int64)
+        codes = tape.opcodes.astype(np.int64)
+        usable = np.array([op.c is not None or op is RESULT or op is _POWI for op in OP_LIST])[codes]
+        self.commutative = np.array([op.arity == 2 and op.has("commutative") for op in OP_LIST])[codes]
+        self.operands = np.where(np.arange(tape.operands.shape[1]) < arity[codes][:, None], tape.operands, -1)
+        # a result is read from the call's result array in w: a load from w (those stored with the call: never)
+        self.result = np.flatnonzero(codes == RESULT.code)
+        if len(self.result):
+            slots = first + self.result
+            usable[self.result[(last_part[slots] < 0) & (self.wslot[slots] < 0)]] = False
+            base = np.array([result_base[c] for c in tape.operands[self.result, 0].tolist()], dtype=np.int64)
+            self.result_w = base + tape.immediates[self.result]
+        # each instruction's output places, up to MAX_PLACES (more: never in a loop)
+        self.places = np.full((n, 2 * _MAX_PLACES), -1, dtype=np.int64)
+        for slot, where in places.items():
+            if len(where) > _MAX_PLACES:
+                usable[slot - first] = False
+                continue
+            for c, (k, j) in enumerate(where):
+                self.places[slot - first, 2 * c:2 * c + 2] = (self.res0 + k, j)
+        self.key = np.where(usable, codes, -1 - np.arange(n, dtype=np.int64))
+        # the last reader of each value in the part that computes it
+        self.last_reader = np.full(n, -1, dtype=np.int64)
+        rows = np.arange(n, dtype=np.int64)
+        reads = [(rows, self.operands[:, k]) for k in range(self.operands.shape[1])]
+        if tape.n_calls:
+            where = np.flatnonzero(codes == CALL.code)
+            row_of = np.zeros(tape.n_calls, dtype=np.int64)
+            row_of[tape.immediates[where]] = where
+            reads.append((np.repeat(row_of, np.diff(tape.call_offsets)), np.asarray(tape.call_operands)))
+        for reader, a in reads:
+            inside = a >= first
+            reader, a = reader[inside], a[inside] - first
+            same = reader_part[reader] == reader_part[a]
+            np.maximum.at(self.last_reader, a[same], reader[same])
+
+    def loops(self, lo: int, hi: int, part_first: int) -> list:
+        """The rerolled loops of instructions ``lo:hi`` (one part), starts relative to ``lo``."""
+        if hi - lo < reroll.MIN_ITERATIONS:
+            return []
+        first = self.first
+        a = self.operands[lo:hi]
+        arr = np.full(a.shape, reroll.UNUSED, dtype=np.int64)
+        idx = np.zeros(a.shape, dtype=np.int64)
+        local = a >= part_first
+        arr[local], idx[local] = reroll.LOCAL, a[local]
+        const = (a >= self.n_in) & (a < first)
+        arr[const], idx[const] = reroll.CONST, a[const]
+        inp = (a >= 0) & (a < self.n_in)
+        arr[inp], idx[inp] = self.input_array[a[inp]], self.input_element[a[inp]]
+        kept = (a >= first) & (a < part_first)
+        arr[kept], idx[kept] = reroll.ARRAY0, self.wslot[a[kept]]
+        if len(self.result):
+            lo_r, hi_r = np.searchsorted(self.result, [lo, hi])
+            rows = self.result[lo_r:hi_r] - lo
+            arr[rows, 0], idx[rows, 0] = reroll.ARRAY0, self.result_w[lo_r:hi_r]
+        ws = self.wslot[first + lo:first + hi]
+        store_arr = np.where(ws >= 0, reroll.ARRAY0, reroll.UNUSED)[:, None]
+        pl = self.places[lo:hi]
+        # commutative ops: operands in a canonical order (a + b and b + a are the same IEEE result),
+        # so that iterations the scheduler wrote as v1 + v2 and v3 + v1 still match
+        rel = np.where(arr == reroll.LOCAL, part_first + np.arange(hi - lo)[:, None] - idx, idx)
+        swap = self.commutative[lo:hi] & ((arr[:, 0] > arr[:, 1]) | ((arr[:, 0] == arr[:, 1]) & (rel[:, 0] > rel[:, 1])))
+        arr[swap, :2], idx[swap, :2] = arr[swap, 1::-1], idx[swap, 1::-1]
+        arr = np.concatenate([arr, store_arr, pl[:, 0::2]], axis=1)
+        idx = np.concatenate([idx, np.maximum(ws, 0)[:, None], np.maximum(pl[:, 1::2], 0)], axis=1)
+        return reroll.find_loops(self.key[lo:hi], arr, idx, a.shape[1], part_first, self.last_reader[lo:hi] - lo)
+
+
+_MAX_PLACES = 4  # output places of one value that a loop body stores (a value with more stays straight-line)
+
+
+def _loop_lines(loop: Any, start: int, first: int, ops: list, operands: list, operand: Any, arrays: list,
+                tape: Any, helpers: set) -> list[str]:
+    """The ``for`` loop of a rerolled loop's middle iterations (its first iteration is already emitted).
+
+    Locals of the body are ``l{p}`` (position ``p``); a value the next iteration
+    reads lives in ``c{S}_{p}`` (``S``: the loop's first slot), and the last
+    straight iteration reads iteration ``count - 2``'s as its usual ``v`` local;
+    middle-iteration values read after the loop go into ``e{S}_{p}[r]``.
+    """
+    s0 = first + start
+    L, count = loop.period, loop.count
+    carry = {q: f"c{s0}_{q}" for q in loop.carried}
+    lines = [f"  double {name} = v{s0 + q};" for q, name in carry.items()]
+    lines.extend(f"  double e{s0}_{q}[{count - 1}];" for q in loop.spilled)
+    lines.append(f"  for (long r = 1; r < {count - 1}; ++r) {{")
+    for p in range(L):
+        i = start + p
+        op = ops[i]
+        texts = []
+        for k, ref in enumerate(loop.refs[p][:op.arity]):
+            if ref.kind == "same":
+                texts.append(f"l{ref.q}")
+            elif ref.kind == "carried":
+                texts.append(carry[ref.q])
+            elif ref.kind == "fixed":
+                texts.append(operand(ref.base))  # in scope: iteration 0 read it already
+            else:
+                texts.append(f"{arrays[ref.array - reroll.ARRAY0]}[{reroll.index_text(ref.base, ref.step)}]")
+        if op is RESULT:
+            lines.append(f"    const double l{p} = {texts[0]};")
+        else:
+            lines.extend("  " + line for line in _statement(f"l{p}", op, texts, operands[i], tape, helpers))
+        lines.extend(f"    {arrays[ref.array - reroll.ARRAY0]}[{reroll.index_text(ref.base, ref.step)}] = l{p};"
+                     for ref in loop.stores[p])
+        if p in loop.spilled:
+            lines.append(f"    e{s0}_{p}[r] = l{p};")
+    lines.extend(f"    {name} = l{q};" for q, name in carry.items())
+    lines.append("  }")
+    last = s0 + (count - 2) * L
+    lines.extend(f"  const double v{last + q} = {name};" for q, name in carry.items())
     return lines
 
 

@@ -170,3 +170,21 @@ def test_tcc_builds_large_code_in_several_files(monkeypatch):
     got, ref = C(pts), F(pts)
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-15)
     assert got[1] == pytest.approx(ref[1], rel=1e-15) and (got[2] != ref[2]).nnz == 0
+
+
+def test_the_estimate_counts_emitted_statements_not_results_copied_by_loops():
+    """A glue-only Function of a map: its results are copied by loops (glue.py), so the estimate
+    does not grow with the instances (it counted every stored result as an operation: a map over
+    10^5 instances of 8 outputs went to tcc as "800,040 operations")."""
+    from codegen import c99
+
+    x = sg.symbols("x", 8)
+    body = sg.Function("body", [x], [x * x + 1])
+
+    def glue(n):
+        X = sg.symbols("X", (n, 8))
+        return c99.program(sg.Function("glue", [X], [body.map(n)(X)]))
+
+    small, large = glue(10), glue(20_000)
+    assert small.n_ops == large.n_ops < 100
+    assert estimate_build(large.n_ops, len(large.parts), ("-O2",), 1).cc_seconds < 1.0

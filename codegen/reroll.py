@@ -1,0 +1,213 @@
+"""Loop rerolling: a run of instructions that repeats one body over slots in arithmetic progression.
+
+Straight-line programs made from repeated structure (per-parameter gradient
+sums ``res[0][j] = w[a+j] + w[b+j]``, an elementwise model written out, a
+``fmax`` chain over an array) spend most of the C compiler's time on
+statements that differ only in their array indices.  Within one part
+function (see :mod:`codegen.c99`), this module finds *loops*: ``count``
+iterations of a body of ``period`` consecutive instructions where
+iteration ``r`` is iteration 0 with every operand, and every store,
+shifted by a constant per position:
+
+* an operand read from an array (``arg[i][j]``, ``w[j]``) steps ``j``
+  by any constant (0 included);
+* an operand computed in the same part is the same position of the same
+  iteration or of the previous one (a loop-carried value, such as a running
+  sum), or one fixed value made before the loop's second iteration;
+* a constant is the same constant;
+* stores into outputs ``res[k][j]`` and into the work array ``w[j]`` step
+  ``j`` by a constant.
+
+The first and the last iteration are emitted straight-line as before, so
+every value the rest of the part reads is an ordinary local; the middle
+ones become one ``for`` loop whose body is the statements of one iteration,
+each computing exactly the expression it computed before.  Nothing is
+reordered across iterations (iteration ``r`` runs its instructions in
+Tape order, after iteration ``r - 1``), and each instruction evaluates the
+same C expression on the same values, so the results are bitwise those of
+the straight-line code.  A value of a middle iteration that the part reads
+after the loop (other than through ``w`` or the outputs) is kept in a local
+array, which those readers index.
+
+The search is vectorized over the part: for each period ``L`` up to
+:data:`MAX_PERIOD`, instruction ``i`` *matches* ``i + L`` when their ops and
+operand arrays agree, and two matches in a row with equal index steps make
+``i`` *regular*; a run of regular instructions of length ``m`` is a loop of
+``m // L + 2`` iterations.  Loops are taken greedily from the left, the
+period saving the most statements first.
+
+>>> import numpy as np
+>>> key = np.zeros(8, dtype=np.int64)                 # eight instructions of one op
+>>> arr = np.full((8, 1), ARRAY0, dtype=np.int64)     # each reads arg[0] ...
+>>> idx = np.arange(8, dtype=np.int64)[:, None]       # ... at 0, 1, 2, ...
+>>> [(lp.start, lp.period, lp.count) for lp in find_loops(key, arr, idx, 1, 100, np.full(8, -1), min_saved=2)]
+[(0, 1, 8)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Loop", "Ref", "find_loops", "index_text", "LOCAL", "CONST", "ARRAY0", "UNUSED",
+           "MIN_ITERATIONS", "MIN_SAVED", "MAX_PERIOD"]
+
+MIN_ITERATIONS = 4  # a loop has at least this many iterations (its first and last stay straight-line)
+MIN_SAVED = 12  # statements a loop must save (its middle iterations' instructions) to be worth a loop
+MAX_PERIOD = 48  # the longest body looked for
+MAX_TRIES = 3  # periods validated per start position before moving on
+
+UNUSED, LOCAL, CONST = -1, 0, 1  # operand kinds; arrays (arg[i], w, res[k]) are numbered from ARRAY0
+ARRAY0 = 2
+
+
+@dataclass(frozen=True)
+class Ref:
+    """How a loop body reads one operand: ``kind`` is ``"same"``/``"carried"`` (position ``q`` of this
+    or the previous iteration), ``"fixed"`` (the slot ``base``: a constant or a value in scope before the loop)
+    or ``"array"`` (element ``base + step * r`` of array number ``array``, ``base`` its index in iteration 0)."""
+
+    kind: str
+    q: int = 0
+    array: int = 0
+    base: int = 0
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Loop:
+    """``count`` iterations of the ``period`` instructions from ``start`` (indices into the part).
+
+    ``refs[p][k]`` says how position ``p`` reads operand column ``k`` (None: unused);
+    ``stores[p]`` lists its stores as ``Ref("array", ...)``; ``carried`` lists the positions
+    read by the next iteration, ``spilled`` those whose middle-iteration values the part reads
+    after the loop (the loop keeps them in a local array).
+    """
+
+    start: int
+    period: int
+    count: int
+    refs: tuple
+    stores: tuple
+    carried: tuple
+    spilled: tuple = ()
+
+    @property
+    def stop(self) -> int:
+        """One past the last instruction of the last iteration."""
+        return self.start + self.period * self.count
+
+
+def index_text(base: int, step: int, var: str = "r") -> str:
+    """The C index ``base + step * var``, written simply.
+
+    >>> index_text(4, 1), index_text(4, 0), index_text(4, -2), index_text(0, 3)
+    ('4 + r', '4', '4 - 2 * r', '3 * r')
+    """
+    if step == 0:
+        return str(base)
+    term = var if abs(step) == 1 else f"{abs(step)} * {var}"
+    if base == 0:
+        return term if step > 0 else f"-{term}"
+    return f"{base} {'+' if step > 0 else '-'} {term}"
+
+
+def find_loops(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, n_operands: int, slot0: int,
+               last_reader: np.ndarray, min_saved: int = MIN_SAVED, max_period: int = MAX_PERIOD) -> list[Loop]:
+    """The loops of one part, in order and disjoint.
+
+    Args:
+        key: ``(m,)`` op code of each instruction; negative: never in a loop (unique per instruction).
+        arr: ``(m, K)`` per column what it reads or stores: :data:`UNUSED`, :data:`LOCAL` (a value
+            computed in this part; ``idx`` is its slot), :data:`CONST` (``idx``: its slot) or an
+            array number ``>= ARRAY0`` (``idx``: the element).  The first ``n_operands`` columns are
+            operands, the others stores.
+        idx: ``(m, K)`` indices as above.
+        slot0: the slot of the part's first instruction (instruction ``i`` defines ``slot0 + i``).
+        last_reader: ``(m,)`` the last instruction of this part reading each instruction's value
+            (-1: none).
+    """
+    m = len(key)
+    if m < MIN_ITERATIONS:
+        return []
+    periods = list(range(1, min(max_period, m // MIN_ITERATIONS) + 1))
+    if not periods:
+        return []
+    saved = np.zeros((len(periods), m), dtype=np.int64)
+    usable = key >= 0
+    for row, L in enumerate(periods):
+        match = usable[:-L] & (key[:-L] == key[L:]) & np.all(arr[:-L] == arr[L:], axis=1)
+        step = idx[L:] - idx[:-L]
+        regular = match[:-L] & match[L:] & np.all(step[:-L] == step[L:], axis=1)
+        if not regular.any():
+            continue
+        n = len(regular)
+        stop = np.where(regular, n, np.arange(n))  # first irregular index at or after i
+        run = np.minimum.accumulate(stop[::-1])[::-1] - np.arange(n)
+        saved[row, :n] = (run // L) * L
+    best = saved.max(axis=0)
+    loops: list[Loop] = []
+    i = 0
+    candidates = np.flatnonzero(best >= min_saved).tolist()
+    c = 0
+    while c < len(candidates):
+        i = candidates[c]
+        column = saved[:, i]
+        order = [r for r in np.argsort(-column, kind="stable")[:MAX_TRIES].tolist() if column[r] >= min_saved]
+        found = None
+        for r in order:
+            L = periods[r]
+            found = _validated(arr, idx, n_operands, slot0, last_reader, i, L, int(column[r]) // L + 2, min_saved)
+            if found is not None:
+                break
+        if found is None:
+            c += 1
+            continue
+        loops.append(found)
+        while c < len(candidates) and candidates[c] < found.stop:
+            c += 1
+    return loops
+
+
+def _validated(arr, idx, n_operands: int, slot0: int, last_reader, i0: int, L: int, count: int,
+               min_saved: int) -> Loop | None:
+    """The loop ``(i0, L, count)`` if its operands can be read in a loop, shortened where values escape."""
+    body = slice(i0, i0 + L)
+    steps = idx[i0 + L:i0 + 2 * L] - idx[body]
+    s0 = slot0 + i0
+    refs = []
+    carried = set()
+    for p in range(L):
+        row = []
+        for k in range(n_operands):
+            kind = int(arr[i0 + p, k])
+            d = int(steps[p, k])
+            if kind == UNUSED:
+                row.append(None)
+            elif kind == CONST:
+                if d:
+                    return None
+                row.append(Ref("fixed", base=int(idx[i0 + p, k])))
+            elif kind == LOCAL:
+                a1 = int(idx[i0 + L + p, k])  # the operand of iteration 1
+                if d == L and s0 + L <= a1 < s0 + L + p:
+                    row.append(Ref("same", a1 - s0 - L))
+                elif d == L and s0 <= a1 < s0 + L:
+                    row.append(Ref("carried", a1 - s0))
+                    carried.add(a1 - s0)
+                elif d == 0 and a1 < s0 + L:
+                    row.append(Ref("fixed", base=a1))
+                else:
+                    return None
+            else:
+                row.append(Ref("array", array=kind, base=int(idx[i0 + p, k]), step=d))
+        refs.append(tuple(row))
+    stores = tuple(tuple(Ref("array", array=int(arr[i0 + p, k]), base=int(idx[i0 + p, k]), step=int(steps[p, k]))
+                         for k in range(n_operands, arr.shape[1]) if arr[i0 + p, k] != UNUSED) for p in range(L))
+    if count < MIN_ITERATIONS or (count - 2) * L < min_saved:
+        return None
+    # positions whose middle-iteration values the part reads after the loop: kept in an array
+    middle = last_reader[i0 + L:i0 + (count - 1) * L].reshape(count - 2, L)
+    spilled = tuple(np.flatnonzero(np.any(middle >= i0 + count * L, axis=0)).tolist())
+    return Loop(i0, L, count, tuple(refs), stores, tuple(sorted(carried)), spilled)
