@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .expr import CALL, CONST, RESULT, Expr, building, const, intern_structural
+from .expr import CALL, CONST, RESULT, Expr, building, const, intern_results, intern_structural
 from .sparsity import Sparsity, jacobian_sparsity
 
 
@@ -281,7 +281,17 @@ def _results(D: Derivative, operands: tuple, seeds: list) -> list:
     The operands are Exprs already, in the order of the Function's flat
     inputs, so the call node is interned directly (``call_function`` would
     check and convert each argument: most of a sweep's time on small callees).
+    A map's flat derivative Function is not called: its mapped wrapper is,
+    on the operands and the seeds placed in its groups, and the wanted
+    results are picked (``FlatDerivative.direct``, :mod:`symgraph.structdiff`).
     """
+    direct = getattr(D.function, "direct", None)
+    if direct is not None:  # a map's derivative: call its mapped wrapper itself, pick the results
+        mapped, seed_index, where = direct
+        placed = [seeds[i] if i >= 0 else _ZERO for i in seed_index.tolist()]
+        node = intern_structural(CALL, tuple(operands) + tuple(placed), mapped)
+        results = intern_results(node, 0, mapped.structure.n_results)
+        return [results[w] if w >= 0 else _ZERO for w in where.tolist()]
     node = intern_structural(CALL, tuple(operands) + tuple(seeds), D.function)
     return [intern_structural(RESULT, (node,), j) for j in range(D.function.outputs[0].size)]
 

@@ -27,7 +27,11 @@ of body ``F`` they are built without unrolling:
    against every instance's inputs (see :class:`FlatDerivative`).
 
 So a derivative of a map is again one map call, and its own derivatives
-(second order) come the same way.
+(second order) come the same way.  In a graph, :mod:`symgraph.calldiff`
+calls the mapped wrapper itself, not the flat Function (``direct``: the
+seeds placed into the groups, the results picked, as the flat Function's
+own graph does): the caller's operands go straight to the map, and the C
+glue copies them once instead of twice (into ``x``, then into the map).
 
 >>> import numpy as np, symgraph as sg
 >>> x, p = sg.symbols("x"), sg.symbols("p")
@@ -94,6 +98,7 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     in_index = np.concatenate([np.arange(s.n_operands, dtype=np.int64),
                                np.where(seed_index >= 0, s.n_operands + seed_index, -1)])
     D.pattern_source = (mapped, in_index, where, s.n_operands + len(seeds))
+    D.direct = (mapped, seed_index, where)
     return D
 
 
@@ -110,6 +115,9 @@ class FlatDerivative(Function):
 
     pattern_source: tuple | None = None
     _known: Any = None
+    # (mapped wrapper, per wrapper seed scalar the index of its seed or -1, per output the wrapper result
+    # or -1): what calldiff calls in place of this Function (no glue copying the operands into ``x``)
+    direct: tuple | None = None
 
     @property
     def known_pattern(self) -> Any:

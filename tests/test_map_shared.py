@@ -260,6 +260,23 @@ def test_the_mapped_wrapper_of_a_plain_body_calls_nothing():
         assert W.structure.body.tape.n_calls == 0, W.structure.body.listing()
 
 
+def test_map_derivatives_call_the_mapped_wrapper_itself():
+    """No call of a flat derivative Function (whose glue copies every operand into one ``x``) at any level."""
+    from symgraph.call import callees_bottom_up
+    from symgraph.structdiff import FlatDerivative
+
+    inputs, f = gmm()
+    F = sg.Function("gmm", inputs, [f, *[sg.grad(f, v) for v in inputs[:4]]])
+    direct = [node.data for node in sg.expr.topological(list(flat(F.outputs))) if node.op is sg.expr.CALL]
+    callees = callees_bottom_up(direct)
+    assert not [G.name for G in callees if isinstance(G, FlatDerivative)]
+    assert sum(getattr(G, "structure", None) is not None for G in callees) >= 4  # both maps, both vjp wrappers
+    args = gmm_point(2)
+    U = sg.Function("gmm_u", inputs, [sg.inline(f), *[sg.grad(sg.inline(f), v) for v in inputs[:4]]])
+    for a, b in zip(F(*args), U(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("shared_outer", [(), (1,)])
 def test_a_map_of_a_map_with_shared_inputs_differentiates_like_the_unrolled(shared_outer):
     """The inner map is the outer map's body itself: its wrapper holds the one call of the inner flat vjp."""
