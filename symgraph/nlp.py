@@ -100,8 +100,10 @@ class NLP:
             t = tiled_derivatives(self.x, self.f, self.g, sigma, lam)
         # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
         self.tiled = t.tiled
-        self.jacobian_structure = Sparsity(t.jacobian.rows, t.jacobian.cols, (self.m, self.n))
-        self.hessian_structure = Sparsity(t.hessian.rows, t.hessian.cols, (self.n, self.n))
+        # tiled values come instance by instance, so a position may repeat: each callback's values are
+        # summed into the distinct positions (CSC order) by one precomputed bincount
+        self.jacobian_structure, self._jacobian_sum = _distinct(t.jacobian.rows, t.jacobian.cols, (self.m, self.n))
+        self.hessian_structure, self._hessian_sum = _distinct(t.hessian.rows, t.hessian.cols, (self.n, self.n))
         self._gradient_cols = t.gradient.cols
         xp = [self.x, self.p]
         names = ["x", "p"]
@@ -178,7 +180,7 @@ class NLP:
 
     def jacobian_values(self, x: Any) -> np.ndarray:
         """Nonzeros of dg/dx in :attr:`jacobian_structure` order."""
-        return self._timed("jac_g", self.check_x(x), self._p_value)
+        return _summed(self._timed("jac_g", self.check_x(x), self._p_value), self._jacobian_sum)
 
     def hessian_values(self, x: Any, lam: Any, sigma: float = 1.0) -> np.ndarray:
         """Nonzeros of the lower triangle of the Hessian of ``sigma*f + lam'g``, in structure order."""
@@ -191,7 +193,7 @@ class NLP:
         sigma = real_values(sigma, "NLP: sigma")
         if sigma.shape != ():
             raise ShapeError(f"NLP: sigma (objective factor) must be one real number, got shape {sigma.shape}")
-        return self._timed("hess_l", self.check_x(x), self._p_value, float(sigma), lam)
+        return _summed(self._timed("hess_l", self.check_x(x), self._p_value, float(sigma), lam), self._hessian_sum)
 
     def jacobian(self, x: Any):
         """dg/dx at x as a ``scipy.sparse.csr_matrix`` (m x n)."""
@@ -245,6 +247,34 @@ class NLPResult(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+def _distinct(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[Sparsity, tuple | None]:
+    """The pattern of COO positions without repeats, and how to sum values onto it (None: nothing repeats).
+
+    >>> s, how = _distinct(np.array([1, 0, 1]), np.array([0, 0, 0]), (2, 1))
+    >>> s.rows.tolist(), _summed(np.array([1.0, 2.0, 3.0]), how).tolist()
+    ([0, 1], [2.0, 4.0])
+    """
+    height = max(shape[0], 1)
+    key = cols * height + rows
+    if len(key) < 2 or np.all(key[1:] > key[:-1]):
+        return Sparsity(rows, cols, shape), None
+    distinct, inverse = np.unique(key, return_inverse=True)
+    pattern = Sparsity(distinct % height, distinct // height, shape)
+    if len(distinct) == len(key):  # no repeats, another order: a permutation
+        return pattern, (np.argsort(key, kind="stable"), None)
+    return pattern, (inverse.astype(np.intp), len(distinct))
+
+
+def _summed(values: np.ndarray, how: tuple | None) -> np.ndarray:
+    """``values`` put in the order of, and summed onto, the distinct positions as ``how`` says (:func:`_distinct`)."""
+    if how is None:
+        return values
+    index, size = how
+    if size is None:
+        return values[index]
+    return np.bincount(index, weights=values, minlength=size)
 
 
 def symmetric_from_lower(values: np.ndarray, structure: Sparsity):
