@@ -639,7 +639,8 @@ def test_c_source_does_not_grow_with_n_state_and_shared_inputs():
     small, large = _c_without_n(F, 10, shared=["p"], last=True), _c_without_n(F, 10000, shared=["p"], last=True)
     assert "for (long i = 0; i < N; ++i)" in large
     assert len(small) == len(large) and small == large
-    assert large.count("sin(") == small.count("sin(") == 40
+    # the body (20 steps x 2 sines) is emitted once, whatever n; loop rerolling may fold some of its steps
+    assert large.count("sin(") == small.count("sin(") and 0 < large.count("sin(") <= 40
 
 
 # The fold's own Tape holds one operand per scalar of its (n,)-shaped inputs and one result per scalar of
