@@ -359,7 +359,7 @@ def result_copies(stores: list[tuple[int, int, int]], array: str, indent: str = 
     return lines
 
 
-_ARRAY = re.compile(r"^(arg\[\d+\]|w)\[(\d+)\]$")
+_ARRAY = re.compile(r"^(arg\[\d+\]|w|e\d+_\d+)\[(\d+)\]$")  # inputs, work slots, rerolled loops' spilled values
 _CONSTANT = re.compile(r"^(\(?-?(\d[\d.eE+-]*|INFINITY)\)?|NAN)$")
 
 

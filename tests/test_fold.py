@@ -653,3 +653,25 @@ def test_c_source_does_not_grow_with_n_per_step_inputs_and_outputs():
     # the same text up to the numbers (n and sizes and offsets derived from it), a few digits longer
     assert re.sub(r"[0-9]+", "#", small) == re.sub(r"[0-9]+", "#", large)
     assert len(large) - len(small) < 300
+
+
+@needs_cc
+def test_c_of_a_fold_gradient_does_not_grow_with_n():
+    # the reverse fold reads the stored states in reverse; rerolled loads of them feed the next call's
+    # operands, which must be copied by loops, not one statement per state
+    def gradient_function(n):
+        q, p = sg.symbols("q", 2), sg.symbols("p", 2)
+        step = sg.Function("step", [q, p], [q + 0.01 * np.array([p[0] * q[0] - q[0] * q[1], q[0] * q[1] - p[1] * q[1]],
+                                                               dtype=object)])
+        theta, data = sg.symbols("theta", 4), sg.symbols("data", (n, 2))
+        states = step.fold(n, shared=["p"])(theta[2:], theta[:2])
+        s, d = sg.symbols("s", 2), sg.symbols("d", 2)
+        square = sg.Function("square", [s, d], [np.sum((s - d) * (s - d))])
+        with sg.building():
+            loss = square.map(n, reduce="sum")(states, data)
+            return sg.Function("lv", [theta, data], [loss, sg.grad(loss, theta)])
+    small, large = gradient_function(300), gradient_function(3000)
+    lines = [len(G.compile().source.splitlines()) for G in (small, large)]
+    assert abs(lines[1] - lines[0]) <= 20  # 10x the steps: the same code (a part boundary may move), tables grow
+    th, d = np.array([1.0, 0.5, 0.9, 0.4]), np.random.default_rng(0).uniform(0, 1, (3000, 2))
+    np.testing.assert_array_equal(large.compile()(th, d)[1], large(th, d)[1])
