@@ -82,7 +82,7 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import reroll, stores
-from .glue import glue_lines, is_glue, operand_copies, result_copies
+from .glue import glue_lines, is_glue, is_multi_glue, multi_glue_lines, operand_copies, result_copies
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
@@ -484,6 +484,13 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                           *glue_lines(tape, outputs.places, info, c_constant), "}\n"])
         return _Body([text], [frozenset()], [pname], [frozenset({info.index})], info.n_in + info.n_out + info.work_size,
                      text.count(";"))
+    if callees is not None and is_multi_glue(tape):  # several calls on inputs (assembled callbacks): the same
+        pname = c_symbol(cname, f"{prefix}part0")
+        lines = multi_glue_lines(tape, outputs.slots, callees, c_constant)
+        text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;", *lines, "}\n"])
+        used = [callees[G] for G in tape.callees]
+        return _Body([text], [frozenset()], [pname], [frozenset(info.index for info in used)],
+                     max(info.n_in + info.n_out + info.work_size for info in used), text.count(";"))
     n_in, first = tape.n_input_scalars, tape.first_instruction_slot
     operand_matrix = tape.operands
     bounds = _part_bounds(tape, chunk)

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -339,6 +339,59 @@ def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]
     stores = [(k, pos, info.n_in + int(immediates[s - first])) for s, positions in places.items()
               for k, pos in positions]
     lines += result_copies(stores, "cw")
+    return lines
+
+
+def is_multi_glue(tape: Any) -> bool:
+    """Whether ``tape`` is calls and their results only, every call on inputs and constants (assembled callbacks)."""
+    codes = tape.opcodes
+    if tape.n_calls < 2 or tape.n_instructions < 2 * MIN_RUN:
+        return False
+    if not np.all((codes == CALL.code) | (codes == RESULT.code)):
+        return False
+    return bool(np.all(np.asarray(tape.call_operands) < tape.first_instruction_slot))
+
+
+def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict, c_constant: Any) -> list[str]:
+    """The statements of a Tape of several calls on inputs and constants: per call, operands into ``w``, the
+    call, and its results into the outputs, all planned by :func:`copy_lines` (no statement per scalar).
+
+    ``output_slots[k]``: the slot of each scalar of output ``k`` in C order; ``infos``: callee -> ``_Callee``.
+    """
+    n_in, first = tape.n_input_scalars, tape.first_instruction_slot
+    n_inputs = len(tape.input_slots)
+    source = np.full(n_in + len(tape.constants), n_inputs, dtype=np.int64)
+    element = np.zeros(len(source), dtype=np.int64)
+    for k, arr in enumerate(tape.input_slots):
+        flat = np.asarray(arr, dtype=np.int64).reshape(-1)
+        source[flat] = k
+        element[flat] = np.arange(len(flat))
+    text_id: dict[str, int] = {}
+    element[n_in:] = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
+    arrays, constants = [f"arg[{k}]" for k in range(n_inputs)], list(text_id)
+    codes = tape.opcodes
+    owner = np.full(tape.n_slots, -1, dtype=np.int64)  # result slot -> its call's instruction
+    results = np.flatnonzero(codes == RESULT.code)
+    owner[first + results] = tape.operands[results, 0] - first
+    picked = np.zeros(tape.n_slots, dtype=np.int64)
+    picked[first + results] = tape.immediates[results]
+    lines = ["  double *const cw = w;"]
+    for i in np.flatnonzero(codes == CALL.code).tolist():
+        row = int(tape.immediates[i])
+        slots = np.asarray(tape.call_operands[tape.call_offsets[row]:tape.call_offsets[row + 1]], dtype=np.int64)
+        info = infos[tape.callees[int(tape.call_callee[row])]]
+        lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
+        ins = ", ".join(f"cw + {o}" for o in info.in_offsets) or "0"
+        outs = ", ".join(f"cw + {info.n_in + o}" for o in info.out_offsets) or "0"
+        lines += [f"  {{ const double *const ca[{max(1, len(info.in_offsets))}] = {{{ins}}};",
+                  f"    double *const cr[{max(1, len(info.out_offsets))}] = {{{outs}}};",
+                  f"    {info.name}(ca, cr, cw + {info.n_in + info.n_out}); }}"]
+        for k, out in enumerate(output_slots):
+            out = np.asarray(out, dtype=np.int64).reshape(-1)
+            mine = np.flatnonzero((out >= first) & (owner[np.maximum(out, 0)] == i))
+            if len(mine):
+                lines += copy_lines(f"res[{k}]", mine, np.zeros(len(mine), dtype=np.int64),
+                                    info.n_in + picked[out[mine]], ["cw"], [])
     return lines
 
 
