@@ -102,8 +102,9 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
         name: the Function's name.
         inputs: object arrays of distinct symbols.
         outputs: per output, a list of :class:`ExprPiece` and :class:`CallPiece` (flat; the output is 1-d).
-        calls: ``(F, operands)``: call ``k`` is ``F`` on the flat object array ``operands`` (Exprs or
-            numbers, as many as ``F`` has input scalars).
+        calls: ``(F, operands)`` or ``(F, operands, slots)``: call ``k`` is ``F`` on the flat object array
+            ``operands`` (Exprs or numbers, as many as ``F`` has input scalars); ``slots``, if given, holds
+            the input slot of each operand where the caller knows it (-1 elsewhere: looked up).
 
     See the module docstring for an example.
     """
@@ -118,7 +119,8 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
             position += 1
     # call operands that are not input symbols are computed by the Expr part (as hidden outputs)
     operand_slots, hidden, hidden_at = [], [], []
-    for F, operands in calls:
+    for call in calls:
+        F, operands = call[0], call[1]
         ops = as_expr_array(operands).reshape(-1)
         if len(ops) != sum(int(np.prod(s, dtype=np.int64)) for s in F.input_shapes):
             from .errors import ShapeError
@@ -126,7 +128,13 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
             raise ShapeError(f"assembled_function: {F.name} takes {sum(np.prod(s) for s in F.input_shapes)} "
                              f"operand scalars, got {len(ops)}")
         get = slot_of.get
-        slots = np.fromiter((get(e, -1) for e in ops.tolist()), dtype=np.int64, count=len(ops))
+        known = np.asarray(call[2], dtype=np.int64) if len(call) > 2 else None  # slots the caller knows
+        if known is None:
+            slots = np.fromiter((get(e, -1) for e in ops.tolist()), dtype=np.int64, count=len(ops))
+        else:
+            slots = known.copy()
+            look = np.flatnonzero(slots < 0)
+            slots[look] = np.fromiter((get(e, -1) for e in ops[look].tolist()), dtype=np.int64, count=len(look))
         missing = np.flatnonzero(slots < 0)
         hidden.append(ops[missing])
         hidden_at.append(missing)
@@ -157,7 +165,7 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     offset = int(base.call_offsets[-1])
     result_lists, result_starts = [], []
     index = n0
-    for c, (F, _) in enumerate(calls):
+    for c, (F, *_) in enumerate(calls):
         results = np.unique(np.concatenate(wanted[c])) if wanted[c] else np.zeros(0, np.int64)
         n_results = sum(int(np.prod(s, dtype=np.int64)) for s in F.output_shapes)
         if len(results) and (results[0] < 0 or results[-1] >= n_results):

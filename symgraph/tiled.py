@@ -63,21 +63,24 @@ class Triplets:
         self.col_parts: list = []
         self.pieces: list = []
         self.calls: list = []
+        self.variables: np.ndarray | None = None  # the x that known operand slots count in
 
     def add_exprs(self, rows: Any, cols: Any, values: Any) -> None:
         from .assemble import ExprPiece
 
         self._add(rows, cols, ExprPiece(np.asarray(values, dtype=object).reshape(-1)))
 
-    def add_call(self, rows: Any, cols: Any, F: Any, operands: np.ndarray, indices: np.ndarray) -> None:
+    def add_call(self, rows: Any, cols: Any, F: Any, operands: np.ndarray, indices: np.ndarray,
+                 slots: np.ndarray | None = None) -> None:
+        """Values ``indices`` of the results of ``F`` on ``operands`` (``slots``: their known input slots)."""
         from .assemble import CallPiece
 
-        for c, (G, ops) in enumerate(self.calls):  # one call of F on the same operands serves several pieces
+        for c, (G, ops, *_) in enumerate(self.calls):  # one call of F on the same operands serves several pieces
             if G is F and ops is operands:
                 break
         else:
             c = len(self.calls)
-            self.calls.append((F, operands))
+            self.calls.append((F, operands) if slots is None else (F, operands, slots))
         self._add(rows, cols, CallPiece(c, np.asarray(indices, dtype=np.int64).reshape(-1)))
 
     def _add(self, rows: Any, cols: Any, piece: Any) -> None:
@@ -99,7 +102,7 @@ class Triplets:
         from .call import call_function
 
         results = []
-        for F, ops in self.calls:
+        for F, ops, *_ in self.calls:
             out = call_function(F, _split_operands(F, ops))
             results.append(np.asarray(out, dtype=object).reshape(-1))
         parts = [p.values if isinstance(p, ExprPiece) else results[p.call][p.indices] for p in self.pieces]
@@ -111,7 +114,22 @@ class Triplets:
 
         outputs = ([[ExprPiece(np.asarray(dense, dtype=object).reshape(-1))]] if dense is not None else [])
         outputs.append(list(self.pieces))
-        return assembled_function(name, inputs, outputs, self.calls, input_names=input_names)
+        calls = self.calls
+        if not self._x_leads(inputs):  # known slots count x from slot 0: otherwise look every operand up
+            calls = [c[:2] for c in calls]
+        return assembled_function(name, inputs, outputs, calls, input_names=input_names)
+
+    def _x_leads(self, inputs: list) -> bool:
+        """Whether the flat inputs begin with exactly the variables, in order."""
+        x = self.variables
+        if x is None:
+            return False
+        flat: list = []
+        for arr in inputs:
+            flat.extend(np.asarray(arr, dtype=object).reshape(-1).tolist())
+            if len(flat) >= len(x):
+                break
+        return len(flat) >= len(x) and all(a is b for a, b in zip(flat, x.tolist()))
 
 
 def _split_operands(F: Any, ops: np.ndarray) -> list:
@@ -310,7 +328,9 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         gradient = Triplets()
         jac = Triplets()
         hess = Triplets()
-        if m:
+        for T in (gradient, jac, hess):
+            T.variables = x
+        if m and not all(e.op is CONST for e in g_rem.tolist()):
             J = jacobian(g_rem, x, tiled=False)
             jac.add_exprs(J.rows, J.cols, J.values)
         nonzero = np.array([not (e.op is CONST and e.data == 0.0) for e in g_rem.tolist()], dtype=bool)
@@ -348,8 +368,10 @@ def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
             return None
         live, _, y_rem = split
         jac = Triplets()
-        J = jacobian(y_rem, x, tiled=False)
-        jac.add_exprs(J.rows, J.cols, J.values)
+        jac.variables = x
+        if not all(e.op is CONST for e in y_rem.tolist()):
+            J = jacobian(y_rem, x, tiled=False)
+            jac.add_exprs(J.rows, J.cols, J.values)
         for t in live:
             _tile_jacobian(t, jac)
     return jac
@@ -474,7 +496,7 @@ def _tile_gradient(t: _Term, out: Triplets) -> None:
     cols = t.instance_columns(slots)                                    # (n, slots)
     keep = cols >= 0
     index = np.arange(cols.size, dtype=np.int64).reshape(cols.shape)
-    out.add_call(np.zeros(int(keep.sum()), np.int64), cols[keep], M, t.operands(), index[keep])
+    out.add_call(np.zeros(int(keep.sum()), np.int64), cols[keep], M, t.operands(), index[keep], t.slot_cols)
 
 
 def _tile_jacobian(t: _Term, out: Triplets) -> None:
@@ -505,7 +527,7 @@ def _tile_jacobian(t: _Term, out: Triplets) -> None:
     rows = np.where(per_instance[None, :], row_table[entry].T, shared_row[entry][None, :])
     keep = (rows >= 0) & (cols >= 0)
     index = np.arange(rows.size, dtype=np.int64).reshape(rows.shape)
-    out.add_call(rows[keep], cols[keep], M, t.operands(), index[keep])
+    out.add_call(rows[keep], cols[keep], M, t.operands(), index[keep], t.slot_cols)
 
 
 def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None:
@@ -563,11 +585,12 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     ra, cb = t.instance_columns(H.rows), t.instance_columns(H.cols)
     keep = (ra >= 0) & (cb >= 0)
     rows, cols = np.maximum(ra, cb), np.minimum(ra, cb)
-    out.add_call(rows[keep], cols[keep], M, operands, index[keep])
+    slots = np.concatenate([t.slot_cols, np.full(len(operands) - len(t.slot_cols), -1, dtype=np.int64)])
+    out.add_call(rows[keep], cols[keep], M, operands, index[keep], slots)
     # an off-diagonal body entry whose two slots are one variable counts twice on its diagonal
     twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
     if twice.any():
-        out.add_call(rows[twice], cols[twice], M, operands, index[twice])
+        out.add_call(rows[twice], cols[twice], M, operands, index[twice], slots)
 
 
 def _weight_pieces(t: _Term, sigma: Expr, lam: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -591,3 +591,20 @@ def test_sg_jacobian_tiled_with_a_result_in_two_rows_falls_back_without_looping(
     J = sg.jacobian(np.array([r[0], r[0] + r[1], 3 * r[1]], dtype=object), x)
     expected = np.array([[2.0, 1.0, 0.0], [2.0, 4.0, 2.0], [0.0, 9.0, 6.0]])
     np.testing.assert_allclose(sg.Function("J", [x], [J])(np.array([1.0, 2.0, 3.0])).toarray(), expected)
+
+
+def test_tiled_jacobian_function_with_the_variables_not_first():
+    from symgraph.tiled import tiled_jacobian
+    import scipy.sparse as sp
+
+    x, p = sg.symbols("x", 4), sg.symbols("p")
+    u = sg.symbols("u", 2)
+    F = sg.Function("F", [u, p], [u[0] * u[1] * p + u[1] ** 2])
+    y = F.map(3, shared=[1])(np.stack([x[:-1], x[1:]], axis=1), p)
+    T = tiled_jacobian(y, x)
+    xv = np.array([0.5, -1.0, 2.0, 0.25])
+    expected = sg.Function("J", [x, p], [sg.jacobian(y, x, tiled=False)])(xv, 3.0).toarray()
+    for inputs, args in (([x, p], (xv, 3.0)), ([p, x], (3.0, xv))):  # x first, then x after p
+        J = T.function("J", inputs)
+        got = sp.coo_matrix((J(*args), (T.rows, T.cols)), shape=(3, 4)).toarray()
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
