@@ -68,6 +68,7 @@ void sgf_f__part0(const double *const *arg, double *const *res, double *w) {
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -304,15 +305,24 @@ def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1,
 class _Outputs:
     """Where each output scalar goes: ``places[slot] = [(k, j), ...]`` for computed slots, plus sparsity."""
 
-    places: dict
     sizes: tuple
     sparsity: tuple  # per output: None or (nrow, ncol, colind, row)
     slots: tuple  # per output: 1-D int64 slot array in C memory order
+    first: int  # the Tape's first instruction slot
+
+    @functools.cached_property
+    def places(self) -> dict:
+        """``places[slot]``: the output positions ``(k, j)`` of each computed slot (made when first asked)."""
+        places: dict[int, list[tuple[int, int]]] = {}
+        for k, flat in enumerate(self.slots):
+            computed = np.flatnonzero(flat >= self.first)
+            for j, slot in zip(computed.tolist(), flat[computed].tolist()):
+                places.setdefault(slot, []).append((k, j))
+        return places
 
 
 def _output_layout(F: Any, tape: Any, compressed: bool = True) -> _Outputs:
     """Where outputs go; sparse ones in compressed-column order, or (``compressed=False``, callees) in Tape order."""
-    places: dict[int, list[tuple[int, int]]] = {}
     sizes, sparsity, slot_arrays = [], [], []
     first = tape.first_instruction_slot
     for k, slots in enumerate(tape.output_slots):
@@ -326,12 +336,9 @@ def _output_layout(F: Any, tape: Any, compressed: bool = True) -> _Outputs:
             flat = flat[perm]
             colind = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=shape[1]))])
             sparsity.append((shape[0], shape[1], colind.tolist(), rows[perm].tolist()))
-        computed = np.flatnonzero(flat >= first)
-        for j, s in zip(computed.tolist(), flat[computed].tolist()):
-            places.setdefault(s, []).append((k, j))
         sizes.append(len(flat))
         slot_arrays.append(flat)
-    return _Outputs(places, tuple(sizes), tuple(sparsity), tuple(slot_arrays))
+    return _Outputs(tuple(sizes), tuple(sparsity), tuple(slot_arrays), first)
 
 
 def c_constant(value: float) -> str:
