@@ -108,10 +108,10 @@ class NLP:
         xp = [self.x, self.p]
         names = ["x", "p"]
         functions = {
-            "f": Function(f"{name}_f", xp, [self.f]),
+            "f": Function(f"{name}_f", xp, [self.f], input_names=names),
             "grad_f": (t.gradient.function(f"{name}_grad_f", xp, names, dense=t.gradient_dense) if t.tiled
-                       else Function(f"{name}_grad_f", xp, [t.gradient_dense])),
-            "g": Function(f"{name}_g", xp, [self.g]),
+                       else Function(f"{name}_grad_f", xp, [t.gradient_dense], input_names=names)),
+            "g": Function(f"{name}_g", xp, [self.g], input_names=names),
             "jac_g": t.jacobian.function(f"{name}_jac_g", xp, names),
             "hess_l": t.hessian.function(f"{name}_hess_l", [self.x, self.p, sigma, lam],
                                          ["x", "p", "sigma", "lambda"]),
