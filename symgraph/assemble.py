@@ -31,6 +31,7 @@ import numpy as np
 
 from .expr import CALL, RESULT, building
 from .function import Function, _names
+from .sparse import sorted_unique
 from .tape import MAX_ARITY, Tape, build_tape, tape_exprs
 
 __all__ = ["assembled_function", "ExprPiece", "CallPiece", "AssembledFunction"]
@@ -166,7 +167,7 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     result_lists, result_starts = [], []
     index = n0
     for c, (F, *_) in enumerate(calls):
-        results = np.unique(np.concatenate(wanted[c])) if wanted[c] else np.zeros(0, np.int64)
+        results = sorted_unique(np.concatenate(wanted[c])) if wanted[c] else np.zeros(0, np.int64)
         n_results = sum(int(np.prod(s, dtype=np.int64)) for s in F.output_shapes)
         if len(results) and (results[0] < 0 or results[-1] >= n_results):
             from .errors import ShapeError

@@ -260,7 +260,12 @@ def _distinct(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tup
     key = cols * height + rows
     if len(key) < 2 or np.all(key[1:] > key[:-1]):
         return Sparsity(rows, cols, shape), None
-    distinct, inverse = np.unique(key, return_inverse=True)
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    new = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    distinct = ordered[new]
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
     pattern = Sparsity(distinct % height, distinct // height, shape)
     if len(distinct) == len(key):  # no repeats, another order: a permutation
         return pattern, (np.argsort(key, kind="stable"), None)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .expr import CONST, RESULT, SYMBOL, Expr, building, symbol, topological
 from .ops import Op
+from .sparse import sorted_unique
 
 
 class _SparsityFields(NamedTuple):
@@ -104,7 +105,7 @@ def pattern(rows: Any, cols: Any, shape: tuple[int, int]) -> Sparsity:
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     cols = np.asarray(cols, dtype=np.int64).reshape(-1)
     shape = (int(shape[0]), int(shape[1]))
-    key = np.unique(cols * max(shape[0], 1) + rows)
+    key = sorted_unique(cols * max(shape[0], 1) + rows)
     return Sparsity(key % max(shape[0], 1), key // max(shape[0], 1), shape)
 
 

@@ -46,6 +46,7 @@ import numpy as np
 
 from .call import is_result
 from .expr import CONST, Expr, building, const, free_symbols
+from .sparse import sorted_unique
 
 __all__ = ["tiled_derivatives", "tiled_jacobian", "TiledDerivatives", "Triplets", "split_terms"]
 
@@ -448,7 +449,7 @@ def _settle(t: _Term, f_rest: list, g_split: list) -> None:
     ok = _coefficients(list(zip([c for c, _ in t.f], body_r.tolist())), n_entries) is not None
     if ok and t.f:
         counts = np.bincount(body_r[inst >= 0], minlength=n_entries)
-        mapped_entries = np.unique(body_r[inst >= 0])
+        mapped_entries = sorted_unique(body_r[inst >= 0])
         ok = bool(np.all(counts[mapped_entries] == s.n)) and len(set(zip(body_r.tolist(), inst.tolist()))) == len(t.f)
         ok = ok and len(set(body_r[inst < 0].tolist())) == int(np.sum(inst < 0))
     if not ok:
@@ -487,7 +488,7 @@ def _tile_gradient(t: _Term, out: Triplets) -> None:
         return
     body_r, _, coef = _entries(t, t.f)
     outs, u = t.body_outputs(), t.body_symbols()
-    entries = np.unique(body_r)
+    entries = sorted_unique(body_r)
     c = {int(r): float(k) for r, k in zip(body_r.tolist(), coef.tolist())}
     objective = sum((outs[r] * c[r] for r in entries.tolist()), const(0.0))
     gb = np.asarray(grad(objective, u), dtype=object).reshape(-1)
@@ -545,8 +546,8 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     position = np.searchsorted(entries, r)
     bad = (counts[inverse] > 1) | (coef != coef[first][position])
     baked = np.where(np.isin(entries, r[bad]), 1.0, coef[first])
-    mapped_entries = np.unique(r[inst >= 0])
-    shared_entries = np.unique(r[inst < 0])
+    mapped_entries = sorted_unique(r[inst >= 0])
+    shared_entries = sorted_unique(r[inst < 0])
     outs, u = t.body_outputs(), t.body_symbols()
     w_inst = symbols("w_inst", len(mapped_entries)) if len(mapped_entries) else np.empty(0, dtype=object)
     w_sh = symbols("w_shared", len(shared_entries)) if len(shared_entries) else np.empty(0, dtype=object)
