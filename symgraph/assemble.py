@@ -34,7 +34,7 @@ from .function import Function, _names
 from .sparse import sorted_unique
 from .tape import MAX_ARITY, Tape, build_tape, tape_exprs
 
-__all__ = ["assembled_function", "ExprPiece", "CallPiece", "AssembledFunction"]
+__all__ = ["assembled_function", "pieces_of", "ExprPiece", "CallPiece", "AssembledFunction"]
 
 
 @dataclass(frozen=True)
@@ -213,3 +213,43 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
                 call_operands=np.concatenate(call_operands))
     return AssembledFunction(name, inputs, tape, input_names, output_names)
 
+
+
+def pieces_of(values: Any) -> tuple[list, list] | None:
+    """``values`` (flat Exprs) as pieces and calls for :func:`assembled_function`, or None if no call result is in it.
+
+    Runs of results of one call become :class:`CallPiece` s (the call made
+    once, its operands as they are); everything else :class:`ExprPiece` s.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x, a = sg.symbols("x", 3), sg.symbols("a")
+    >>> r = sg.Function("sq", [a], [a ** 2]).map(3)(x)
+    >>> pieces, calls = pieces_of(np.concatenate([r, [x[0] + 1]]))
+    >>> [type(p).__name__ for p in pieces], len(calls)
+    (['CallPiece', 'ExprPiece'], 1)
+    """
+    from .call import is_result
+
+    flat = np.asarray(values, dtype=object).reshape(-1).tolist()
+    owner = [e.args[0] if is_result(e) else None for e in flat]
+    if not any(o is not None for o in owner):
+        return None
+    pieces: list = []
+    calls: list = []
+    call_index: dict = {}
+    start = 0
+    for k in range(1, len(flat) + 1):
+        if k < len(flat) and owner[k] is owner[start] and (owner[k] is not None or owner[start] is None):
+            continue
+        node = owner[start]
+        if node is None:
+            pieces.append(ExprPiece(np.array(flat[start:k], dtype=object)))
+        else:
+            if node not in call_index:
+                call_index[node] = len(calls)
+                operands = np.empty(len(node.args), dtype=object)
+                operands[:] = list(node.args)
+                calls.append((node.data, operands))
+            pieces.append(CallPiece(call_index[node], np.array([e.data for e in flat[start:k]], dtype=np.int64)))
+        start = k
+    return pieces, calls

@@ -78,3 +78,34 @@ def test_bad_result_index_and_operand_count():
         assembled_function("f", [x], [[CallPiece(0, np.array([4]))]], [(M, np.concatenate([x[:2], x[1:]]))])
     with pytest.raises(sg.ShapeError, match="operand scalars"):
         assembled_function("f", [x], [[CallPiece(0, np.array([0]))]], [(M, x)])
+
+
+def test_pieces_of_mixed_values_equal_the_expr_built_function():
+    from symgraph.assemble import pieces_of
+
+    x = sg.symbols("x", 5)
+    M, N = body().map(4), body().map(2)
+    r = np.asarray(M(x[:-1], x[1:]), dtype=object).reshape(-1)
+    q = np.asarray(N(x[:2], x[3:]), dtype=object).reshape(-1)
+    values = np.concatenate([r[:3], [x[0] * 2], q[::-1], r[5:], [sg.sin(x[4])], r[3:5]])
+    pieces, calls = pieces_of(values)
+    assert len(calls) == 2 and sum(len(p) for p in pieces) == len(values)
+    F = assembled_function("f", [x], [pieces], calls)
+    G = sg.Function("g", [x], [values])
+    value = np.array([0.3, -0.2, 1.5, 0.7, -1.1])
+    np.testing.assert_array_equal(F(value), G(value))
+    np.testing.assert_array_equal(F.compile()(value), G(value))
+    assert pieces_of(np.array([x[0] + 1, x[1]], dtype=object)) is None
+
+
+def test_nlp_constraints_of_a_big_mapped_model_are_assembled():
+    n = 1200
+    a, b = sg.symbols("a"), sg.symbols("b")
+    con = sg.Function("con", [a, b], [a * a - b + sg.sin(a)])
+    x = sg.symbols("x", n)
+    g = np.concatenate([con.map(n - 1)(x[:-1], x[1:]), [x[0] - 1.0]])
+    nlp = sg.NLP(x=x, f=x @ x, g=g, jit=False)
+    assert type(nlp.functions["g"]).__name__ == "AssembledFunction"
+    xv = np.random.default_rng(2).uniform(-1, 1, n)
+    expected = np.concatenate([xv[:-1] ** 2 - xv[1:] + np.sin(xv[:-1]), [xv[0] - 1.0]])
+    np.testing.assert_allclose(nlp.constraints(xv), expected, rtol=1e-14, atol=1e-14)
