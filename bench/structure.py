@@ -291,8 +291,8 @@ def bench_luksan(sizes: Sequence[int], compare_max: int, casadi_max: int, solve_
     table("Luksan through sg.NLP, cold cache (s)",
           ["N", "model", "build", "NLP set-up", "build+diff+compile", "C chars (5)", "J entries", "H entries",
            "eval all 5 ms"], setup_rows,
-          "set-up = derivatives + C generation + compile of the five callbacks; mapped: tiled derivatives "
-          "(COO, repeated positions add up)\n" + "; ".join(ratios) + " (target <= 1.2x at N = 1,000)")
+          "set-up = derivatives + C generation + compile of the five callbacks; mapped: tiled derivatives, "
+          "values summed onto the unrolled structure\n" + "; ".join(ratios) + " (target <= 1.2x at N = 1,000)")
     table("Luksan, mapped: callbacks", ["N", "callback", "C chars", "eval ms"], callback_rows)
     table("Luksan: IPOPT", ["N", "model", "set-up s", "solve s", "in callbacks s", "iterations", "f*"], solve_rows,
           "casadi: SX, nlpsol without jit (bench/nlp.py)")
