@@ -69,8 +69,9 @@ class AssembledFunction(Function):
         self.inputs = tuple(inputs)
         self.tape = tape
         self.output_sparsity = (None,) * len(tape.output_slots)
-        self.input_names = _names(input_names, [_default_input_name(k, v) for k, v in enumerate(self.inputs)],
-                                  "input")
+        defaults = ([_default_input_name(k, v) for k, v in enumerate(self.inputs)] if input_names is None
+                    else [f"i{k}" for k in range(len(self.inputs))])  # names given: no scan of every symbol
+        self.input_names = _names(input_names, defaults, "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(tape.output_slots))], "output")
         self._program = None
         self._lazy_outputs: tuple | None = None
@@ -112,17 +113,15 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     from .array import as_expr_array
 
     inputs = [np.asarray(a, dtype=object) for a in inputs]
-    slot_of = {}
-    position = 0
+    flat_inputs: list = []
     for arr in inputs:
-        for s in arr.reshape(-1).tolist():
-            slot_of[s] = position
-            position += 1
+        flat_inputs.extend(arr.reshape(-1).tolist())
+    slot_of = dict(zip(flat_inputs, range(len(flat_inputs))))
     # call operands that are not input symbols are computed by the Expr part (as hidden outputs)
     operand_slots, hidden, hidden_at = [], [], []
     for call in calls:
         F, operands = call[0], call[1]
-        ops = as_expr_array(operands).reshape(-1)
+        ops = np.asarray(operands, dtype=object).reshape(-1)  # numbers among them are looked up as missing
         if len(ops) != sum(int(np.prod(s, dtype=np.int64)) for s in F.input_shapes):
             from .errors import ShapeError
 
@@ -137,7 +136,7 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
             look = np.flatnonzero(slots < 0)
             slots[look] = np.fromiter((get(e, -1) for e in ops[look].tolist()), dtype=np.int64, count=len(look))
         missing = np.flatnonzero(slots < 0)
-        hidden.append(ops[missing])
+        hidden.append(as_expr_array(ops[missing]).reshape(-1))
         hidden_at.append(missing)
         operand_slots.append(slots)
     expr_pieces = [p.values for out in outputs for p in out if isinstance(p, ExprPiece)]

@@ -64,8 +64,9 @@ class Function:
         self.output_sparsity = tuple((v.rows, v.cols, v.shape) if isinstance(v, SparseExpr) else None
                                      for v in outputs)
         self.outputs = tuple(v.values if isinstance(v, SparseExpr) else as_expr_array(v) for v in outputs)
-        self.input_names = _names(input_names, [_default_input_name(k, v) for k, v in enumerate(self.inputs)],
-                                  "input")
+        defaults = ([_default_input_name(k, v) for k, v in enumerate(self.inputs)] if input_names is None
+                    else [f"i{k}" for k in range(len(self.inputs))])  # names given: no scan of every symbol
+        self.input_names = _names(input_names, defaults, "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(self.outputs))], "output")
         with building():  # millions of live nodes make the cyclic GC's passes costly
             self.tape: Tape = build_tape(self.inputs, self.outputs)

@@ -380,7 +380,7 @@ def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
 
 def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.ndarray] | None:
     """(terms with tileable pieces, remainder of f, remainder of g), or None when nothing tiles."""
-    x_index = {s: j for j, s in enumerate(x.tolist())}
+    x_index = dict(zip(x.tolist(), range(len(x))))
     m = len(g)
     f_mapped, f_rest = split_terms(f)
     g_split = [split_terms(e) for e in g.tolist()]
