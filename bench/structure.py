@@ -250,7 +250,7 @@ def solve_luksan(nlp: Any) -> dict:
             "iterations": sol.iterations, "f": sol.f, "success": sol.success}
 
 
-def bench_luksan(sizes: Sequence[int], compare_max: int, casadi_max: int, solve_max: int = 100000) -> None:
+def bench_luksan(sizes: Sequence[int], compare_max: int, casadi_max: int, solve_max: int = 1000000) -> None:
     """Section a: mapped Luksan through sg.NLP (tiled derivatives), cold; unrolled and CasADi beside it."""
     setup_rows, callback_rows, solve_rows = [], [], []
     evals: dict[tuple[int, str], float] = {}
