@@ -83,7 +83,8 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import reroll, stores
-from .glue import glue_lines, is_glue, is_multi_glue, multi_glue_lines, operand_copies, result_copies
+from .glue import (MIN_POINTER, contiguous_run, glue_lines, is_glue, is_multi_glue, multi_glue_lines,
+                   operand_copies, result_copies)
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
@@ -448,10 +449,24 @@ def _part_bounds(tape: Any, chunk: int) -> list[int]:
 
 
 def _call_site(callee: _Callee, operands: list[str], base: int) -> list[str]:
-    """A call: operands into ``w[base ...]``, results after them, the callee's work area after those."""
+    """A call: operands into ``w[base ...]``, results after them, the callee's work area after those.
+
+    An input of the callee whose operands are one contiguous run of an input
+    array (``arg[k][j0 ...]``) or of kept values (``w[j0 ...]``, all below
+    ``base``) is passed as a pointer into it, not copied (a map body reading
+    the whole parameter vector: no copy per instance).
+    """
     lines = ["  {", f"    double *const cw = w + {base};"]
-    lines.extend(operand_copies("cw", operands))
-    ins = ", ".join(f"cw + {o}" for o in callee.in_offsets) or "0"
+    ends = list(callee.in_offsets[1:]) + [callee.n_in]
+    pointers = [contiguous_run(operands[lo:hi]) if hi - lo >= MIN_POINTER else None
+                for lo, hi in zip(callee.in_offsets, ends)]
+    copied = list(operands)
+    for (lo, hi), where in zip(zip(callee.in_offsets, ends), pointers):
+        if where is not None:
+            copied[lo:hi] = [None] * (hi - lo)
+    lines.extend(operand_copies("cw", copied))
+    ins = ", ".join(where if where is not None else f"cw + {o}"
+                    for o, where in zip(callee.in_offsets, pointers)) or "0"
     outs = ", ".join(f"cw + {callee.n_in + o}" for o in callee.out_offsets) or "0"
     lines += [f"    const double *const ca[{max(1, len(callee.in_offsets))}] = {{{ins}}};",
               f"    double *const cr[{max(1, len(callee.out_offsets))}] = {{{outs}}};",

@@ -416,6 +416,30 @@ _ARRAY = re.compile(r"^(arg\[\d+\]|w|e\d+_\d+)\[(\d+)\]$")  # inputs, work slots
 _CONSTANT = re.compile(r"^(\(?-?(\d[\d.eE+-]*|INFINITY)\)?|NAN)$")
 
 
+MIN_POINTER = 4  # an operand group at least this long, contiguous in one array, is passed by pointer
+
+
+def contiguous_run(texts: Sequence[str]) -> str | None:
+    """``"arg[k] + j0"`` (or ``"w + j0"``) when ``texts`` are ``arg[k][j0], arg[k][j0 + 1], ...``, else None.
+
+    >>> contiguous_run(["arg[1][3]", "arg[1][4]", "arg[1][5]"]), contiguous_run(["w[2]", "w[4]"])
+    ('arg[1] + 3', None)
+    """
+    if not texts:
+        return None
+    first = _POINTABLE.match(texts[0])
+    if first is None:
+        return None
+    array, j0 = first.group(1), int(first.group(2))
+    for t, text in enumerate(texts):
+        if text != f"{array}[{j0 + t}]":
+            return None
+    return f"{array} + {j0}"
+
+
+_POINTABLE = re.compile(r"^(arg\[\d+\]|w)\[(\d+)\]$")
+
+
 def operand_copies(target: str, texts: list[str], indent: str = "    ") -> list[str]:
     """``target[t] = texts[t]`` for every operand of a call site, planned by :func:`copy_lines`.
 
@@ -429,6 +453,8 @@ def operand_copies(target: str, texts: list[str], indent: str = "    ") -> list[
     constants: dict[str, int] = {}
     plain, copies = [], []
     for t, text in enumerate(texts):
+        if text is None:  # passed by pointer, not copied
+            continue
         m = _ARRAY.match(text)
         if m is not None:
             copies.append((t, arrays.setdefault(m.group(1), len(arrays)), int(m.group(2))))

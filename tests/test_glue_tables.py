@@ -284,3 +284,18 @@ def test_budget_sends_scattered_results_to_one_scatter_table():
 def test_nothing_or_one_copy(n):
     lines = glue.copy_lines("cw", np.arange(n), np.zeros(n, int), np.arange(n), ["x"], [])
     assert lines == [] if n == 0 else lines == ["  cw[0] = x[0];"]
+
+
+def test_contiguous_operand_groups_are_passed_by_pointer_not_copied():
+    # a nested map whose body reads the whole parameter vector: the inner call gets a pointer into it
+    p, u = sg.symbols("p", 40), sg.symbols("u")
+    inner = sg.Function("inner", [p, u], [sg.sin(p[:20] @ p[20:]) * u])
+    x, q = sg.symbols("x", 3), sg.symbols("q", 40)
+    outer = sg.Function("outer", [q, x], [inner.map(3, shared=[0], reduce="sum")(q, x)])
+    M = outer.map(5, shared=[0])
+    X, Q = sg.symbols("X", (5, 3)), sg.symbols("Q", 40)
+    F = sg.Function("f", [Q, X], [M(Q, X)])
+    C = F.compile()
+    assert "arg[0] + 0" in C.source  # the parameters: one pointer, no loop copying 40 values per instance
+    qv, xv = np.random.default_rng(1).uniform(-1, 1, 40), np.random.default_rng(2).uniform(-1, 1, (5, 3))
+    np.testing.assert_array_equal(C(qv, xv), F(qv, xv))
