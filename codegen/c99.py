@@ -83,8 +83,8 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import reroll, stores
-from .glue import (MIN_POINTER, contiguous_run, glue_lines, is_glue, is_multi_glue, multi_glue_lines,
-                   operand_copies, result_copies)
+from .glue import (MIN_POINTER, call_statements, contiguous_run, glue_lines, is_glue, is_multi_glue,
+                   multi_glue_lines, operand_copies, result_copies)
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
@@ -465,13 +465,7 @@ def _call_site(callee: _Callee, operands: list[str], base: int) -> list[str]:
         if where is not None:
             copied[lo:hi] = [None] * (hi - lo)
     lines.extend(operand_copies("cw", copied))
-    ins = ", ".join(where if where is not None else f"cw + {o}"
-                    for o, where in zip(callee.in_offsets, pointers)) or "0"
-    outs = ", ".join(f"cw + {callee.n_in + o}" for o in callee.out_offsets) or "0"
-    lines += [f"    const double *const ca[{max(1, len(callee.in_offsets))}] = {{{ins}}};",
-              f"    double *const cr[{max(1, len(callee.out_offsets))}] = {{{outs}}};",
-              f"    {callee.name}(ca, cr, cw + {callee.n_in + callee.n_out});", "  }"]
-    return lines
+    return lines + call_statements(callee, pointers) + ["  }"]
 
 
 # ---------------------------------------------------------------- body

@@ -308,6 +308,39 @@ def _constant_leftovers(target: str, d: np.ndarray, values: list[str], indent: s
 # ---------------------------------------------------------------- glue Tapes and call sites
 
 
+def call_statements(info: Any, pointers: Sequence[str | None] | None = None) -> list[str]:
+    """The call of a callee whose operands, results and work area lie in ``cw`` (``info``: its ``_Callee``).
+
+    ``pointers[g]``, where given, is where input ``g`` is read instead of
+    its place in ``cw`` (an input passed by pointer, see :func:`contiguous_run`).
+    """
+    given = pointers or [None] * len(info.in_offsets)
+    ins = ", ".join(p if p is not None else f"cw + {o}" for o, p in zip(info.in_offsets, given)) or "0"
+    outs = ", ".join(f"cw + {info.n_in + o}" for o in info.out_offsets) or "0"
+    return [f"    const double *const ca[{max(1, len(info.in_offsets))}] = {{{ins}}};",
+            f"    double *const cr[{max(1, len(info.out_offsets))}] = {{{outs}}};",
+            f"    {info.name}(ca, cr, cw + {info.n_in + info.n_out});"]
+
+
+def _input_sources(tape: Any, c_constant: Any) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Where each input and constant slot is read from, as :func:`copy_lines` takes it.
+
+    ``source[slot]``: the input ``k`` (array ``arg[k]``), or ``len(arrays)``
+    for a constant; ``element[slot]``: its element, or its constant's number
+    among ``constants`` (C texts, constants that print alike are one).
+    """
+    n_in, n_inputs = tape.n_input_scalars, len(tape.input_slots)
+    source = np.full(n_in + len(tape.constants), n_inputs, dtype=np.int64)
+    element = np.zeros(len(source), dtype=np.int64)
+    for k, arr in enumerate(tape.input_slots):
+        flat = np.asarray(arr, dtype=np.int64).reshape(-1)
+        source[flat] = k
+        element[flat] = np.arange(len(flat))
+    text_id: dict[str, int] = {}
+    element[n_in:] = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
+    return source, element, [f"arg[{k}]" for k in range(n_inputs)], list(text_id)
+
+
 def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]:
     """The statements of a glue Tape's body: operands into ``w``, the call, results to ``res``.
 
@@ -317,24 +350,11 @@ def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]
     """
     callee, slots = tape.call(0)
     slots = np.asarray(slots, dtype=np.int64)
-    n_in, first = tape.n_input_scalars, tape.first_instruction_slot
-    n_inputs = len(tape.input_slots)
-    source = np.full(n_in + len(tape.constants), n_inputs, dtype=np.int64)  # input slot -> input k; constants
-    element = np.zeros(len(source), dtype=np.int64)  # input slot -> element j; constant -> its text's number
-    for k, arr in enumerate(tape.input_slots):
-        flat = np.asarray(arr, dtype=np.int64).reshape(-1)
-        source[flat] = k
-        element[flat] = np.arange(len(flat))
-    text_id: dict[str, int] = {}
-    element[n_in:] = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
+    first = tape.first_instruction_slot
+    source, element, arrays, constants = _input_sources(tape, c_constant)
     lines = ["  double *const cw = w;"]
-    lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots],
-                        [f"arg[{k}]" for k in range(n_inputs)], list(text_id))
-    ins = ", ".join(f"cw + {o}" for o in info.in_offsets) or "0"
-    outs = ", ".join(f"cw + {info.n_in + o}" for o in info.out_offsets) or "0"
-    lines += [f"  {{ const double *const ca[{max(1, len(info.in_offsets))}] = {{{ins}}};",
-              f"    double *const cr[{max(1, len(info.out_offsets))}] = {{{outs}}};",
-              f"    {info.name}(ca, cr, cw + {info.n_in + info.n_out}); }}"]
+    lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
+    lines += ["  {", *call_statements(info), "  }"]
     immediates = tape.immediates
     stores = [(k, pos, info.n_in + int(immediates[s - first])) for s, positions in places.items()
               for k, pos in positions]
@@ -358,17 +378,8 @@ def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict,
 
     ``output_slots[k]``: the slot of each scalar of output ``k`` in C order; ``infos``: callee -> ``_Callee``.
     """
-    n_in, first = tape.n_input_scalars, tape.first_instruction_slot
-    n_inputs = len(tape.input_slots)
-    source = np.full(n_in + len(tape.constants), n_inputs, dtype=np.int64)
-    element = np.zeros(len(source), dtype=np.int64)
-    for k, arr in enumerate(tape.input_slots):
-        flat = np.asarray(arr, dtype=np.int64).reshape(-1)
-        source[flat] = k
-        element[flat] = np.arange(len(flat))
-    text_id: dict[str, int] = {}
-    element[n_in:] = [text_id.setdefault(c_constant(v), len(text_id)) for v in tape.constants.tolist()]
-    arrays, constants = [f"arg[{k}]" for k in range(n_inputs)], list(text_id)
+    first = tape.first_instruction_slot
+    source, element, arrays, constants = _input_sources(tape, c_constant)
     codes = tape.opcodes
     owner = np.full(tape.n_slots, -1, dtype=np.int64)  # result slot -> its call's instruction
     results = np.flatnonzero(codes == RESULT.code)
@@ -381,11 +392,7 @@ def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict,
         slots = np.asarray(tape.call_operands[tape.call_offsets[row]:tape.call_offsets[row + 1]], dtype=np.int64)
         info = infos[tape.callees[int(tape.call_callee[row])]]
         lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
-        ins = ", ".join(f"cw + {o}" for o in info.in_offsets) or "0"
-        outs = ", ".join(f"cw + {info.n_in + o}" for o in info.out_offsets) or "0"
-        lines += [f"  {{ const double *const ca[{max(1, len(info.in_offsets))}] = {{{ins}}};",
-                  f"    double *const cr[{max(1, len(info.out_offsets))}] = {{{outs}}};",
-                  f"    {info.name}(ca, cr, cw + {info.n_in + info.n_out}); }}"]
+        lines += ["  {", *call_statements(info), "  }"]
         for k, out in enumerate(output_slots):
             out = np.asarray(out, dtype=np.int64).reshape(-1)
             mine = np.flatnonzero((out >= first) & (owner[np.maximum(out, 0)] == i))

@@ -780,11 +780,8 @@ def _tiled_jacobian(roots: list, in_arr: np.ndarray, n_rows: int) -> SparseExpr 
     repeated positions (a variable shared by instances) are summed here, and
     the nonzeros put in CSC order.  ``mode`` is ``"tiled"``, ``n_colors`` 0.
     """
-    from .call import is_result
     from .tiled import tiled_jacobian
 
-    if not any(is_result(e) or e.args for e in roots[:1]) and not any(is_result(e) for e in roots):
-        return None
     x = in_arr.reshape(-1)
     T = tiled_jacobian(np.array(roots, dtype=object), x)
     if T is None:

@@ -29,8 +29,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .call import n_results
 from .expr import CALL, RESULT, building
 from .function import Function, _names
+from .map import sizes
 from .sparse import sorted_unique
 from .tape import MAX_ARITY, Tape, build_tape, tape_exprs
 
@@ -122,10 +124,10 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     for call in calls:
         F, operands = call[0], call[1]
         ops = np.asarray(operands, dtype=object).reshape(-1)  # numbers among them are looked up as missing
-        if len(ops) != sum(int(np.prod(s, dtype=np.int64)) for s in F.input_shapes):
+        if len(ops) != sum(sizes(F.input_shapes)):
             from .errors import ShapeError
 
-            raise ShapeError(f"assembled_function: {F.name} takes {sum(np.prod(s) for s in F.input_shapes)} "
+            raise ShapeError(f"assembled_function: {F.name} takes {sum(sizes(F.input_shapes))} "
                              f"operand scalars, got {len(ops)}")
         get = slot_of.get
         known = np.asarray(call[2], dtype=np.int64) if len(call) > 2 else None  # slots the caller knows
@@ -167,11 +169,11 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     index = n0
     for c, (F, *_) in enumerate(calls):
         results = sorted_unique(np.concatenate(wanted[c])) if wanted[c] else np.zeros(0, np.int64)
-        n_results = sum(int(np.prod(s, dtype=np.int64)) for s in F.output_shapes)
-        if len(results) and (results[0] < 0 or results[-1] >= n_results):
+        total = n_results(F)
+        if len(results) and (results[0] < 0 or results[-1] >= total):
             from .errors import ShapeError
 
-            raise ShapeError(f"assembled_function: a result index of {F.name} is outside [0, {n_results})")
+            raise ShapeError(f"assembled_function: a result index of {F.name} is outside [0, {total})")
         call_slot = first + index
         opcodes.append(np.concatenate([[CALL.code], np.full(len(results), RESULT.code)]).astype(np.int16))
         rows = np.full((len(results) + 1, MAX_ARITY), -1, dtype=np.int64)

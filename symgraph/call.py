@@ -53,7 +53,8 @@ from .errors import ArgumentCountError, ArityError, InvalidInputError, NonNumeri
 from .expr import CALL, RESULT, Expr, apply, const, intern_results, intern_structural
 
 __all__ = ["call_function", "is_call", "is_result", "callee", "result_index", "rebuild_call", "rebuild",
-           "result_node", "n_results", "output_position", "inline", "inline_roots", "CALL", "RESULT"]
+           "result_node", "n_results", "output_sizes", "split_operands", "output_position", "inline",
+           "inline_roots", "CALL", "RESULT"]
 
 
 def call_function(F: Any, args: Sequence[Any]) -> Any:
@@ -92,8 +93,7 @@ def call_function(F: Any, args: Sequence[Any]) -> Any:
     else:
         node = intern_structural(CALL, operands, F)
         outputs, j = [], 0
-        for shape, sp in zip(F.output_shapes, F.output_sparsity):
-            size = int(np.prod(shape, dtype=np.int64)) if sp is None else len(sp[0])
+        for shape, sp, size in zip(F.output_shapes, F.output_sparsity, output_sizes(F)):
             values = np.empty(size, dtype=object)
             values[:] = intern_results(node, j, size)
             j += size
@@ -205,7 +205,35 @@ def n_results(F: Any) -> int:
     >>> n_results(sg.Function("f", [x], [x, x.sum()]))
     3
     """
-    return sum(arr.size for arr in F.outputs)
+    return sum(output_sizes(F))
+
+
+def output_sizes(F: Any) -> list[int]:
+    """The number of result scalars of each output of ``F``, from its shapes and patterns (no output Expr made).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> output_sizes(sg.Function("f", [x], [x, x.sum()]))
+    [2, 1]
+    """
+    return [int(np.prod(shape, dtype=np.int64)) if sp is None else len(sp[0])
+            for shape, sp in zip(F.output_shapes, F.output_sparsity)]
+
+
+def split_operands(flat: Sequence[Any], shapes: Sequence[tuple]) -> list[np.ndarray]:
+    """Flat operands as one object array per input shape, in order (what a call of a Function takes).
+
+    >>> [a.shape for a in split_operands(list(range(7)), [(2, 3), ()])]
+    [(2, 3), ()]
+    """
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        values = np.empty(size, dtype=object)
+        values[:] = list(flat[start:start + size])
+        out.append(values.reshape(shape))
+        start += size
+    return out
 
 
 def output_position(F: Any, j: int) -> tuple[int, int]:
@@ -218,10 +246,10 @@ def output_position(F: Any, j: int) -> tuple[int, int]:
     (1, 0)
     """
     start = 0
-    for k, arr in enumerate(F.outputs):
-        if start <= j < start + arr.size:
+    for k, size in enumerate(output_sizes(F)):
+        if start <= j < start + size:
             return k, j - start
-        start += arr.size
+        start += size
     raise InvalidInputError(f"{F.name} has {start} output scalar(s); result index {j!r} is out of range")
 
 

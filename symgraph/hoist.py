@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .call import split_operands
 from .expr import CALL, CONST, SYMBOL, Expr, building, intern_results, intern_structural, topological
 
 __all__ = ["hoist", "MAX_DEPTH"]
@@ -186,7 +187,7 @@ def _split(M: Any, inv: list[bool], depth: int) -> tuple | None:
     reduce = list(s.reduce)
     inputs, names = list(B.inputs), list(B.input_names)
     if not frontier:
-        body = Function(f"{B.name}_h", inputs, _shaped(new_roots, B.output_shapes), input_names=names,
+        body = Function(f"{B.name}_h", inputs, split_operands(new_roots, B.output_shapes), input_names=names,
                         output_names=B.output_names)
         return None, which, map_function(body, s.n, [k for k, f in enumerate(shared) if f], reduce)
     h = symbols(_fresh(B, "hoisted"), len(frontier))
@@ -196,7 +197,7 @@ def _split(M: Any, inv: list[bool], depth: int) -> tuple | None:
     per_instance = any(not shared[k] for k in which)
     if per_instance:  # some invariant inputs differ between this map's instances: one pre per instance
         pre = map_function(pre, s.n, [j for j, k in enumerate(which) if shared[k]])
-    body = Function(f"{B.name}_h", inputs + [h], _shaped(replaced, B.output_shapes),
+    body = Function(f"{B.name}_h", inputs + [h], split_operands(replaced, B.output_shapes),
                     input_names=names + [_fresh_name(names, "hoisted")], output_names=B.output_names)
     flags = shared + [not per_instance]
     return pre, which, map_function(body, s.n, [k for k, f in enumerate(flags) if f], reduce)
@@ -229,17 +230,6 @@ def _replace(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
         if any(a is not b for a, b in zip(node.args, new_args)):
             done[node] = rebuild(node, new_args)
     return [done.get(r, r) for r in roots]
-
-
-def _shaped(flat: list[Expr], shapes: Any) -> list[np.ndarray]:
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape, dtype=np.int64))
-        values = np.empty(size, dtype=object)
-        values[:] = flat[start:start + size]
-        out.append(values.reshape(shape))
-        start += size
-    return out
 
 
 def _fresh(B: Any, stem: str) -> str:

@@ -43,6 +43,7 @@ import numpy as np
 from .errors import InvalidInputError
 from .expr import CALL, building, intern_results, intern_structural
 from .function import Function
+from .map import sizes
 
 __all__ = ["StructuredFunction", "children", "structure_of"]
 
@@ -133,8 +134,7 @@ class StructuredFunction(Function):
             with building():
                 node = intern_structural(CALL, tuple(flat), self)
                 outputs, j = [], 0
-                for shape in self._output_shapes:
-                    size = int(np.prod(shape, dtype=np.int64))
+                for shape, size in zip(self._output_shapes, sizes(self._output_shapes)):
                     values = np.empty(size, dtype=object)
                     values[:] = intern_results(node, j, size)
                     j += size

@@ -44,7 +44,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .call import is_result
+from .call import is_result, result_node
+from .calldiff import flat_inputs, flat_outputs
 from .expr import CONST, Expr, building, const, free_symbols
 from .sparse import sorted_unique
 
@@ -100,11 +101,11 @@ class Triplets:
     def values(self) -> np.ndarray:
         """The values as Exprs (calls made, results picked): for inspection; sg.NLP assembles instead."""
         from .assemble import ExprPiece
-        from .call import call_function
+        from .call import call_function, split_operands
 
         results = []
         for F, ops, *_ in self.calls:
-            out = call_function(F, _split_operands(F, ops))
+            out = call_function(F, split_operands(ops, F.input_shapes))
             results.append(np.asarray(out, dtype=object).reshape(-1))
         parts = [p.values if isinstance(p, ExprPiece) else results[p.call][p.indices] for p in self.pieces]
         return np.concatenate(parts) if parts else np.empty(0, dtype=object)
@@ -131,16 +132,6 @@ class Triplets:
             if len(flat) >= len(x):
                 break
         return len(flat) >= len(x) and all(a is b for a, b in zip(flat, x.tolist()))
-
-
-def _split_operands(F: Any, ops: np.ndarray) -> list:
-    """The flat operands of a call of ``F`` as one array per input, shaped like it."""
-    arrays, k = [], 0
-    for shape in F.input_shapes:
-        size = int(np.prod(shape, dtype=np.int64))
-        arrays.append(ops[k:k + size].reshape(shape))
-        k += size
-    return arrays
 
 
 @dataclass
@@ -242,17 +233,6 @@ class _Term:
         self._operands: np.ndarray | None = None
 
     # -------------------------------------------------------- layout helpers
-    def operand_arrays(self) -> list[np.ndarray]:
-        s = self.structure
-        ops = np.empty(len(self.call.args), dtype=object)
-        ops[:] = list(self.call.args)
-        arrays = []
-        for k, shape in enumerate(s.input_shapes()):
-            size = int(np.prod(shape, dtype=np.int64))
-            start = int(s.ins.offsets[k])
-            arrays.append(ops[start:start + size].reshape(shape))
-        return arrays
-
     def operands(self) -> np.ndarray:
         """The call's operands, flat (cached: pieces of one term share the array, hence one call)."""
         if self._operands is None:
@@ -265,15 +245,6 @@ class _Term:
         s = self.structure
         positions = s.ins.encode(slots[None, :], np.arange(s.n)[:, None])
         return self.slot_cols[positions]
-
-    def body_symbols(self) -> np.ndarray:
-        body = self.structure.body
-        parts = [np.asarray(a, dtype=object).reshape(-1) for a in body.inputs]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
-
-    def body_outputs(self) -> np.ndarray:
-        body = self.structure.body
-        return np.concatenate([np.asarray(o, dtype=object).reshape(-1) for o in body.outputs])
 
     def mapped_function(self, name: str, extra_inputs: list[tuple[np.ndarray, bool]], outputs: Any) -> Any:
         """``Function(body inputs + extra, outputs).map(n)`` with the body's shared flags (extra: (symbols, shared))."""
@@ -453,7 +424,7 @@ def _settle(t: _Term, f_rest: list, g_split: list) -> None:
         ok = bool(np.all(counts[mapped_entries] == s.n)) and len(set(zip(body_r.tolist(), inst.tolist()))) == len(t.f)
         ok = ok and len(set(body_r[inst < 0].tolist())) == int(np.sum(inst < 0))
     if not ok:
-        f_rest.extend((c, _result(t, j)) for c, j in t.f)
+        f_rest.extend((c, result_node(t.call, j)) for c, j in t.f)
         t.f = []
     if t.g:
         body_r, inst = s.outs.decode(np.array([j for _, j, _ in t.g], dtype=np.int64))
@@ -461,18 +432,12 @@ def _settle(t: _Term, f_rest: list, g_split: list) -> None:
         keys = list(zip(body_r.tolist(), inst.tolist()))
         if coef is None or len(set(keys)) != len(keys):
             for c, j, row in t.g:
-                g_split[row][1].append((c, _result(t, j)))
+                g_split[row][1].append((c, result_node(t.call, j)))
             t.g = []
 
 
-def _result(t: _Term, j: int) -> Expr:
-    from .expr import RESULT, intern_structural
-
-    return intern_structural(RESULT, (t.call,), j)
-
-
 def _entries(t: _Term, pieces: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(body entry, instance (-1 shared), coefficient) per piece, and its row (-1 for f)."""
+    """(body entry, instance (-1 shared), coefficient) per piece."""
     s = t.structure
     j = np.array([p[1] for p in pieces], dtype=np.int64)
     body_r, inst = s.outs.decode(j)
@@ -487,7 +452,7 @@ def _tile_gradient(t: _Term, out: Triplets) -> None:
     if not t.f:
         return
     body_r, _, coef = _entries(t, t.f)
-    outs, u = t.body_outputs(), t.body_symbols()
+    outs, u = flat_outputs(t.structure.body), flat_inputs(t.structure.body)
     entries = sorted_unique(body_r)
     c = {int(r): float(k) for r, k in zip(body_r.tolist(), coef.tolist())}
     objective = sum((outs[r] * c[r] for r in entries.tolist()), const(0.0))
@@ -516,7 +481,7 @@ def _tile_jacobian(t: _Term, out: Triplets) -> None:
     row_table[body_r[mapped], inst[mapped]] = g_row[mapped]
     shared_row[body_r[~mapped]] = g_row[~mapped]
     entries, first = np.unique(body_r, return_index=True)
-    outs, u = t.body_outputs(), t.body_symbols()
+    outs, u = flat_outputs(t.structure.body), flat_inputs(t.structure.body)
     scaled = [outs[r] * c if c != 1.0 else outs[r] for r, c in zip(entries.tolist(), coef[first].tolist())]
     J = jacobian(np.array(scaled, dtype=object), u)
     if J.nnz == 0:
@@ -548,7 +513,7 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     baked = np.where(np.isin(entries, r[bad]), 1.0, coef[first])
     mapped_entries = sorted_unique(r[inst >= 0])
     shared_entries = sorted_unique(r[inst < 0])
-    outs, u = t.body_outputs(), t.body_symbols()
+    outs, u = flat_outputs(t.structure.body), flat_inputs(t.structure.body)
     w_inst = symbols("w_inst", len(mapped_entries)) if len(mapped_entries) else np.empty(0, dtype=object)
     w_sh = symbols("w_shared", len(shared_entries)) if len(shared_entries) else np.empty(0, dtype=object)
     lagrangian: Any = const(0.0)
