@@ -238,10 +238,22 @@ def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, o
     >>> generate(sg.Function("h", [x], [x + 1])) == generate(sg.Function("h", [x], [x + 1]))
     True
     """
+    G = optimized(F, optimize)
+    return single_file(program(G, name, chunk_size, optimize), G)
+
+
+def optimized(F: Any, optimize: Any) -> Any:
+    """``F`` optimized at level ``optimize`` (checked: an int >= 0; 0 gives ``F``), as the generators take it.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("h", [x], [x * 2 * 3])
+    >>> optimized(F, 0) is F, F.n_ops, optimized(F, 1).n_ops
+    (True, 2, 1)
+    """
     if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
         raise OptionError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
-    G = F.optimize(optimize) if optimize else F
-    return single_file(program(G, name, chunk_size, optimize), G)
+    return F.optimize(optimize) if optimize else F
 
 
 def single_file(prog: CProgram, F: Any, include_header: str | None = None) -> str:

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 
-from symgraph.errors import OptionError
 from symgraph.map import sizes
 
 from . import c99
@@ -154,10 +153,7 @@ def generate(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, opti
     >>> generate(sg.Function("h", [x], [x + 1])) == generate(sg.Function("h", [x], [x + 1]))
     True
     """
-    if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
-        raise OptionError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
-    G = F.optimize(optimize) if optimize else F
-    return program(G, name, chunk_size, optimize).source
+    return program(c99.optimized(F, optimize), name, chunk_size, optimize).source
 
 
 # ---------------------------------------------------------------- batch wrappers
