@@ -40,14 +40,18 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Sequence
 
 import numpy as np
 
 from .call import is_result, result_node
 from .calldiff import flat_inputs, flat_outputs
-from .expr import CONST, Expr, building, const, free_symbols
+from .expr import CONST, RESULT, Expr, building, const, free_symbols
 from .sparse import sorted_unique
+
+_OP, _ARGS, _DATA, _FIRST = attrgetter("op"), attrgetter("args"), attrgetter("data"), itemgetter(0)
 
 __all__ = ["tiled_derivatives", "tiled_jacobian", "TiledDerivatives", "Triplets", "split_terms"]
 
@@ -206,38 +210,46 @@ def _rebuild(pieces: list[tuple[float, Expr]], zero: Expr) -> Any:
 
 def _slot_columns(call: Expr, x_index: dict) -> np.ndarray | None:
     """Per operand of ``call``: its column in x, -1 where it does not depend on x; None if it depends otherwise."""
-    cols = np.full(len(call.args), -1, dtype=np.int64)
+    args = call.args
+    cols = np.fromiter(map(x_index.get, args, repeat(-1)), dtype=np.int64, count=len(args))
     compound = {}
-    for k, a in enumerate(call.args):
-        j = x_index.get(a)
-        if j is not None:
-            cols[k] = j
-        elif a.args:
-            compound.setdefault(a, []).append(k)
-    for a in compound:
-        if any(s in x_index for s in free_symbols([a])):
-            return None
+    for k in np.flatnonzero(cols < 0).tolist():
+        if args[k].args:
+            compound.setdefault(args[k], []).append(k)
+    if compound and any(s in x_index for s in free_symbols(list(compound))):
+        return None
     return cols
 
 
 # ------------------------------------------------------------------ one mapped call
+_NO_FLOATS, _NO_INTS = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
+
+
 class _Term:
-    """One map call and the pieces of f and g that read its results."""
+    """One map call and the pieces of f and g that read its results (arrays, in the order of f and g)."""
 
     def __init__(self, call: Expr, slot_cols: np.ndarray) -> None:
         self.call = call
         self.structure = call.data.structure
         self.slot_cols = slot_cols
-        self.f: list[tuple[float, int]] = []          # (coef, result index)
-        self.g: list[tuple[float, int, int]] = []     # (coef, result index, row of g)
+        self.f_coef, self.f_result = _NO_FLOATS, _NO_INTS                  # objective pieces
+        self.g_coef, self.g_result, self.g_row = _NO_FLOATS, _NO_INTS, _NO_INTS  # constraint pieces
         self._operands: np.ndarray | None = None
+
+    @property
+    def has_f(self) -> bool:
+        return len(self.f_result) > 0
+
+    @property
+    def has_g(self) -> bool:
+        return len(self.g_result) > 0
 
     # -------------------------------------------------------- layout helpers
     def operands(self) -> np.ndarray:
         """The call's operands, flat (cached: pieces of one term share the array, hence one call)."""
         if self._operands is None:
-            self._operands = np.empty(len(self.call.args), dtype=object)
-            self._operands[:] = list(self.call.args)
+            args = self.call.args
+            self._operands = np.fromiter(args, dtype=object, count=len(args))
         return self._operands
 
     def instance_columns(self, slots: np.ndarray) -> np.ndarray:
@@ -266,15 +278,38 @@ class _Term:
         return F.map(s.n, shared=shared)
 
 
-def _coefficients(pieces: list[tuple[float, int]], n_entries: int) -> np.ndarray | None:
-    """One coefficient per body output entry, the same for every instance; None if they differ."""
-    coef = np.full(n_entries, np.nan)
-    for c, r in pieces:
-        if np.isnan(coef[r]):
-            coef[r] = c
-        elif coef[r] != c:
-            return None
-    return coef
+def _first_of_each(keys: np.ndarray, size: int) -> np.ndarray:
+    """Per key value in ``[0, size)``: the position of its first occurrence in ``keys`` (``len(keys)`` if none).
+
+    >>> _first_of_each(np.array([2, 0, 2, 0]), 4).tolist()
+    [1, 4, 0, 4]
+    """
+    first = np.full(size, len(keys), dtype=np.int64)
+    np.minimum.at(first, keys, np.arange(len(keys), dtype=np.int64))
+    return first
+
+
+def _last_of_each(keys: np.ndarray) -> np.ndarray:
+    """Per key value in ``[0, max]``: the position of its last occurrence in ``keys`` (-1 if none).
+
+    >>> _last_of_each(np.array([2, 0, 2])).tolist()
+    [1, -1, 2]
+    """
+    last = np.full(int(keys.max()) + 1, -1, dtype=np.int64)
+    np.maximum.at(last, keys, np.arange(len(keys), dtype=np.int64))
+    return last
+
+
+def _uniform(entries: np.ndarray, coef: np.ndarray, n_entries: int) -> bool:
+    """Whether every piece of one body output entry has the same coefficient (pieces' coefficients are never NaN)."""
+    if not len(entries):
+        return True
+    return bool(np.all(coef == coef[_first_of_each(entries, n_entries)[entries]]))
+
+
+def _repeats(keys: np.ndarray) -> bool:
+    """Whether a value occurs twice in the integer array ``keys``."""
+    return len(sorted_unique(keys)) != len(keys)
 
 
 # ------------------------------------------------------------------ main entry
@@ -296,18 +331,26 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         if split is None:
             return _general(x, f, g, sigma, lam)
         live, f_rem, g_rem = split
-        gradient_dense = np.asarray(grad(f_rem, x), dtype=object).reshape(-1)
+        # a constant remainder (all of f and g tiled) has no derivative: no sweep over x for it
+        gradient_dense = (np.full(len(x), const(0.0), dtype=object) if f_rem.op is CONST
+                          else np.asarray(grad(f_rem, x), dtype=object).reshape(-1))
         gradient = Triplets()
         jac = Triplets()
         hess = Triplets()
         for T in (gradient, jac, hess):
             T.variables = x
-        if m and not all(e.op is CONST for e in g_rem.tolist()):
+        constant = _constant_rows(g_rem)
+        if m and not constant.all():
             J = jacobian(g_rem, x, tiled=False)
             jac.add_exprs(J.rows, J.cols, J.values)
-        nonzero = np.array([not (e.op is CONST and e.data == 0.0) for e in g_rem.tolist()], dtype=bool)
-        H = hessian(sigma * f_rem + (lam[nonzero] @ g_rem[nonzero] if nonzero.any() else 0.0), x, lower=True)
-        hess.add_exprs(H.rows, H.cols, H.values)
+        nonzero = ~constant
+        nonzero[constant] = np.fromiter(map(_DATA, g_rem[constant].tolist()), dtype=np.float64) != 0.0
+        lagrangian = sigma * f_rem + (lam[nonzero] @ g_rem[nonzero] if nonzero.any() else 0.0)
+        if lagrangian.op is CONST:
+            hess.add_exprs(_NO_INTS, _NO_INTS, np.empty(0, dtype=object))
+        else:
+            H = hessian(lagrangian, x, lower=True)
+            hess.add_exprs(H.rows, H.cols, H.values)
         for t in live:
             _tile_gradient(t, gradient)
             _tile_jacobian(t, jac)
@@ -341,7 +384,7 @@ def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
         live, _, y_rem = split
         jac = Triplets()
         jac.variables = x
-        if not all(e.op is CONST for e in y_rem.tolist()):
+        if not _constant_rows(y_rem).all():
             J = jacobian(y_rem, x, tiled=False)
             jac.add_exprs(J.rows, J.cols, J.values)
         for t in live:
@@ -349,47 +392,130 @@ def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
     return jac
 
 
+def _constant_rows(values: np.ndarray) -> np.ndarray:
+    """Which of the flat Exprs ``values`` are constants (a boolean array)."""
+    ops = np.fromiter(map(id, map(_OP, values.tolist())), dtype=np.int64, count=len(values))
+    return ops == id(CONST)
+
+
 def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.ndarray] | None:
-    """(terms with tileable pieces, remainder of f, remainder of g), or None when nothing tiles."""
+    """(terms with tileable pieces, remainder of f, remainder of g), or None when nothing tiles.
+
+    The pieces are handled as arrays: a row of g that is itself a result of a
+    map call (the constraints of a mapped model, a million of them) is a
+    piece with coefficient 1 found in bulk; only the other rows go through
+    :func:`split_terms` one by one.
+    """
     x_index = dict(zip(x.tolist(), range(len(x))))
-    m = len(g)
     f_mapped, f_rest = split_terms(f)
-    g_split = [split_terms(e) for e in g.tolist()]
-    terms: dict[Expr, _Term | None] = {}
-
-    def term_of(node: Expr) -> _Term | None:
-        call = node.args[0]
-        if call not in terms:
-            cols = _slot_columns(call, x_index)
-            terms[call] = _Term(call, cols) if cols is not None else None
-        return terms[call]
-
-    for c, node in f_mapped:
-        t = term_of(node)
-        if t is None:
-            f_rest.append((c, node))
-        else:
-            t.f.append((c, node.data))
-    for row, (mapped, rest) in enumerate(g_split):
-        for c, node in mapped:
-            t = term_of(node)
-            if t is None:
-                rest.append((c, node))
-            else:
-                t.g.append((c, node.data, row))
-    live = [t for t in terms.values() if t is not None and (t.f or t.g)]
+    g_rows, g_coef, g_nodes, g_rest = _constraint_pieces(g)
+    f_coef = np.array([c for c, _ in f_mapped], dtype=np.float64)
+    f_nodes = np.empty(len(f_mapped), dtype=object)
+    f_nodes[:] = [e for _, e in f_mapped]
+    # the terms, in the order their calls first appear in f, then in g
+    calls = np.concatenate([f_nodes, g_nodes]).tolist()
+    calls = [e.args[0] for e in calls] if len(calls) < 64 else list(map(_FIRST, map(_ARGS, calls)))
+    call_ids = np.fromiter(map(id, calls), dtype=np.int64, count=len(calls))
+    order = np.argsort(call_ids, kind="stable")
+    new = np.concatenate([[True], call_ids[order][1:] != call_ids[order][:-1]]) if len(order) else order
+    first = order[new]                        # first piece of each distinct call, by call id
+    term_of = np.empty(len(calls), dtype=np.int64)
+    term_of[order] = np.cumsum(new) - 1
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    term_of = rank[term_of]                   # terms numbered by first appearance
+    terms: list[_Term | None] = [None] * len(first)
+    for k, p in zip(rank.tolist(), first.tolist()):
+        cols = _slot_columns(calls[p], x_index)
+        terms[k] = _Term(calls[p], cols) if cols is not None else None
+    f_term, g_term = term_of[:len(f_mapped)], term_of[len(f_mapped):]
+    failed = np.array([t is None for t in terms], dtype=bool)
+    # pieces of calls that do not tile (operands that are functions of x) go back to the remainder
+    f_rest.extend(f_mapped[k] for k in np.flatnonzero(failed[f_term]).tolist())
+    for k in np.flatnonzero(failed[g_term]).tolist():
+        g_rest.setdefault(int(g_rows[k]), []).append((float(g_coef[k]), g_nodes[k]))
+    f_result = np.fromiter(map(_DATA, f_nodes.tolist()), dtype=np.int64, count=len(f_nodes))
+    g_result = np.fromiter(map(_DATA, g_nodes.tolist()), dtype=np.int64, count=len(g_nodes))
+    for t, fk, gk in zip(terms, _groups(f_term, len(terms)), _groups(g_term, len(terms))):
+        if t is not None:
+            t.f_coef, t.f_result = f_coef[fk], f_result[fk]
+            t.g_coef, t.g_result, t.g_row = g_coef[gk], g_result[gk], g_rows[gk]
+    live = [t for t in terms if t is not None]
     if not live:
         return None
     # pieces a term cannot tile (coefficients that differ between instances) go back to the remainder
     for t in live:
-        _settle(t, f_rest, g_split)
-    live = [t for t in live if t.f or t.g]
+        _settle(t, f_rest, g_rest)
+    live = [t for t in live if t.has_f or t.has_g]
     zero = const(0.0)
     f_rem = f if not f_mapped else _rebuild(f_rest, zero)
-    g_rem = np.empty(m, dtype=object)
-    for row, (mapped, rest) in enumerate(g_split):
-        g_rem[row] = g[row] if not mapped else _rebuild(rest, zero)
+    g_rem = np.array(g, dtype=object).reshape(-1)
+    g_rem[sorted_unique(g_rows)] = zero       # a row with mapped pieces keeps its remainder only
+    for row in sorted(g_rest):
+        g_rem[row] = _rebuild(g_rest[row], zero)
     return live, f_rem, g_rem
+
+
+def _constraint_pieces(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The mapped pieces of the rows of ``g`` in row order: (row, coefficient, result node), and per row
+    that has them and has a remainder too, the remainder pieces.
+
+    Rows that are results of a map call are found with numpy (one piece,
+    coefficient 1, no remainder); the others go through :func:`split_terms`.
+    """
+    values = [e if type(e) is Expr else const(e) for e in g.tolist()] if not _all_exprs(g) else g.tolist()
+    m = len(values)
+    direct = np.flatnonzero(np.fromiter(map(id, map(_OP, values)), dtype=np.int64, count=m) == id(RESULT))
+    if len(direct):
+        calls = list(map(_FIRST, map(_ARGS, [values[k] for k in direct.tolist()])))
+        ids = np.fromiter(map(id, calls), dtype=np.int64, count=len(calls))
+        distinct = sorted_unique(ids)
+        where = np.searchsorted(distinct, ids)
+        by_id = dict(zip(ids.tolist(), calls)) if len(distinct) > 1 else {int(ids[0]): calls[0]}
+        maps = np.array([_is_map_call(by_id[i]) for i in distinct.tolist()], dtype=bool)
+        direct = direct[maps[where]]
+    other = np.ones(m, dtype=bool)
+    other[direct] = False
+    rows, coefs, nodes, rest = [], [], [], {}
+    for row in np.flatnonzero(other).tolist():
+        mapped, remainder = split_terms(values[row])
+        if mapped:
+            rows.extend([row] * len(mapped))
+            coefs.extend(c for c, _ in mapped)
+            nodes.extend(e for _, e in mapped)
+            rest[row] = remainder
+    all_rows = np.concatenate([direct, np.array(rows, dtype=np.int64)])
+    all_coefs = np.concatenate([np.ones(len(direct)), np.array(coefs, dtype=np.float64)])
+    all_nodes = np.empty(len(all_rows), dtype=object)
+    all_nodes[:len(direct)] = np.asarray(g, dtype=object).reshape(-1)[direct] if _all_exprs(g) else \
+        [values[k] for k in direct.tolist()]
+    all_nodes[len(direct):] = nodes
+    if len(direct) and rows:  # pieces in row order, a row's pieces in split order
+        order = np.argsort(all_rows, kind="stable")
+        all_rows, all_coefs, all_nodes = all_rows[order], all_coefs[order], all_nodes[order]
+    return all_rows.astype(np.int64), all_coefs, all_nodes, rest
+
+
+def _groups(labels: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per label ``0 .. k-1``: the positions that carry it, ascending.
+
+    >>> [g.tolist() for g in _groups(np.array([1, 0, 1]), 3)]
+    [[1], [0, 2], []]
+    """
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    return [order[bounds[j]:bounds[j + 1]] for j in range(k)]
+
+
+def _all_exprs(values: np.ndarray) -> bool:
+    """Whether every element of the object array ``values`` is an Expr (not a plain number)."""
+    return set(map(type, values.reshape(-1).tolist())) <= {Expr}
+
+
+def _is_map_call(call: Expr) -> bool:
+    """Whether the call node ``call`` calls a map."""
+    structure = getattr(call.data, "structure", None)
+    return structure is not None and structure.kind == "map"
 
 
 def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:
@@ -406,7 +532,7 @@ def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray
     return TiledDerivatives(False, gradient, Triplets(), jac, hess)
 
 
-def _settle(t: _Term, f_rest: list, g_split: list) -> None:
+def _settle(t: _Term, f_rest: list, g_rest: dict) -> None:
     """Keep the pieces the term can tile; hand the others back to the remainder.
 
     Objective pieces need one coefficient per body output entry over all
@@ -416,46 +542,34 @@ def _settle(t: _Term, f_rest: list, g_split: list) -> None:
     """
     s = t.structure
     n_entries = s.outs.body_total
-    body_r, inst = s.outs.decode(np.array([j for _, j in t.f], dtype=np.int64))
-    ok = _coefficients(list(zip([c for c, _ in t.f], body_r.tolist())), n_entries) is not None
-    if ok and t.f:
-        counts = np.bincount(body_r[inst >= 0], minlength=n_entries)
-        mapped_entries = sorted_unique(body_r[inst >= 0])
-        ok = bool(np.all(counts[mapped_entries] == s.n)) and len(set(zip(body_r.tolist(), inst.tolist()))) == len(t.f)
-        ok = ok and len(set(body_r[inst < 0].tolist())) == int(np.sum(inst < 0))
-    if not ok:
-        f_rest.extend((c, result_node(t.call, j)) for c, j in t.f)
-        t.f = []
-    if t.g:
-        body_r, inst = s.outs.decode(np.array([j for _, j, _ in t.g], dtype=np.int64))
-        coef = _coefficients(list(zip([c for c, _, _ in t.g], body_r.tolist())), n_entries)
-        keys = list(zip(body_r.tolist(), inst.tolist()))
-        if coef is None or len(set(keys)) != len(keys):
-            for c, j, row in t.g:
-                g_split[row][1].append((c, result_node(t.call, j)))
-            t.g = []
-
-
-def _entries(t: _Term, pieces: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(body entry, instance (-1 shared), coefficient) per piece."""
-    s = t.structure
-    j = np.array([p[1] for p in pieces], dtype=np.int64)
-    body_r, inst = s.outs.decode(j)
-    coef = np.array([p[0] for p in pieces], dtype=np.float64)
-    return body_r, inst, coef
+    if t.has_f:
+        body_r, inst = s.outs.decode(t.f_result)
+        mapped = inst >= 0
+        counts = np.bincount(body_r[mapped], minlength=n_entries)
+        ok = (_uniform(body_r, t.f_coef, n_entries) and bool(np.all(counts[sorted_unique(body_r[mapped])] == s.n))
+              and not _repeats(body_r * (s.n + 1) + (inst + 1)) and not _repeats(body_r[~mapped]))
+        if not ok:
+            f_rest.extend((c, result_node(t.call, j)) for c, j in zip(t.f_coef.tolist(), t.f_result.tolist()))
+            t.f_coef, t.f_result = _NO_FLOATS, _NO_INTS
+    if t.has_g:
+        body_r, inst = s.outs.decode(t.g_result)
+        if not _uniform(body_r, t.g_coef, n_entries) or _repeats(body_r * (s.n + 1) + (inst + 1)):
+            for c, j, row in zip(t.g_coef.tolist(), t.g_result.tolist(), t.g_row.tolist()):
+                g_rest.setdefault(row, []).append((c, result_node(t.call, j)))
+            t.g_coef, t.g_result, t.g_row = _NO_FLOATS, _NO_INTS, _NO_INTS
 
 
 def _tile_gradient(t: _Term, out: Triplets) -> None:
     """Objective pieces: the body's gradient of ``sum_r c_r out_r``, mapped; one value per (instance, slot)."""
     from .ad import grad
 
-    if not t.f:
+    if not t.has_f:
         return
-    body_r, _, coef = _entries(t, t.f)
+    body_r, _ = t.structure.outs.decode(t.f_result)
     outs, u = flat_outputs(t.structure.body), flat_inputs(t.structure.body)
     entries = sorted_unique(body_r)
-    c = {int(r): float(k) for r, k in zip(body_r.tolist(), coef.tolist())}
-    objective = sum((outs[r] * c[r] for r in entries.tolist()), const(0.0))
+    coef = t.f_coef[_last_of_each(body_r)[entries]]  # one coefficient per entry (the pieces agree)
+    objective = sum((outs[r] * c for r, c in zip(entries.tolist(), coef.tolist())), const(0.0))
     gb = np.asarray(grad(objective, u), dtype=object).reshape(-1)
     slots = np.arange(len(u), dtype=np.int64)
     M = t.mapped_function("tgrad", [], gb)
@@ -469,18 +583,19 @@ def _tile_jacobian(t: _Term, out: Triplets) -> None:
     """Constraint pieces: the body's Jacobian of ``c_r out_r``, mapped; rows from the pieces' places in g."""
     from .ad import jacobian
 
-    if not t.g:
+    if not t.has_g:
         return
     s = t.structure
-    body_r, inst, coef = _entries(t, t.g)
-    g_row = np.array([p[2] for p in t.g], dtype=np.int64)
+    body_r, inst = s.outs.decode(t.g_result)
+    coef, g_row = t.g_coef, t.g_row
     n_entries = s.outs.body_total
     row_table = np.full((n_entries, s.n), -1, dtype=np.int64)   # (entry, instance) -> row of g
     shared_row = np.full(n_entries, -1, dtype=np.int64)
     mapped = inst >= 0
     row_table[body_r[mapped], inst[mapped]] = g_row[mapped]
     shared_row[body_r[~mapped]] = g_row[~mapped]
-    entries, first = np.unique(body_r, return_index=True)
+    entries = sorted_unique(body_r)
+    first = _first_of_each(body_r, n_entries)[entries]
     outs, u = flat_outputs(t.structure.body), flat_inputs(t.structure.body)
     scaled = [outs[r] * c if c != 1.0 else outs[r] for r, c in zip(entries.tolist(), coef[first].tolist())]
     J = jacobian(np.array(scaled, dtype=object), u)
@@ -562,12 +677,10 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
 def _weight_pieces(t: _Term, sigma: Expr, lam: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per piece of f and g: body entry, instance (-1 shared), coefficient, multiplier (sigma or its lambda)."""
     parts = []
-    if t.f:
-        r, i, c = _entries(t, t.f)
-        mult = np.empty(len(r), dtype=object)
-        mult[:] = [sigma] * len(r)
-        parts.append((r, i, c, mult))
-    if t.g:
-        r, i, c = _entries(t, t.g)
-        parts.append((r, i, c, lam[np.array([p[2] for p in t.g], dtype=np.int64)]))
+    if t.has_f:
+        r, i = t.structure.outs.decode(t.f_result)
+        parts.append((r, i, t.f_coef, np.full(len(r), sigma, dtype=object)))
+    if t.has_g:
+        r, i = t.structure.outs.decode(t.g_result)
+        parts.append((r, i, t.g_coef, lam[t.g_row]))
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
