@@ -25,18 +25,22 @@ array([9., 1., 3.])
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Sequence
 
 import numpy as np
 
 from .call import n_results
-from .expr import CALL, RESULT, building
+from .expr import CALL, RESULT, Expr, building
 from .function import Function, _names
 from .map import sizes
 from .sparse import sorted_unique
 from .tape import MAX_ARITY, Tape, build_tape, tape_exprs
 
 __all__ = ["assembled_function", "pieces_of", "ExprPiece", "CallPiece", "AssembledFunction"]
+
+_OP, _ARGS, _DATA, _FIRST = attrgetter("op"), attrgetter("args"), attrgetter("data"), itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -132,11 +136,11 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
         get = slot_of.get
         known = np.asarray(call[2], dtype=np.int64) if len(call) > 2 else None  # slots the caller knows
         if known is None:
-            slots = np.fromiter((get(e, -1) for e in ops.tolist()), dtype=np.int64, count=len(ops))
+            slots = np.fromiter(map(get, ops.tolist(), repeat(-1)), dtype=np.int64, count=len(ops))
         else:
             slots = known.copy()
             look = np.flatnonzero(slots < 0)
-            slots[look] = np.fromiter((get(e, -1) for e in ops[look].tolist()), dtype=np.int64, count=len(look))
+            slots[look] = np.fromiter(map(get, ops[look].tolist(), repeat(-1)), dtype=np.int64, count=len(look))
         missing = np.flatnonzero(slots < 0)
         hidden.append(as_expr_array(ops[missing]).reshape(-1))
         hidden_at.append(missing)
@@ -229,28 +233,48 @@ def pieces_of(values: Any) -> tuple[list, list] | None:
     >>> [type(p).__name__ for p in pieces], len(calls)
     (['CallPiece', 'ExprPiece'], 1)
     """
-    from .call import is_result
-
-    flat = np.asarray(values, dtype=object).reshape(-1).tolist()
-    owner = [e.args[0] if is_result(e) else None for e in flat]
-    if not any(o is not None for o in owner):
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    owner = _owners(flat.tolist())
+    if not owner.any():
         return None
+    # runs of equal owners (0: not a result): one piece each
+    starts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]])) if len(owner) else owner
+    ends = np.append(starts[1:], len(owner))
     pieces: list = []
     calls: list = []
     call_index: dict = {}
-    start = 0
-    for k in range(1, len(flat) + 1):
-        if k < len(flat) and owner[k] is owner[start] and (owner[k] is not None or owner[start] is None):
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        run = flat[start:end]
+        if not owner[start]:
+            pieces.append(ExprPiece(run.copy()))
             continue
-        node = owner[start]
-        if node is None:
-            pieces.append(ExprPiece(np.array(flat[start:k], dtype=object)))
-        else:
-            if node not in call_index:
-                call_index[node] = len(calls)
-                operands = np.empty(len(node.args), dtype=object)
-                operands[:] = list(node.args)
-                calls.append((node.data, operands))
-            pieces.append(CallPiece(call_index[node], np.array([e.data for e in flat[start:k]], dtype=np.int64)))
-        start = k
+        node = run[0].args[0]
+        if node not in call_index:
+            call_index[node] = len(calls)
+            calls.append((node.data, np.fromiter(node.args, dtype=object, count=len(node.args))))
+        indices = np.fromiter(map(_DATA, run.tolist()), dtype=np.int64, count=len(run))
+        pieces.append(CallPiece(call_index[node], indices))
     return pieces, calls
+
+
+def _owners(flat: list) -> np.ndarray:
+    """Per value: the ``id`` of its call node if it is a result node, else 0 (int64, found in bulk).
+
+    >>> import symgraph as sg
+    >>> a = sg.symbols("a")
+    >>> r = sg.Function("sq", [a], [a ** 2]).map(2)(sg.symbols("x", 2))
+    >>> o = _owners([r[0], a, r[1]]); bool(o[0] == o[2] != 0), int(o[1])
+    (True, 0)
+    """
+    from .call import is_result
+
+    owner = np.zeros(len(flat), dtype=np.int64)
+    if set(map(type, flat)) <= {Expr}:
+        ops = np.fromiter(map(id, map(_OP, flat)), dtype=np.int64, count=len(flat))
+        results = np.flatnonzero(ops == id(RESULT))
+        picked = [flat[k] for k in results.tolist()]
+    else:  # numbers among the values
+        results = np.array([k for k, e in enumerate(flat) if is_result(e)], dtype=np.int64)
+        picked = [flat[k] for k in results.tolist()]
+    owner[results] = np.fromiter(map(id, map(_FIRST, map(_ARGS, picked))), dtype=np.int64, count=len(picked))
+    return owner

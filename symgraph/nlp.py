@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from .array import as_expr_array, symbols
 from .errors import DTypeError, FreeSymbolError, InvalidInputError, ShapeError, SymgraphError
-from .expr import building, free_symbols
+from .expr import SYMBOL, building, free_symbols
 from .function import Function
 from .sparsity import Sparsity
 
@@ -358,18 +359,45 @@ def _flat_symbols(value: Any, what: str) -> np.ndarray:
                 "the same way)") from None
     else:
         arr = expr_array(value, f"NLP {what}").reshape(-1)
-    for k, s in enumerate(arr):
-        if not s.is_symbol:
-            raise InvalidInputError(f"NLP {what}[{k}] is {s}, not a symbol; {what} must be made by sg.symbols")
+    ops = np.fromiter(map(id, map(attrgetter("op"), arr.tolist())), dtype=np.int64, count=len(arr))
+    for k in np.flatnonzero(ops != id(SYMBOL))[:1].tolist():
+        raise InvalidInputError(f"NLP {what}[{k}] is {arr[k]}, not a symbol; {what} must be made by sg.symbols")
     if len(set(arr.tolist())) != len(arr):
         raise InvalidInputError(f"NLP {what} repeats a symbol")
     return arr
 
 
 def _check_free(x: np.ndarray, p: np.ndarray, exprs: list) -> None:
-    known = set(x.tolist()) | set(p.tolist())
-    stray = [s for s in free_symbols(exprs) if s not in known]
-    if stray:
+    """A FreeSymbolError naming (in first-visit order) the symbols ``exprs`` use that are neither in x nor in p."""
+    known = set(x.tolist())
+    known.update(p.tolist())
+    if _reaches_unknown(exprs, known):
+        stray = [s for s in free_symbols(exprs) if s not in known]
         names = ", ".join(repr(s.name) for s in stray[:10])
         raise FreeSymbolError(f"NLP objective/constraints depend on symbol(s) {names} that are neither "
                               "in x nor in p")
+
+
+def _reaches_unknown(roots: list, known: set) -> bool:
+    """Whether a symbol outside ``known`` is reachable from the Exprs ``roots``.
+
+    Walks the graph level by level with set operations, so the operands of a
+    call (a million gathered entries of x) are checked in bulk, not one by
+    one; the order of the walk does not matter for a yes/no answer.
+
+    >>> from symgraph.expr import symbol
+    >>> x, y = symbol("x"), symbol("y")
+    >>> _reaches_unknown([x * 2 + 1], {x}), _reaches_unknown([x * y], {x})
+    (False, True)
+    """
+    seen = set(known)
+    frontier = set(roots) - seen
+    while frontier:
+        seen |= frontier
+        following: set = set()
+        for node in frontier:
+            if node.op is SYMBOL:
+                return True
+            following.update(node.args)
+        frontier = following - seen
+    return False
