@@ -157,48 +157,13 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
         slots[at] = hidden_slots[k:k + len(at)]
         k += len(at)
     # append each call, then the results the outputs read
-    first = base.first_instruction_slot
-    n0 = base.n_instructions
     wanted = [[] for _ in calls]
     for out in outputs:
         for p in out:
             if isinstance(p, CallPiece):
                 wanted[p.call].append(np.asarray(p.indices, dtype=np.int64).reshape(-1))
-    opcodes, operands, immediates = [base.opcodes], [base.operands], [base.immediates]
-    callees = list(base.callees)
-    call_callee, call_offsets, call_operands = [base.call_callee], [base.call_offsets], [base.call_operands]
-    n_call_rows = base.n_calls
-    offset = int(base.call_offsets[-1])
-    result_lists, result_starts = [], []
-    index = n0
-    for c, (F, *_) in enumerate(calls):
-        results = sorted_unique(np.concatenate(wanted[c])) if wanted[c] else np.zeros(0, np.int64)
-        total = n_results(F)
-        if len(results) and (results[0] < 0 or results[-1] >= total):
-            from .errors import ShapeError
-
-            raise ShapeError(f"assembled_function: a result index of {F.name} is outside [0, {total})")
-        call_slot = first + index
-        opcodes.append(np.concatenate([[CALL.code], np.full(len(results), RESULT.code)]).astype(np.int16))
-        rows = np.full((len(results) + 1, MAX_ARITY), -1, dtype=np.int64)
-        rows[1:, 0] = call_slot
-        operands.append(rows)
-        immediates.append(np.concatenate([[n_call_rows], results]).astype(np.int64))
-        for j, G in enumerate(callees):
-            if G is F:
-                callee_index = j
-                break
-        else:
-            callee_index = len(callees)
-            callees.append(F)
-        call_callee.append(np.array([callee_index], dtype=np.int64))
-        offset += len(operand_slots[c])
-        call_offsets.append(np.array([offset], dtype=np.int64))
-        call_operands.append(operand_slots[c])
-        n_call_rows += 1
-        result_lists.append(results)
-        result_starts.append(call_slot + 1)
-        index += 1 + len(results)
+    results = [_wanted_results(call[0], w) for call, w in zip(calls, wanted)]
+    arrays, starts = _append_calls(base, [call[0] for call in calls], operand_slots, results)
     # outputs: Expr pieces from the base Tape, call pieces from the appended results
     expr_slot_iter = iter(base.output_slots[:-1])
     output_slots = []
@@ -208,16 +173,71 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
             if isinstance(p, ExprPiece):
                 parts.append(next(expr_slot_iter).reshape(-1))
             else:
-                idx = np.asarray(p.indices, dtype=np.int64).reshape(-1)
-                parts.append(result_starts[p.call] + np.searchsorted(result_lists[p.call], idx))
+                parts.append(starts[p.call] + _positions(results[p.call], p.indices))
         output_slots.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
-    tape = Tape(input_slots=base.input_slots, constants=base.constants, opcodes=np.concatenate(opcodes),
-                operands=np.concatenate(operands), output_slots=tuple(output_slots),
-                symbol_names=base.symbol_names, immediates=np.concatenate(immediates), callees=tuple(callees),
-                call_callee=np.concatenate(call_callee), call_offsets=np.concatenate(call_offsets),
-                call_operands=np.concatenate(call_operands))
+    tape = Tape(input_slots=base.input_slots, constants=base.constants, output_slots=tuple(output_slots),
+                symbol_names=base.symbol_names, **arrays)
     return AssembledFunction(name, inputs, tape, input_names, output_names)
 
+
+def _wanted_results(F: Function, wanted: list) -> np.ndarray:
+    """The distinct result indices of ``F`` that the pieces read, sorted (a ShapeError if one is out of range)."""
+    results = sorted_unique(np.concatenate(wanted)) if wanted else np.zeros(0, np.int64)
+    total = n_results(F)
+    if len(results) and (results[0] < 0 or results[-1] >= total):
+        from .errors import ShapeError
+
+        raise ShapeError(f"assembled_function: a result index of {F.name} is outside [0, {total})")
+    return results
+
+
+def _positions(results: np.ndarray, indices: Any) -> np.ndarray:
+    """Where each of ``indices`` sits in the sorted distinct ``results`` (which hold them all).
+
+    >>> _positions(np.array([2, 5, 7]), [7, 2]).tolist(), _positions(np.arange(4), [3, 1]).tolist()
+    ([2, 0], [3, 1])
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if not len(results) or (results[0] == 0 and results[-1] == len(results) - 1):  # all of 0 .. k-1
+        return idx
+    return np.searchsorted(results, idx)
+
+
+def _append_calls(base: Tape, functions: list, operand_slots: list, results: list) -> tuple[dict, list[int]]:
+    """The instruction and call-table arrays of ``base`` followed, per call, by the call and its ``results``.
+
+    Each array is allocated once at its final size and filled (a map over a
+    million instances appends millions of result instructions).  Returns the
+    arrays (keyword arguments of :class:`~symgraph.tape.Tape`) and, per call,
+    the slot of its first result.
+    """
+    n0, first = base.n_instructions, base.first_instruction_slot
+    total = n0 + sum(1 + len(r) for r in results)
+    opcodes = np.empty(total, dtype=np.result_type(base.opcodes, np.int16))
+    operands = np.empty((total, MAX_ARITY), dtype=np.result_type(base.operands, np.int64))
+    immediates = np.empty(total, dtype=np.result_type(base.immediates, np.int64))
+    opcodes[:n0], operands[:n0], immediates[:n0] = base.opcodes, base.operands, base.immediates
+    operands[n0:] = -1
+    callees = list(base.callees)
+    callee_rows, starts = [], []
+    at = n0
+    for c, (F, r) in enumerate(zip(functions, results)):
+        end = at + 1 + len(r)
+        opcodes[at], opcodes[at + 1:end] = CALL.code, RESULT.code
+        operands[at + 1:end, 0] = first + at
+        immediates[at], immediates[at + 1:end] = base.n_calls + c, r
+        callee_index = next((j for j, G in enumerate(callees) if G is F), len(callees))
+        if callee_index == len(callees):
+            callees.append(F)
+        callee_rows.append(callee_index)
+        starts.append(first + at + 1)
+        at = end
+    counts = np.array([len(slots) for slots in operand_slots], dtype=np.int64)
+    arrays = dict(opcodes=opcodes, operands=operands, immediates=immediates, callees=tuple(callees),
+                  call_callee=np.concatenate([base.call_callee, np.array(callee_rows, dtype=np.int64)]),
+                  call_offsets=np.concatenate([base.call_offsets, base.call_offsets[-1] + np.cumsum(counts)]),
+                  call_operands=np.concatenate([base.call_operands, *operand_slots]))
+    return arrays, starts
 
 
 def pieces_of(values: Any) -> tuple[list, list] | None:
