@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -37,6 +38,8 @@ from .errors import DTypeError, FreeSymbolError, InvalidInputError, ShapeError, 
 from .expr import SYMBOL, building, free_symbols
 from .function import Function
 from .sparsity import Sparsity
+
+_OP, _ARGS = attrgetter("op"), attrgetter("args")
 
 
 @dataclass
@@ -281,8 +284,8 @@ def _distinct(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tup
     inverse[order] = np.cumsum(new) - 1
     pattern = Sparsity(distinct % height, distinct // height, shape)
     if len(distinct) == len(key):  # no repeats, another order: a permutation
-        return pattern, (np.argsort(key, kind="stable"), None)
-    return pattern, (inverse.astype(np.intp), len(distinct))
+        return pattern, (order, None)
+    return pattern, (inverse.astype(np.intp, copy=False), len(distinct))
 
 
 def _summed(values: np.ndarray, how: tuple | None) -> np.ndarray:
@@ -359,7 +362,7 @@ def _flat_symbols(value: Any, what: str) -> np.ndarray:
                 "the same way)") from None
     else:
         arr = expr_array(value, f"NLP {what}").reshape(-1)
-    ops = np.fromiter(map(id, map(attrgetter("op"), arr.tolist())), dtype=np.int64, count=len(arr))
+    ops = np.fromiter(map(id, map(_OP, arr.tolist())), dtype=np.int64, count=len(arr))
     for k in np.flatnonzero(ops != id(SYMBOL))[:1].tolist():
         raise InvalidInputError(f"NLP {what}[{k}] is {arr[k]}, not a symbol; {what} must be made by sg.symbols")
     if len(set(arr.tolist())) != len(arr):
@@ -393,11 +396,8 @@ def _reaches_unknown(roots: list, known: set) -> bool:
     seen = set(known)
     frontier = set(roots) - seen
     while frontier:
+        if SYMBOL in set(map(_OP, frontier)):
+            return True
         seen |= frontier
-        following: set = set()
-        for node in frontier:
-            if node.op is SYMBOL:
-                return True
-            following.update(node.args)
-        frontier = following - seen
+        frontier = set(chain.from_iterable(map(_ARGS, frontier))) - seen
     return False

@@ -130,6 +130,8 @@ class Triplets:
         x = self.variables
         if x is None:
             return False
+        if inputs and inputs[0] is x:
+            return True
         flat: list = []
         for arr in inputs:
             flat.extend(np.asarray(arr, dtype=object).reshape(-1).tolist())
@@ -235,6 +237,7 @@ class _Term:
         self.f_coef, self.f_result = _NO_FLOATS, _NO_INTS                  # objective pieces
         self.g_coef, self.g_result, self.g_row = _NO_FLOATS, _NO_INTS, _NO_INTS  # constraint pieces
         self._operands: np.ndarray | None = None
+        self._columns: np.ndarray | None = None
 
     @property
     def has_f(self) -> bool:
@@ -254,9 +257,11 @@ class _Term:
 
     def instance_columns(self, slots: np.ndarray) -> np.ndarray:
         """(n, len(slots)): the x column of body input scalar ``slots[q]`` in instance ``i`` (-1: not in x)."""
-        s = self.structure
-        positions = s.ins.encode(slots[None, :], np.arange(s.n)[:, None])
-        return self.slot_cols[positions]
+        if self._columns is None:  # every body input scalar at once, then picked: slots repeat across calls
+            s = self.structure
+            positions = s.ins.encode(np.arange(s.ins.body_total)[None, :], np.arange(s.n)[:, None])
+            self._columns = self.slot_cols[positions]
+        return self._columns[:, slots]
 
     def mapped_function(self, name: str, extra_inputs: list[tuple[np.ndarray, bool]], outputs: Any) -> Any:
         """``Function(body inputs + extra, outputs).map(n)`` with the body's shared flags (extra: (symbols, shared))."""
@@ -276,6 +281,17 @@ class _Term:
         shared = [k for k, f in enumerate(s.shared) if f]
         shared += [len(body.inputs) + k for k, (_, sh) in enumerate(extra_inputs) if sh]
         return F.map(s.n, shared=shared)
+
+
+def _kept(keep: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    """``a[keep]`` for each array (flat views, no copy, when every entry is kept).
+
+    >>> [a.tolist() for a in _kept(np.array([[True, False]]), np.array([[1, 2]]))]
+    [[1]]
+    """
+    if keep.all():
+        return [a.reshape(-1) for a in arrays]
+    return [a[keep] for a in arrays]
 
 
 def _first_of_each(keys: np.ndarray, size: int) -> np.ndarray:
@@ -576,7 +592,8 @@ def _tile_gradient(t: _Term, out: Triplets) -> None:
     cols = t.instance_columns(slots)                                    # (n, slots)
     keep = cols >= 0
     index = np.arange(cols.size, dtype=np.int64).reshape(cols.shape)
-    out.add_call(np.zeros(int(keep.sum()), np.int64), cols[keep], M, t.operands(), index[keep], t.slot_cols)
+    cols, index = _kept(keep, cols, index)
+    out.add_call(np.zeros(len(cols), np.int64), cols, M, t.operands(), index, t.slot_cols)
 
 
 def _tile_jacobian(t: _Term, out: Triplets) -> None:
@@ -608,7 +625,7 @@ def _tile_jacobian(t: _Term, out: Triplets) -> None:
     rows = np.where(per_instance[None, :], row_table[entry].T, shared_row[entry][None, :])
     keep = (rows >= 0) & (cols >= 0)
     index = np.arange(rows.size, dtype=np.int64).reshape(rows.shape)
-    out.add_call(rows[keep], cols[keep], M, t.operands(), index[keep], t.slot_cols)
+    out.add_call(*_kept(keep, rows, cols), M, t.operands(), _kept(keep, index)[0], t.slot_cols)
 
 
 def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None:
@@ -667,7 +684,7 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     keep = (ra >= 0) & (cb >= 0)
     rows, cols = np.maximum(ra, cb), np.minimum(ra, cb)
     slots = np.concatenate([t.slot_cols, np.full(len(operands) - len(t.slot_cols), -1, dtype=np.int64)])
-    out.add_call(rows[keep], cols[keep], M, operands, index[keep], slots)
+    out.add_call(*_kept(keep, rows, cols), M, operands, _kept(keep, index)[0], slots)
     # an off-diagonal body entry whose two slots are one variable counts twice on its diagonal
     twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
     if twice.any():
