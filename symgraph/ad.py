@@ -334,13 +334,13 @@ def _forward_structural(node: Expr, tangents: dict, wanted: _Wanted) -> None:
         tangents[node] = calls
 
 
-def _reverse_structural(node: Expr, bar: Any, adjoints: dict, active: set) -> None:
+def _reverse_structural(node: Expr, bar: Any, adjoints: dict, active: set, forwarded: dict | None) -> None:
     if node.op is RESULT:
         call = node.args[0]
         if call in active:
             adjoints.setdefault(call, {})[node.data] = bar
         return
-    for a, dirs in calldiff.reverse(node, bar, active):
+    for a, dirs in calldiff.reverse(node, bar, active, forwarded):
         acc = adjoints.get(a)
         if acc is None:
             adjoints[a] = dirs
@@ -467,12 +467,18 @@ def active_nodes(order: list[Expr], symbols) -> set:
 
 
 @_memoized_masks
-def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set) -> dict[Expr, Dirs]:
+def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set,
+                  forwarded: dict | None = None) -> dict[Expr, Dirs]:
     """Adjoints by one backward pass over ``order`` (a topological order).
 
     ``seeds`` lists ``(node, {direction: cotangent})`` (repeated nodes
     accumulate); only nodes in ``active`` receive adjoints.  Returns the
-    adjoints of the leaves (symbols) reached.
+    adjoints of the leaves (symbols) reached.  With a dict ``forwarded``,
+    a map call whose vjp needs its forward values is pulled back through
+    a forward call that also saves them and a backward call that reads
+    them; ``forwarded`` gets ``{primal call: forward call}``, and the
+    caller reads the primal results from the forward call instead
+    (:func:`symgraph.calldiff.reverse`).
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
@@ -511,7 +517,7 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
             continue
         deriv = node.op.deriv
         if deriv is None:  # a call or a result: the only ops without a rule of their own
-            _reverse_structural(node, bar, adjoints, active)
+            _reverse_structural(node, bar, adjoints, active, forwarded)
             continue
         partials = deriv(*args, node)
         for a, p in zip(args, partials):
@@ -651,6 +657,25 @@ def vjp(outputs: Any, inputs: Any, cotangents: Any):
     >>> [str(e) for e in vjp([x[0] * x[1], x[0]], x, [1.0, 2.0])]
     ['2 + x[1]', 'x[0]']
     """
+    return vjp_forwarding(outputs, inputs, cotangents, None)
+
+
+def vjp_forwarding(outputs: Any, inputs: Any, cotangents: Any, forwarded: dict | None):
+    """:func:`vjp`, and with a dict ``forwarded`` its map calls split into a forward and a backward call.
+
+    ``forwarded`` receives ``{primal map call: forward call}`` (see
+    :func:`reverse_sweep`): the forward call computes the primal results at
+    the same positions, and the residuals the backward call reads after
+    them.  The returned graph still reads the primal calls' results; the
+    caller replaces them with the forward calls' (as
+    :mod:`symgraph.structdiff` does inside a map's derivative), so each
+    instance runs its forward once.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> [str(e) for e in vjp_forwarding(x[0] * x[1], x, 1.0, {})]
+    ['x[1]', 'x[0]']
+    """
     out_arr, roots = flat_exprs(outputs, "vjp outputs")
     in_arr, columns = symbol_columns(inputs)
     single, dirs = _directions(cotangents, out_arr.shape, "vjp cotangents", "outputs")
@@ -659,7 +684,7 @@ def vjp(outputs: Any, inputs: Any, cotangents: Any):
         active = active_nodes(order, columns)
         seeds = [(r, {k: row[i] for k, row in enumerate(dirs) if not _is_zero(row[i])})
                  for i, r in enumerate(roots)]
-        adj = reverse_sweep(order, seeds, active)
+        adj = reverse_sweep(order, seeds, active, forwarded)
         results = [[adj.get(s, {}).get(k, ZERO) for s in columns] for k in range(len(dirs))]
     if single:
         return _shape_result(results[0], in_arr.shape, isinstance(inputs, Expr))

@@ -275,7 +275,7 @@ def _live(e: Any) -> bool:
     return e is not None and not (e.op is CONST and e.data == 0.0)
 
 
-def _results(D: Derivative, operands: tuple, seeds: list) -> list:
+def _results(D: Derivative, operands: tuple, seeds: list, split: tuple | None = None) -> list:
     """The flat result nodes of one call of ``D.function`` on the callee's ``operands`` and ``seeds``.
 
     The operands are Exprs already, in the order of the Function's flat
@@ -284,12 +284,17 @@ def _results(D: Derivative, operands: tuple, seeds: list) -> list:
     A map's flat derivative Function is not called: its mapped wrapper is,
     on the operands and the seeds placed in its groups, and the wanted
     results are picked (``FlatDerivative.direct``, :mod:`symgraph.structdiff`).
+    With ``split = (backward map, residual nodes)`` the backward map is
+    called in its place, on the residuals as well.
     """
     direct = getattr(D.function, "direct", None)
     if direct is not None:  # a map's derivative: call its mapped wrapper itself, pick the results
         mapped, seed_index, where = direct
         placed = [seeds[i] if i >= 0 else _ZERO for i in seed_index.tolist()]
-        node = intern_structural(CALL, tuple(operands) + tuple(placed), mapped)
+        extra: tuple = ()
+        if split is not None:
+            mapped, extra = split
+        node = intern_structural(CALL, tuple(operands) + tuple(placed) + extra, mapped)
         results = intern_results(node, 0, mapped.structure.n_results)
         return [results[w] if w >= 0 else _ZERO for w in where.tolist()]
     node = intern_structural(CALL, tuple(operands) + tuple(seeds), D.function)
@@ -352,13 +357,20 @@ def forward(call: Expr, tangents: list, wanted: Any) -> CallTangents | None:
     return CallTangents(calls)
 
 
-def reverse(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, dict]]:
+def reverse(call: Expr, bars: dict, active: Any, forwarded: dict | None = None) -> list[tuple[Expr, dict]]:
     """Cotangent contributions ``[(operand, {direction: cotangent})]`` of a call node.
 
     ``bars`` maps result index ``j`` to ``{direction: cotangent}``.  One
     ``F_vjp`` for the call, from the results that carry a cotangent in any
     direction to the operands in ``active`` that those results read, and
     one call of it per direction (a result without that direction gets 0).
+
+    With a dict ``forwarded`` (a map's derivative being built,
+    :mod:`symgraph.structdiff`), a map call whose vjp reads forward values
+    is split instead of recomputed: a forward call of the map that also
+    returns those values per instance (the residuals), recorded in
+    ``forwarded[call]``, and one backward call per direction that reads
+    them; the caller then takes the primal results from the forward call.
     """
     F = call.data
     args = call.args
@@ -372,15 +384,39 @@ def reverse(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, dict]]:
     if not cols:
         return []
     D = reverse_function(F, tuple(rows), cols)
+    split = _split(call, D, forwarded) if forwarded is not None else None
     col_rows = _pattern(F).col_rows
     out = []
     for k in sorted(directions, key=_order):
         seeds = [bars[j].get(k, _ZERO) for j in rows]
         # only the operands read by a result with this direction get a cotangent in it
         live = {j for j, v in zip(rows, seeds) if _live(v)}
-        results = _results(D, args, seeds)
+        results = _results(D, args, seeds, split)
         out.extend((args[i], {k: r}) for i, r in zip(cols, results) if not live.isdisjoint(col_rows[i]))
     return out
+
+
+def _split(call: Expr, D: Derivative, forwarded: dict) -> tuple | None:
+    """``(backward map, residual nodes)`` for the vjp ``D`` of map call ``call``, or None (no split).
+
+    The forward call is made once per primal call and kept in
+    ``forwarded``; None when ``D`` is no map's derivative or the map's
+    vjp reads no forward value (:func:`symgraph.structdiff.residual_split`).
+    """
+    direct = getattr(D.function, "direct", None)
+    if direct is None:
+        return None
+    from .structdiff import residual_split
+
+    split = residual_split(call.data, direct[0])
+    if split is None:
+        return None
+    forward_map, backward_map, start, count = split
+    R = forwarded.get(call)
+    if R is None or R.data is not forward_map:
+        R = intern_structural(CALL, call.args, forward_map)
+        forwarded.setdefault(call, R)
+    return backward_map, tuple(intern_results(R, start, count))
 
 
 def _pulled_back(F: Any, args: tuple, rows: list, active: Any) -> tuple[int, ...]:

@@ -149,7 +149,8 @@ def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: li
     seeds = np.empty(len(seed_shared), dtype=object)
     seeds[[not f for f in seed_shared]] = each
     seeds[list(map(bool, seed_shared))] = once
-    result = _derivative_graph(body, mode, rows, cols, seeds)
+    forwarded: dict = {}
+    result = _derivative_graph(body, mode, rows, cols, seeds, forwarded)
     xs = list(body.inputs)
     summed = np.asarray(out_summed, dtype=bool)
     inputs, names, shared = list(xs), list(body.input_names), list(s.shared)
@@ -165,11 +166,21 @@ def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: li
             out_names.append(name)
             reduce.append(how)
     W = Function(f"{body.name}_{mode}_w", inputs, outputs, input_names=_unique(names), output_names=out_names)
+    W.forwarded = forwarded  # read by residual_split: the body's map calls whose forward W takes from elsewhere
     return MapStructure(W, s.n, tuple(shared), tuple(reduce)).function(f"{W.name}_map{s.n}")
 
 
-def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.ndarray) -> np.ndarray:
+def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.ndarray,
+                      forwarded: dict | None = None) -> np.ndarray:
     """The graph of the body's derivative (what its ``D`` computes), over the body's own symbols and ``seeds``.
+
+    Reverse mode with a dict ``forwarded``: the map calls in the body are
+    split into a forward call that saves what their vjp reads and a
+    backward call that reads it (:func:`symgraph.ad.vjp_forwarding`), the
+    graph reads the primal results from the forward calls, and
+    ``forwarded`` holds ``{primal call: forward call}``.  So an inner map
+    runs its forward once per instance of the outer one, not twice (once
+    for the outer body's own values, once inside its vjp).
 
     >>> import numpy as np, symgraph as sg
     >>> x = sg.symbols("x", 2)
@@ -177,7 +188,7 @@ def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.
     >>> [str(e) for e in _derivative_graph(F, "vjp", (0,), (0, 1), np.array([sg.symbols("b")]))]
     ['x[1] * b', 'x[0] * b']
     """
-    from .ad import jvp, vjp
+    from .ad import jvp, vjp_forwarding
     from .expr import building
 
     x, y = calldiff.flat_inputs(body), calldiff.flat_outputs(body)
@@ -185,8 +196,145 @@ def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.
         if mode == "jvp":
             out = jvp(y[list(rows)], x[list(cols)], seeds)
         else:
-            out = vjp(y[list(rows)], x[list(cols)], seeds)
-    return np.asarray(out, dtype=object).reshape(-1)
+            out = vjp_forwarding(y[list(rows)], x[list(cols)], seeds, forwarded)
+        out = np.asarray(out, dtype=object).reshape(-1)
+        if forwarded:
+            read = _reading_forward(_unsplit(out.tolist(), forwarded), forwarded)
+            out = np.empty(len(read), dtype=object)
+            out[:] = read
+    return out
+
+
+def _unsplit(roots: list, forwarded: dict) -> list:
+    """``roots`` with the split vjp calls of the primal calls that ``roots`` never read made whole again.
+
+    A split pays off only where the graph reads the primal call's results
+    (an outer body's values computed from the inner map's): otherwise its
+    forward call would run only for the residuals, one more call and pass
+    over them where the whole vjp recomputes them in one.  Those primal
+    calls leave ``forwarded``; each of their backward calls is replaced by
+    the vjp wrapper's map on the same operands less the residuals.
+    """
+    from .expr import CALL, RESULT, intern_structural, topological
+    from .hoist import _replace
+
+    order = topological(roots)
+    read = {node.args[0] for node in order if node.op is RESULT and node.args[0] in forwarded}
+    idle = {forwarded.pop(C) for C in list(forwarded) if C not in read}
+    if not idle:
+        return roots
+    mapping, whole = {}, {}
+    for node in order:
+        if node.op is not RESULT:
+            continue
+        call = node.args[0]
+        plain = getattr(call.data, "plain", None)
+        if call.op is not CALL or plain is None or call.args[-1].args[0] not in idle:
+            continue
+        if call not in whole:
+            whole[call] = intern_structural(CALL, call.args[:plain.structure.n_operands], plain)
+        mapping[node] = intern_structural(RESULT, (whole[call],), node.data)
+    return _replace(roots, mapping)
+
+
+def _reading_forward(roots: list, forwarded: dict) -> list:
+    """``roots`` with every result of a primal call in ``forwarded`` read from its forward call instead."""
+    from .expr import RESULT, intern_structural, topological
+    from .hoist import _replace
+
+    mapping = {node: intern_structural(RESULT, (forwarded[node.args[0]],), node.data)
+               for node in topological(roots) if node.op is RESULT and node.args[0] in forwarded}
+    return _replace(roots, mapping) if mapping else list(roots)
+
+
+RESIDUAL_WIDTH = 64  # residuals per instance allowed beyond 4 per body scalar (inputs and outputs)
+RESIDUAL_TOTAL = 1 << 21  # residual scalars allowed per split call (all instances): 16 MiB of work array
+
+
+def residual_split(F: Any, mapped: Any) -> tuple | None:
+    """The forward/backward split of the mapped vjp wrapper ``mapped`` of map ``F`` (kept on ``mapped``).
+
+    ``mapped``'s body ``W`` computes the body's vjp and, on the way, the
+    forward values it reads (the *residuals*: the seed-independent nodes
+    that a seed-dependent node reads).  The split is ``(forward map,
+    backward map, start, count)``: the forward map runs ``F``'s body
+    returning its outputs (the same results as ``F``, in the same places)
+    and then the residuals of each instance, results ``start ..
+    start+count-1``; the backward map runs ``W`` with the residuals as one
+    more per-instance input in place of those nodes, so it recomputes
+    nothing of the forward.  None when ``W`` reads no forward value (a
+    linear body) or the residuals are too many (past ``RESIDUAL_WIDTH``
+    per instance beyond 4 per body scalar, or ``RESIDUAL_TOTAL`` in all):
+    then the vjp recomputes the forward, as without a split.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x, p = sg.symbols("x"), sg.symbols("p")
+    >>> M = sg.Function("f", [x, p], [sg.sin(p * x)]).map(3, shared=["p"])
+    >>> mapped = calldiff.reverse_function(M, (0, 1, 2), (0, 1, 2, 3)).function.direct[0]
+    >>> forward, backward, start, count = residual_split(M, mapped)
+    >>> [str(e) for e in forward.structure.body.outputs[1]]    # the vjp reads cos(p * x)
+    ['cos(p * x)']
+    >>> start, count
+    (3, 3)
+    """
+    with calldiff._LOCK:
+        split = getattr(mapped, "residual_split", None)
+        if split is None:
+            split = mapped.residual_split = _split(F.structure, mapped) or ()
+    return split or None
+
+
+def _split(s: Any, mapped: Any) -> tuple | None:
+    """:func:`residual_split`, built (None: no split)."""
+    from .array import symbols
+    from .call import split_operands
+    from .expr import building, topological
+    from .hoist import _fresh, _replace
+    from .map import MapStructure
+
+    ms, W, B = mapped.structure, mapped.structure.body, s.body
+    with building():
+        roots = calldiff.flat_outputs(W).tolist()
+        order = topological(roots)
+        residuals = _residuals(order, roots, calldiff.flat_inputs(W)[calldiff.flat_inputs(B).size:].tolist())
+        width = 4 * (calldiff.flat_inputs(B).size + calldiff.flat_outputs(B).size) + RESIDUAL_WIDTH
+        if not residuals or len(residuals) > width or s.n * len(residuals) > RESIDUAL_TOTAL:
+            return None
+        y = calldiff.flat_outputs(B).tolist()
+        forwarded = getattr(W, "forwarded", None)
+        if forwarded:
+            y = _reading_forward(y, forwarded)
+        forward = Function(f"{B.name}_fwd", list(B.inputs),
+                           split_operands(y, B.output_shapes) + [np.array(residuals, dtype=object)],
+                           input_names=list(B.input_names), output_names=_unique(list(B.output_names) + ["r"]))
+        r = symbols(_fresh(W, "residual"), len(residuals))
+        replaced = _replace(roots, dict(zip(residuals, r.tolist())))
+        backward = Function(f"{W.name}_bwd", list(W.inputs) + [r], split_operands(replaced, W.output_shapes),
+                            input_names=_unique(list(W.input_names) + ["r"]), output_names=list(W.output_names))
+    forward_map = MapStructure(forward, s.n, s.shared, s.reduce + (None,)).function(f"{forward.name}_map{s.n}")
+    backward_map = MapStructure(backward, ms.n, ms.shared + (False,), ms.reduce).function(
+        f"{backward.name}_map{ms.n}")
+    backward_map.plain = mapped  # what _unsplit calls in its place, on the operands less the residuals
+    return forward_map, backward_map, s.n_results, s.n * len(residuals)
+
+
+def _residuals(order: list, roots: list, seeds: list) -> list:
+    """The seed-independent non-leaf values (no call nodes) that a seed-dependent node or a root reads.
+
+    ``order`` is a topological order of ``roots``; a node depends on the
+    seeds when one of its operands does.  In topological order.
+    """
+    from .expr import CALL
+
+    tainted = set(seeds)
+    wanted: set = set()
+    for node in order:
+        args = node.args
+        if args and any(a in tainted for a in args):
+            tainted.add(node)
+            wanted.update(a for a in args if a not in tainted and a.args and a.op is not CALL)
+    wanted.update(r for r in roots if r not in tainted and r.args and r.op is not CALL)
+    return [node for node in order if node in wanted]
 
 
 def _unique(names: list[str]) -> list[str]:
