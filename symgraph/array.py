@@ -14,12 +14,11 @@ also work on such arrays, so plain numpy model code can be traced.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Callable
 
 import numpy as np
 
-from .expr import Expr, apply, power, symbol, _pymod, _unary
+from .expr import Expr, apply, new_symbols, power, symbol, _pymod, _unary
 from .ops import OPS, SCALAR_OPS
 
 
@@ -44,10 +43,11 @@ def symbols(name: str, shape: int | tuple[int, ...] | None = None):
         from .errors import ShapeError
 
         raise ShapeError(f"symbols({name!r}): shape must be an int or a tuple of non-negative ints, got {given!r}")
-    out = np.empty(shape, dtype=object)
-    for index in itertools.product(*(range(n) for n in shape)):
-        out[index] = symbol(f"{name}[{','.join(map(str, index))}]")
-    return out
+    from .tape import element_names
+
+    out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=object)
+    out[:] = new_symbols(element_names(name, shape) if shape else [f"{name}[]"])
+    return out.reshape(shape)
 
 
 def _elementwise(build: Callable[..., Expr], nin: int, name: str, doc: str) -> Callable[..., Any]:
@@ -162,8 +162,9 @@ def as_expr_array(value: Any) -> np.ndarray:
     from .expr import const
 
     arr = np.asarray(value, dtype=object) if not isinstance(value, Expr) else np.array(value, dtype=object)
-    flat = arr.reshape(-1)
-    for i, v in enumerate(flat):
-        if type(v) is not Expr:
-            flat[i] = const(v)
+    flat = arr.reshape(-1).tolist()
+    if set(map(type, flat)) <= {Expr}:  # the common case, checked in C
+        return arr
+    others = [i for i, v in enumerate(flat) if type(v) is not Expr]
+    arr.flat[others] = [const(flat[i]) for i in others]  # written into arr itself, as before
     return arr

@@ -133,7 +133,11 @@ def _operands(F: Any, args: Sequence[Any]) -> tuple[Expr, ...]:
                 raise ShapeError(f"{label}: expected shape {shape}, got a ragged sequence ({exc})") from None
         if arr.shape != shape:
             raise ShapeError(f"{label}: expected shape {shape}, got {arr.shape}")
-        for index, v in enumerate(arr.reshape(-1).tolist()):
+        flat = arr.reshape(-1).tolist()
+        if set(map(type, flat)) <= {Expr}:  # the common case, checked in C
+            operands.extend(flat)
+            continue
+        for index, v in enumerate(flat):
             if type(v) is not Expr:
                 try:
                     v = const(v)

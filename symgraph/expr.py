@@ -28,10 +28,13 @@ True
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
+import itertools
 import math
 import numbers
+import operator
 import sys
 import threading
 from typing import Any, Iterator
@@ -362,6 +365,39 @@ def symbol(name: str) -> Expr:
     return _make(SYMBOL, (), name)
 
 
+def new_symbols(names: list[str]) -> list[Expr]:
+    """New distinct symbols, one per name: :func:`symbol` in bulk (the loops run in C).
+
+    The names are taken as given (non-empty str, as :func:`symbol` checks);
+    ``sg.symbols`` makes its arrays through here.
+
+    >>> [s.name for s in new_symbols(["a", "b"])]
+    ['a', 'b']
+    """
+    n = len(names)
+    nodes = list(map(_object_new, itertools.repeat(Expr, n)))
+    _consume(map(_set_op, nodes, itertools.repeat(SYMBOL, n)))
+    _consume(map(_set_args, nodes, itertools.repeat((), n)))
+    _consume(map(_set_data, nodes, names))
+    return nodes
+
+
+def all_symbols(values: list) -> bool:
+    """True if every entry of ``values`` is a symbol node (checked in C, without a Python loop per entry).
+
+    >>> x = symbol("x")
+    >>> all_symbols([x, symbol("y")]), all_symbols([x, x + 1]), all_symbols([x, 2.0]), all_symbols([])
+    (True, False, False, True)
+    """
+    if not set(map(type, values)) <= {Expr}:
+        return False
+    return set(map(_OP_OF, values)) <= {SYMBOL}
+
+
+_OP_OF = operator.attrgetter("op")
+_consume = collections.deque(maxlen=0).extend
+
+
 def _coerce(x: Any) -> Expr:
     return x if type(x) is Expr else const(x)
 
@@ -453,6 +489,19 @@ def intern_results(call: Expr, start: int, count: int) -> list[Expr]:
     """
     base, code, args = id(call) << 48, RESULT.code, (call,)
     get, setdefault = _TABLE_GET, _TABLE_SETDEFAULT
+    # The keys (base | j) << 7 | code are (base << 7 | code) + (j << 7): the bits never overlap (j < 2**48).
+    keys = range((base << 7 | code) + (start << 7), (base << 7 | code) + ((start + count) << 7), 1 << 7)
+    found = list(map(get, keys))
+    if count and set(map(type, found)) == {type(None)}:  # a new call: all made in bulk, the loops in C
+        n = count
+        nodes = list(map(_object_new, itertools.repeat(Expr, n)))
+        _consume(map(_set_op, nodes, itertools.repeat(RESULT, n)))
+        _consume(map(_set_args, nodes, itertools.repeat(args, n)))
+        _consume(map(_set_data, nodes, range(start, start + count)))
+        out = list(map(setdefault, keys, nodes))
+        if len(_TABLE) >= _SWEEP_AT[0]:
+            collect()
+        return out
     out = []
     append = out.append
     for j in range(start, start + count):
@@ -781,6 +830,8 @@ def topological(roots, leaves: set | frozenset | None = None) -> list[Expr]:
     emit = order.append
     expanded: set[Expr] = set()  # Expr hashes by identity, so sets are exact
     for root in roots:
+        if root in expanded:
+            continue
         stack = [root]
         push, pop = stack.append, stack.pop
         while stack:
@@ -820,7 +871,29 @@ def free_symbols(roots) -> list[Expr]:
     >>> [s.name for s in free_symbols([x * y + 1])]
     ['x', 'y']
     """
-    return [n for n in topological(_roots(roots, "free_symbols")) if n.op is SYMBOL]
+    # The leaves of :func:`topological`'s walk in the order it emits them: the same depth-first
+    # walk without the post-order bookkeeping (a leaf is emitted when first popped).
+    seen: set[Expr] = set()
+    mark = seen.add
+    out: list[Expr] = []
+    for root in _roots(roots, "free_symbols"):
+        if root in seen:
+            continue
+        stack = [root]
+        push, pop = stack.append, stack.pop
+        while stack:
+            node = pop()
+            if node in seen:
+                continue
+            mark(node)
+            args = node.args
+            if args:
+                for a in reversed(args):
+                    if a not in seen:
+                        push(a)
+            elif node.op is SYMBOL:
+                out.append(node)
+    return out
 
 
 def count_ops(roots) -> int:

@@ -16,6 +16,7 @@ symbols) and outputs (Exprs or numbers, any shape), freezes them into a
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Sequence
 
@@ -24,7 +25,7 @@ import numpy as np
 from .array import as_expr_array
 from .batch import SparseBatch, batch_arguments, csc_order
 from .errors import ArgumentCountError, DTypeError, InvalidInputError, SerializationError, ShapeError, SymgraphError
-from .expr import SYMBOL, Expr, building, symbol
+from .expr import SYMBOL, Expr, all_symbols, building, symbol
 from .sparse import SparseExpr, to_scipy
 from .tape import Tape, build_tape, tape_exprs, tape_from_data, tape_to_data
 from . import vm
@@ -664,6 +665,8 @@ def _as_list(value: Any) -> list:
 
 def _check_input(k: int, value: Any) -> np.ndarray:
     arr = np.asarray(value, dtype=object) if not isinstance(value, Expr) else np.array(value, dtype=object)
+    if all_symbols(arr.reshape(-1).tolist()):  # the common case, checked in C
+        return arr
     for index, v in np.ndenumerate(arr):
         if type(v) is not Expr or v.op is not SYMBOL:
             where = f"input {k}" + (f" at {list(index)}" if arr.ndim else "")
@@ -674,6 +677,9 @@ def _check_input(k: int, value: Any) -> np.ndarray:
 
 
 def _check_distinct(inputs: Sequence[np.ndarray]) -> None:
+    flat = list(itertools.chain.from_iterable(arr.reshape(-1).tolist() for arr in inputs))
+    if len(set(map(id, flat))) == len(flat):  # the common case, checked in C
+        return
     seen: dict[int, tuple[int, tuple]] = {}
     for k, arr in enumerate(inputs):
         for index, sym in np.ndenumerate(arr):

@@ -177,6 +177,9 @@ class Layout:
         # per body scalar: its group and position in the group
         self.group = np.repeat(np.arange(len(self.sizes)), self.sizes)
         self.within = np.arange(self.body_total, dtype=np.int64) - self.body_offsets[self.group]
+        # per body scalar: its flat position in instance 0 and the stride between instances (0 if shared)
+        self._base = self.offsets[self.group] + self.within
+        self._stride = np.where(self.per_instance[self.group], self.sizes[self.group], 0)
 
     def decode(self, positions: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(body position, instance)`` of flat positions (instance -1 for a shared scalar)."""
@@ -192,10 +195,7 @@ class Layout:
     def encode(self, body: Any, instance: Any) -> np.ndarray:
         """The flat positions of body scalars ``body`` in ``instance`` (ignored for shared ones)."""
         body = np.asarray(body, dtype=np.int64)
-        k = self.group[body]
-        within = self.within[body]
-        return self.offsets[k] + np.where(self.per_instance[k], np.asarray(instance) * self.sizes[k] + within,
-                                          within)
+        return self._base[body] + np.asarray(instance, dtype=np.int64) * self._stride[body]
 
 
 class MapStructure:

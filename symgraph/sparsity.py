@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .expr import CONST, RESULT, SYMBOL, Expr, building, symbol, topological
+from .expr import CONST, RESULT, SYMBOL, Expr, all_symbols, building, symbol, topological
 from .ops import Op
 from .sparse import sorted_unique
 
@@ -387,8 +387,13 @@ def symbol_columns(inputs: Any) -> tuple[np.ndarray, dict[Expr, int]]:
         arr = np.array(inputs, dtype=object)
     else:
         arr = np.asarray(inputs, dtype=object)
-    columns: dict[Expr, int] = {}
-    for j, s in enumerate(arr.reshape(-1).tolist()):
+    flat = arr.reshape(-1).tolist()
+    if all_symbols(flat):  # the common case, checked in C
+        columns: dict[Expr, int] = dict(zip(flat, range(len(flat))))  # Expr hashes by identity
+        if len(columns) == len(flat):
+            return arr, columns
+    columns = {}
+    for j, s in enumerate(flat):
         if type(s) is not Expr or s.op is not SYMBOL:
             shown = str(s) if type(s) is Expr else repr(s)
             where = f" at flat index {j}" if arr.ndim else ""

@@ -83,7 +83,6 @@ class StructuredFunction(Function):
         # The Tape (one call, then one result per output scalar) is laid out with numpy: no Expr is made
         # until someone asks for ``inputs``/``outputs`` (they are built lazily, over the same slots).
         from .function import _names
-        from .tape import structured_tape
 
         if not isinstance(name, str) or not name:
             raise InvalidInputError(f"Function name must be a non-empty str, got {name!r}")
@@ -94,11 +93,21 @@ class StructuredFunction(Function):
         self.input_names = _names(input_names, [f"i{k}" for k in range(len(input_shapes))], "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(output_shapes))], "output")
         self.output_sparsity = (None,) * len(output_shapes)
-        self.tape = structured_tape(self, self.input_names, self._input_shapes, self._output_shapes)
+        self._tape: Any = None
+        self._optimized: dict[int, "StructuredFunction"] = {}
         self._program = None
         self._lazy_inputs: tuple | None = None
         self._lazy_outputs: tuple | None = None
         self._expanded: list | None = None
+
+    @property
+    def tape(self) -> Any:
+        """The Tape: one call of this Function on all its input scalars, then one result each (made on first use)."""
+        if self._tape is None:
+            from .tape import structured_tape
+
+            self._tape = structured_tape(self, self.input_names, self._input_shapes, self._output_shapes)
+        return self._tape
 
     @property
     def n_in(self) -> int:
@@ -143,10 +152,23 @@ class StructuredFunction(Function):
         return self._lazy_outputs
 
     def optimize(self, level: int = 1) -> "StructuredFunction":
-        """The same structure over the body optimized at ``level`` (``self`` at level 0)."""
+        """The same structure over the body optimized at ``level`` (``self`` at level 0).
+
+        Made once per level: every compile of a caller asks again.
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> M = sg.Function("f", [x], [x + x]).map(3)
+        >>> M.optimize() is M.optimize(), M.optimize(0) is M
+        (True, True)
+        """
         if not level:
             return self
-        return self.structure.with_body(self.structure.body.optimize(level)).function(self.name)
+        found = self._optimized.get(level) if type(level) is int else None  # True is 1, but refused below
+        if found is None:
+            found = self.structure.with_body(self.structure.body.optimize(level)).function(self.name)
+            found = self._optimized.setdefault(level, found)
+        return found
 
     def expansion(self) -> list:
         """The unrolled outputs, flat (``n`` calls of the body over this Function's inputs), built once.

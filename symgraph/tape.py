@@ -40,6 +40,9 @@ output 0 [] = @4
 
 from __future__ import annotations
 
+import itertools
+import operator
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -65,7 +68,8 @@ class Tape:
         opcodes: int16 opcode of each instruction.
         operands: ``(n_instructions, 3)`` int64 operand slots, -1 where unused.
         output_slots: per output, an int array shaped like the output.
-        symbol_names: the name of each input scalar (for listings and C comments).
+        symbol_names: the name of each input scalar (for listings and C comments): a
+            tuple of str, or an :class:`InputNames` that makes them on demand.
         immediates: int64 per instruction: a call's row of the call tables, a
             result's output index, -1 for every other instruction.
         callees: the distinct callee Functions of the calls.
@@ -79,7 +83,7 @@ class Tape:
     opcodes: np.ndarray
     operands: np.ndarray
     output_slots: tuple[np.ndarray, ...]
-    symbol_names: tuple[str, ...]
+    symbol_names: "tuple[str, ...] | InputNames"
     immediates: np.ndarray | None = None  # None: no call or result (filled with -1)
     callees: tuple = ()
     call_callee: np.ndarray = field(default_factory=lambda: _NO_INTS)
@@ -248,8 +252,89 @@ def element_names(name: str, shape: tuple) -> list[str]:
         return [name]
     if len(shape) == 1:
         return [f"{name}[{i}]" for i in range(shape[0])]
-    index = np.indices(shape).reshape(len(shape), -1).T.tolist()
-    return [f"{name}[{','.join(map(str, i))}]" for i in index]
+    axes = [list(map(str, range(n))) for n in shape]
+    return [f"{name}[{','.join(index)}]" for index in itertools.product(*axes)]
+
+
+def element_name(name: str, shape: tuple, i: int) -> str:
+    """Entry ``i`` of :func:`element_names` ``(name, shape)``, without making the others.
+
+    >>> element_name("x", (2, 3), 4), element_name("y", (), 0)
+    ('x[1,1]', 'y')
+    """
+    if not shape:
+        return name
+    index = np.unravel_index(i, shape)
+    return f"{name}[{','.join(str(int(k)) for k in index)}]"
+
+
+class InputNames(abc.Sequence):
+    """A Tape's ``symbol_names`` made on demand: a read-only sequence of str, equal to the tuple it stands for.
+
+    A Tape of a map over 10^6 instances names 10^6 input scalars, which
+    only listings, comments and saved records read, and seldom all of them.
+    Built from per-input blocks: ``("x", (3,))`` stands for the
+    :func:`element_names` ``x[0], x[1], x[2]``, and an object array of
+    symbols for their names.  The full tuple is made once, on first
+    iteration; indexing makes one name.
+
+    >>> names = InputNames([("x", (2,)), ("p", ())])
+    >>> len(names), names[1], names[-1], tuple(names), names == ("x[0]", "x[1]", "p")
+    (3, 'x[1]', 'p', ('x[0]', 'x[1]', 'p'), True)
+    """
+
+    __slots__ = ("_blocks", "_starts", "_all")
+
+    def __init__(self, blocks: Sequence[Any]) -> None:
+        self._blocks = tuple(b if isinstance(b, np.ndarray) else (b[0], tuple(int(n) for n in b[1]))
+                             for b in blocks)
+        sizes = [b.size if isinstance(b, np.ndarray) else int(np.prod(b[1], dtype=np.int64)) for b in self._blocks]
+        self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        self._all: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, i):
+        if self._all is not None or isinstance(i, slice):
+            return tuple(self)[i]
+        n = len(self)
+        i = operator.index(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"symbol name index out of range (there are {n})")
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        block, at = self._blocks[k], i - int(self._starts[k])
+        if isinstance(block, np.ndarray):
+            return block.reshape(-1)[at].data
+        return element_name(block[0], block[1], at)
+
+    def __iter__(self):
+        if self._all is None:
+            names: list[str] = []
+            for block in self._blocks:
+                if isinstance(block, np.ndarray):
+                    names.extend(map(_DATA, block.reshape(-1).tolist()))
+                else:
+                    names.extend(element_names(*block))
+            self._all = tuple(names)
+        return iter(self._all)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, InputNames)):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        n = len(self)
+        shown = ", ".join(repr(self[i]) for i in range(min(n, 3)))
+        return f"InputNames([{shown}{', ...' if n > 3 else ''}], {n} names)"
+
+
+_DATA = operator.attrgetter("data")
 
 
 def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[tuple],
@@ -277,9 +362,6 @@ def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[t
     out_starts = np.concatenate([[0], np.cumsum(out_sizes)]).astype(np.int64) + n_in + 1
     operands = np.full((n_out + 1, MAX_ARITY), -1, dtype=np.int64)
     operands[1:, 0] = n_in
-    names: list[str] = []
-    for nm, shape in zip(input_names, input_shapes):
-        names.extend(element_names(nm, tuple(shape)))
     return Tape(
         input_slots=tuple(np.arange(in_starts[k], in_starts[k + 1], dtype=np.int64).reshape(shape)
                           for k, shape in enumerate(input_shapes)),
@@ -288,7 +370,7 @@ def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[t
         operands=operands,
         output_slots=tuple(np.arange(out_starts[k], out_starts[k + 1], dtype=np.int64).reshape(shape)
                            for k, shape in enumerate(output_shapes)),
-        symbol_names=tuple(names),
+        symbol_names=InputNames(list(zip(input_names, input_shapes))),
         immediates=np.concatenate([[0], np.arange(n_out)]).astype(np.int64),
         callees=(F,),
         call_callee=np.zeros(1, dtype=np.int64),
@@ -305,49 +387,69 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
     Raises :class:`FreeSymbolError` naming symbols the outputs use that are
     not inputs.  One iterative post-order walk (as
     :func:`~symgraph.expr.topological`) numbers every node.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> tape = build_tape([x], [np.array([x[0] * x[1]], dtype=object)])
+    >>> tape.opcodes.tolist() == [OPS["mul"].code], tape.output_slots[0].tolist(), tuple(tape.symbol_names)
+    (True, [2], ('x[0]', 'x[1]'))
     """
-    code_of: dict[Expr, int] = {}  # Expr hashes by identity
-    names: list[str] = []
-    for arr in inputs:
-        for sym in arr.reshape(-1):
-            code_of[sym] = len(names)
-            names.append(sym.data)
+    flat_inputs = [np.asarray(arr, dtype=object).reshape(-1) for arr in inputs]
+    n_in = sum(len(f) for f in flat_inputs)
+    code_of: dict[Expr, int] = dict(zip(itertools.chain.from_iterable(f.tolist() for f in flat_inputs),
+                                        range(n_in)))  # Expr hashes by identity
+    distinct = len(code_of) == n_in
     constants: list[float] = []
     free: list[Expr] = []
     opcodes: list[int] = []
     arity: list[int] = []
     flat: list[int] = []  # operand codes of all instructions, concatenated
-    structural: dict[int, Expr] = {}  # instruction index -> call or result node
+    calls: list[tuple[int, Expr]] = []  # (instruction index, call node)
+    result_at: list[int] = []  # instruction index of each result node
+    result_of: list[int] = []  # and the output index it picks
     lookup = code_of.__getitem__
-    for root in (e for arr in outputs for e in arr.reshape(-1)):
-        stack = [root]
-        push, pop = stack.append, stack.pop
+
+    def emit(node: Expr) -> None:  # number ``node``, whose operands are all numbered
+        i = len(opcodes)
+        code_of[node] = _INSTR + i
+        op = node.op
+        opcodes.append(op.code)
+        if node.data is not None:  # a call or result node
+            if op is CALL:
+                calls.append((i, node))
+                arity.append(0)
+                return
+            result_at.append(i)
+            result_of.append(node.data)
+        args = node.args
+        arity.append(len(args))
+        flat.extend(map(lookup, args))
+
+    stack: list = []
+    push, pop = stack.append, stack.pop
+    for root in itertools.chain.from_iterable(np.asarray(arr, dtype=object).reshape(-1).tolist()
+                                              for arr in outputs):
+        if root in code_of:
+            continue
+        push(root)
         while stack:
             node = pop()
             if node is _EMIT:
-                node = pop()
-                args = node.args
-                if node.data is not None:  # a call or result node
-                    structural[len(opcodes)] = node
-                    if node.op is CALL:
-                        code_of[node] = _INSTR + len(opcodes)
-                        opcodes.append(node.op.code)
-                        arity.append(0)
-                        continue
-                code_of[node] = _INSTR + len(opcodes)
-                opcodes.append(node.op.code)
-                arity.append(len(args))
-                flat.extend(map(lookup, args))
+                emit(pop())
             elif node not in code_of:
                 # In a DAG a node popped here was never expanded: any copy of
                 # it above an expanded one would make it its own descendant.
                 args = node.args
                 if args:
+                    depth = len(stack)
                     push(node)
                     push(_EMIT)
                     for a in reversed(args):
                         if a not in code_of:
                             push(a)
+                    if len(stack) == depth + 2:  # operands all numbered: emit now (the same order)
+                        del stack[depth:]
+                        emit(node)
                 elif node.op is CONST:
                     code_of[node] = _CONST + len(constants)
                     constants.append(node.data)
@@ -358,36 +460,48 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
         shown = ", ".join(repr(s.data) for s in free[:10]) + (" ..." if len(free) > 10 else "")
         raise FreeSymbolError(f"the outputs depend on {len(free)} symbol(s) that are not inputs: {shown}; "
                               "add them to the Function's inputs")
-    remap = _remapper(len(names), len(constants))
+    remap = _remapper(n_in, len(constants))
+    structural = bool(calls or result_at)
     tape = Tape(
-        input_slots=tuple(_slot_array(arr, code_of, remap) for arr in inputs),
+        input_slots=_input_slots(inputs, code_of, remap, distinct),
         constants=np.array(constants, dtype=np.float64),
         opcodes=np.array(opcodes, dtype=np.int16),
         operands=_operand_matrix(np.array(arity, dtype=np.int64), remap(np.array(flat, dtype=np.int64))),
         output_slots=tuple(_slot_array(arr, code_of, remap) for arr in outputs),
-        symbol_names=tuple(names),
-        **(_call_tables(structural, code_of, remap, len(opcodes)) if structural else {}),
+        symbol_names=InputNames([f.copy() for f in flat_inputs]),
+        **(_call_tables(calls, result_at, result_of, code_of, remap, len(opcodes)) if structural else {}),
     )
     if structural:
         _check_call_reads(tape)
     return tape
 
 
-def _call_tables(structural: dict[int, Expr], code_of: dict[Expr, int], remap, n: int) -> dict:
-    """The Tape's call fields for the call and result nodes at their instruction indices."""
+def _input_slots(inputs: Sequence[np.ndarray], code_of: dict[Expr, int], remap, distinct: bool) -> tuple:
+    """Per input, its slots: the input scalars numbered in order (looked up where a symbol repeats)."""
+    arrays = [np.asarray(arr, dtype=object) for arr in inputs]
+    if not distinct:  # a repeated symbol has the slot of its last place
+        return tuple(_slot_array(arr, code_of, remap) for arr in arrays)
+    out, start = [], 0
+    for arr in arrays:
+        out.append(np.arange(start, start + arr.size, dtype=np.int64).reshape(arr.shape))
+        start += arr.size
+    return tuple(out)
+
+
+def _call_tables(calls: list[tuple[int, Expr]], result_at: list[int], result_of: list[int],
+                 code_of: dict[Expr, int], remap, n: int) -> dict:
+    """The Tape's call fields for the call nodes and result nodes at their instruction indices."""
     immediates = np.full(n, -1, dtype=np.int64)
+    immediates[np.array(result_at, dtype=np.int64)] = np.array(result_of, dtype=np.int64)
     callees: dict[Any, int] = {}  # Functions hash by identity
     call_callee: list[int] = []
     offsets = [0]
     codes: list[int] = []
-    for i, node in structural.items():
-        if node.op is CALL:
-            immediates[i] = len(call_callee)
-            call_callee.append(callees.setdefault(node.data, len(callees)))
-            codes.extend(code_of[a] for a in node.args)
-            offsets.append(len(codes))
-        else:
-            immediates[i] = node.data
+    for i, node in calls:
+        immediates[i] = len(call_callee)
+        call_callee.append(callees.setdefault(node.data, len(callees)))
+        codes.extend(map(code_of.__getitem__, node.args))
+        offsets.append(len(codes))
     return {"immediates": immediates, "callees": tuple(callees),
             "call_callee": np.array(call_callee, dtype=np.int64),
             "call_offsets": np.array(offsets, dtype=np.int64),
@@ -425,7 +539,7 @@ def _operand_matrix(arity: np.ndarray, flat: np.ndarray) -> np.ndarray:
 
 
 def _slot_array(arr: np.ndarray, code_of: dict[Expr, int], remap) -> np.ndarray:
-    flat = np.array([code_of[e] for e in arr.reshape(-1)], dtype=np.int64)
+    flat = np.fromiter(map(code_of.__getitem__, arr.reshape(-1).tolist()), dtype=np.int64, count=arr.size)
     return remap(flat).reshape(arr.shape)
 
 
