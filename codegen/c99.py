@@ -83,8 +83,8 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import reroll, stores
-from .glue import (MIN_POINTER, call_statements, contiguous_run, glue_lines, is_glue, is_multi_glue,
-                   multi_glue_lines, operand_copies, result_copies)
+from .glue import (CONSTANT, MIN_POINTER, PASSED, PLAIN, call_statements, glue_lines, is_glue, is_multi_glue,
+                   multi_glue_lines, operand_table_copies, parse_operands, pointer_run, result_table_copies)
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
 
@@ -316,7 +316,7 @@ def export_c(F: Any, directory: str, name: str | None = None, optimize: int = 1,
 
 @dataclass(frozen=True)
 class _Outputs:
-    """Where each output scalar goes: ``places[slot] = [(k, j), ...]`` for computed slots, plus sparsity."""
+    """Where each output scalar goes (``slots``; computed ones listed by :attr:`place_table`), plus sparsity."""
 
     sizes: tuple
     sparsity: tuple  # per output: None or (nrow, ncol, colind, row)
@@ -324,14 +324,24 @@ class _Outputs:
     first: int  # the Tape's first instruction slot
 
     @functools.cached_property
-    def places(self) -> dict:
-        """``places[slot]``: the output positions ``(k, j)`` of each computed slot (made when first asked)."""
-        places: dict[int, list[tuple[int, int]]] = {}
-        for k, flat in enumerate(self.slots):
-            computed = np.flatnonzero(flat >= self.first)
-            for j, slot in zip(computed.tolist(), flat[computed].tolist()):
-                places.setdefault(slot, []).append((k, j))
-        return places
+    def place_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(slot, k, j)``: every output position ``(k, j)`` holding a computed slot, sorted by slot, then ``k``
+        and ``j`` (int64 arrays, made when first asked)."""
+        found = [(np.flatnonzero(flat >= self.first), k, flat) for k, flat in enumerate(self.slots)]
+        slot = np.concatenate([np.zeros(0, dtype=np.int64)] + [flat[j] for j, _, flat in found])
+        k = np.concatenate([np.zeros(0, dtype=np.int64)] + [np.full(len(j), k, dtype=np.int64) for j, k, _ in found])
+        j = np.concatenate([np.zeros(0, dtype=np.int64)] + [j for j, _, _ in found])
+        order = np.argsort(slot, kind="stable")
+        return slot[order], k[order], j[order]
+
+    def places(self, keep: np.ndarray) -> dict:
+        """``places[slot]``: the output positions ``(k, j)`` of each computed slot with ``keep[slot - first]``."""
+        slot, k, j = self.place_table
+        mine = keep[slot - self.first]
+        slot, pairs = slot[mine], list(zip(k[mine].tolist(), j[mine].tolist()))
+        cuts = np.flatnonzero(np.diff(slot)) + 1
+        starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(slot)]
+        return {s: pairs[a:b] for s, a, b in zip(slot[starts].tolist() if len(slot) else [], starts, ends)}
 
 
 def _output_layout(F: Any, tape: Any, compressed: bool = True) -> _Outputs:
@@ -460,7 +470,67 @@ def _part_bounds(tape: Any, chunk: int) -> list[int]:
     return bounds
 
 
-def _call_site(callee: _Callee, operands: list[str], base: int) -> list[str]:
+@dataclass(frozen=True)
+class _Operands:
+    """A call site's operands as :func:`codegen.glue.operand_table_copies` takes them.
+
+    ``names[array[t]][index[t]]`` (arrays below ``pointable``: ``arg[k]`` and ``w``,
+    which a pointer may point into), a constant, or the C text ``plain[t]``.
+    """
+
+    array: np.ndarray
+    index: np.ndarray
+    names: list
+    pointable: int
+    constants: list
+    plain: dict
+
+
+class _Sources:
+    """Where a Tape's inputs, constants and values kept in ``w`` are read from (int arrays over slots)."""
+
+    def __init__(self, tape: Any, wslot_of: np.ndarray, const_id: np.ndarray, constants: list) -> None:
+        self.n_in, self.first = tape.n_input_scalars, tape.first_instruction_slot
+        self.input_of = np.zeros(self.n_in, dtype=np.int64)
+        self.element_of = np.zeros(self.n_in, dtype=np.int64)
+        for k, slots in enumerate(tape.input_slots):
+            flat = np.asarray(slots, dtype=np.int64).reshape(-1)
+            self.input_of[flat] = k
+            self.element_of[flat] = np.arange(len(flat))
+        self.names = [f"arg[{k}]" for k in range(len(tape.input_slots))] + ["w"]
+        self.wslot_of, self.const_id, self.constants = wslot_of, const_id, constants
+
+    def input_text(self, a: int) -> str:
+        """The C text of input slot ``a``."""
+        return f"arg[{self.input_of[a]}][{self.element_of[a]}]"
+
+    def operands(self, slots: np.ndarray, operand: Any) -> _Operands:
+        """The operands ``slots`` of a call: inputs from ``arg``, kept values from ``w``, constants, and
+        ``operand(slot)``'s text for any other (a local, or a rerolled loop's spilled value)."""
+        n_in, first = self.n_in, self.first
+        array = np.full(len(slots), PLAIN, dtype=np.int64)
+        index = np.zeros(len(slots), dtype=np.int64)
+        inp = slots < n_in
+        array[inp], index[inp] = self.input_of[slots[inp]], self.element_of[slots[inp]]
+        const = (slots >= n_in) & (slots < first)
+        array[const], index[const] = CONSTANT, self.const_id[slots[const] - n_in]
+        kept = (slots >= first) & (self.wslot_of[slots] >= 0)
+        array[kept], index[kept] = len(self.names) - 1, self.wslot_of[slots[kept]]
+        names, constants, plain = list(self.names), list(self.constants), {}
+        rest = np.flatnonzero(array == PLAIN)
+        if len(rest):
+            texts = [operand(a) for a in slots[rest].tolist()]
+            more, at, spelled = parse_operands(texts, names)
+            number = {text: c for c, text in enumerate(constants)}
+            renumber = np.array([number.setdefault(text, len(number)) for text in spelled] + [0], dtype=np.int64)
+            at = np.where(more == CONSTANT, renumber[np.minimum(at, len(spelled))], at)
+            constants = list(number)
+            array[rest], index[rest] = more, at
+            plain = {t: texts[r] for r, t in enumerate(rest.tolist()) if more[r] == PLAIN}
+        return _Operands(array, index, names, len(self.names), constants, plain)
+
+
+def _call_site(callee: _Callee, operands: _Operands, base: int) -> list[str]:
     """A call: operands into ``w[base ...]``, results after them, the callee's work area after those.
 
     An input of the callee whose operands are one contiguous run of an input
@@ -470,14 +540,42 @@ def _call_site(callee: _Callee, operands: list[str], base: int) -> list[str]:
     """
     lines = ["  {", f"    double *const cw = w + {base};"]
     ends = list(callee.in_offsets[1:]) + [callee.n_in]
-    pointers = [contiguous_run(operands[lo:hi]) if hi - lo >= MIN_POINTER else None
-                for lo, hi in zip(callee.in_offsets, ends)]
-    copied = list(operands)
-    for (lo, hi), where in zip(zip(callee.in_offsets, ends), pointers):
+    array, index = operands.array.copy(), operands.index
+    pointers = []
+    for lo, hi in zip(callee.in_offsets, ends):
+        where = pointer_run(array[lo:hi], index[lo:hi], operands.names, operands.pointable) \
+            if hi - lo >= MIN_POINTER else None
         if where is not None:
-            copied[lo:hi] = [None] * (hi - lo)
-    lines.extend(operand_copies("cw", copied))
+            array[lo:hi] = PASSED
+        pointers.append(where)
+    lines.extend(operand_table_copies("cw", array, index, operands.names, operands.constants, operands.plain))
     return lines + call_statements(callee, pointers) + ["  }"]
+
+
+def _stored_results(tape: Any, reader_part: np.ndarray, last_part: np.ndarray,
+                    wslot_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which results are stored into the outputs together with their call (nothing else reads them).
+
+    Returns, per instruction: ``block_end`` (for a call, the end of the run of its
+    results right after it, in its part), ``done`` (a result of that run that
+    only outputs read: stored straight from ``w`` by the call site) and
+    ``resume`` (the first instruction at or after it that is not ``done``).
+    """
+    n, first = tape.n_instructions, tape.first_instruction_slot
+    rows = np.arange(n, dtype=np.int64)
+    if not tape.n_calls:
+        return rows + 1, np.zeros(n, dtype=bool), rows
+    is_result = tape.opcodes == RESULT.code
+    anchor = np.maximum.accumulate(np.where(is_result, -1, rows))  # the last other instruction at or before
+    at = np.maximum(anchor, 0)
+    follows = is_result & (anchor >= 0) & (tape.operands[:, 0] - first == anchor) & (reader_part == reader_part[at])
+    broken = np.cumsum(is_result & ~follows)  # a result of another call or part ends the run
+    in_run = follows & (broken == broken[at])
+    after = np.minimum.accumulate(np.where(in_run, n, rows)[::-1])[::-1]
+    block_end = np.append(after, n)[rows + 1]
+    done = in_run & (last_part[first:] < 0) & (wslot_of[first:] < 0)
+    resume = np.minimum.accumulate(np.where(done, n, rows)[::-1])[::-1]
+    return block_end, done, resume
 
 
 # ---------------------------------------------------------------- body
@@ -509,7 +607,7 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         info = callees[tape.call(0)[0]]
         pname = c_symbol(cname, f"{prefix}part0")
         text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
-                          *glue_lines(tape, outputs.places, info, c_constant), "}\n"])
+                          *glue_lines(tape, outputs.slots, info, c_constant), "}\n"])
         return _Body([text], [frozenset()], [pname], [frozenset({info.index})], info.n_in + info.n_out + info.work_size,
                      text.count(";"))
     if callees is not None and is_multi_glue(tape):  # several calls on inputs (assembled callbacks): the same
@@ -534,16 +632,13 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         row_part[tape.immediates[where]] = reader_part[where]
         np.maximum.at(last_part, tape.call_operands, np.repeat(row_part, np.diff(tape.call_offsets)))
     # values that live across parts get a work slot, reused after their last reader part
-    crossing = np.flatnonzero(last_part[first:] > reader_part).tolist()
+    crossing = np.flatnonzero(last_part[first:] > reader_part)
     wslot: dict[int, int] = {}
     free: list[int] = []
     release: dict[int, list[int]] = {}
     size = 0
     current = 0
-    last_part_list = last_part.tolist()
-    reader_list = reader_part.tolist()
-    for i in crossing:
-        p = reader_list[i]
+    for i, p, last in zip(crossing.tolist(), reader_part[crossing].tolist(), last_part[first + crossing].tolist()):
         while current < p:
             current += 1
             free.extend(sorted(release.pop(current, ()), reverse=True))
@@ -552,22 +647,26 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         else:
             w, size = size, size + 1
         wslot[first + i] = w
-        release.setdefault(last_part_list[first + i] + 1, []).append(w)
+        release.setdefault(last + 1, []).append(w)
 
+    wslot_of = np.full(tape.n_slots, -1, dtype=np.int64)
+    if wslot:
+        wslot_of[list(wslot)] = list(wslot.values())
     consts = [c_constant(v) for v in tape.constants.tolist()]
-    input_place = [None] * n_in
-    for i, slots in enumerate(tape.input_slots):
-        for j, s in enumerate(slots.reshape(-1).tolist()):
-            input_place[s] = f"arg[{i}][{j}]"
+    text_id: dict[str, int] = {}
+    const_id = np.array([text_id.setdefault(c, len(text_id)) for c in consts], dtype=np.int64)
+    sources = _Sources(tape, wslot_of, const_id, list(text_id))
     ops = [OP_LIST[c] for c in tape.opcodes.tolist()]
     operands = operand_matrix.tolist()
     immediates = tape.immediates.tolist()
-    places = outputs.places
+    block_end, done, resume = _stored_results(tape, reader_part, last_part, wslot_of)
+    places = outputs.places(~done)
+    place_slot, place_k, place_j = outputs.place_table
     finder = None
     if loops:
         result_base = {first + i: size + callees[tape.call(i)[0]].n_in
                        for i in np.flatnonzero(tape.opcodes == CALL.code).tolist()} if tape.n_calls else {}
-        finder = _LoopFinder(tape, places, wslot, reader_part, last_part, result_base)
+        finder = _LoopFinder(tape, outputs.place_table, wslot_of, reader_part, last_part, result_base)
     loaded = [-1] * tape.n_slots  # part in which a slot was last loaded into a local
     results_at: dict[int, int] = {}  # call slot -> where its results start in w
     scratch = 0  # doubles after the crossing slots that calls use
@@ -590,38 +689,32 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                 return f"v{a}" if a >= first else consts[a - n_in]
             if loaded[a] != p:
                 loaded[a] = p
-                source = input_place[a] if a < n_in else f"w[{wslot[a]}]"
+                source = sources.input_text(a) if a < n_in else f"w[{wslot[a]}]"
                 lines.append(f"  const double v{a} = {source};")
             return f"v{a}"
 
-        done: set = set()  # results already stored with their call
-
-        def emit(i: int) -> None:
+        def emit(i: int) -> int:
+            """Emit instruction ``i``; the next instruction to emit (results stored with their call are skipped)."""
             nonlocal scratch, emitted
+            if done[i]:
+                return int(resume[i])
             op = ops[i]
             s = first + i
             if op is CALL:
                 callee, slots = tape.call(i)
                 info = callees[callee]
                 # inputs and values kept in w are copied straight from arg and w (loops and tables, glue.py)
-                texts = [input_place[a] if a < n_in else f"w[{wslot[a]}]" if a in wslot else operand(a)
-                         for a in slots]
-                lines.extend(_call_site(info, texts, size))
+                lines.extend(_call_site(info, sources.operands(np.asarray(slots, dtype=np.int64), operand), size))
                 called.add(info.index)
                 results_at[s] = size + info.n_in
                 scratch = max(scratch, info.n_in + info.n_out + info.work_size)
                 # results only stored into outputs go there straight from w, together (glue.py)
-                q, stored = i + 1, []
-                while q < hi and ops[q] is RESULT and operands[q][0] == s:
-                    if last_part_list[first + q] < 0 and first + q not in wslot:
-                        stored.extend((k, j, results_at[s] + immediates[q]) for k, j in places.get(first + q, ()))
-                        done.add(q)
-                    q += 1
-                lines.extend(result_copies(stored, "w"))
+                a, b = np.searchsorted(place_slot, [s + 1, first + int(block_end[i])])
+                mine = done[place_slot[a:b] - first]
+                lines.extend(result_table_copies(place_k[a:b][mine], place_j[a:b][mine],
+                                                 results_at[s] + tape.immediates[place_slot[a:b][mine] - first], "w"))
                 emitted += 1
-                return
-            if i in done:
-                return
+                return i + 1
             emitted += 1
             if op is RESULT:
                 lines.append(f"  const double v{s} = w[{results_at[operands[i][0]] + immediates[i]}];")
@@ -631,14 +724,14 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
             lines.extend(_computed_stores(places.get(s, ()), f"v{s}"))
             if s in wslot:
                 lines.append(f"  w[{wslot[s]}] = v{s};")
+            return i + 1
 
         found = finder.loops(lo, hi, part_first) if finder is not None else []
         i = lo
         for loop in found + [None]:
             start = hi if loop is None else lo + loop.start
             while i < start:
-                emit(i)
-                i += 1
+                i = emit(i)
             if loop is None:
                 break
             for i in range(start, start + loop.period):  # iteration 0, straight
@@ -730,8 +823,8 @@ class _LoopFinder:
     (``array_names`` gives their C names).
     """
 
-    def __init__(self, tape: Any, places: dict, wslot: dict, reader_part: np.ndarray, last_part: np.ndarray,
-                 result_base: dict) -> None:
+    def __init__(self, tape: Any, place_table: tuple, wslot_of: np.ndarray, reader_part: np.ndarray,
+                 last_part: np.ndarray, result_base: dict) -> None:
         n_in, first, n = tape.n_input_scalars, tape.first_instruction_slot, tape.n_instructions
         self.first, self.n_in = first, n_in
         n_inputs = len(tape.input_slots)
@@ -744,9 +837,7 @@ class _LoopFinder:
             flat = np.asarray(slots, dtype=np.int64).reshape(-1)
             self.input_array[flat] = reroll.ARRAY0 + 1 + i
             self.input_element[flat] = np.arange(len(flat))
-        self.wslot = np.full(tape.n_slots, -1, dtype=np.int64)
-        if wslot:
-            self.wslot[list(wslot)] = list(wslot.values())
+        self.wslot = wslot_of
         arity = np.array([op.arity for op in OP_LIST], dtype=np.int64)
         codes = tape.opcodes.astype(np.int64)
         usable = np.array([op.c is not None or op is RESULT or op is _POWI for op in OP_LIST])[codes]
@@ -761,12 +852,14 @@ class _LoopFinder:
             self.result_w = base + tape.immediates[self.result]
         # each instruction's output places, up to MAX_PLACES (more: never in a loop)
         self.places = np.full((n, 2 * _MAX_PLACES), -1, dtype=np.int64)
-        for slot, where in places.items():
-            if len(where) > _MAX_PLACES:
-                usable[slot - first] = False
-                continue
-            for c, (k, j) in enumerate(where):
-                self.places[slot - first, 2 * c:2 * c + 2] = (self.res0 + k, j)
+        slot, k, j = place_table
+        row = slot - first
+        count = np.bincount(row, minlength=n)
+        usable[count > _MAX_PLACES] = False
+        rank = np.arange(len(row)) - np.searchsorted(row, row)  # place number of each among its slot's
+        fits = count[row] <= _MAX_PLACES
+        self.places[row[fits], 2 * rank[fits]] = self.res0 + k[fits]
+        self.places[row[fits], 2 * rank[fits] + 1] = j[fits]
         self.key = np.where(usable, codes, -1 - np.arange(n, dtype=np.int64))
         # the last reader of each value in the part that computes it
         self.last_reader = np.full(n, -1, dtype=np.int64)

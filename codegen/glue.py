@@ -55,9 +55,9 @@ import numpy as np
 
 from symgraph.tape import CALL, RESULT
 
-from .stores import progressions
+from .stores import progression_arrays
 
-__all__ = ["is_glue", "glue_lines", "operand_copies", "copy_lines", "runs",
+__all__ = ["is_glue", "glue_lines", "operand_copies", "operand_table_copies", "parse_operands", "pointer_run", "copy_lines", "runs",
            "MIN_RUN", "MIN_TABLE", "MAX_LOOPS", "LONG_RUN", "BUDGET"]
 
 MIN_RUN = 4  # shorter runs are written out statement by statement
@@ -89,9 +89,9 @@ def runs(dst: np.ndarray, src: np.ndarray) -> list[tuple[int, int, int, int]]:
     if not len(d):
         return []
     ds = np.diff(s)
-    groups = progressions(np.diff(d) == 1, ds[:, None])
-    dl, sl, dsl = d.tolist(), s.tolist(), ds.tolist()
-    return [(dl[a], sl[a], dsl[a] if c > 1 else 1, c) for a, c in groups]
+    start, count = progression_arrays(np.diff(d) == 1, ds[:, None])
+    stride = np.where(count > 1, np.append(ds, 1)[start], 1)
+    return list(zip(d[start].tolist(), s[start].tolist(), stride.tolist(), count.tolist()))
 
 
 # ---------------------------------------------------------------- planning
@@ -124,9 +124,7 @@ def _pieces(d: np.ndarray, s: np.ndarray, constant: bool) -> list[_Piece]:
         return []
     ds = np.diff(s)
     ok = np.diff(d) == 1
-    groups = progressions(ok & (ds == 0) if constant else ok, ds[:, None])
-    start = np.array([a for a, _ in groups], dtype=np.int64)
-    length = np.array([c for _, c in groups], dtype=np.int64)
+    start, length = progression_arrays(ok & (ds == 0) if constant else ok, ds[:, None])
     stride = np.where(length > 1, np.append(ds, 0)[start], 0)
     # stretches: consecutive destinations; a run never spans two
     joined = np.append(ok, False)[start + length - 1]
@@ -234,10 +232,9 @@ def copy_lines(target: str, dst: np.ndarray, source: np.ndarray, index: np.ndarr
     lines: list[str] = []
     for (c, d, s), plan, rest in zip(parts, kept, left):
         if c == len(arrays):
-            values = [constants[v] for v in s.tolist()]
             for p in plan:
-                lines += _constant_piece(target, p, d, values, indent)
-            lines += _constant_leftovers(target, d[rest], [values[t] for t in rest.tolist()], indent)
+                lines += _constant_piece(target, p, d, s, constants, indent)
+            lines += _constant_leftovers(target, d[rest], [constants[v] for v in s[rest].tolist()], indent)
         else:
             for p in plan:
                 lines += _array_piece(target, p, d, s, arrays[c], indent)
@@ -263,14 +260,15 @@ def _array_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, array: st
             f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {array}[g[t]]; }}"]
 
 
-def _constant_piece(target: str, p: _Piece, d: np.ndarray, values: list[str], indent: str) -> list[str]:
+def _constant_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, constants: list[str],
+                    indent: str) -> list[str]:
     d0 = int(d[p.first])
     if p.kind == "run":
-        value = values[p.first]
+        value = constants[int(s[p.first])]
         if p.count >= MIN_RUN:
             return [f"{indent}for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {value};"]
         return [f"{indent}{target}[{d0 + q}] = {value};" for q in range(p.count)]
-    data = "{" + ", ".join(_static(v) for v in values[p.first:p.first + p.count]) + "}"
+    data = "{" + ", ".join(_static(constants[v]) for v in s[p.first:p.first + p.count].tolist()) + "}"
     return [f"{indent}{{ static const double g[{p.count}] = {data};",
             f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = g[t]; }}"]
 
@@ -341,10 +339,10 @@ def _input_sources(tape: Any, c_constant: Any) -> tuple[np.ndarray, np.ndarray, 
     return source, element, [f"arg[{k}]" for k in range(n_inputs)], list(text_id)
 
 
-def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]:
+def glue_lines(tape: Any, output_slots: Sequence[np.ndarray], info: Any, c_constant: Any) -> list[str]:
     """The statements of a glue Tape's body: operands into ``w``, the call, results to ``res``.
 
-    ``places[slot]`` lists the output positions ``(k, j)`` of a result slot;
+    ``output_slots[k]``: the slot of each scalar of output ``k`` in C order;
     ``info`` is the callee's ``_Callee`` record (name, operand and result
     layout); ``c_constant`` spells a constant.
     """
@@ -355,10 +353,12 @@ def glue_lines(tape: Any, places: dict, info: Any, c_constant: Any) -> list[str]
     lines = ["  double *const cw = w;"]
     lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
     lines += ["  {", *call_statements(info), "  }"]
-    immediates = tape.immediates
-    stores = [(k, pos, info.n_in + int(immediates[s - first])) for s, positions in places.items()
-              for k, pos in positions]
-    lines += result_copies(stores, "cw")
+    for k, out in enumerate(output_slots):
+        out = np.asarray(out, dtype=np.int64).reshape(-1)
+        j = np.flatnonzero(out >= first)
+        if len(j):
+            lines += copy_lines(f"res[{k}]", j, np.zeros(len(j), dtype=np.int64),
+                                info.n_in + tape.immediates[out[j] - first], ["cw"], [])
     return lines
 
 
@@ -411,18 +411,26 @@ def result_copies(stores: list[tuple[int, int, int]], array: str, indent: str = 
     if not stores:
         return []
     table = np.asarray(stores, dtype=np.int64)
+    return result_table_copies(table[:, 0], table[:, 1], table[:, 2], array, indent)
+
+
+def result_table_copies(k: np.ndarray, j: np.ndarray, m: np.ndarray, array: str, indent: str = "  ") -> list[str]:
+    """:func:`result_copies` of the stores ``res[k[t]][j[t]] = array[m[t]]`` given as int arrays.
+
+    >>> result_table_copies(np.array([1, 0]), np.array([0, 0]), np.array([4, 3]), "w", "")
+    ['res[0][0] = w[3];', 'res[1][0] = w[4];']
+    """
+    k, j, m = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (k, j, m))
     lines = []
-    for k in np.unique(table[:, 0]).tolist():
-        mine = table[table[:, 0] == k]
-        lines += copy_lines(f"res[{k}]", mine[:, 1], np.zeros(len(mine), dtype=np.int64), mine[:, 2], [array], [],
-                            indent)
+    for out in np.unique(k).tolist():
+        mine = k == out
+        lines += copy_lines(f"res[{out}]", j[mine], np.zeros(int(np.count_nonzero(mine)), dtype=np.int64), m[mine],
+                            [array], [], indent)
     return lines
 
 
 _ARRAY = re.compile(r"^(arg\[\d+\]|w|e\d+_\d+)\[(\d+)\]$")  # inputs, work slots, rerolled loops' spilled values
 _CONSTANT = re.compile(r"^(\(?-?(\d[\d.eE+-]*|INFINITY)\)?|NAN)$")
-
-
 MIN_POINTER = 4  # an operand group at least this long, contiguous in one array, is passed by pointer
 
 
@@ -434,44 +442,99 @@ def contiguous_run(texts: Sequence[str]) -> str | None:
     """
     if not texts:
         return None
-    first = _POINTABLE.match(texts[0])
-    if first is None:
-        return None
-    array, j0 = first.group(1), int(first.group(2))
-    for t, text in enumerate(texts):
-        if text != f"{array}[{j0 + t}]":
-            return None
-    return f"{array} + {j0}"
+    names = sorted({m.group(1) for m in map(_POINTABLE.match, texts) if m is not None})
+    pointable = len(names)
+    array, index, _ = parse_operands(texts, names)
+    return pointer_run(array, index, names, pointable)
 
 
 _POINTABLE = re.compile(r"^(arg\[\d+\]|w)\[(\d+)\]$")
 
+PASSED, CONSTANT, PLAIN = -1, -2, -3  # operand kinds of :func:`operand_table_copies` besides array numbers
 
-def operand_copies(target: str, texts: list[str], indent: str = "    ") -> list[str]:
+
+def pointer_run(array: np.ndarray, index: np.ndarray, names: Sequence[str], pointable: int) -> str | None:
+    """``"NAME + j0"`` when the operands ``names[array[t]][index[t]]`` are ``j0, j0 + 1, ...`` of one array
+    numbered below ``pointable`` (one a pointer may point into), else None.
+
+    >>> pointer_run(np.array([1, 1, 1]), np.array([3, 4, 5]), ["arg[0]", "w"], 2)
+    'w + 3'
+    """
+    if not len(array):
+        return None
+    a = int(array[0])
+    if not 0 <= a < pointable or np.any(array != a) or np.any(np.diff(index) != 1):
+        return None
+    return f"{names[a]} + {int(index[0])}"
+
+
+def parse_operands(texts: Sequence[str | None], names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Operand texts as :func:`operand_table_copies` takes them: ``(array, index, constants)``.
+
+    Array names not in ``names`` are appended to it; constants are numbered by first appearance.
+
+    >>> names = ["w"]
+    >>> [a.tolist() for a in parse_operands(["w[3]", "e7_1[2]", "2.0", "v4", None][:4], names)[:2]], names
+    ([[0, 1, -2, -3], [3, 2, 0, 0]], ['w', 'e7_1'])
+    """
+    number = {name: a for a, name in enumerate(names)}
+    constants: dict[str, int] = {}
+    array = np.full(len(texts), PLAIN, dtype=np.int64)
+    index = np.zeros(len(texts), dtype=np.int64)
+    for t, text in enumerate(texts):
+        if text is None:  # passed by pointer, not copied
+            array[t] = PASSED
+            continue
+        m = _ARRAY.match(text)
+        if m is not None:
+            if m.group(1) not in number:
+                number[m.group(1)] = len(names)
+                names.append(m.group(1))
+            array[t], index[t] = number[m.group(1)], int(m.group(2))
+        elif _CONSTANT.match(text):
+            array[t], index[t] = CONSTANT, constants.setdefault(text, len(constants))
+    return array, index, list(constants)
+
+
+def operand_copies(target: str, texts: list[str | None], indent: str = "    ") -> list[str]:
     """``target[t] = texts[t]`` for every operand of a call site, planned by :func:`copy_lines`.
 
     Input elements ``arg[k][j]``, work slots ``w[j]`` and constants become
-    loops and tables; anything else (a local ``vS``) a statement of its own.
+    loops and tables; anything else (a local ``vS``) a statement of its own;
+    an operand ``None`` is passed by pointer and not copied.
 
     >>> operand_copies("cw", ["arg[0][0]", "arg[0][1]", "arg[0][2]", "arg[0][3]", "v9"], "")
     ['for (long t = 0; t < 4; ++t) cw[0 + t] = arg[0][0 + 1 * t];', 'cw[4] = v9;']
     """
-    arrays: dict[str, int] = {}
-    constants: dict[str, int] = {}
-    plain, copies = [], []
-    for t, text in enumerate(texts):
-        if text is None:  # passed by pointer, not copied
-            continue
-        m = _ARRAY.match(text)
-        if m is not None:
-            copies.append((t, arrays.setdefault(m.group(1), len(arrays)), int(m.group(2))))
-        elif _CONSTANT.match(text):
-            copies.append((t, -1, constants.setdefault(text, len(constants))))
-        else:
-            plain.append(t)
+    names: list[str] = []
+    array, index, constants = parse_operands(texts, names)
+    plain = {t: texts[t] for t in np.flatnonzero(array == PLAIN).tolist()}
+    return operand_table_copies(target, array, index, names, constants, plain, indent)
+
+
+def operand_table_copies(target: str, array: np.ndarray, index: np.ndarray, names: Sequence[str],
+                         constants: Sequence[str], plain: dict, indent: str = "    ") -> list[str]:
+    """:func:`operand_copies` of operands given as arrays: ``target[t] = names[array[t]][index[t]]``.
+
+    ``array[t]`` may also be :data:`CONSTANT` (the constant ``constants[index[t]]``;
+    equal texts must have equal numbers), :data:`PLAIN` (the C text ``plain[t]``,
+    stored by a statement of its own after the others) or :data:`PASSED` (not
+    copied).  The arrays are numbered in the order the operands first read
+    them, as :func:`operand_copies` numbers them.
+
+    >>> operand_table_copies("cw", np.array([-3, 0, 0, 0, 0]), np.array([0, 5, 6, 7, 8]), ["w"], [], {0: "v1"}, "")
+    ['for (long t = 0; t < 4; ++t) cw[1 + t] = w[5 + 1 * t];', 'cw[0] = v1;']
+    """
+    array, index = np.asarray(array, dtype=np.int64), np.asarray(index, dtype=np.int64)
     lines: list[str] = []
-    if copies:
-        table = np.asarray(copies, dtype=np.int64)
-        table[table[:, 1] < 0, 1] = len(arrays)
-        lines += copy_lines(target, table[:, 0], table[:, 1], table[:, 2], list(arrays), list(constants), indent)
-    return lines + [f"{indent}{target}[{t}] = {texts[t]};" for t in plain]
+    read = array >= 0
+    copied = np.flatnonzero(read | (array == CONSTANT))
+    if len(copied):
+        ids, at = np.unique(array[read], return_index=True)
+        order = ids[np.argsort(at)]  # by first reader
+        rank = np.zeros(len(names) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        source = np.where(array[copied] == CONSTANT, len(order), rank[np.maximum(array[copied], 0)])
+        lines += copy_lines(target, copied, source, index[copied], [names[a] for a in order.tolist()],
+                            list(constants), indent)
+    return lines + [f"{indent}{target}[{t}] = {plain[t]};" for t in np.flatnonzero(array == PLAIN).tolist()]

@@ -80,25 +80,58 @@ def progressions(ok: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
     ``ok[e]`` says whether items ``e`` and ``e + 1`` may be in one group and
     ``labels[e]`` (a row of ints) what joins them; a group is a maximal chain
     of allowed edges with equal labels, taken greedily from the left (an item
-    between two chains goes to the left one).  Runs over chains, not items.
+    between two chains goes to the left one).  See :func:`progression_arrays`.
 
     >>> progressions(np.array([True, True, False, True]), np.array([[1], [1], [1], [2]]))
     [(0, 3), (3, 2)]
     """
+    start, count = progression_arrays(ok, labels)
+    return list(zip(start.tolist(), count.tolist()))
+
+
+def progression_arrays(ok: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`progressions` as two int64 arrays ``(start, count)``, computed without a Python loop.
+
+    The edges fall into *segments*: each forbidden edge alone, and each
+    maximal chain of allowed edges with equal labels.  Taken from the left,
+    a group enters a segment at its first edge (offset 0) or, when the group
+    before ended on the previous chain and took the edge between them, at its
+    second (offset 1).  A forbidden edge sets the next segment's offset to 0,
+    a chain of two or more edges to 1, and a chain of one edge flips it (it is
+    skipped when entered at offset 1); so every offset is the value set by the
+    last such reset before it, flipped once per one-edge chain since.
+
+    >>> [a.tolist() for a in progression_arrays(np.array([True, False, True]), np.zeros((3, 1), int))]
+    [[0, 2], [2, 2]]
+    """
+    ok = np.asarray(ok, dtype=bool)
     n = len(ok) + 1
     if n == 1:
-        return [(0, 1)]
-    same = ok[:-1] & ok[1:] & np.all(labels[:-1] == labels[1:], axis=1)
-    edges = np.arange(n - 1)
-    stop = np.where(np.append(same, False), n - 1, edges)  # first edge at or after e ending a chain
-    end = np.minimum.accumulate(stop[::-1])[::-1].tolist()
-    allowed = ok.tolist()
-    groups, a = [], 0
-    while a < n:
-        count = end[a] - a + 2 if a < n - 1 and allowed[a] else 1
-        groups.append((a, count))
-        a += count
-    return groups
+        return np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
+    same = ok[:-1] & ok[1:] & np.all(labels[:-1] == labels[1:], axis=1)  # edges e and e + 1 in one chain
+    joined_left = np.concatenate([[False], same])
+    joined_right = np.concatenate([same, [False]])
+    seg_start = np.flatnonzero(~joined_left)  # a forbidden edge, or the first of a chain
+    seg_end = np.flatnonzero(~joined_right)
+    m = len(seg_start)
+    length = seg_end - seg_start + 1
+    allowed = ok[seg_start]
+    one = allowed & (length == 1)  # flips the offset
+    resets = np.concatenate([[-1], np.flatnonzero(~one)])  # -1: the start, offset 0
+    reset_value = np.concatenate([[0], allowed[resets[1:]].astype(np.int64)])  # after a forbidden edge 0, a long chain 1
+    flips = np.concatenate([[0], np.cumsum(one)])  # one-edge chains before each segment (and the end)
+    last = np.searchsorted(resets[1:], np.arange(m + 1), side="left")  # the last reset before segment s (m: the end)
+    base = reset_value[last]
+    since = flips - flips[resets[last] + 1]
+    offset = base ^ (since & 1)
+    seg_offset, end_offset = offset[:m], int(offset[m])
+    begin = seg_start + seg_offset
+    take = np.where(allowed, seg_offset < length, seg_offset == 0)
+    count = np.where(allowed, seg_end - begin + 2, 1)
+    start, count = begin[take], count[take]
+    if end_offset == 0:  # the last item is left alone
+        start, count = np.append(start, n - 1), np.append(count, 1)
+    return start.astype(np.int64), count.astype(np.int64)
 
 
 def blocks(j: np.ndarray, m: np.ndarray, source: np.ndarray | None = None) -> list[Block]:
@@ -117,9 +150,7 @@ def blocks(j: np.ndarray, m: np.ndarray, source: np.ndarray | None = None) -> li
         return []
     same = np.ones(len(j) - 1, dtype=bool) if source is None else source[:-1] == source[1:]
     dj, dm = np.diff(j), np.diff(m)
-    runs = progressions((dj == 1) & same, dm[:, None])
-    start = np.array([a for a, _ in runs], dtype=np.int64)
-    length = np.array([c for _, c in runs], dtype=np.int64)
+    start, length = progression_arrays((dj == 1) & same, dm[:, None])
     step = np.where(length > 1, np.append(dm, 0)[start], 0)
     j0, m0 = j[start], m[start]
     ok = (length[:-1] == length[1:]) & (step[:-1] == step[1:])
@@ -128,7 +159,7 @@ def blocks(j: np.ndarray, m: np.ndarray, source: np.ndarray | None = None) -> li
     labels = np.stack([np.diff(j0), np.diff(m0)], axis=1)
     j0, m0, start, length, step = j0.tolist(), m0.tolist(), start.tolist(), length.tolist(), step.tolist()
     result = []
-    for b, rows in progressions(ok, labels):
+    for b, rows in zip(*(a.tolist() for a in progression_arrays(ok, labels))):
         js, ms = (j0[b + 1] - j0[b], m0[b + 1] - m0[b]) if rows > 1 else (0, 0)
         result.append(Block(start[b], rows, length[b], j0[b], js, m0[b], ms, step[b]))
     return result
