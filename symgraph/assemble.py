@@ -119,10 +119,7 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     from .array import as_expr_array
 
     inputs = [np.asarray(a, dtype=object) for a in inputs]
-    flat_inputs: list = []
-    for arr in inputs:
-        flat_inputs.extend(arr.reshape(-1).tolist())
-    slot_of = dict(zip(flat_inputs, range(len(flat_inputs))))
+    slot_of: dict | None = None  # input symbol -> slot, made only if an operand must be looked up
     # call operands that are not input symbols are computed by the Expr part (as hidden outputs)
     operand_slots, hidden, hidden_at = [], [], []
     for call in calls:
@@ -133,14 +130,13 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
 
             raise ShapeError(f"assembled_function: {F.name} takes {sum(sizes(F.input_shapes))} "
                              f"operand scalars, got {len(ops)}")
-        get = slot_of.get
         known = np.asarray(call[2], dtype=np.int64) if len(call) > 2 else None  # slots the caller knows
-        if known is None:
-            slots = np.fromiter(map(get, ops.tolist(), repeat(-1)), dtype=np.int64, count=len(ops))
-        else:
-            slots = known.copy()
-            look = np.flatnonzero(slots < 0)
-            slots[look] = np.fromiter(map(get, ops[look].tolist(), repeat(-1)), dtype=np.int64, count=len(look))
+        slots = np.full(len(ops), -1, dtype=np.int64) if known is None else known.copy()
+        look = np.flatnonzero(slots < 0)
+        if len(look):
+            slot_of = _slot_map(inputs) if slot_of is None else slot_of
+            picked = ops if len(look) == len(ops) else ops[look]
+            slots[look] = np.fromiter(map(slot_of.get, picked.tolist(), repeat(-1)), dtype=np.int64, count=len(look))
         missing = np.flatnonzero(slots < 0)
         hidden.append(as_expr_array(ops[missing]).reshape(-1))
         hidden_at.append(missing)
@@ -178,6 +174,20 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     tape = Tape(input_slots=base.input_slots, constants=base.constants, output_slots=tuple(output_slots),
                 symbol_names=base.symbol_names, **arrays)
     return AssembledFunction(name, inputs, tape, input_names, output_names)
+
+
+def _slot_map(inputs: list) -> dict:
+    """Input scalar (symbol) -> its slot, over the flat inputs in order.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x", 2), sg.symbols("y")
+    >>> _slot_map([x, np.array(y)])[y]
+    2
+    """
+    flat: list = []
+    for arr in inputs:
+        flat.extend(arr.reshape(-1).tolist())
+    return dict(zip(flat, range(len(flat))))
 
 
 def _wanted_results(F: Function, wanted: list) -> np.ndarray:

@@ -70,6 +70,7 @@ class Triplets:
         self.pieces: list = []
         self.calls: list = []
         self.variables: np.ndarray | None = None  # the x that known operand slots count in
+        self.multipliers: np.ndarray | None = None  # the lambda that known slots from len(x) on count in
 
     def add_exprs(self, rows: Any, cols: Any, values: Any) -> None:
         from .assemble import ExprPiece
@@ -78,7 +79,11 @@ class Triplets:
 
     def add_call(self, rows: Any, cols: Any, F: Any, operands: np.ndarray, indices: np.ndarray,
                  slots: np.ndarray | None = None) -> None:
-        """Values ``indices`` of the results of ``F`` on ``operands`` (``slots``: their known input slots)."""
+        """Values ``indices`` of the results of ``F`` on ``operands``.
+
+        ``slots``, per operand: ``j < len(variables)`` for ``variables[j]``,
+        ``len(variables) + i`` for ``multipliers[i]``, -1 if not known.
+        """
         from .assemble import CallPiece
 
         for c, (G, ops, *_) in enumerate(self.calls):  # one call of F on the same operands serves several pieces
@@ -120,10 +125,23 @@ class Triplets:
 
         outputs = ([[ExprPiece(np.asarray(dense, dtype=object).reshape(-1))]] if dense is not None else [])
         outputs.append(list(self.pieces))
-        calls = self.calls
-        if not self._x_leads(inputs):  # known slots count x from slot 0: otherwise look every operand up
-            calls = [c[:2] for c in calls]
+        # known operand slots name x and lambda: where they sit among the inputs (None: look those up)
+        x_at = 0 if self._x_leads(inputs) else None
+        lam_at = _offset_of(inputs, self.multipliers)
+        calls = [c if len(c) < 3 else (c[0], c[1], self._input_slots(c[2], x_at, lam_at)) for c in self.calls]
         return assembled_function(name, inputs, outputs, calls, input_names=input_names)
+
+    def _input_slots(self, known: np.ndarray, x_at: int | None, lam_at: int | None) -> np.ndarray:
+        """Known operand slots (see :meth:`add_call`) as slots of the inputs x and lambda sit at (-1: look up)."""
+        n_x = len(self.variables) if self.variables is not None else 0
+        slots = np.full(len(known), -1, dtype=np.int64)
+        if x_at is not None:
+            at = (known >= 0) & (known < n_x)
+            slots[at] = x_at + known[at]
+        if lam_at is not None:
+            at = known >= n_x
+            slots[at] = lam_at + known[at] - n_x
+        return slots
 
     def _x_leads(self, inputs: list) -> bool:
         """Whether the flat inputs begin with exactly the variables, in order."""
@@ -138,6 +156,21 @@ class Triplets:
             if len(flat) >= len(x):
                 break
         return len(flat) >= len(x) and all(a is b for a, b in zip(flat, x.tolist()))
+
+
+def _offset_of(inputs: list, arr: np.ndarray | None) -> int | None:
+    """The flat position at which the array ``arr`` itself (by identity) starts among ``inputs``, or None.
+
+    >>> a, b = np.zeros(2), np.zeros(3)
+    >>> _offset_of([a, b], b), _offset_of([a], b)
+    (2, None)
+    """
+    at = 0
+    for a in inputs if arr is not None else ():
+        if a is arr:
+            return at
+        at += np.size(a)
+    return None
 
 
 @dataclass
@@ -355,6 +388,7 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         hess = Triplets()
         for T in (gradient, jac, hess):
             T.variables = x
+        hess.multipliers = lam
         constant = _constant_rows(g_rem)
         if m and not constant.all():
             J = jacobian(g_rem, x, tiled=False)
@@ -634,7 +668,7 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     from .array import symbols
 
     s = t.structure
-    r, inst, coef, mult = _weight_pieces(t, sigma, lam)
+    r, inst, coef, mult, g_row = _weight_pieces(t, sigma, lam)
     # one coefficient per entry is baked into the body where each (entry, instance) has exactly one
     # piece with that coefficient; elsewhere the weight operand is the sum of coefficient * multiplier
     keys = r * (s.n + 1) + (inst + 1)
@@ -658,6 +692,7 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
         return
     args: list = []  # the weight operands, after the call's own
     extra = []
+    weight_slots: list = []
     zero = const(0.0)
     scale = baked[position]
     simple = ~bad & (coef == scale)
@@ -666,6 +701,10 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
         k = np.searchsorted(mapped_entries, r)
         take = simple & (inst >= 0)
         W[inst[take], k[take]] = mult[take]
+        known = np.full(W.shape, -1, dtype=np.int64)  # W entries that are lambdas: their slots (see add_call)
+        if out.multipliers is lam and out.variables is not None:
+            known[inst[take], k[take]] = np.where(g_row[take] >= 0, len(out.variables) + g_row[take], -1)
+        weight_slots.append(known.reshape(-1))
         for p in np.flatnonzero(~simple & (inst >= 0)).tolist():
             W[inst[p], k[p]] = W[inst[p], k[p]] + (coef[p] / scale[p]) * mult[p]
         args.append(W)
@@ -677,13 +716,14 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
             ws[k[p]] = mult[p] if simple[p] and ws[k[p]] is zero else ws[k[p]] + (coef[p] / scale[p]) * mult[p]
         args.append(ws)
         extra.append((w_sh, True))
+        weight_slots.append(np.full(len(ws), -1, dtype=np.int64))
     M = t.mapped_function("thess", extra, H.values)
     operands = np.concatenate([t.operands()] + [np.asarray(a, dtype=object).reshape(-1) for a in args])
     index = np.arange(s.n * H.nnz, dtype=np.int64).reshape(s.n, H.nnz)
     ra, cb = t.instance_columns(H.rows), t.instance_columns(H.cols)
     keep = (ra >= 0) & (cb >= 0)
     rows, cols = np.maximum(ra, cb), np.minimum(ra, cb)
-    slots = np.concatenate([t.slot_cols, np.full(len(operands) - len(t.slot_cols), -1, dtype=np.int64)])
+    slots = np.concatenate([t.slot_cols, *weight_slots])
     out.add_call(*_kept(keep, rows, cols), M, operands, _kept(keep, index)[0], slots)
     # an off-diagonal body entry whose two slots are one variable counts twice on its diagonal
     twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
@@ -692,12 +732,13 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
 
 
 def _weight_pieces(t: _Term, sigma: Expr, lam: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per piece of f and g: body entry, instance (-1 shared), coefficient, multiplier (sigma or its lambda)."""
+    """Per piece of f and g: body entry, instance (-1 shared), coefficient, multiplier (sigma or its lambda),
+    row of g (-1 for f)."""
     parts = []
     if t.has_f:
         r, i = t.structure.outs.decode(t.f_result)
-        parts.append((r, i, t.f_coef, np.full(len(r), sigma, dtype=object)))
+        parts.append((r, i, t.f_coef, np.full(len(r), sigma, dtype=object), np.full(len(r), -1, dtype=np.int64)))
     if t.has_g:
         r, i = t.structure.outs.decode(t.g_result)
-        parts.append((r, i, t.g_coef, lam[t.g_row]))
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+        parts.append((r, i, t.g_coef, lam[t.g_row], t.g_row))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(5))
