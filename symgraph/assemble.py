@@ -250,11 +250,13 @@ def _append_calls(base: Tape, functions: list, operand_slots: list, results: lis
     return arrays, starts
 
 
-def pieces_of(values: Any) -> tuple[list, list] | None:
+def pieces_of(values: Any, known: dict | None = None) -> tuple[list, list] | None:
     """``values`` (flat Exprs) as pieces and calls for :func:`assembled_function`, or None if no call result is in it.
 
     Runs of results of one call become :class:`CallPiece` s (the call made
     once, its operands as they are); everything else :class:`ExprPiece` s.
+    ``known`` maps a call node to the input slots of its operands, where
+    the caller knows them (-1 elsewhere); they are passed on with the call.
 
     >>> import numpy as np, symgraph as sg
     >>> x, a = sg.symbols("x", 3), sg.symbols("a")
@@ -281,7 +283,8 @@ def pieces_of(values: Any) -> tuple[list, list] | None:
         node = run[0].args[0]
         if node not in call_index:
             call_index[node] = len(calls)
-            calls.append((node.data, np.fromiter(node.args, dtype=object, count=len(node.args))))
+            call = (node.data, np.fromiter(node.args, dtype=object, count=len(node.args)))
+            calls.append(call if known is None or node not in known else call + (known[node],))
         indices = np.fromiter(map(_DATA, run.tolist()), dtype=np.int64, count=len(run))
         pieces.append(CallPiece(call_index[node], indices))
     return pieces, calls

@@ -115,7 +115,7 @@ class NLP:
             "f": Function(f"{name}_f", xp, [self.f], input_names=names),
             "grad_f": (t.gradient.function(f"{name}_grad_f", xp, names, dense=t.gradient_dense) if t.tiled
                        else Function(f"{name}_grad_f", xp, [t.gradient_dense], input_names=names)),
-            "g": _values_function(f"{name}_g", xp, self.g, names),
+            "g": _values_function(f"{name}_g", xp, self.g, names, t.operand_columns),
             "jac_g": t.jacobian.function(f"{name}_jac_g", xp, names),
             "hess_l": t.hessian.function(f"{name}_hess_l", [self.x, self.p, sigma, lam],
                                          ["x", "p", "sigma", "lambda"]),
@@ -253,12 +253,16 @@ class NLPResult(dict):
             raise AttributeError(name) from None
 
 
-def _values_function(name: str, inputs: list, values: np.ndarray, names: list) -> Function:
+def _values_function(name: str, inputs: list, values: np.ndarray, names: list, columns: dict | None = None
+                     ) -> Function:
     """``Function(name, inputs, [values])``, laid out from its calls (no Tape walk over each result) when the
-    values are mostly results of calls, as the constraints of a mapped model are."""
+    values are mostly results of calls, as the constraints of a mapped model are.
+
+    ``columns``: per call node, its operands' columns in x (the first input), where known (-1 elsewhere).
+    """
     from .assemble import assembled_function, pieces_of
 
-    split = pieces_of(values) if len(values) > 1000 else None
+    split = pieces_of(values, columns) if len(values) > 1000 else None
     if split is None:
         return Function(name, inputs, [values], input_names=names)
     pieces, calls = split

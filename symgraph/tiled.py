@@ -39,7 +39,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any, Sequence
@@ -181,7 +181,8 @@ class TiledDerivatives:
     gradient values)`` is the gradient of f; ``jacobian`` and ``hessian``
     (lower triangle) are :class:`Triplets` whose repeated positions add up.
     ``tiled`` is False when no mapped piece was found: then everything came
-    from the general sparse AD and no position repeats.
+    from the general sparse AD and no position repeats.  ``operand_columns``
+    gives, per tiled map call, the column in x of each operand (-1: not in x).
     """
 
     tiled: bool
@@ -190,6 +191,7 @@ class TiledDerivatives:
     jacobian: Triplets
     hessian: Triplets
     n_mapped_terms: int = 0
+    operand_columns: dict = field(default_factory=dict)  # tiled call node -> its operands' columns in x
 
 
 # ------------------------------------------------------------------ pieces
@@ -405,7 +407,8 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
             _tile_gradient(t, gradient)
             _tile_jacobian(t, jac)
             _tile_hessian(t, sigma, lam, hess)
-    return TiledDerivatives(True, gradient_dense, gradient, jac, hess, len(live))
+    return TiledDerivatives(True, gradient_dense, gradient, jac, hess, len(live),
+                            {t.call: t.slot_cols for t in live})
 
 
 def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
