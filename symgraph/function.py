@@ -27,7 +27,7 @@ from .batch import SparseBatch, batch_arguments, csc_order
 from .errors import ArgumentCountError, DTypeError, InvalidInputError, SerializationError, ShapeError, SymgraphError
 from .expr import SYMBOL, Expr, all_symbols, building, symbol
 from .sparse import SparseExpr, to_scipy
-from .tape import Tape, build_tape, tape_exprs, tape_from_data, tape_to_data
+from .tape import Tape, build_tape, input_positions, tape_exprs, tape_from_data, tape_to_data
 from . import vm
 
 
@@ -58,7 +58,9 @@ class Function:
             raise InvalidInputError(f"Function name must be a non-empty str, got {name!r}")
         self.name = name
         self.inputs = tuple(_check_input(k, v) for k, v in enumerate(_as_list(inputs)))
-        _check_distinct(self.inputs)
+        positions = input_positions(self.inputs)  # also the Tape's first entries, below
+        if len(positions) != sum(a.size for a in self.inputs):
+            _check_distinct(self.inputs)  # raises, naming the repeated symbol
         outputs = _as_list(outputs)
         # output_sparsity[k] is None for a dense output, else (rows, cols, shape)
         # of a SparseExpr output, whose Tape output slots are its nonzeros in order.
@@ -70,7 +72,7 @@ class Function:
         self.input_names = _names(input_names, defaults, "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(self.outputs))], "output")
         with building():  # millions of live nodes make the cyclic GC's passes costly
-            self.tape: Tape = build_tape(self.inputs, self.outputs)
+            self.tape: Tape = build_tape(self.inputs, self.outputs, positions)
         self._program: vm.Program | None = None
 
     # ------------------------------------------------------------ metadata

@@ -115,6 +115,22 @@ class Tape:
         lo, hi = int(self.call_offsets[k]), int(self.call_offsets[k + 1])
         return self.callees[int(self.call_callee[k])], tuple(self.call_operands[lo:hi].tolist())
 
+    def callee(self, i: int) -> Any:
+        """The callee Function of call instruction ``i`` (:meth:`call` without its operand slots).
+
+        A map's call reads every operand scalar: where only the callee is
+        wanted, this spares a tuple of them.
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> F = sg.Function("f", [x], [x + 1])
+        >>> sg.Function("g", [x], [F(2 * x)]).tape.callee(1) is F
+        True
+        """
+        if self.opcodes[i] != CALL.code:
+            raise IndexError(f"instruction {i} is a {OP_LIST[int(self.opcodes[i])].name}, not a call")
+        return self.callees[int(self.call_callee[int(self.immediates[i])])]
+
     @property
     def n_input_scalars(self) -> int:
         """Number of input slots."""
@@ -216,7 +232,7 @@ class Tape:
                 lines.append(f"... {self.n_instructions - limit} more instructions")
                 break
             if op is CALL:
-                lines.append(f"@{out} = call {self.call(out - self.first_instruction_slot)[0].name}"
+                lines.append(f"@{out} = call {self.callee(out - self.first_instruction_slot).name}"
                              f"({', '.join(f'@{a}' for a in args)})")
             elif op is RESULT:
                 lines.append(f"@{out} = result {self.immediates[out - self.first_instruction_slot]} of @{args[0]}")
@@ -379,14 +395,16 @@ def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[t
     )
 
 
-def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> Tape:
+def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
+               positions: dict | None = None) -> Tape:
     """Freeze output graphs over input symbols into a :class:`Tape`.
 
     ``inputs`` are object arrays of distinct symbols, ``outputs`` object
     arrays of Expr (validated by :class:`~symgraph.function.Function`).
-    Raises :class:`FreeSymbolError` naming symbols the outputs use that are
-    not inputs.  One iterative post-order walk (as
-    :func:`~symgraph.expr.topological`) numbers every node.
+    ``positions``, if given, is :func:`input_positions` ``(inputs)``, a
+    fresh dict this walk extends.  Raises :class:`FreeSymbolError` naming
+    symbols the outputs use that are not inputs.  One iterative post-order
+    walk (as :func:`~symgraph.expr.topological`) numbers every node.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x", 2)
@@ -394,10 +412,10 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
     >>> tape.opcodes.tolist() == [OPS["mul"].code], tape.output_slots[0].tolist(), tuple(tape.symbol_names)
     (True, [2], ('x[0]', 'x[1]'))
     """
-    flat_inputs = [np.asarray(arr, dtype=object).reshape(-1) for arr in inputs]
+    inputs = [np.asarray(arr, dtype=object) for arr in inputs]
+    flat_inputs = [arr.reshape(-1) for arr in inputs]
     n_in = sum(len(f) for f in flat_inputs)
-    code_of: dict[Expr, int] = dict(zip(itertools.chain.from_iterable(f.tolist() for f in flat_inputs),
-                                        range(n_in)))  # Expr hashes by identity
+    code_of: dict[Expr, int] = input_positions(inputs) if positions is None else positions
     distinct = len(code_of) == n_in
     constants: list[float] = []
     free: list[Expr] = []
@@ -474,6 +492,21 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> T
     if structural:
         _check_call_reads(tape)
     return tape
+
+
+def input_positions(inputs: Sequence[np.ndarray]) -> dict:
+    """Each input scalar's position among all inputs, flattened in order (a repeated one: its last).
+
+    A new dict, which :func:`build_tape` extends; fewer entries than input
+    scalars means a symbol repeats.
+
+    >>> import symgraph as sg
+    >>> x, p = sg.symbols("x", 2), sg.symbols("p")
+    >>> sorted(input_positions([x, np.array(p, dtype=object)]).values())
+    [0, 1, 2]
+    """
+    flat = [np.asarray(arr, dtype=object).reshape(-1).tolist() for arr in inputs]
+    return dict(zip(itertools.chain.from_iterable(flat), range(sum(map(len, flat)))))  # Expr hashes by identity
 
 
 def _input_slots(inputs: Sequence[np.ndarray], code_of: dict[Expr, int], remap, distinct: bool) -> tuple:
@@ -727,7 +760,7 @@ def tape_exprs(tape: Tape, inputs: Sequence[np.ndarray]) -> list[Expr]:
     immediates = tape.immediates.tolist()
     for i, (op, _, args) in enumerate(tape.instructions()):
         if op is CALL:
-            values.append(intern_structural(CALL, tuple([values[a] for a in args]), tape.call(i)[0]))
+            values.append(intern_structural(CALL, tuple([values[a] for a in args]), tape.callee(i)))
         elif op is RESULT:
             values.append(intern_structural(RESULT, (values[args[0]],), immediates[i]))
         else:
