@@ -296,7 +296,7 @@ class _Term:
             s = self.structure
             positions = s.ins.encode(np.arange(s.ins.body_total)[None, :], np.arange(s.n)[:, None])
             self._columns = self.slot_cols[positions]
-        return self._columns[:, slots]
+        return np.take(self._columns, slots, axis=1)  # C order, as the values are numbered
 
     def mapped_function(self, name: str, extra_inputs: list[tuple[np.ndarray, bool]], outputs: Any) -> Any:
         """``Function(body inputs + extra, outputs).map(n)`` with the body's shared flags (extra: (symbols, shared))."""
