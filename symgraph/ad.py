@@ -350,13 +350,14 @@ def _reverse_structural(node: Expr, bar: Any, adjoints: dict, active: set, forwa
             acc[k] = v if prev is None else _plus(prev, v)
 
 
-def _gradient_structural(node: Expr, bar: Any, adjoints: dict, active: set) -> list[tuple[Expr, Expr]]:
+def _gradient_structural(node: Expr, bar: Any, adjoints: dict, active: set,
+                         valued: dict | None) -> list[tuple[Expr, Expr]]:
     if node.op is RESULT:
         call = node.args[0]
         if call in active:
             adjoints.setdefault(call, {})[node.data] = bar
         return []
-    return calldiff.reverse_single(node, bar, active)
+    return calldiff.reverse_single(node, bar, active, valued)
 
 
 # ------------------------------------------------------------------ sweeps
@@ -532,10 +533,13 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
 
 
 @_memoized_masks
-def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
+def gradient_sweep(order: list[Expr], f: Expr, active: set, valued: dict | None = None) -> dict[Expr, Expr]:
     """Adjoints of the leaves for the single cotangent 1 on ``f`` (the gradient).
 
     :func:`reverse_sweep` specialized to one direction (plain Exprs, no dicts).
+    With a dict ``valued`` (:func:`value_and_grad`), the vjp of a map call
+    also returns the call's own results, and ``valued`` gets ``{call: its
+    vjp call}`` (:func:`symgraph.calldiff.reverse_single`).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -570,7 +574,7 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set) -> dict[Expr, Expr]:
             c = args[0]
             contributions = [(args[1], _select(c, bar, ZERO)), (args[2], _select(c, ZERO, bar))]
         elif op.deriv is None:  # a call or a result: the only ops without a rule of their own
-            contributions = _gradient_structural(node, bar, adjoints, active)
+            contributions = _gradient_structural(node, bar, adjoints, active, valued)
         else:
             contributions = [(a, scale(p, bar)) for a, p in zip(args, op.deriv(*args, node))
                              if a in active and not _is_zero(p)]
@@ -719,6 +723,50 @@ def grad(f: Any, x: Any):
         adj = gradient_sweep(order, f, active_nodes(order, columns))
         values = [adj.get(s, ZERO) for s in columns]
     return _shape_result(values, in_arr.shape, isinstance(x, Expr))
+
+
+def value_and_grad(f: Any, x: Any):
+    """``(f, gradient of f)`` with respect to ``x``, or to each of a list or tuple ``x`` of symbol arrays.
+
+    Like ``(f, grad(f, x))`` (or ``(f, [grad(f, v) for v in x])``), in one
+    reverse sweep, and the value is read from the derivative where that
+    saves work, as JAX's ``value_and_grad`` does: a map call's vjp runs
+    the map's body forward on every instance anyway, so it also returns
+    the map's results, and the value reads them there instead of from the
+    map call itself, which then is not computed at all.  (Not where the
+    vjp's seeds read the map's own results, as in ``log(sum of a map)``:
+    there the value keeps the map call.)  Equal in value to the separate
+    ``f`` and ``grad``; the gradients are the same graphs as ``grad``'s up
+    to that choice of calls.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x, p = sg.symbols("x"), sg.symbols("p", 2)
+    >>> M = sg.Function("f", [x, p], [p[0] * sg.sin(p[1] * x)]).map(3, shared=["p"], reduce="sum")
+    >>> X = sg.symbols("X", 3)
+    >>> value, (gp, gX) = value_and_grad(M(X, p) + p[0], [p, X])
+    >>> G = sg.Function("g", [X, p], [value, gp, gX])
+    >>> [node.data.name for node in sg.expr.topological([value]) if node.op is CALL]    # no call of M itself
+    ['f_vjp_w_valued_map3']
+    >>> v, g, _ = G(np.array([0.1, 0.2, 0.3]), np.array([2.0, 1.5]))
+    >>> bool(np.isclose(v, 2 + 2 * np.sum(np.sin(1.5 * np.array([0.1, 0.2, 0.3])))))
+    True
+    """
+    f = _scalar(f, "value_and_grad")
+    several = isinstance(x, (list, tuple))
+    parts = [symbol_columns(v) for v in (x if several else [x])]
+    columns = [c for _, cols in parts for c in cols]
+    with building():
+        order = topological([f])
+        valued: dict = {}
+        adj = gradient_sweep(order, f, active_nodes(order, columns), valued)
+        flat = [[adj.get(c, ZERO) for c in cols] for _, cols in parts]
+        roots = calldiff.read_values([f] + [e for values in flat for e in values], valued)
+    value, rest = roots[0], roots[1:]
+    grads, start = [], 0
+    for (arr, cols), v in zip(parts, x if several else [x]):
+        grads.append(_shape_result(rest[start:start + len(cols)], arr.shape, isinstance(v, Expr)))
+        start += len(cols)
+    return value, (type(x)(grads) if several else grads[0])
 
 
 # --------------------------------------------------------------- jacobian

@@ -426,8 +426,15 @@ def _pulled_back(F: Any, args: tuple, rows: list, active: Any) -> tuple[int, ...
     return tuple(i for i, a in enumerate(args) if a in active and not live.isdisjoint(col_rows[i]))
 
 
-def reverse_single(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, Expr]]:
+def reverse_single(call: Expr, bars: dict, active: Any, valued: dict | None = None) -> list[tuple[Expr, Expr]]:
     """:func:`reverse` for one direction: ``bars`` maps result ``j`` to its cotangent Expr.
+
+    With a dict ``valued`` (one sweep for every gradient wanted,
+    :func:`symgraph.ad.value_and_grad`), a map call pulls back to the
+    ``active`` operands only, and through the map of a wrapper that also
+    returns the call's own results after the cotangents
+    (:func:`symgraph.structdiff.valued_map`); ``valued[call]`` is that
+    call, from which :func:`read_values` takes the values.
 
     For a structured callee (a map, a fold) the call pulls back to every
     non-constant operand its rows reach, not only the ``active`` ones
@@ -449,15 +456,69 @@ def reverse_single(call: Expr, bars: dict, active: Any) -> list[tuple[Expr, Expr
     F = call.data
     args = call.args
     rows = [j for j in sorted(bars) if _live(bars[j])]
-    if getattr(F, "structure", None) is not None:
+    if getattr(F, "structure", None) is not None and valued is None:
         cols = _widened(F, args, rows)
     else:
         cols = _pulled_back(F, args, rows, active)
     if not cols:
         return []
     D = reverse_function(F, tuple(rows), cols)
-    results = _results(D, args, [bars[j] for j in rows])
+    direct = getattr(D.function, "direct", None) if valued is not None else None
+    if direct is None:
+        results = _results(D, args, [bars[j] for j in rows])
+        return [(args[i], r) for i, r in zip(cols, results) if args[i] in active]
+    from .structdiff import valued_map
+
+    mapped, seed_index, where = direct
+    both = valued_map(call.data, mapped)
+    placed = [bars[rows[i]] if i >= 0 else _ZERO for i in seed_index.tolist()]
+    node = valued[call] = intern_structural(CALL, tuple(args) + tuple(placed), both)
+    values = intern_results(node, 0, both.structure.n_results)
+    results = [values[w] if w >= 0 else _ZERO for w in where.tolist()]
     return [(args[i], r) for i, r in zip(cols, results) if args[i] in active]
+
+
+def read_values(roots: list, valued: dict) -> list:
+    """``roots`` reading each map call's results in ``valued`` from its vjp call (see :func:`reverse_single`).
+
+    The vjp call returns the cotangents, then the map's own results at the
+    same positions as the map call.  Where the vjp call's operands read one
+    of these calls (the cotangent depends on a value: reading it from a vjp
+    call could close a cycle), the map call stays and the vjp call is made
+    again without the values; either way each instance's forward runs once
+    less or as often as before, never more.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> read_values([sg.sin(x)], {}) == [sg.sin(x)]
+    True
+    """
+    from .call import rebuild
+    from .expr import topological
+
+    if not valued:
+        return list(roots)
+    calls = set(valued) | set(valued.values())
+    read_from, whole = {}, set()  # map call -> its vjp call; vjp calls to make again without the values
+    for call, both in valued.items():
+        if calls.isdisjoint(topological(list(both.args))):
+            read_from[call] = both
+        else:  # its operands read a value: reading that from a vjp call could close a cycle
+            whole.add(both)
+    done: dict = {}
+    for node in topological(roots):
+        args = node.args
+        if not args:
+            continue
+        new_args = [done.get(a, a) for a in args]
+        if node.op is RESULT and args[0] in read_from:
+            both = read_from[args[0]]
+            done[node] = intern_structural(RESULT, (both,), both.data.n_cotangents + node.data)
+        elif node in whole:
+            done[node] = intern_structural(CALL, tuple(new_args), node.data.plain_vjp)
+        elif any(a is not b for a, b in zip(args, new_args)):
+            done[node] = rebuild(node, new_args)
+    return [done.get(r, r) for r in roots]
 
 
 def _widened(F: Any, args: tuple, rows: list) -> tuple[int, ...]:

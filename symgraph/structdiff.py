@@ -318,6 +318,52 @@ def _split(s: Any, mapped: Any) -> tuple | None:
     return forward_map, backward_map, s.n_results, s.n * len(residuals)
 
 
+def valued_map(F: Any, mapped: Any) -> Any:
+    """The mapped vjp wrapper ``mapped`` of map ``F``, returning ``F``'s own results too (kept on ``mapped``).
+
+    Its body is the wrapper ``W`` with the body's outputs added after
+    ``W``'s (reduced as ``F`` reduces them), so its results are
+    ``mapped``'s, then ``F``'s at the same positions (from
+    ``n_cotangents`` on).  ``W`` computes most of the forward already
+    (what its vjp reads, an inner map's forward call included), so the
+    values cost little more; :func:`symgraph.ad.value_and_grad` reads them
+    from here instead of calling ``F``.  ``plain_vjp`` is ``mapped``.
+
+    >>> import numpy as np, symgraph as sg
+    >>> x, p = sg.symbols("x"), sg.symbols("p")
+    >>> M = sg.Function("f", [x, p], [sg.sin(p * x)]).map(3, shared=["p"], reduce="sum")
+    >>> mapped = calldiff.reverse_function(M, (0,), (3,)).function.direct[0]
+    >>> both = valued_map(M, mapped)
+    >>> both.output_names, both.n_cotangents
+    (('os', 'o0'), 1)
+    """
+    with calldiff._LOCK:
+        both = getattr(mapped, "valued_map", None)
+        if both is None:
+            both = mapped.valued_map = _valued(F.structure, mapped)
+    return both
+
+
+def _valued(s: Any, mapped: Any) -> Any:
+    """:func:`valued_map`, built."""
+    from .call import split_operands
+    from .expr import building
+    from .map import MapStructure
+
+    ms, W, B = mapped.structure, mapped.structure.body, s.body
+    with building():
+        y = calldiff.flat_outputs(B).tolist()
+        forwarded = getattr(W, "forwarded", None)
+        if forwarded:
+            y = _reading_forward(y, forwarded)
+        values = Function(f"{W.name}_valued", list(W.inputs), list(W.outputs) + split_operands(y, B.output_shapes),
+                          input_names=list(W.input_names),
+                          output_names=_unique(list(W.output_names) + list(B.output_names)))
+    both = MapStructure(values, ms.n, ms.shared, ms.reduce + s.reduce).function(f"{values.name}_map{ms.n}")
+    both.n_cotangents, both.plain_vjp = ms.n_results, mapped
+    return both
+
+
 def _residuals(order: list, roots: list, seeds: list) -> list:
     """The seed-independent non-leaf values (no call nodes) that a seed-dependent node or a root reads.
 
