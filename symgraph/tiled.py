@@ -71,6 +71,7 @@ class Triplets:
         self.calls: list = []
         self.variables: np.ndarray | None = None  # the x that known operand slots count in
         self.multipliers: np.ndarray | None = None  # the lambda that known slots from len(x) on count in
+        self.scale: Expr | None = None  # the sigma that known slot len(x) + len(multipliers) names
 
     def add_exprs(self, rows: Any, cols: Any, values: Any) -> None:
         from .assemble import ExprPiece
@@ -82,7 +83,8 @@ class Triplets:
         """Values ``indices`` of the results of ``F`` on ``operands``.
 
         ``slots``, per operand: ``j < len(variables)`` for ``variables[j]``,
-        ``len(variables) + i`` for ``multipliers[i]``, -1 if not known.
+        ``len(variables) + i`` for ``multipliers[i]``, ``len(variables) +
+        len(multipliers)`` for ``scale``, -1 if not known.
         """
         from .assemble import CallPiece
 
@@ -127,20 +129,21 @@ class Triplets:
         outputs.append(list(self.pieces))
         # known operand slots name x and lambda: where they sit among the inputs (None: look those up)
         x_at = 0 if self._x_leads(inputs) else None
-        lam_at = _offset_of(inputs, self.multipliers)
-        calls = [c if len(c) < 3 else (c[0], c[1], self._input_slots(c[2], x_at, lam_at)) for c in self.calls]
+        at = (x_at, _offset_of(inputs, self.multipliers), _offset_of(inputs, self.scale))
+        calls = [c if len(c) < 3 else (c[0], c[1], self._input_slots(c[2], *at)) for c in self.calls]
         return assembled_function(name, inputs, outputs, calls, input_names=input_names)
 
-    def _input_slots(self, known: np.ndarray, x_at: int | None, lam_at: int | None) -> np.ndarray:
-        """Known operand slots (see :meth:`add_call`) as slots of the inputs x and lambda sit at (-1: look up)."""
+    def _input_slots(self, known: np.ndarray, x_at: int | None, lam_at: int | None, sigma_at: int | None
+                     ) -> np.ndarray:
+        """Known operand slots (see :meth:`add_call`) as input slots, given where x, lambda and sigma sit
+        among the inputs (None: not there, look those operands up; -1 in the result)."""
         n_x = len(self.variables) if self.variables is not None else 0
+        n_lam = n_x + (len(self.multipliers) if self.multipliers is not None else 0)
         slots = np.full(len(known), -1, dtype=np.int64)
-        if x_at is not None:
-            at = (known >= 0) & (known < n_x)
-            slots[at] = x_at + known[at]
-        if lam_at is not None:
-            at = known >= n_x
-            slots[at] = lam_at + known[at] - n_x
+        for start, end, offset in ((0, n_x, x_at), (n_x, n_lam, lam_at), (n_lam, n_lam + 1, sigma_at)):
+            if offset is not None:
+                at = (known >= start) & (known < end)
+                slots[at] = offset + known[at] - start
         return slots
 
     def _x_leads(self, inputs: list) -> bool:
@@ -390,7 +393,7 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         hess = Triplets()
         for T in (gradient, jac, hess):
             T.variables = x
-        hess.multipliers = lam
+        hess.multipliers, hess.scale = lam, sigma
         constant = _constant_rows(g_rem)
         if m and not constant.all():
             J = jacobian(g_rem, x, tiled=False)
@@ -719,7 +722,7 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
             ws[k[p]] = mult[p] if simple[p] and ws[k[p]] is zero else ws[k[p]] + (coef[p] / scale[p]) * mult[p]
         args.append(ws)
         extra.append((w_sh, True))
-        weight_slots.append(np.full(len(ws), -1, dtype=np.int64))
+        weight_slots.append(_multiplier_slots(ws, out, sigma, lam, g_row[(inst < 0) & (g_row >= 0)]))
     M = t.mapped_function("thess", extra, H.values)
     operands = np.concatenate([t.operands()] + [np.asarray(a, dtype=object).reshape(-1) for a in args])
     index = np.arange(s.n * H.nnz, dtype=np.int64).reshape(s.n, H.nnz)
@@ -732,6 +735,18 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
     if twice.any():
         out.add_call(rows[twice], cols[twice], M, operands, index[twice], slots)
+
+
+def _multiplier_slots(weights: np.ndarray, out: Triplets, sigma: Expr, lam: np.ndarray, rows: np.ndarray
+                      ) -> np.ndarray:
+    """Per weight (a few shared ones): its known slot (see :meth:`Triplets.add_call`) if it is sigma or
+    ``lam[r]`` for one of ``rows``, else -1."""
+    if out.multipliers is not lam or out.scale is not sigma or out.variables is None:
+        return np.full(len(weights), -1, dtype=np.int64)
+    n_x = len(out.variables)
+    code = {lam[r]: n_x + r for r in rows.tolist()}
+    code[sigma] = n_x + len(lam)
+    return np.array([code.get(w, -1) for w in weights.tolist()], dtype=np.int64)
 
 
 def _weight_pieces(t: _Term, sigma: Expr, lam: np.ndarray) -> tuple[np.ndarray, ...]:
