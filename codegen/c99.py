@@ -445,8 +445,9 @@ def _prepared(tape: Any) -> Any:
     key = 2 * np.arange(n, dtype=np.int64)
     results = np.flatnonzero(tape.opcodes == RESULT.code)
     key[results] = 2 * (tape.operands[results, 0] - first) + 1
-    order = np.lexsort((np.arange(n), key))
-    return permuted(tape, order) if np.any(order != np.arange(n)) else tape
+    if np.all(np.diff(key) >= 0):  # each call's results follow it already
+        return tape
+    return permuted(tape, np.argsort(key, kind="stable"))
 
 
 def _part_bounds(tape: Any, chunk: int) -> list[int]:

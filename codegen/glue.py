@@ -222,10 +222,15 @@ def copy_lines(target: str, dst: np.ndarray, source: np.ndarray, index: np.ndarr
     ['for (long t = 0; t < 4; ++t) cw[0 + t] = arg[0][0 + 1 * t];', 'cw[4] = 2.5;']
     """
     dst, source, index = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (dst, source, index))
-    order = np.lexsort((dst, source))
-    dst, source, index = dst[order], source[order], index[order]
-    ids = np.unique(source).tolist()
-    cuts = np.searchsorted(source, ids + [len(arrays) + 1]).tolist()
+    if not len(dst):
+        return []
+    step = np.diff(source)
+    if np.any((step < 0) | ((step == 0) & (np.diff(dst) < 0))):  # not yet by source, then destination
+        order = np.lexsort((dst, source))
+        dst, source, index = dst[order], source[order], index[order]
+        step = np.diff(source)
+    cuts = np.concatenate([[0], np.flatnonzero(step) + 1, [len(source)]]).tolist()
+    ids = source[cuts[:-1]].tolist()
     parts = [(c, dst[lo:hi], index[lo:hi]) for c, lo, hi in zip(ids, cuts[:-1], cuts[1:])]
     plans = [_pieces(d, s, c == len(arrays)) for c, d, s in parts]
     kept, left = _budgeted(plans)
@@ -380,25 +385,30 @@ def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict,
     """
     first = tape.first_instruction_slot
     source, element, arrays, constants = _input_sources(tape, c_constant)
-    codes = tape.opcodes
-    owner = np.full(tape.n_slots, -1, dtype=np.int64)  # result slot -> its call's instruction
-    results = np.flatnonzero(codes == RESULT.code)
-    owner[first + results] = tape.operands[results, 0] - first
-    picked = np.zeros(tape.n_slots, dtype=np.int64)
-    picked[first + results] = tape.immediates[results]
+    is_result = tape.opcodes == RESULT.code
+    stores = []  # per output: its computed positions, sorted by the call (then position), the calls' bounds
+    for out in output_slots:
+        out = np.asarray(out, dtype=np.int64).reshape(-1)
+        j = np.flatnonzero(out >= first)
+        j = j[is_result[out[j] - first]]
+        q = out[j] - first  # the result instruction
+        call = tape.operands[q, 0] - first
+        if np.any(np.diff(call) < 0):
+            order = np.argsort(call, kind="stable")
+            j, q, call = j[order], q[order], call[order]
+        stores.append((j, tape.immediates[q], call))
     lines = ["  double *const cw = w;"]
-    for i in np.flatnonzero(codes == CALL.code).tolist():
+    for i in np.flatnonzero(tape.opcodes == CALL.code).tolist():
         row = int(tape.immediates[i])
         slots = np.asarray(tape.call_operands[tape.call_offsets[row]:tape.call_offsets[row + 1]], dtype=np.int64)
         info = infos[tape.callees[int(tape.call_callee[row])]]
         lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
         lines += ["  {", *call_statements(info), "  }"]
-        for k, out in enumerate(output_slots):
-            out = np.asarray(out, dtype=np.int64).reshape(-1)
-            mine = np.flatnonzero((out >= first) & (owner[np.maximum(out, 0)] == i))
-            if len(mine):
-                lines += copy_lines(f"res[{k}]", mine, np.zeros(len(mine), dtype=np.int64),
-                                    info.n_in + picked[out[mine]], ["cw"], [])
+        for k, (j, picked, call) in enumerate(stores):
+            lo, hi = np.searchsorted(call, [i, i + 1])
+            if hi > lo:
+                lines += copy_lines(f"res[{k}]", j[lo:hi], np.zeros(hi - lo, dtype=np.int64),
+                                    info.n_in + picked[lo:hi], ["cw"], [])
     return lines
 
 
