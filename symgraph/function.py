@@ -27,7 +27,7 @@ from .batch import SparseBatch, batch_arguments, csc_order
 from .errors import ArgumentCountError, DTypeError, InvalidInputError, SerializationError, ShapeError, SymgraphError
 from .expr import SYMBOL, Expr, all_symbols, building, symbol
 from .sparse import SparseExpr, to_scipy
-from .tape import Tape, build_tape, input_positions, tape_exprs, tape_from_data, tape_to_data
+from .tape import Tape, build_tape, input_positions, inputs_distinct, tape_exprs, tape_from_data, tape_to_data
 from . import vm
 
 
@@ -58,8 +58,8 @@ class Function:
             raise InvalidInputError(f"Function name must be a non-empty str, got {name!r}")
         self.name = name
         self.inputs = tuple(_check_input(k, v) for k, v in enumerate(_as_list(inputs)))
-        positions = input_positions(self.inputs)  # also the Tape's first entries, below
-        if len(positions) != sum(a.size for a in self.inputs):
+        positions = input_positions(self.inputs)  # the Tape's too, below
+        if not inputs_distinct(positions, [a.size for a in self.inputs]):
             _check_distinct(self.inputs)  # raises, naming the repeated symbol
         outputs = _as_list(outputs)
         # output_sparsity[k] is None for a dense output, else (rows, cols, shape)
@@ -72,7 +72,7 @@ class Function:
         self.input_names = _names(input_names, defaults, "input")
         self.output_names = _names(output_names, [f"o{k}" for k in range(len(self.outputs))], "output")
         with building():  # millions of live nodes make the cyclic GC's passes costly
-            self.tape: Tape = build_tape(self.inputs, self.outputs, positions)
+            self.tape: Tape = build_tape(self.inputs, self.outputs, positions, distinct=True)
         self._program: vm.Program | None = None
 
     # ------------------------------------------------------------ metadata
@@ -696,10 +696,21 @@ _ARRAY_NAME = re.compile(r"^(.*)\[[0-9,]+\]$")
 
 
 def _default_input_name(k: int, arr: np.ndarray) -> str:
+    """``x`` when every element is named ``x[...]`` (as ``sg.symbols("x", shape)`` names them), else ``i<k>``."""
     if arr.ndim == 0:
         return arr[()].data
-    bases = {(_ARRAY_NAME.match(s.data) or [None, None])[1] for s in arr.reshape(-1)}
-    return bases.pop() if len(bases) == 1 and None not in bases else f"i{k}"
+    names = [s.data for s in arr.reshape(-1).tolist()]
+    first = _ARRAY_NAME.match(names[0]) if names else None
+    if first is None:
+        return f"i{k}"
+    base = first[1]
+    text = "\n".join(names)
+    if text.count("\n") != len(names) - 1:  # a name holds a line break: one regex match per name
+        bases = {(_ARRAY_NAME.match(s) or [None, None])[1] for s in names}
+        return bases.pop() if len(bases) == 1 and None not in bases else f"i{k}"
+    # one match over all the names, a line each: the same test as _ARRAY_NAME per name, with one base
+    element = re.escape(base) + r"\[[0-9,]+\]"
+    return base if re.fullmatch(f"(?:{element}\n)*+{element}", text) else f"i{k}"
 
 
 def _names(given: Sequence[str] | None, default: list[str], kind: str) -> tuple[str, ...]:

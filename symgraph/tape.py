@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import weakref
 from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -396,13 +397,13 @@ def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[t
 
 
 def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
-               positions: dict | None = None) -> Tape:
+               positions: Sequence[dict] | None = None, distinct: bool | None = None) -> Tape:
     """Freeze output graphs over input symbols into a :class:`Tape`.
 
     ``inputs`` are object arrays of distinct symbols, ``outputs`` object
     arrays of Expr (validated by :class:`~symgraph.function.Function`).
-    ``positions``, if given, is :func:`input_positions` ``(inputs)``, a
-    fresh dict this walk extends.  Raises :class:`FreeSymbolError` naming
+    ``positions``, if given, is :func:`input_positions` ``(inputs)`` and
+    ``distinct`` whether no symbol repeats (checked here if not given).  Raises :class:`FreeSymbolError` naming
     symbols the outputs use that are not inputs.  One iterative post-order
     walk (as :func:`~symgraph.expr.topological`) numbers every node.
 
@@ -415,8 +416,15 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
     inputs = [np.asarray(arr, dtype=object) for arr in inputs]
     flat_inputs = [arr.reshape(-1) for arr in inputs]
     n_in = sum(len(f) for f in flat_inputs)
-    code_of: dict[Expr, int] = input_positions(inputs) if positions is None else positions
-    distinct = len(code_of) == n_in
+    positions = input_positions(inputs) if positions is None else positions
+    if distinct is None:
+        distinct = inputs_distinct(positions, [len(f) for f in flat_inputs])
+    # An input symbol is numbered when the walk meets it (a callback of 10^6 inputs may read a few);
+    # a repeated one (not from a Function, which refuses them) has the slot of its last place.
+    code_of: dict[Expr, int] = {} if distinct else dict(zip(
+        itertools.chain.from_iterable(f.tolist() for f in flat_inputs), range(n_in)))  # Expr hashes by identity
+    starts = np.cumsum([0] + [len(f) for f in flat_inputs]).tolist()
+    blocks = list(zip(starts, positions)) if distinct else []
     constants: list[float] = []
     free: list[Expr] = []
     opcodes: list[int] = []
@@ -472,8 +480,14 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
                     code_of[node] = _CONST + len(constants)
                     constants.append(node.data)
                 else:
-                    code_of[node] = -1
-                    free.append(node)
+                    for start, where in blocks:
+                        j = where.get(node)
+                        if j is not None:
+                            code_of[node] = start + j
+                            break
+                    else:
+                        code_of[node] = -1
+                        free.append(node)
     if free:
         shown = ", ".join(repr(s.data) for s in free[:10]) + (" ..." if len(free) > 10 else "")
         raise FreeSymbolError(f"the outputs depend on {len(free)} symbol(s) that are not inputs: {shown}; "
@@ -494,19 +508,61 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
     return tape
 
 
-def input_positions(inputs: Sequence[np.ndarray]) -> dict:
-    """Each input scalar's position among all inputs, flattened in order (a repeated one: its last).
+def input_positions(inputs: Sequence[np.ndarray]) -> list[dict]:
+    """Per input, ``{symbol: flat index}`` (a repeated symbol: its last index); do not modify them.
 
-    A new dict, which :func:`build_tape` extends; fewer entries than input
-    scalars means a symbol repeats.
+    A large array's map is remembered while the array lives and holds the
+    same symbols: a model's ``x`` is frozen into every callback and
+    derivative, and checking that it still holds its symbols costs less
+    than hashing them again.
 
     >>> import symgraph as sg
     >>> x, p = sg.symbols("x", 2), sg.symbols("p")
-    >>> sorted(input_positions([x, np.array(p, dtype=object)]).values())
-    [0, 1, 2]
+    >>> [sorted(d.values()) for d in input_positions([x, np.array(p, dtype=object)])]
+    [[0, 1], [0]]
     """
-    flat = [np.asarray(arr, dtype=object).reshape(-1).tolist() for arr in inputs]
-    return dict(zip(itertools.chain.from_iterable(flat), range(sum(map(len, flat)))))  # Expr hashes by identity
+    return [_array_positions(np.asarray(arr, dtype=object)) for arr in inputs]
+
+
+def inputs_distinct(positions: Sequence[dict], sizes: Sequence[int]) -> bool:
+    """True if no symbol repeats within or across inputs (``positions``: :func:`input_positions`).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> inputs_distinct(input_positions([x, x[:1]]), [2, 1]), inputs_distinct(input_positions([x]), [2])
+    (False, True)
+    """
+    if any(len(p) != n for p, n in zip(positions, sizes)):
+        return False
+    by_size = sorted(positions, key=len, reverse=True)
+    return all(small.keys().isdisjoint(big) for k, big in enumerate(by_size) for small in by_size[k + 1:])
+
+
+_POSITIONS: dict[int, tuple[Any, tuple, dict]] = {}  # id(array) -> (weak reference, its symbols, their map)
+_POSITIONS_MIN_SIZE = 1 << 14
+_POSITIONS_ENTRIES = 8
+
+
+def _array_positions(arr: np.ndarray) -> dict:
+    """``{element: flat index}`` of ``arr``, remembered for a large array while it lives (see input_positions)."""
+    flat = arr.reshape(-1).tolist()
+    if len(flat) < _POSITIONS_MIN_SIZE:
+        return dict(zip(flat, range(len(flat))))  # Expr hashes by identity
+    found = _POSITIONS.get(id(arr))
+    if found is not None:
+        ref, held, positions = found
+        if ref() is arr and len(held) == len(flat) and all(map(operator.is_, held, flat)):
+            return positions
+    positions = dict(zip(flat, range(len(flat))))
+    key = id(arr)
+    try:
+        ref = weakref.ref(arr, lambda _, key=key: _POSITIONS.pop(key, None))
+    except TypeError:  # not weakly referable: not remembered
+        return positions
+    while len(_POSITIONS) >= _POSITIONS_ENTRIES:
+        _POSITIONS.pop(next(iter(_POSITIONS)), None)
+    _POSITIONS[key] = (ref, tuple(flat), positions)
+    return positions
 
 
 def _input_slots(inputs: Sequence[np.ndarray], code_of: dict[Expr, int], remap, distinct: bool) -> tuple:
