@@ -248,17 +248,90 @@ def _rebuild(pieces: list[tuple[float, Expr]], zero: Expr) -> Any:
     return total
 
 
-def _slot_columns(call: Expr, x_index: dict) -> np.ndarray | None:
+def _slot_columns(call: Expr, x: "_Variables") -> np.ndarray | None:
     """Per operand of ``call``: its column in x, -1 where it does not depend on x; None if it depends otherwise."""
     args = call.args
-    cols = np.fromiter(map(x_index.get, args, repeat(-1)), dtype=np.int64, count=len(args))
+    cols = x.columns(args)
     compound = {}
     for k in np.flatnonzero(cols < 0).tolist():
         if args[k].args:
             compound.setdefault(args[k], []).append(k)
-    if compound and any(s in x_index for s in free_symbols(list(compound))):
+    if compound and any(x.has(s) for s in free_symbols(list(compound))):
         return None
     return cols
+
+
+class _Variables:
+    """The variables x, and where operands sit in it.
+
+    Operands of maps are mostly slices of x (``x[:-1]``, ``x[1:]``): runs
+    of consecutive variables.  :meth:`columns` follows such runs by
+    comparing object ids with numpy and looks up only where a run starts;
+    past :attr:`MAX_RUNS` runs, it looks every remaining operand up.
+    """
+
+    MAX_RUNS = 64
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.ids = np.fromiter(map(id, x.tolist()), dtype=np.int64, count=len(x))
+        self._index: dict | None = None
+
+    @property
+    def index(self) -> dict:
+        """Variable -> column (made on first use)."""
+        if self._index is None:
+            self._index = dict(zip(self.x.tolist(), range(len(self.x))))
+        return self._index
+
+    def has(self, e: Expr) -> bool:
+        return e in self.index
+
+    def columns(self, operands: tuple) -> np.ndarray:
+        """The column of each operand in x, -1 for those not in x.
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x", 4)
+        >>> _Variables(x).columns((x[1], x[2], sg.symbols("p"), x[0], x[1])).tolist()
+        [1, 2, -1, 0, 1]
+        """
+        ids = np.fromiter(map(id, operands), dtype=np.int64, count=len(operands))
+        cols = np.full(len(ids), -1, dtype=np.int64)
+        j, runs = 0, 0
+        while j < len(ids) and runs < self.MAX_RUNS:
+            runs += 1
+            c = self.index.get(operands[j], -1) if self._index is not None else self._find(ids[j])
+            if c < 0:
+                j += 1
+                continue
+            n = _run_length(ids[j:], self.ids[c:])
+            cols[j:j + n] = np.arange(c, c + n, dtype=np.int64)
+            j += n
+        if j < len(ids):
+            cols[j:] = np.fromiter(map(self.index.get, operands[j:], repeat(-1)), dtype=np.int64, count=len(ids) - j)
+        return cols
+
+    def _find(self, i: int) -> int:
+        """The column of the variable with id ``i``, or -1."""
+        at = np.flatnonzero(self.ids == i)
+        return int(at[0]) if len(at) else -1
+
+
+def _run_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading entries of ``a`` and ``b`` are equal (windows doubling: O(the length found)).
+
+    >>> _run_length(np.array([1, 2, 3, 9]), np.array([1, 2, 3, 4, 5]))
+    3
+    """
+    limit = min(len(a), len(b))
+    done, width = 0, 64
+    while done < limit:
+        end = min(done + width, limit)
+        differ = np.flatnonzero(a[done:end] != b[done:end])
+        if len(differ):
+            return done + int(differ[0])
+        done, width = end, 2 * width
+    return limit
 
 
 # ------------------------------------------------------------------ one mapped call
@@ -462,28 +535,28 @@ def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.nda
     piece with coefficient 1 found in bulk; only the other rows go through
     :func:`split_terms` one by one.
     """
-    x_index = dict(zip(x.tolist(), range(len(x))))
+    variables = _Variables(x)
     f_mapped, f_rest = split_terms(f)
-    g_rows, g_coef, g_nodes, g_rest = _constraint_pieces(g)
+    g_rows, g_coef, g_nodes, g_calls, g_rest = _constraint_pieces(g)
     f_coef = np.array([c for c, _ in f_mapped], dtype=np.float64)
     f_nodes = np.empty(len(f_mapped), dtype=object)
     f_nodes[:] = [e for _, e in f_mapped]
     # the terms, in the order their calls first appear in f, then in g
-    calls = np.concatenate([f_nodes, g_nodes]).tolist()
-    calls = [e.args[0] for e in calls] if len(calls) < 64 else list(map(_FIRST, map(_ARGS, calls)))
-    call_ids = np.fromiter(map(id, calls), dtype=np.int64, count=len(calls))
+    nodes = np.concatenate([f_nodes, g_nodes])
+    call_ids = np.concatenate([_call_ids(f_nodes.tolist()), g_calls])
     order = np.argsort(call_ids, kind="stable")
     new = np.concatenate([[True], call_ids[order][1:] != call_ids[order][:-1]]) if len(order) else order
     first = order[new]                        # first piece of each distinct call, by call id
-    term_of = np.empty(len(calls), dtype=np.int64)
+    term_of = np.empty(len(nodes), dtype=np.int64)
     term_of[order] = np.cumsum(new) - 1
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     term_of = rank[term_of]                   # terms numbered by first appearance
     terms: list[_Term | None] = [None] * len(first)
     for k, p in zip(rank.tolist(), first.tolist()):
-        cols = _slot_columns(calls[p], x_index)
-        terms[k] = _Term(calls[p], cols) if cols is not None else None
+        call = nodes[p].args[0]
+        cols = _slot_columns(call, variables)
+        terms[k] = _Term(call, cols) if cols is not None else None
     f_term, g_term = term_of[:len(f_mapped)], term_of[len(f_mapped):]
     failed = np.array([t is None for t in terms], dtype=bool)
     # pieces of calls that do not tile (operands that are functions of x) go back to the remainder
@@ -512,24 +585,24 @@ def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.nda
     return live, f_rem, g_rem
 
 
-def _constraint_pieces(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """The mapped pieces of the rows of ``g`` in row order: (row, coefficient, result node), and per row
-    that has them and has a remainder too, the remainder pieces.
+def _constraint_pieces(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The mapped pieces of the rows of ``g`` in row order: (row, coefficient, result node, ``id`` of its
+    call), and per row that has them, its remainder pieces.
 
     Rows that are results of a map call are found with numpy (one piece,
     coefficient 1, no remainder); the others go through :func:`split_terms`.
     """
-    values = [e if type(e) is Expr else const(e) for e in g.tolist()] if not _all_exprs(g) else g.tolist()
-    m = len(values)
-    direct = np.flatnonzero(np.fromiter(map(id, map(_OP, values)), dtype=np.int64, count=m) == id(RESULT))
-    if len(direct):
-        calls = list(map(_FIRST, map(_ARGS, [values[k] for k in direct.tolist()])))
-        ids = np.fromiter(map(id, calls), dtype=np.int64, count=len(calls))
-        distinct = sorted_unique(ids)
-        where = np.searchsorted(distinct, ids)
-        by_id = dict(zip(ids.tolist(), calls)) if len(distinct) > 1 else {int(ids[0]): calls[0]}
-        maps = np.array([_is_map_call(by_id[i]) for i in distinct.tolist()], dtype=bool)
-        direct = direct[maps[where]]
+    m = g.size
+    values = g.reshape(-1) if _all_exprs(g) else np.fromiter(
+        (e if type(e) is Expr else const(e) for e in g.reshape(-1).tolist()), dtype=object, count=m)
+    direct = np.flatnonzero(np.fromiter(map(id, map(_OP, values.tolist())), dtype=np.int64, count=m) == id(RESULT))
+    direct_nodes = values[direct]
+    ids = _call_ids(direct_nodes.tolist())
+    distinct, first = np.unique(ids, return_index=True)
+    maps = np.array([_is_map_call(direct_nodes[k].args[0]) for k in first.tolist()], dtype=bool)
+    if not maps.all():  # results of calls that are not maps: split like any other row
+        keep = maps[np.searchsorted(distinct, ids)]
+        direct, direct_nodes, ids = direct[keep], direct_nodes[keep], ids[keep]
     other = np.ones(m, dtype=bool)
     other[direct] = False
     rows, coefs, nodes, rest = [], [], [], {}
@@ -543,13 +616,18 @@ def _constraint_pieces(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     all_rows = np.concatenate([direct, np.array(rows, dtype=np.int64)])
     all_coefs = np.concatenate([np.ones(len(direct)), np.array(coefs, dtype=np.float64)])
     all_nodes = np.empty(len(all_rows), dtype=object)
-    all_nodes[:len(direct)] = np.asarray(g, dtype=object).reshape(-1)[direct] if _all_exprs(g) else \
-        [values[k] for k in direct.tolist()]
+    all_nodes[:len(direct)] = direct_nodes
     all_nodes[len(direct):] = nodes
+    all_ids = np.concatenate([ids, _call_ids(nodes)])
     if len(direct) and rows:  # pieces in row order, a row's pieces in split order
         order = np.argsort(all_rows, kind="stable")
-        all_rows, all_coefs, all_nodes = all_rows[order], all_coefs[order], all_nodes[order]
-    return all_rows.astype(np.int64), all_coefs, all_nodes, rest
+        all_rows, all_coefs, all_nodes, all_ids = all_rows[order], all_coefs[order], all_nodes[order], all_ids[order]
+    return all_rows.astype(np.int64), all_coefs, all_nodes, all_ids, rest
+
+
+def _call_ids(results: list) -> np.ndarray:
+    """The ``id`` of the call node of each result node in ``results`` (int64)."""
+    return np.fromiter(map(id, map(_FIRST, map(_ARGS, results))), dtype=np.int64, count=len(results))
 
 
 def _groups(labels: np.ndarray, k: int) -> list[np.ndarray]:
