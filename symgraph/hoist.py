@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from .call import split_operands
-from .expr import CALL, CONST, SYMBOL, Expr, building, intern_results, intern_structural, topological
+from .expr import CALL, CONST, RESULT, SYMBOL, Expr, building, intern_results, intern_structural, topological
 
 __all__ = ["hoist", "MAX_DEPTH"]
 
@@ -223,13 +223,21 @@ def _replace(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
     from .call import rebuild
 
     done = dict(mapping)
+    get = done.get
     for node in topological(roots, leaves=set(mapping)):
-        if node in mapping or not node.args:
+        args = node.args
+        if not args or node in mapping:
             continue
-        new_args = [done.get(a, a) for a in node.args]
-        if any(a is not b for a, b in zip(node.args, new_args)):
-            done[node] = rebuild(node, new_args)
-    return [done.get(r, r) for r in roots]
+        new_args = [get(a, a) for a in args]
+        if any(a is not b for a, b in zip(args, new_args)):
+            op = node.op
+            if op is RESULT:  # same call position, a call of the same callee: no check needed
+                done[node] = intern_structural(RESULT, (new_args[0],), node.data)
+            elif op is CALL:
+                done[node] = intern_structural(CALL, tuple(new_args), node.data)
+            else:
+                done[node] = rebuild(node, new_args)
+    return [get(r, r) for r in roots]
 
 
 def _fresh(B: Any, stem: str) -> str:

@@ -11,7 +11,9 @@ of body ``F`` they are built without unrolling:
    body's own input symbols (what the body's ``F_jvp``/``F_vjp`` computes);
 3. that graph is the *wrapper* ``W``: it takes the body's inputs one by one
    plus the seeds in two groups, per-instance and shared, and returns the
-   derivative in two groups, per-instance and summed.  ``W`` holds no call
+   derivative per-instance, one output per body input (or output) so that
+   each one's derivative over all instances is one run of results, and
+   summed.  ``W`` holds no call
    of a derivative Function (a body that is itself a map holds one, the
    derivative of its call node), so the C loop of step 4 hands each
    instance pointers into the arguments and nothing is copied per instance;
@@ -77,9 +79,11 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
         seed_pos, seed_inst, seed_layout, seed_body = body_rows_of, inst_rows, s.outs, brows
         out_pos, out_inst, out_layout, out_body = body_cols_of, inst_cols, s.ins, bcols
     seed_shared = [not seed_layout.per_instance[seed_layout.group[b]] for b in seed_body]
-    out_summed = [not out_layout.per_instance[out_layout.group[b]] for b in out_body]
+    # per output body position: its body input (vjp) or output (jvp) if it has one copy per instance, else -1
+    out_group = [int(out_layout.group[b]) if out_layout.per_instance[out_layout.group[b]] else -1
+                 for b in out_body]
     key = ("mapped", mode, tuple(brows), tuple(bcols))
-    mapped = calldiff._cached(F, key, lambda: _mapped_wrapper(s, mode, key[2], key[3], seed_shared, out_summed))
+    mapped = calldiff._cached(F, key, lambda: _mapped_wrapper(s, mode, key[2], key[3], seed_shared, out_group))
 
     x = symbols("x", s.n_operands)
     seeds = symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows))
@@ -89,7 +93,7 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     outs = call_function(mapped, args + groups)
     parts = [np.asarray(o, dtype=object).reshape(-1) for o in (outs if isinstance(outs, tuple) else [outs])]
     flat_outs = np.concatenate(parts) if parts else np.empty(0, dtype=object)
-    where = _pick(s.n, out_body, out_summed, out_pos, out_inst, len(flat_outs))
+    where = _pick(s.n, out_body, out_group, out_pos, out_inst, len(flat_outs))
     picked = np.full(len(where), _ZERO, dtype=object)
     picked[where >= 0] = flat_outs[where[where >= 0]]
     names = ("tx", "ty") if mode == "jvp" else ("ybar", "xbar")
@@ -127,14 +131,15 @@ class FlatDerivative(Function):
         return self._known
 
 
-def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: list, out_summed: list) -> Any:
+def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: list, out_group: list) -> Any:
     """The map, over ``s``'s instances, of a wrapper computing the body's derivative for ``rows`` and ``cols``.
 
     The wrapper's inputs: the body's inputs, then the per-instance seeds and
     the shared seeds (each group only if not empty); its outputs: the
     derivative's (what the body's ``F_jvp``/``F_vjp`` for ``rows`` and
-    ``cols`` returns) split into per-instance and summed (each only if not
-    empty).  The wrapper *is* the derivative graph, built over the body's
+    ``cols`` returns) split into one per-instance output per body input
+    (``jvp``: output) ``g`` in ``out_group`` and one summed (``-1``), each
+    only if not empty.  The wrapper *is* the derivative graph, built over the body's
     own input symbols, so an instance runs one function on the pointers the
     loop passes, with no call (and no copy of its operands) inside; a body
     that is itself a map holds one call node, whose derivative is the call
@@ -152,7 +157,7 @@ def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: li
     forwarded: dict = {}
     result = _derivative_graph(body, mode, rows, cols, seeds, forwarded)
     xs = list(body.inputs)
-    summed = np.asarray(out_summed, dtype=bool)
+    out_of = np.asarray(out_group, dtype=np.int64)
     inputs, names, shared = list(xs), list(body.input_names), list(s.shared)
     for group, name, flag in ((each, "se", False), (once, "ss", True)):
         if group.size:
@@ -160,7 +165,8 @@ def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: li
             names.append(name)
             shared.append(flag)
     outputs, out_names, reduce = [], [], []
-    for part, name, how in ((result[~summed], "oe", None), (result[summed], "os", "sum")):
+    parts = [(result[out_of == g], f"oe{g}", None) for g in sorted(set(out_of.tolist()) - {-1})]
+    for part, name, how in parts + [(result[out_of < 0], "os", "sum")]:
         if part.size:
             outputs.append(part)
             out_names.append(name)
@@ -437,18 +443,38 @@ def _seed_groups(n: int, seed_body: list, seed_shared: list, pos: np.ndarray, in
     return groups, (np.concatenate(index) if index else np.empty(0, dtype=np.int64))
 
 
-def _pick(n: int, out_body: list, out_summed: list, pos: np.ndarray, inst: np.ndarray,
+def _pick(n: int, out_body: list, out_group: list, pos: np.ndarray, inst: np.ndarray,
           n_results: int) -> np.ndarray:
     """Per wanted flat position, the mapped wrapper's result that holds it (-1: none, the value is 0).
 
-    Its results are the per-instance group ``(n, k)`` (flat, instance-major)
-    and then the summed one.
+    Its results are one per-instance group ``(n, k_g)`` (flat, instance-major)
+    per body input (or output) ``g`` with per-instance derivatives, in the
+    order of ``g``, then the summed one.  So the derivative of one mapped
+    input over all instances is one run of results, as the caller's
+    operand is: a caller gathering it copies one block (or passes it on by
+    pointer), not ``n`` short pieces.
+
+    >>> _pick(2, [0, 1, 2], [0, 1, -1], np.array([0, 1, 2, 0, 1]), np.array([0, 0, -1, 1, 1]), 5).tolist()
+    [0, 2, 4, 1, 3]
     """
-    slot, n_each, n_once = _slots(out_body, out_summed)
-    g = _group_of(slot, pos)
-    where = np.where(inst < 0, n * n_each + g, inst * n_each + g)
-    where[g < 0] = -1
-    assert n * n_each + n_once == n_results
+    group = np.asarray(out_group, dtype=np.int64)
+    body = np.asarray(out_body, dtype=np.int64)
+    size = max(out_body, default=-1) + 1
+    slot, base, width = (np.full(size, -1, dtype=np.int64) for _ in range(3))
+    start = 0
+    for g in sorted(set(group.tolist()) - {-1}) + [-1]:
+        members = body[group == g]
+        slot[members] = np.arange(len(members), dtype=np.int64)
+        base[members] = start
+        width[members] = len(members) if g >= 0 else 0
+        start += n * len(members) if g >= 0 else len(members)
+    assert start == n_results
+    if not size:
+        return np.full(len(pos), -1, dtype=np.int64)
+    known = (pos >= 0) & (pos < size)
+    at = np.where(known, pos, 0)
+    where = base[at] + np.maximum(inst, 0) * width[at] + slot[at]
+    where[~known | (slot[at] < 0)] = -1
     return where
 
 
