@@ -608,3 +608,57 @@ def test_tiled_jacobian_function_with_the_variables_not_first():
         J = T.function("J", inputs)
         got = sp.coo_matrix((J(*args), (T.rows, T.cols)), shape=(3, 4)).toarray()
         np.testing.assert_allclose(got, expected, rtol=1e-14)
+
+
+# ------------------------------------------------------------------ bulk paths (operand runs, known slots)
+def test_operand_columns_follow_runs_and_fall_back_past_many_runs():
+    from symgraph.tiled import _Variables
+
+    x, p = sg.symbols("x", 300), sg.symbols("p", 2)
+    V = _Variables(x)
+    ops = tuple(x[5:40]) + (p[0],) + tuple(x[:3]) + (sg.const(2.0), x[299], x[0]) + tuple(x[200:50:-1])
+    expected = [k for k in range(5, 40)] + [-1, 0, 1, 2, -1, 299, 0] + list(range(200, 50, -1))
+    assert V.columns(ops).tolist() == expected  # the reversed slice: one run per operand, then looked up
+    assert V.columns(()).tolist() == []
+
+
+def test_stray_symbol_among_map_operands_is_named():
+    x, y = sg.symbols("x", 5), sg.symbols("y", 4)
+    a, b = sg.symbols("a"), sg.symbols("b")
+    F = sg.Function("F", [a, b], [a * b])
+    with pytest.raises(sg.FreeSymbolError, match="'y\\[0\\]', 'y\\[1\\]'"):
+        sg.NLP(x=x, f=x.sum(), g=F.map(4)(x[:-1], y), jit=False)
+    with pytest.raises(sg.FreeSymbolError, match="'y\\[2\\]'"):
+        sg.NLP(x=x, f=F.map(4, reduce="sum")(x[:-1], x[1:] + y[2] * x[0]), jit=False)
+
+
+def test_constraints_mixing_results_other_rows_and_numbers():
+    n = 6
+    x = sg.symbols("x", n + 1)
+    with sg.building():
+        M, Mu = mapped_and_unrolled(two_outputs, [(), ()], n, [x[:-1], x[1:]])
+        g = np.concatenate([M[:, 0], [x[0] * x[1], 3 * M[2, 1] - x[3]], M[3:, 1], [2.0]])
+        gu = np.concatenate([Mu[:, 0], [x[0] * x[1], 3 * Mu[2, 1] - x[3]], Mu[3:, 1], [2.0]])
+    a, b = nlp_pair(x, np.sum(M[:, 1]), g, np.sum(Mu[:, 1]), gu)
+    assert_same(a, b)
+
+
+def test_hessian_function_with_multipliers_elsewhere_among_the_inputs():
+    from symgraph.tiled import tiled_derivatives
+    import scipy.sparse as sp
+
+    x, f, g = luksan_mapped(7)
+    sigma, lam = sg.symbols("sigma"), sg.symbols("lambda", len(g))
+    with sg.building():
+        t = tiled_derivatives(x, f, g, sigma, lam)
+    rng = np.random.default_rng(5)
+    xv, lv = rng.uniform(-1, 1, 7), rng.normal(size=len(g))
+    H0 = t.hessian.function("H0", [x, sigma, lam])
+    H1 = t.hessian.function("H1", [lam, sigma, x])  # x not first: every known slot looked up again
+    lam2 = sg.symbols("lambda", len(g))  # equal names, other symbols: lambda is not among the inputs
+    rows, cols = t.hessian.rows, t.hessian.cols
+    dense = [sp.coo_matrix((H(*args), (rows, cols)), shape=(7, 7)).toarray()
+             for H, args in ((H0, (xv, 1.5, lv)), (H1, (lv, 1.5, xv)))]
+    np.testing.assert_allclose(dense[0], dense[1], rtol=1e-14)
+    with pytest.raises(sg.FreeSymbolError):
+        t.hessian.function("H2", [x, sigma, lam2])
