@@ -457,7 +457,7 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         split = _decompose(x, f, g)
         if split is None:
             return _general(x, f, g, sigma, lam)
-        live, f_rem, g_rem = split
+        live, f_rem, g_rem, zero = split
         # a constant remainder (all of f and g tiled) has no derivative: no sweep over x for it
         gradient_dense = (np.full(len(x), const(0.0), dtype=object) if f_rem.op is CONST
                           else np.asarray(grad(f_rem, x), dtype=object).reshape(-1))
@@ -467,12 +467,13 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
         for T in (gradient, jac, hess):
             T.variables = x
         hess.multipliers, hess.scale = lam, sigma
-        constant = _constant_rows(g_rem)
+        constant = _constant_rows(g_rem, zero)
         if m and not constant.all():
             J = jacobian(g_rem, x, tiled=False)
             jac.add_exprs(J.rows, J.cols, J.values)
         nonzero = ~constant
-        nonzero[constant] = np.fromiter(map(_DATA, g_rem[constant].tolist()), dtype=np.float64) != 0.0
+        other = constant & ~zero
+        nonzero[other] = np.fromiter(map(_DATA, g_rem[other].tolist()), dtype=np.float64) != 0.0
         lagrangian = sigma * f_rem + (lam[nonzero] @ g_rem[nonzero] if nonzero.any() else 0.0)
         if lagrangian.op is CONST:
             hess.add_exprs(_NO_INTS, _NO_INTS, np.empty(0, dtype=object))
@@ -510,10 +511,10 @@ def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
         split = _decompose(x, const(0.0), y)
         if split is None:
             return None
-        live, _, y_rem = split
+        live, _, y_rem, zero = split
         jac = Triplets()
         jac.variables = x
-        if not _constant_rows(y_rem).all():
+        if not _constant_rows(y_rem, zero).all():
             J = jacobian(y_rem, x, tiled=False)
             jac.add_exprs(J.rows, J.cols, J.values)
         for t in live:
@@ -521,14 +522,18 @@ def tiled_jacobian(y: np.ndarray, x: np.ndarray) -> Triplets | None:
     return jac
 
 
-def _constant_rows(values: np.ndarray) -> np.ndarray:
-    """Which of the flat Exprs ``values`` are constants (a boolean array)."""
-    ops = np.fromiter(map(id, map(_OP, values.tolist())), dtype=np.int64, count=len(values))
-    return ops == id(CONST)
+def _constant_rows(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Which of the flat Exprs ``values`` are constants (a boolean array); ``known``: rows known to be."""
+    constant = known.copy()
+    look = np.flatnonzero(~known)
+    ops = np.fromiter(map(id, map(_OP, values[look].tolist())), dtype=np.int64, count=len(look))
+    constant[look] = ops == id(CONST)
+    return constant
 
 
-def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.ndarray] | None:
-    """(terms with tileable pieces, remainder of f, remainder of g), or None when nothing tiles.
+def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.ndarray, np.ndarray] | None:
+    """(terms with tileable pieces, remainder of f, remainder of g, which rows of that remainder are
+    the constant 0 for sure), or None when nothing tiles.
 
     The pieces are handled as arrays: a row of g that is itself a result of a
     map call (the constraints of a mapped model, a million of them) is a
@@ -579,10 +584,13 @@ def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.nda
     zero = const(0.0)
     f_rem = f if not f_mapped else _rebuild(f_rest, zero)
     g_rem = np.array(g, dtype=object).reshape(-1)
-    g_rem[sorted_unique(g_rows)] = zero       # a row with mapped pieces keeps its remainder only
+    zero_rows = np.zeros(len(g_rem), dtype=bool)
+    zero_rows[g_rows] = True
+    g_rem[zero_rows] = zero                   # a row with mapped pieces keeps its remainder only
     for row in sorted(g_rest):
         g_rem[row] = _rebuild(g_rest[row], zero)
-    return live, f_rem, g_rem
+        zero_rows[row] = g_rem[row] is zero
+    return live, f_rem, g_rem, zero_rows
 
 
 def _constraint_pieces(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
