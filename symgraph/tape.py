@@ -419,12 +419,18 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
     positions = input_positions(inputs) if positions is None else positions
     if distinct is None:
         distinct = inputs_distinct(positions, [len(f) for f in flat_inputs])
-    # An input symbol is numbered when the walk meets it (a callback of 10^6 inputs may read a few);
-    # a repeated one (not from a Function, which refuses them) has the slot of its last place.
-    code_of: dict[Expr, int] = {} if distinct else dict(zip(
-        itertools.chain.from_iterable(f.tolist() for f in flat_inputs), range(n_in)))  # Expr hashes by identity
-    starts = np.cumsum([0] + [len(f) for f in flat_inputs]).tolist()
-    blocks = list(zip(starts, positions)) if distinct else []
+    # The first input's map is copied (a model's x: read by most Tapes; a copy costs less than entering
+    # its symbols one by one); the symbols of the others are entered when the walk meets them (a
+    # callback of 10^6 multipliers may read a few).  A repeated symbol (not from a Function, which
+    # refuses them) has the slot of its last place.
+    if not distinct:
+        code_of: dict[Expr, int] = dict(zip(itertools.chain.from_iterable(f.tolist() for f in flat_inputs),
+                                            range(n_in)))  # Expr hashes by identity
+        blocks = []
+    else:
+        code_of = positions[0].copy() if positions else {}
+        starts = np.cumsum([0] + [len(f) for f in flat_inputs]).tolist()
+        blocks = list(zip(starts, positions))[1:]
     constants: list[float] = []
     free: list[Expr] = []
     opcodes: list[int] = []
@@ -470,9 +476,14 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
                     depth = len(stack)
                     push(node)
                     push(_EMIT)
-                    for a in reversed(args):
-                        if a not in code_of:
-                            push(a)
+                    if len(args) > 16:  # a call's operands: the same, with the loops in C
+                        if blocks:
+                            _number_inputs(args, blocks, code_of)
+                        stack.extend(itertools.filterfalse(code_of.__contains__, reversed(args)))
+                    else:
+                        for a in reversed(args):
+                            if a not in code_of:
+                                push(a)
                     if len(stack) == depth + 2:  # operands all numbered: emit now (the same order)
                         del stack[depth:]
                         emit(node)
@@ -506,6 +517,15 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
     if structural:
         _check_call_reads(tape)
     return tape
+
+
+def _number_inputs(args: tuple, blocks: list, code_of: dict) -> None:
+    """Enter the input symbols among ``args`` in ``code_of`` at their slots (the loops run in C)."""
+    for start, where in blocks:
+        found = list(map(where.get, args))
+        known = list(map(operator.is_not, found, itertools.repeat(None)))
+        code_of.update(zip(itertools.compress(args, known),
+                           map(start.__add__, itertools.compress(found, known))))
 
 
 def input_positions(inputs: Sequence[np.ndarray]) -> list[dict]:
