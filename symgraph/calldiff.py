@@ -81,18 +81,51 @@ class Derivative(NamedTuple):
 
 
 class _Pattern:
-    """A callee's Jacobian pattern, with its rows and columns as index sets."""
+    """A callee's Jacobian pattern, with its rows and columns as index sets (each made when first asked for).
 
-    __slots__ = ("pattern", "row_cols", "col_rows")
+    A map's pattern has a column per operand, hundreds of thousands for a
+    model's parameters and data: a gradient reads only :meth:`meeting`
+    (numpy over the CSR rows), never the Python sets.
+    """
+
+    __slots__ = ("pattern", "_csr", "_row_cols", "_col_rows")
 
     def __init__(self, pattern: Sparsity) -> None:
         self.pattern = pattern
-        csr = pattern.matrix.tocsr()
-        csc = pattern.matrix.tocsc()
-        self.row_cols = [tuple(csr.indices[csr.indptr[j]:csr.indptr[j + 1]].tolist())
-                         for j in range(pattern.shape[0])]
-        self.col_rows = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]].tolist())
-                         for i in range(pattern.shape[1])]
+        self._csr = self._row_cols = self._col_rows = None
+
+    @property
+    def csr(self) -> Any:
+        if self._csr is None:
+            self._csr = self.pattern.matrix.tocsr()
+        return self._csr
+
+    @property
+    def row_cols(self) -> list[tuple[int, ...]]:
+        if self._row_cols is None:
+            csr = self.csr
+            self._row_cols = [tuple(csr.indices[csr.indptr[j]:csr.indptr[j + 1]].tolist())
+                              for j in range(self.pattern.shape[0])]
+        return self._row_cols
+
+    @property
+    def col_rows(self) -> list[frozenset]:
+        if self._col_rows is None:
+            csc = self.pattern.matrix.tocsc()
+            self._col_rows = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]].tolist())
+                              for i in range(self.pattern.shape[1])]
+        return self._col_rows
+
+    def meeting(self, rows: Any) -> np.ndarray:
+        """The columns (sorted) with a structural nonzero in one of ``rows``."""
+        csr = self.csr
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.empty(0, dtype=np.int64)
+        starts, ends = csr.indptr[rows], csr.indptr[rows + 1]
+        if len(rows) == 1:
+            return np.unique(csr.indices[starts[0]:ends[0]]).astype(np.int64)
+        return np.unique(np.concatenate([csr.indices[a:b] for a, b in zip(starts.tolist(), ends.tolist())]))
 
 
 # Per callee Function: "pattern" -> _Pattern, (mode, rows, cols) -> Derivative.
@@ -389,6 +422,8 @@ def reverse(call: Expr, bars: dict, active: Any, forwarded: dict | None = None) 
     out = []
     for k in sorted(directions, key=_order):
         seeds = [bars[j].get(k, _ZERO) for j in rows]
+        if split is not None:  # the seeds read the values from the forward call already (nothing rebuilt later)
+            seeds = _forwarded_seeds(call, forwarded[call], seeds)
         # only the operands read by a result with this direction get a cotangent in it
         live = {j for j, v in zip(rows, seeds) if _live(v)}
         results = _results(D, args, seeds, split)
@@ -419,11 +454,17 @@ def _split(call: Expr, D: Derivative, forwarded: dict) -> tuple | None:
     return backward_map, tuple(intern_results(R, start, count))
 
 
+def _forwarded_seeds(call: Expr, forward: Expr, seeds: list) -> list:
+    """``seeds`` reading ``call``'s results from the ``forward`` call (same positions) instead."""
+    from .hoist import _replace
+
+    n = call.data.structure.n_results
+    return _replace(seeds, dict(zip(intern_results(call, 0, n), intern_results(forward, 0, n))))
+
+
 def _pulled_back(F: Any, args: tuple, rows: list, active: Any) -> tuple[int, ...]:
     """The operand positions in ``active`` whose column of ``F``'s Jacobian pattern meets ``rows``."""
-    col_rows = _pattern(F).col_rows
-    live = set(rows)
-    return tuple(i for i, a in enumerate(args) if a in active and not live.isdisjoint(col_rows[i]))
+    return tuple(i for i in _pattern(F).meeting(rows).tolist() if args[i] in active)
 
 
 def reverse_single(call: Expr, bars: dict, active: Any, valued: dict | None = None) -> list[tuple[Expr, Expr]]:
@@ -501,7 +542,7 @@ def read_values(roots: list, valued: dict) -> list:
     calls = set(valued) | set(valued.values())
     read_from, whole = {}, set()  # map call -> its vjp call; vjp calls to make again without the values
     for call, both in valued.items():
-        if calls.isdisjoint(topological(list(both.args))):
+        if calls.isdisjoint(topological(list(both.args[len(call.args):]))):  # the seeds (the rest is call's)
             read_from[call] = both
         else:  # its operands read a value: reading that from a vjp call could close a cycle
             whole.add(both)
@@ -532,9 +573,7 @@ def _widened(F: Any, args: tuple, rows: list) -> tuple[int, ...]:
     taking every operand that can carry a cotangent keeps one Function and
     one call per call site across the sweeps of several gradients.
     """
-    col_rows = _pattern(F).col_rows
-    live = set(rows)
-    return tuple(i for i, a in enumerate(args) if a.op is not CONST and not live.isdisjoint(col_rows[i]))
+    return tuple(i for i in _pattern(F).meeting(rows).tolist() if args[i].op is not CONST)
 
 
 def _order(k: Any) -> tuple:

@@ -85,23 +85,29 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     key = ("mapped", mode, tuple(brows), tuple(bcols))
     mapped = calldiff._cached(F, key, lambda: _mapped_wrapper(s, mode, key[2], key[3], seed_shared, out_group))
 
-    x = symbols("x", s.n_operands)
-    seeds = symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows))
-    args = [x[off:off + size].reshape(shape) for off, size, shape in
-            zip(s.ins.offsets.tolist(), sizes(s.input_shapes()), s.input_shapes())]
-    groups, seed_index = _seed_groups(s.n, seed_body, seed_shared, seed_pos, seed_inst, seeds)
-    outs = call_function(mapped, args + groups)
-    parts = [np.asarray(o, dtype=object).reshape(-1) for o in (outs if isinstance(outs, tuple) else [outs])]
-    flat_outs = np.concatenate(parts) if parts else np.empty(0, dtype=object)
-    where = _pick(s.n, out_body, out_group, out_pos, out_inst, len(flat_outs))
-    picked = np.full(len(where), _ZERO, dtype=object)
-    picked[where >= 0] = flat_outs[where[where >= 0]]
+    n_seeds = len(cols if mode == "jvp" else rows)
+    tables = _seed_tables(s.n, seed_body, seed_shared, seed_pos, seed_inst)
+    seed_index = np.concatenate([t.reshape(-1) for t in tables]) if tables else np.empty(0, dtype=np.int64)
+    where = _pick(s.n, out_body, out_group, out_pos, out_inst, mapped.structure.n_results)
     names = ("tx", "ty") if mode == "jvp" else ("ybar", "xbar")
-    D = FlatDerivative(f"{F.name}_{mode}", [x, seeds], [picked], input_names=["x", names[0]],
-                       output_names=[names[1]])
+
+    def graph() -> tuple:
+        """The flat Function's inputs and outputs: the seeds placed, one call of ``mapped``, the results picked."""
+        x = symbols("x", s.n_operands)
+        seeds = symbols(names[0], n_seeds)
+        args = [x[off:off + size].reshape(shape) for off, size, shape in
+                zip(s.ins.offsets.tolist(), sizes(s.input_shapes()), s.input_shapes())]
+        outs = call_function(mapped, args + _seed_values(tables, seeds))
+        parts = [np.asarray(o, dtype=object).reshape(-1) for o in (outs if isinstance(outs, tuple) else [outs])]
+        flat_outs = np.concatenate(parts) if parts else np.empty(0, dtype=object)
+        picked = np.full(len(where), _ZERO, dtype=object)
+        picked[where >= 0] = flat_outs[where[where >= 0]]
+        return [x, seeds], [picked]
+
+    D = FlatDerivative.deferred(f"{F.name}_{mode}", graph, input_names=["x", names[0]], output_names=[names[1]])
     in_index = np.concatenate([np.arange(s.n_operands, dtype=np.int64),
                                np.where(seed_index >= 0, s.n_operands + seed_index, -1)])
-    D.pattern_source = (mapped, in_index, where, s.n_operands + len(seeds))
+    D.pattern_source = (mapped, in_index, where, s.n_operands + n_seeds)
     D.direct = (mapped, seed_index, where)
     return D
 
@@ -122,6 +128,33 @@ class FlatDerivative(Function):
     # (mapped wrapper, per wrapper seed scalar the index of its seed or -1, per output the wrapper result
     # or -1): what calldiff calls in place of this Function (no glue copying the operands into ``x``)
     direct: tuple | None = None
+    _pending: tuple | None = None  # (name, graph, names) until the Function is first used
+
+    @classmethod
+    def deferred(cls, name: str, graph: Any, **names: Any) -> "FlatDerivative":
+        """The Function named ``name`` of ``graph() -> (inputs, outputs)``, built when first used.
+
+        A gradient calls the mapped wrapper itself (``direct``) and never
+        this Function, whose graph and Tape span every operand of the map
+        (points and parameters): they are built only when something reads
+        the Function (its Tape, its call, a second derivative).
+        """
+        self = cls.__new__(cls)
+        self._pending = (name, graph, names)
+        return self
+
+    def __getattr__(self, attr: str) -> Any:
+        """Only for attributes not set yet: build the Function if it is pending, then read ``attr``."""
+        pending = self.__dict__.get("_pending")
+        if pending is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        with calldiff._LOCK:
+            if self.__dict__.get("_pending") is not None:
+                name, graph, names = pending
+                inputs, outputs = graph()
+                Function.__init__(self, name, inputs, outputs, **names)
+                self._pending = None
+        return getattr(self, attr)
 
     @property
     def known_pattern(self) -> Any:
@@ -225,7 +258,15 @@ def _unsplit(roots: list, forwarded: dict) -> list:
     from .hoist import _replace
 
     order = topological(roots)
-    read = {node.args[0] for node in order if node.op is RESULT and node.args[0] in forwarded}
+    primal = {R: C for C, R in forwarded.items()}  # a forward call's first results are its primal call's
+    read = set()
+    for node in order:
+        if node.op is RESULT:
+            call = node.args[0]
+            if call in forwarded:
+                read.add(call)
+            elif call in primal and node.data < primal[call].data.structure.n_results:
+                read.add(primal[call])
     idle = {forwarded.pop(C) for C in list(forwarded) if C not in read}
     if not idle:
         return roots
@@ -417,12 +458,14 @@ def _group_of(slot: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where(pos < len(slot), slot[np.minimum(pos, len(slot) - 1)], -1)
 
 
-def _seed_groups(n: int, seed_body: list, seed_shared: list, pos: np.ndarray, inst: np.ndarray,
-                 seeds: np.ndarray) -> tuple[list, np.ndarray]:
-    """The seed arrays of the mapped wrapper's call and, per scalar of them, the seed's index (-1: a 0).
+def _seed_tables(n: int, seed_body: list, seed_shared: list, pos: np.ndarray, inst: np.ndarray) -> list:
+    """Per seed group of the mapped wrapper's call, per scalar of it the index of its seed (-1: a 0).
 
-    The per-instance group is ``(n, k)``, the shared one ``(m,)``: the seed
-    symbols where given, else the constant 0; each present only if not empty.
+    The per-instance group is ``(n, k)``, the shared one ``(m,)``; each
+    present only if not empty.
+
+    >>> [t.tolist() for t in _seed_tables(2, [0, 1], [False, True], np.array([0, 0, 1]), np.array([0, 1, -1]))]
+    [[[0], [1]], [2]]
     """
     slot, n_each, n_once = _slots(seed_body, seed_shared)
     each = np.full((n, n_each), -1, dtype=np.int64)
@@ -433,14 +476,17 @@ def _seed_groups(n: int, seed_body: list, seed_shared: list, pos: np.ndarray, in
             once[g[q]] = q
         else:
             each[inst[q], g[q]] = q
-    groups, index = [], []
-    for table in (each, once):
-        if table.size:
-            values = np.full(table.shape, _ZERO, dtype=object)
-            values[table >= 0] = seeds[table[table >= 0]]
-            groups.append(values)
-            index.append(table.reshape(-1))
-    return groups, (np.concatenate(index) if index else np.empty(0, dtype=np.int64))
+    return [table for table in (each, once) if table.size]
+
+
+def _seed_values(tables: list, seeds: np.ndarray) -> list:
+    """The seed arrays of the mapped wrapper's call: the seed symbols where given, else the constant 0."""
+    groups = []
+    for table in tables:
+        values = np.full(table.shape, _ZERO, dtype=object)
+        values[table >= 0] = seeds[table[table >= 0]]
+        groups.append(values)
+    return groups
 
 
 def _pick(n: int, out_body: list, out_group: list, pos: np.ndarray, inst: np.ndarray,
