@@ -284,7 +284,8 @@ _COMMUTATIVE = frozenset(op for op in OPS.values() if op.has("commutative"))
 # call Expr.__eq__ (which builds a symbolic node), are not tracked by the
 # garbage collector, and cost less memory than tuples.  An id cannot be
 # reused while its node is an operand of an interned node, so keys are exact.
-_TABLE: dict[int, Expr] = {}
+# Call and result nodes have tuple keys (see intern_structural).
+_TABLE: dict[Any, Expr] = {}
 _TABLE_GET, _TABLE_SETDEFAULT = _TABLE.get, _TABLE.setdefault
 _SWEEP_AT = [1 << 16]  # table size that triggers the next sweep of dead nodes
 _CONSTS: dict[Any, Expr] = {}
@@ -461,13 +462,16 @@ def intern_structural(op: Op, args: tuple, data: Any) -> Expr:
     """The interned call or result node (symgraph/call.py makes them; nothing here simplifies them).
 
     A call's key is the tuple of the ids of its callee (``data``, kept alive
-    by the node) and its operands (a map's call may have millions); a result's packs its call's id and its index.  Only
-    these two ops go through here, so their keys never meet another op's.
+    by the node) and its operands (a map's call may have millions); a result's is the pair of its call's id
+    and its index.  Only these two ops go through here, so their keys never meet another op's (ints), and
+    never each other's: a call's first id is a Function's, a result's an Expr's, both alive.  A pair
+    hashes well where an int key packing ``j`` above the opcode bits would not: the results of one call
+    would share their low bits, so a million of them would crowd a few hundred slots of the table.
     """
     if op is CALL:  # a tuple: packing thousands of operand ids into one int would be quadratic
         key = (id(data), *map(id, args))
     elif op is RESULT:
-        key = (id(args[0]) << 48 | data) << 7 | op.code
+        key = (id(args[0]), data)
     else:
         raise InvalidOpError(f"intern_structural makes call and result nodes, not {op.name}")
     node = _TABLE_GET(key)
@@ -487,10 +491,9 @@ def intern_results(call: Expr, start: int, count: int) -> list[Expr]:
     >>> intern_results(r[0].args[0], 0, 2) == list(r)
     True
     """
-    base, code, args = id(call) << 48, RESULT.code, (call,)
+    args = (call,)
     get, setdefault = _TABLE_GET, _TABLE_SETDEFAULT
-    # The keys (base | j) << 7 | code are (base << 7 | code) + (j << 7): the bits never overlap (j < 2**48).
-    keys = range((base << 7 | code) + (start << 7), (base << 7 | code) + ((start + count) << 7), 1 << 7)
+    keys = list(zip(itertools.repeat(id(call), count), range(start, start + count)))  # see intern_structural
     found = list(map(get, keys))
     if count and set(map(type, found)) == {type(None)}:  # a new call: all made in bulk, the loops in C
         n = count
@@ -504,9 +507,8 @@ def intern_results(call: Expr, start: int, count: int) -> list[Expr]:
         return out
     out = []
     append = out.append
-    for j in range(start, start + count):
-        key = (base | j) << 7 | code
-        node = get(key)
+    for key, node in zip(keys, found):
+        j = key[1]
         if node is None:
             node = _object_new(Expr)
             _set_op(node, RESULT)
