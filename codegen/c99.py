@@ -83,7 +83,7 @@ from symgraph.structured import children
 from symgraph.tape import CALL, RESULT
 
 from . import reroll, stores
-from .glue import (CONSTANT, MIN_POINTER, PASSED, PLAIN, call_statements, glue_lines, is_glue, is_multi_glue,
+from .glue import (CONSTANT, MIN_POINTER, PASSED, PLAIN, call_operands, call_statements, glue_lines, is_glue, is_multi_glue,
                    multi_glue_lines, operand_table_copies, parse_operands, pointer_run, result_table_copies)
 from .loops import structured_callee
 from .names import c_comment, c_identifier, c_string, c_symbol, header_guard
@@ -605,7 +605,7 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     if n == 0:
         return _Body([], [], [], [], 0)
     if callees is not None and is_glue(tape):  # one call and its results: copies as loops
-        info = callees[tape.call(0)[0]]
+        info = callees[tape.callee(0)]
         pname = c_symbol(cname, f"{prefix}part0")
         text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
                           *glue_lines(tape, outputs.slots, info, c_constant), "}\n"])
@@ -665,7 +665,7 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     place_slot, place_k, place_j = outputs.place_table
     finder = None
     if loops:
-        result_base = {first + i: size + callees[tape.call(i)[0]].n_in
+        result_base = {first + i: size + callees[tape.callee(i)].n_in
                        for i in np.flatnonzero(tape.opcodes == CALL.code).tolist()} if tape.n_calls else {}
         finder = _LoopFinder(tape, outputs.place_table, wslot_of, reader_part, last_part, result_base)
     loaded = [-1] * tape.n_slots  # part in which a slot was last loaded into a local
@@ -702,10 +702,9 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
             op = ops[i]
             s = first + i
             if op is CALL:
-                callee, slots = tape.call(i)
-                info = callees[callee]
+                info = callees[tape.callee(i)]
                 # inputs and values kept in w are copied straight from arg and w (loops and tables, glue.py)
-                lines.extend(_call_site(info, sources.operands(np.asarray(slots, dtype=np.int64), operand), size))
+                lines.extend(_call_site(info, sources.operands(call_operands(tape, i), operand), size))
                 called.add(info.index)
                 results_at[s] = size + info.n_in
                 scratch = max(scratch, info.n_in + info.n_out + info.work_size)

@@ -118,16 +118,20 @@ class _Piece:
 
 
 def _pieces(d: np.ndarray, s: np.ndarray, constant: bool) -> list[_Piece]:
-    """Plan the copies ``d[t] <- s[t]`` of one source (sorted by ``d``) into pieces, in order."""
+    """Plan the copies ``d[t] <- s[t]`` of one source (``d`` distinct and sorted) into pieces, in order."""
     n = len(d)
     if n == 0:
         return []
     ds = np.diff(s)
+    if n > 1 and int(d[-1]) - int(d[0]) == n - 1 and (not constant or ds[0] == 0) and np.all(ds == ds[0]):
+        return [_Piece("run", 0, n, int(ds[0]))]  # one run (what the general plan below finds, found faster)
     ok = np.diff(d) == 1
     start, length = progression_arrays(ok & (ds == 0) if constant else ok, ds[:, None])
-    stride = np.where(length > 1, np.append(ds, 0)[start], 0)
+    last = np.minimum(start, max(n - 2, 0))
+    stride = np.where(length > 1, ds[last] if n > 1 else 0, 0)
     # stretches: consecutive destinations; a run never spans two
-    joined = np.append(ok, False)[start + length - 1]
+    end = start + length - 1
+    joined = (end < n - 1) & (ok[np.minimum(end, max(n - 2, 0))] if n > 1 else False)
     stretch = np.concatenate([[0], np.cumsum(~joined[:-1])])
     bounds = np.flatnonzero(np.diff(np.concatenate([[-1], stretch, [stretch[-1] + 1]])))
     pieces: list[_Piece] = []
@@ -224,14 +228,20 @@ def copy_lines(target: str, dst: np.ndarray, source: np.ndarray, index: np.ndarr
     dst, source, index = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (dst, source, index))
     if not len(dst):
         return []
-    step = np.diff(source)
-    if np.any((step < 0) | ((step == 0) & (np.diff(dst) < 0))):  # not yet by source, then destination
-        order = np.lexsort((dst, source))
-        dst, source, index = dst[order], source[order], index[order]
+    if source[0] == source[-1] and source.min() == source.max():  # one source: by destination
+        if not np.all(dst[1:] > dst[:-1]):
+            order = np.argsort(dst, kind="stable")
+            dst, index = dst[order], index[order]
+        parts = [(int(source[0]), dst, index)]
+    else:
         step = np.diff(source)
-    cuts = np.concatenate([[0], np.flatnonzero(step) + 1, [len(source)]]).tolist()
-    ids = source[cuts[:-1]].tolist()
-    parts = [(c, dst[lo:hi], index[lo:hi]) for c, lo, hi in zip(ids, cuts[:-1], cuts[1:])]
+        if np.any((step < 0) | ((step == 0) & (np.diff(dst) < 0))):  # not yet by source, then destination
+            order = np.lexsort((dst, source))
+            dst, source, index = dst[order], source[order], index[order]
+            step = np.diff(source)
+        cuts = np.concatenate([[0], np.flatnonzero(step) + 1, [len(source)]]).tolist()
+        ids = source[cuts[:-1]].tolist()
+        parts = [(c, dst[lo:hi], index[lo:hi]) for c, lo, hi in zip(ids, cuts[:-1], cuts[1:])]
     plans = [_pieces(d, s, c == len(arrays)) for c, d, s in parts]
     kept, left = _budgeted(plans)
     lines: list[str] = []
@@ -325,6 +335,19 @@ def call_statements(info: Any, pointers: Sequence[str | None] | None = None) -> 
             f"    {info.name}(ca, cr, cw + {info.n_in + info.n_out});"]
 
 
+def call_operands(tape: Any, i: int) -> np.ndarray:
+    """The operand slots of call instruction ``i`` of ``tape`` (an int64 array; :meth:`Tape.call` as a tuple).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("f", [x], [x + 1])
+    >>> call_operands(sg.Function("g", [x], [F(2 * x)]).tape, 1).tolist()
+    [2]
+    """
+    row = int(tape.immediates[i])
+    return np.asarray(tape.call_operands[tape.call_offsets[row]:tape.call_offsets[row + 1]], dtype=np.int64)
+
+
 def _input_sources(tape: Any, c_constant: Any) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Where each input and constant slot is read from, as :func:`copy_lines` takes it.
 
@@ -351,8 +374,7 @@ def glue_lines(tape: Any, output_slots: Sequence[np.ndarray], info: Any, c_const
     ``info`` is the callee's ``_Callee`` record (name, operand and result
     layout); ``c_constant`` spells a constant.
     """
-    callee, slots = tape.call(0)
-    slots = np.asarray(slots, dtype=np.int64)
+    slots = call_operands(tape, 0)
     first = tape.first_instruction_slot
     source, element, arrays, constants = _input_sources(tape, c_constant)
     lines = ["  double *const cw = w;"]
@@ -386,22 +408,27 @@ def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict,
     first = tape.first_instruction_slot
     source, element, arrays, constants = _input_sources(tape, c_constant)
     is_result = tape.opcodes == RESULT.code
-    stores = []  # per output: its computed positions, sorted by the call (then position), the calls' bounds
+    owner = tape.operands[:, 0] - first  # of a result: its call
+    stores = []  # per output: its computed positions and their results' numbers, sorted by the call
     for out in output_slots:
         out = np.asarray(out, dtype=np.int64).reshape(-1)
-        j = np.flatnonzero(out >= first)
-        j = j[is_result[out[j] - first]]
-        q = out[j] - first  # the result instruction
-        call = tape.operands[q, 0] - first
+        if len(out) and out.min() >= first:
+            j, q = np.arange(len(out)), out - first  # the result instruction
+        else:
+            j = np.flatnonzero(out >= first)
+            q = out[j] - first
+        if not np.all(is_result[q]):
+            j = j[is_result[q]]
+            q = out[j] - first
+        call = owner[q]
         if np.any(np.diff(call) < 0):
             order = np.argsort(call, kind="stable")
             j, q, call = j[order], q[order], call[order]
         stores.append((j, tape.immediates[q], call))
     lines = ["  double *const cw = w;"]
     for i in np.flatnonzero(tape.opcodes == CALL.code).tolist():
-        row = int(tape.immediates[i])
-        slots = np.asarray(tape.call_operands[tape.call_offsets[row]:tape.call_offsets[row + 1]], dtype=np.int64)
-        info = infos[tape.callees[int(tape.call_callee[row])]]
+        slots = call_operands(tape, i)
+        info = infos[tape.callee(i)]
         lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
         lines += ["  {", *call_statements(info), "  }"]
         for k, (j, picked, call) in enumerate(stores):

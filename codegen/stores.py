@@ -108,11 +108,13 @@ def progression_arrays(ok: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
     n = len(ok) + 1
     if n == 1:
         return np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
-    same = ok[:-1] & ok[1:] & np.all(labels[:-1] == labels[1:], axis=1)  # edges e and e + 1 in one chain
-    joined_left = np.concatenate([[False], same])
-    joined_right = np.concatenate([same, [False]])
-    seg_start = np.flatnonzero(~joined_left)  # a forbidden edge, or the first of a chain
-    seg_end = np.flatnonzero(~joined_right)
+    labels = np.asarray(labels)
+    equal = labels[:-1, 0] == labels[1:, 0]
+    for c in range(1, labels.shape[1]):
+        equal &= labels[:-1, c] == labels[1:, c]
+    cut = np.flatnonzero(~(equal & ok[:-1] & ok[1:]))  # edges e and e + 1 not in one chain
+    seg_start = np.concatenate([[0], cut + 1])  # a forbidden edge, or the first of a chain
+    seg_end = np.concatenate([cut, [n - 2]])
     m = len(seg_start)
     length = seg_end - seg_start + 1
     allowed = ok[seg_start]
