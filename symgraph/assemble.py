@@ -305,9 +305,8 @@ def _owners(flat: list) -> np.ndarray:
     if set(map(type, flat)) <= {Expr}:
         ops = np.fromiter(map(id, map(_OP, flat)), dtype=np.int64, count=len(flat))
         results = np.flatnonzero(ops == id(RESULT))
-        picked = [flat[k] for k in results.tolist()]
     else:  # numbers among the values
         results = np.array([k for k, e in enumerate(flat) if is_result(e)], dtype=np.int64)
-        picked = [flat[k] for k in results.tolist()]
+    picked = flat if len(results) == len(flat) else [flat[k] for k in results.tolist()]
     owner[results] = np.fromiter(map(id, map(_FIRST, map(_ARGS, picked))), dtype=np.int64, count=len(picked))
     return owner
