@@ -299,3 +299,39 @@ def test_contiguous_operand_groups_are_passed_by_pointer_not_copied():
     assert "arg[0] + 0" in C.source  # the parameters: one pointer, no loop copying 40 values per instance
     qv, xv = np.random.default_rng(1).uniform(-1, 1, 40), np.random.default_rng(2).uniform(-1, 1, (5, 3))
     np.testing.assert_array_equal(C(qv, xv), F(qv, xv))
+
+
+def _greedy_groups(ok: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
+    """The groups of stores.progressions, item by item: from the left, a group runs to the end of its chain."""
+    n = len(ok) + 1
+    groups, a = [], 0
+    while a < n:
+        b = a
+        while b < n - 1 and ok[b] and (b == a or (ok[b - 1] and np.array_equal(labels[b - 1], labels[b]))):
+            b += 1
+        groups.append((a, b - a + 1))
+        a = b + 1
+    return groups
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.integers(0, 1)), max_size=40))
+def test_progressions_match_the_greedy_walk(edges):
+    # progressions finds its groups with numpy (no loop over items): the same as walking the items
+    from codegen import stores
+
+    ok = np.array([e[0] for e in edges], dtype=bool)
+    labels = np.array([e[1:] for e in edges], dtype=np.int64).reshape(len(edges), 2)
+    assert stores.progressions(ok, labels) == _greedy_groups(ok, labels)
+    assert stores.progressions(ok, labels[:, :1]) == _greedy_groups(ok, labels[:, :1])
+
+
+def test_call_site_operands_as_arrays_plan_like_their_texts():
+    # the call site builds its operands as arrays; operand_copies reads the same operands from their C texts
+    texts = ["v7", "arg[1][4]", "arg[1][5]", "2.0", "w[3]", "e12_0[2]", "arg[0][0]", "2.0", "w[4]", "w[5]", "w[6]"]
+    names: list = []
+    array, index, constants = glue.parse_operands(texts, names)
+    plain = {0: "v7"}
+    assert glue.operand_table_copies("cw", array, index, names, constants, plain) == glue.operand_copies("cw", texts)
+    assert glue.pointer_run(array[8:11], index[8:11], names, len(names)) == "w + 4"
+    assert glue.contiguous_run(texts[8:11]) == "w + 4" and glue.contiguous_run(texts[4:6]) is None
