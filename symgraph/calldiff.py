@@ -464,7 +464,7 @@ def _forwarded_seeds(call: Expr, forward: Expr, seeds: list) -> list:
 
 def _pulled_back(F: Any, args: tuple, rows: list, active: Any) -> tuple[int, ...]:
     """The operand positions in ``active`` whose column of ``F``'s Jacobian pattern meets ``rows``."""
-    return tuple(i for i in _pattern(F).meeting(rows).tolist() if args[i] in active)
+    return tuple(i for i in _meeting(F, rows).tolist() if args[i] in active)
 
 
 def reverse_single(call: Expr, bars: dict, active: Any, valued: dict | None = None) -> list[tuple[Expr, Expr]]:
@@ -573,7 +573,21 @@ def _widened(F: Any, args: tuple, rows: list) -> tuple[int, ...]:
     taking every operand that can carry a cotangent keeps one Function and
     one call per call site across the sweeps of several gradients.
     """
-    return tuple(i for i in _pattern(F).meeting(rows).tolist() if args[i].op is not CONST)
+    return tuple(i for i in _meeting(F, rows).tolist() if args[i].op is not CONST)
+
+
+def _meeting(F: Any, rows: list) -> np.ndarray:
+    """The operand positions (sorted) whose column of ``F``'s Jacobian pattern meets ``rows``.
+
+    For a map, read from its body's pattern (:func:`symgraph.structdiff.map_meeting`): the map's own
+    pattern, tiled over every instance, is never built for a gradient.
+    """
+    structure = getattr(F, "structure", None)
+    if structure is not None and getattr(structure, "kind", None) == "map":
+        from .structdiff import map_meeting
+
+        return map_meeting(structure, rows)
+    return _pattern(F).meeting(rows)
 
 
 def _order(k: Any) -> tuple:

@@ -112,6 +112,38 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
     return D
 
 
+def map_meeting(s: Any, rows: Any) -> np.ndarray:
+    """The operands (flat positions, sorted) of a map with structure ``s`` that its results ``rows`` read.
+
+    From the body's pattern: a stacked result of instance ``i`` reads its
+    body row's mapped columns in instance ``i``, a summed result reads them
+    in every instance, and both read the shared columns once, as the map's
+    tiled pattern says (:meth:`symgraph.map.MapStructure.pattern`), which
+    is not built.
+
+    >>> import symgraph as sg
+    >>> x, p = sg.symbols("x"), sg.symbols("p")
+    >>> M = sg.Function("f", [x, p], [p * x, x]).map(3, shared=["p"], reduce=[None, "sum"])
+    >>> map_meeting(M.structure, [1]).tolist(), map_meeting(M.structure, [3]).tolist()
+    ([1, 3], [0, 1, 2])
+    """
+    body_rows, inst = s.outs.decode(np.asarray(rows, dtype=np.int64))
+    P = calldiff._pattern(s.body).csr
+    starts, counts = P.indptr[body_rows].astype(np.int64), np.diff(P.indptr)[body_rows].astype(np.int64)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    cols = P.indices[np.repeat(starts, counts) + np.arange(int(counts.sum()), dtype=np.int64) - first]
+    cols = cols.astype(np.int64)
+    inst = np.repeat(inst, counts)
+    mapped = s.ins.per_instance[s.ins.group[cols]]
+    every = mapped & (inst < 0)  # a summed row reading a mapped column: every instance
+    once = ~every
+    n = s.n
+    parts = [s.ins.encode(cols[once], np.maximum(inst[once], 0)),
+             s.ins.encode(np.repeat(np.unique(cols[every]), n),
+                          np.tile(np.arange(n, dtype=np.int64), len(np.unique(cols[every]))))]
+    return np.unique(np.concatenate(parts))
+
+
 class FlatDerivative(Function):
     """A flat derivative Function of a map, whose Jacobian pattern is computed when first asked for.
 

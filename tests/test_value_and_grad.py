@@ -150,3 +150,23 @@ def test_value_and_grad_of_a_graph_without_maps():
     value, g = value_and_grad(x[0] * sg.sin(x[1]), x)
     assert value is x[0] * sg.sin(x[1])
     assert [str(e) for e in g] == [str(e) for e in sg.grad(x[0] * sg.sin(x[1]), x)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_map_meeting_equals_the_tiled_pattern(seed):
+    """The operands a map's results read, from the body's pattern, equal the tiled pattern's columns."""
+    from symgraph import calldiff
+    from symgraph.structdiff import map_meeting
+
+    rng = np.random.default_rng(seed)
+    x, p, q = sg.symbols("x", 2), sg.symbols("p", 2), sg.symbols("q")
+    F = sg.Function("f", [x, p, q], [np.array([x[0] * p[0], sg.floor(x[1]) + q]), p[1] * q + x[1]])
+    flags = [bool(v) for v in rng.integers(0, 2, 3)]
+    reduce = [None if v else "sum" for v in rng.integers(0, 2, 2)]
+    M = F.map(3, shared=[k for k, f in enumerate(flags) if f], reduce=reduce)
+    P = calldiff.jacobian_pattern(M).matrix.tocsr()
+    n_rows = P.shape[0]
+    for _ in range(5):
+        rows = sorted(rng.choice(n_rows, size=int(rng.integers(1, n_rows + 1)), replace=False).tolist())
+        want = np.unique(P[rows].indices).tolist()
+        assert map_meeting(M.structure, rows).tolist() == want
