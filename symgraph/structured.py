@@ -36,6 +36,7 @@ array([1., 4., 9.])
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,6 +47,8 @@ from .function import Function
 from .map import sizes
 
 __all__ = ["StructuredFunction", "children", "structure_of"]
+
+_LAZY_LOCK = threading.Lock()
 
 
 def structure_of(F: Any) -> Any:
@@ -106,7 +109,9 @@ class StructuredFunction(Function):
         if self._tape is None:
             from .tape import structured_tape
 
-            self._tape = structured_tape(self, self.input_names, self._input_shapes, self._output_shapes)
+            with _LAZY_LOCK:  # callbacks compile in threads: every caller gets the one Tape
+                if self._tape is None:
+                    self._tape = structured_tape(self, self.input_names, self._input_shapes, self._output_shapes)
         return self._tape
 
     @property
@@ -167,7 +172,7 @@ class StructuredFunction(Function):
         found = self._optimized.get(level) if type(level) is int else None  # True is 1, but refused below
         if found is None:
             found = self.structure.with_body(self.structure.body.optimize(level)).function(self.name)
-            found = self._optimized.setdefault(level, found)
+            found = self._optimized.setdefault(level, found)  # a thread that made it first wins
         return found
 
     def expansion(self) -> list:
