@@ -403,9 +403,10 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
     ``inputs`` are object arrays of distinct symbols, ``outputs`` object
     arrays of Expr (validated by :class:`~symgraph.function.Function`).
     ``positions``, if given, is :func:`input_positions` ``(inputs)`` and
-    ``distinct`` whether no symbol repeats (checked here if not given).  Raises :class:`FreeSymbolError` naming
-    symbols the outputs use that are not inputs.  One iterative post-order
-    walk (as :func:`~symgraph.expr.topological`) numbers every node.
+    ``distinct`` whether no symbol repeats (checked here if not given).
+    Raises :class:`FreeSymbolError` naming symbols the outputs use that are
+    not inputs.  One iterative post-order walk (as
+    :func:`~symgraph.expr.topological`) numbers every node.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x", 2)
@@ -555,7 +556,8 @@ def inputs_distinct(positions: Sequence[dict], sizes: Sequence[int]) -> bool:
     if any(len(p) != n for p, n in zip(positions, sizes)):
         return False
     by_size = sorted(positions, key=len, reverse=True)
-    return all(small.keys().isdisjoint(big) for k, big in enumerate(by_size) for small in by_size[k + 1:])
+    # views on both sides: isdisjoint then walks the smaller one
+    return all(small.keys().isdisjoint(big.keys()) for k, big in enumerate(by_size) for small in by_size[k + 1:])
 
 
 _POSITIONS: dict[int, tuple[Any, tuple, dict]] = {}  # id(array) -> (weak reference, its symbols, their map)
