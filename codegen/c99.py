@@ -441,13 +441,24 @@ def _prepared(tape: Any) -> Any:
     tape = scheduled(tape)
     if not tape.n_calls:
         return tape
-    n, first = tape.n_instructions, tape.first_instruction_slot
-    key = 2 * np.arange(n, dtype=np.int64)
-    results = np.flatnonzero(tape.opcodes == RESULT.code)
-    key[results] = 2 * (tape.operands[results, 0] - first) + 1
-    if np.all(np.diff(key) >= 0):  # each call's results follow it already
+    n = tape.n_instructions
+    keys = [_order_key(tape, lo, min(n, lo + _BLOCK + 1)) for lo in range(0, n, _BLOCK)]  # blocks overlap by one
+    if all(np.all(key[1:] >= key[:-1]) for key in keys):  # each call's results follow it already
         return tape
+    key = np.concatenate([key[:_BLOCK] for key in keys])
     return permuted(tape, np.argsort(key, kind="stable"))
+
+
+_BLOCK = 1 << 18  # instructions per block of work on a large Tape (temporaries stay small: no fresh pages)
+
+
+def _order_key(tape: Any, lo: int, hi: int) -> np.ndarray:
+    """The sort key of instructions ``lo:hi`` putting each call's results right after it: ``2 i`` for
+    instruction ``i``, ``2 c + 1`` for a result of the call at ``c``."""
+    key = 2 * np.arange(lo, hi, dtype=np.int64)
+    results = np.flatnonzero(tape.opcodes[lo:hi] == RESULT.code)
+    key[results] = 2 * (tape.operands[lo + results, 0] - tape.first_instruction_slot) + 1
+    return key
 
 
 def _part_bounds(tape: Any, chunk: int) -> list[int]:
