@@ -379,16 +379,20 @@ def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[t
     out_starts = np.concatenate([[0], np.cumsum(out_sizes)]).astype(np.int64) + n_in + 1
     operands = np.full((n_out + 1, MAX_ARITY), -1, dtype=np.int64)
     operands[1:, 0] = n_in
+    opcodes = np.full(n_out + 1, RESULT.code, dtype=np.int16)
+    opcodes[0] = CALL.code
+    immediates = np.arange(-1, n_out, dtype=np.int64)  # the call's row 0, then each result's index
+    immediates[0] = 0
     return Tape(
         input_slots=tuple(np.arange(in_starts[k], in_starts[k + 1], dtype=np.int64).reshape(shape)
                           for k, shape in enumerate(input_shapes)),
         constants=np.zeros(0, dtype=np.float64),
-        opcodes=np.concatenate([[CALL.code], np.full(n_out, RESULT.code)]).astype(np.int16),
+        opcodes=opcodes,
         operands=operands,
         output_slots=tuple(np.arange(out_starts[k], out_starts[k + 1], dtype=np.int64).reshape(shape)
                            for k, shape in enumerate(output_shapes)),
         symbol_names=InputNames(list(zip(input_names, input_shapes))),
-        immediates=np.concatenate([[0], np.arange(n_out)]).astype(np.int64),
+        immediates=immediates,
         callees=(F,),
         call_callee=np.zeros(1, dtype=np.int64),
         call_offsets=np.array([0, n_in], dtype=np.int64),
