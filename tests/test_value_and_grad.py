@@ -170,3 +170,26 @@ def test_map_meeting_equals_the_tiled_pattern(seed):
         rows = sorted(rng.choice(n_rows, size=int(rng.integers(1, n_rows + 1)), replace=False).tolist())
         want = np.unique(P[rows].indices).tolist()
         assert map_meeting(M.structure, rows).tolist() == want
+
+
+@pytest.mark.parametrize("reduce", [None, "sum"])
+def test_split_inner_map_with_summed_or_stacked_values_equals_the_unrolled(reduce):
+    """The outer body reads the inner map's values nonlinearly: split, and equal to the unrolled model."""
+    x, w = sg.symbols("x", 2), sg.symbols("w", 2)
+    F = sg.Function("f", [x, w], [sg.sin(x[0] * w[0]) * sg.exp(x[1] * w[1])])
+    inner = F.map(3, shared=["w"], reduce=reduce)
+    xs, ws = sg.symbols("xs", (3, 2)), sg.symbols("ws", 2)
+    y = np.asarray(inner(xs, ws), dtype=object).reshape(-1).tolist()
+    body = sg.Function("b", [xs, ws], [sg.cos(sum(e * e for e in y))])
+    outer = body.map(2, shared=["ws"], reduce="sum")
+    X, W = sg.symbols("X", (2, 3, 2)), sg.symbols("W", 2)
+    f = outer(X, W)
+    value, (gW, gX) = value_and_grad(f, [W, X])
+    assert "f_fwd" in callees([gW]) and "f_vjp_w_bwd" in callees([gW])
+    G = sg.Function("g", [X, W], [value, gW, gX])
+    U = sg.Function("u", [X, W], [sg.inline(f), sg.grad(sg.inline(f), W), sg.grad(sg.inline(f), X)])
+    rng = np.random.default_rng(3)
+    args = [rng.uniform(-1, 1, (2, 3, 2)), rng.uniform(-1, 1, 2)]
+    for ours in (G, G.compile()) if HAVE_CC else (G,):
+        for a, b in zip(ours(*args), U(*args)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
