@@ -26,7 +26,7 @@ from . import models
 from .optimize import OptimizeReport, simplify
 from .nlp import NLP, NLPResult
 from .interop.scipy import least_squares
-from .ad import grad, hessian, jacobian, jvp, vjp
+from .ad import grad, hessian, jacobian, jvp, value_and_grad, vjp
 from .substitution import substitute
 from .sparsity import Sparsity, hessian_sparsity, jacobian_sparsity
 from .gather import IndexOutOfRangeError, gather  # sg.gather: numpy take with the index table checked
@@ -65,7 +65,7 @@ __all__ = [
     "SymbolicBoolError", "SympyConversionError", "NLP", "NLPResult", "least_squares", "MissingSolverError",
     "CompilerNotFoundError", "BackendWarning", "OptionError", "OverwriteError",
     "UnknownOpError", "InvalidOpError", "SerializationError", "NotPicklableError",
-    "jvp", "vjp", "grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
+    "jvp", "vjp", "grad", "value_and_grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
     "gather", "IndexOutOfRangeError", "hoist",
 ]
