@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,8 @@ class CProgram:
         entry_calls: the indices of the parts the entry point calls.
         n_ops: statements of instructions emitted: ``F``'s, plus each distinct callee's once; a
             rerolled loop's body counts once, results copied by glue loops and tables not at all.
+        tables: the tables the C reads at run time (``program(..., runtime_tables=True)``):
+            table ``k`` through ``arg[n_in + k]``, past the Function's inputs; empty otherwise.
     """
 
     name: str
@@ -132,6 +134,7 @@ class CProgram:
     part_calls: tuple = ()
     entry_calls: tuple = ()
     n_ops: int = 0
+    tables: tuple = field(default=(), compare=False, repr=False)
 
     def symbol(self, suffix: str) -> str:
         """The C name ``NAME__suffix`` of one of this program's functions (``batch``, ``n_in``, ...)."""
@@ -144,7 +147,7 @@ class CProgram:
 
 
 def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0,
-            loops: bool = True) -> CProgram:
+            loops: bool = True, runtime_tables: bool = False) -> CProgram:
     """Translate ``F.tape`` into a :class:`CProgram`.
 
     Args:
@@ -156,12 +159,25 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
             optimizes it first).
         loops: reroll repeated runs of instructions into loops (:mod:`codegen.reroll`);
             False writes every instruction out (the same values, bit for bit).
+        runtime_tables: keep the large tables of ``F``'s own code (at least
+            :data:`codegen.stores.RUNTIME_TABLE_MIN` entries: gathers by index, scattered
+            results, constants) out of the C: the C reads table ``k`` through
+            ``arg[F.n_in + k]`` and :attr:`CProgram.tables` holds the arrays, which the caller
+            must append to every argument array (the JIT runtime does); large sparsity
+            patterns are left out of the metadata (``NAME__sparsity_out`` gives NULL for
+            them).  False (standalone C, as :func:`export_c` writes): every table is in the C.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> p = program(sg.Function("g", [x], [x * x + 1.5]))
     >>> p.name, p.work_size, len(p.parts)
     ('sgf_g', 0, 1)
+    >>> y = sg.symbols("y", 500)
+    >>> M = sg.Function("sq", [x], [x * x]).map(1000)
+    >>> G = sg.Function("h", [y], [M(sg.gather(y, np.random.default_rng(0).integers(0, 500, 1000)))])
+    >>> p = program(G, runtime_tables=True)
+    >>> [(a.dtype.name, a.shape) for a in p.tables], "(const int *)arg[1]" in p.parts[-1]
+    ([('int32', (1000,))], True)
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise OptionError(f"chunk_size must be a positive int, got {chunk_size!r}")
@@ -169,6 +185,8 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
         raise OptionError(f"name must be a non-empty str (or None for the Function's name), got {name!r}")
     if isinstance(optimize, bool) or not isinstance(optimize, int) or optimize < 0:
         raise OptionError(f"optimize must be an optimizer level (int >= 0), got {optimize!r}")
+    if not isinstance(runtime_tables, bool):
+        raise OptionError(f"runtime_tables must be True or False, got {runtime_tables!r}")
     cname = c_identifier(F.name if name is None else name)
     parts: list[str] = []
     part_helpers: list[frozenset] = []
@@ -212,18 +230,20 @@ def program(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, op
         n_ops += body.emitted
     tape = _prepared(F.tape)  # values used soon after made: fewer crossing part boundaries
     outputs = _output_layout(F, tape)
-    body = _emit_parts(tape, outputs, cname, chunk_size, "", callees, len(parts), loops)
+    tables = stores.Tables(F.n_in) if runtime_tables else None  # F's own code reads arg[F.n_in + k]
+    body = _emit_parts(tape, outputs, cname, chunk_size, "", callees, len(parts), loops, tables)
     top = range(len(parts), len(parts) + len(body.parts))
     parts += body.parts
     part_helpers += body.helpers
     part_names += body.names
     part_calls += body.calls
     work_size = body.work_size
-    entry = _emit_entry(F, tape, outputs, cname, body.names, work_size)
+    entry = _emit_entry(F, tape, outputs, cname, body.names, work_size, tables)
     helpers = {h: C_HELPERS[h] for h in sorted(set().union(*part_helpers))} if parts else {}
-    return CProgram(cname, work_size, _declarations(F, cname, work_size), helpers,
+    held = tuple(tables.arrays) if tables is not None else ()
+    return CProgram(cname, work_size, _declarations(F, cname, work_size, len(held)), helpers,
                     tuple(parts), tuple(part_helpers), entry, _cdef(cname), tuple(part_names), tuple(part_calls),
-                    tuple(top), n_ops + body.emitted)
+                    tuple(top), n_ops + body.emitted, held)
 
 
 def generate(F: Any, name: str | None = None, chunk_size: int = DEFAULT_CHUNK, optimize: int = 0) -> str:
@@ -542,7 +562,7 @@ class _Sources:
         return _Operands(array, index, names, len(self.names), constants, plain)
 
 
-def _call_site(callee: _Callee, operands: _Operands, base: int) -> list[str]:
+def _call_site(callee: _Callee, operands: _Operands, base: int, tables: Any = None) -> list[str]:
     """A call: operands into ``w[base ...]``, results after them, the callee's work area after those.
 
     An input of the callee whose operands are one contiguous run of an input
@@ -560,7 +580,8 @@ def _call_site(callee: _Callee, operands: _Operands, base: int) -> list[str]:
         if where is not None:
             array[lo:hi] = PASSED
         pointers.append(where)
-    lines.extend(operand_table_copies("cw", array, index, operands.names, operands.constants, operands.plain))
+    lines.extend(operand_table_copies("cw", array, index, operands.names, operands.constants, operands.plain,
+                                      tables=tables))
     return lines + call_statements(callee, pointers) + ["  }"]
 
 
@@ -605,8 +626,12 @@ class _Body:
 
 
 def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: str = "",
-                callees: dict | None = None, first_index: int = 0, loops: bool = True) -> _Body:
+                callees: dict | None = None, first_index: int = 0, loops: bool = True,
+                tables: Any = None) -> _Body:
     """Part functions ``NAME__{prefix}partK`` of ``tape`` (``first_index``: the first one's index in the program).
+
+    ``tables`` (a :class:`codegen.stores.Tables`, for the top-level Tape of a JIT
+    build) takes the large tables of its copies as run-time data.
 
     A call's operands, results and its callee's work area follow the slots
     of ``w`` that hold values crossing parts; its results are read from there
@@ -619,12 +644,12 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         info = callees[tape.callee(0)]
         pname = c_symbol(cname, f"{prefix}part0")
         text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
-                          *glue_lines(tape, outputs.slots, info, c_constant), "}\n"])
+                          *glue_lines(tape, outputs.slots, info, c_constant, tables), "}\n"])
         return _Body([text], [frozenset()], [pname], [frozenset({info.index})], info.n_in + info.n_out + info.work_size,
                      text.count(";"))
     if callees is not None and is_multi_glue(tape):  # several calls on inputs (assembled callbacks): the same
         pname = c_symbol(cname, f"{prefix}part0")
-        lines = multi_glue_lines(tape, outputs.slots, callees, c_constant)
+        lines = multi_glue_lines(tape, outputs.slots, callees, c_constant, tables)
         text = "\n".join([f"void {pname}{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;", *lines, "}\n"])
         used = [callees[G] for G in tape.callees]
         return _Body([text], [frozenset()], [pname], [frozenset(info.index for info in used)],
@@ -715,7 +740,7 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
             if op is CALL:
                 info = callees[tape.callee(i)]
                 # inputs and values kept in w are copied straight from arg and w (loops and tables, glue.py)
-                lines.extend(_call_site(info, sources.operands(call_operands(tape, i), operand), size))
+                lines.extend(_call_site(info, sources.operands(call_operands(tape, i), operand), size, tables))
                 called.add(info.index)
                 results_at[s] = size + info.n_in
                 scratch = max(scratch, info.n_in + info.n_out + info.work_size)
@@ -723,7 +748,8 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                 a, b = np.searchsorted(place_slot, [s + 1, first + int(block_end[i])])
                 mine = done[place_slot[a:b] - first]
                 lines.extend(result_table_copies(place_k[a:b][mine], place_j[a:b][mine],
-                                                 results_at[s] + tape.immediates[place_slot[a:b][mine] - first], "w"))
+                                                 results_at[s] + tape.immediates[place_slot[a:b][mine] - first], "w",
+                                                 tables=tables))
                 emitted += 1
                 return i + 1
             emitted += 1
@@ -968,8 +994,11 @@ def _loop_lines(loop: Any, start: int, first: int, ops: list, operands: list, op
 
 # ---------------------------------------------------------------- entry and metadata
 
-def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, part_names: list, work_size: int) -> str:
-    fills, copies = _copy_stores(tape, outputs)
+def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, part_names: list, work_size: int,
+                tables: Any = None) -> str:
+    """The entry point, the batch entry point and the metadata; ``tables``: see :func:`program`."""
+    fills, copies = _copy_stores(tape, outputs, tables)
+    n_tables = len(tables.arrays) if tables is not None else 0
     body = [f"static int {cname}__eval{SIGNATURE} {{", "  (void)arg; (void)res; (void)w;", *fills]
     body.extend(f"  {name}(arg, res, w);" for name in part_names)
     body.extend(copies)
@@ -978,10 +1007,12 @@ def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, part_names: li
 
     in_sizes = [int(np.prod(s, dtype=np.int64)) for s in F.input_shapes]
     batch = [f"int {cname}__batch(long n, const double *const *arg, double *const *res, double *w) {{",
-             f"  const double *a[{max(1, len(in_sizes))}] = {{0}};",
+             f"  const double *a[{max(1, len(in_sizes) + n_tables)}] = {{0}};",
              f"  double *r[{max(1, len(outputs.sizes))}] = {{0}};",
-             "  long p;", "  (void)arg; (void)res;",
-             "  for (p = 0; p < n; ++p) {", "    int flag;"]
+             "  long p;", "  (void)arg; (void)res;"]
+    if n_tables:  # the run-time tables, the same for every point
+        batch.append(f"  for (p = {len(in_sizes)}; p < {len(in_sizes) + n_tables}; ++p) a[p] = arg[p];")
+    batch += ["  for (p = 0; p < n; ++p) {", "    int flag;"]
     batch.extend(f"    a[{i}] = arg[{i}] + p * {size}L;" for i, size in enumerate(in_sizes))
     batch.extend(f"    r[{k}] = res[{k}] + p * {size}L;" for k, size in enumerate(outputs.sizes))
     batch += [f"    flag = {cname}__eval(a, r, w);", "    if (flag) return flag;", "  }", "  return 0;\n}\n"]
@@ -1001,8 +1032,8 @@ def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, part_names: li
                                      [f"{cname}__shape_{kind}{k}" for k in range(len(shapes))], "0"))
     arrays, cases = [], []
     for k, sp in enumerate(outputs.sparsity):
-        if sp is None:
-            cases.append("0")
+        if sp is None or tables is not None and tables.takes(2 + len(sp[2]) + len(sp[3])):
+            cases.append("0")  # dense; or (JIT build) a large pattern, which the runtime holds
         else:
             nrow, ncol, colind, row = sp
             arrays.append(f"static const long {cname}__sparsity_out{k}[] = {{{_longs([nrow, ncol] + colind + row)}}};\n")
@@ -1011,11 +1042,12 @@ def _emit_entry(F: Any, tape: Any, outputs: _Outputs, cname: str, part_names: li
     return "\n".join(body) + "\n" + "\n".join(batch) + "\n" + "\n".join(meta)
 
 
-def _copy_stores(tape: Any, outputs: _Outputs) -> tuple[list[str], list[str]]:
+def _copy_stores(tape: Any, outputs: _Outputs, tables: Any = None) -> tuple[list[str], list[str]]:
     """Stores of the output entries that are inputs or constants (the parts store computed ones).
 
     Returns the lines to run before the parts (fills) and after them; see
-    :func:`codegen.stores.copy_stores`.  Constants that print alike are one source.
+    :func:`codegen.stores.copy_stores` (``tables``: run-time tables, top level of a
+    JIT build).  Constants that print alike are one source.
     """
     n_in, first = tape.n_input_scalars, tape.first_instruction_slot
     text_id: dict[str, int] = {}
@@ -1034,7 +1066,7 @@ def _copy_stores(tape: Any, outputs: _Outputs) -> tuple[list[str], list[str]]:
         j = np.flatnonzero(slots < first)
         if len(j):
             entries.append((k, len(slots), j, source_of[slots[j]], element[slots[j]]))
-    return stores.copy_stores(entries, stores.Sources(n_inputs, tuple(text_id)))
+    return stores.copy_stores(entries, stores.Sources(n_inputs, tuple(text_id)), tables)
 
 
 def _longs(values) -> str:
@@ -1052,7 +1084,7 @@ def _describe(F: Any) -> str:
     return f"Function {c_comment(F.name)} ({F.n_ops} ops)"
 
 
-def _declarations(F: Any, cname: str, work_size: int) -> str:
+def _declarations(F: Any, cname: str, work_size: int, n_tables: int = 0) -> str:
     def describe(names, shapes, sparsity=None):
         lines = []
         for k, (nm, shape) in enumerate(zip(names, shapes)):
@@ -1071,7 +1103,7 @@ extern "C" {{
 
 /* {_describe(F)}.
  * Inputs (arg[i] points to the values, flattened in C order):
-{describe(F.input_names, F.input_shapes)}
+{describe(F.input_names, F.input_shapes)}{_tables_note(F.n_in, n_tables)}
  * Outputs (res[k] points to room for {cname}__nnz_out(k) doubles):
 {describe(F.output_names, F.output_shapes, F.output_sparsity)}
  *
@@ -1106,6 +1138,14 @@ const long *{cname}__sparsity_out(int i);
 #endif
 #endif
 """
+
+
+def _tables_note(n_in: int, n_tables: int) -> str:
+    """The header's line on run-time tables (none: empty)."""
+    if not n_tables:
+        return ""
+    return (f"\n *   [{n_in}..{n_in + n_tables - 1}] index and value tables this code reads at run time "
+            "(built with runtime_tables=True: the caller passes them after the inputs)")
 
 
 def _cdef(cname: str) -> str:

@@ -22,7 +22,9 @@ array ``w``, the argument block ``cw``) or the constants:
   (``cams[cam_idx]``: rows of 11 consecutive elements), the table holds one
   start per row, ``dst[d0 + L*r + t] = src[g[r] + stride*t]``, so a gather of
   rows costs one number per row.  Runs of at least :data:`LONG_RUN` inside it
-  stay loops of their own.
+  stay loops of their own.  A table in arithmetic progression (row starts
+  ``340000, 340030, ...``: rows of results spaced wider than they are long)
+  is no table: its entry is ``a + b * r`` (:func:`affine_step`).
 
 If a block would still need more than :data:`BUDGET` statements and loops
 (sources interleaved instance by instance, results scattered into a sparse
@@ -32,6 +34,15 @@ table when their destinations are, otherwise a table of ``{dst, src}``
 pairs.  So the C of a block has a bounded number of statements however many
 copies it has; only the tables' data grows, one number per row or scalar.
 The same copies always give the same C.
+
+In a JIT build the top-level code (``arg`` is the Function's own inputs)
+passes a :class:`codegen.stores.Tables` collector: a table of at least
+:data:`codegen.stores.RUNTIME_TABLE_MIN` entries is then not written into
+the C but read through a pointer past the inputs,
+``const int *g = (const int *)arg[N_IN + k];``, and kept as an array that
+the runtime passes in; so the C source and gcc's time do not grow with the
+number of instances at all.  Callee bodies (small) and exported C keep
+``static const`` tables.
 
 >>> import symgraph as sg
 >>> x = sg.symbols("x")
@@ -55,9 +66,9 @@ import numpy as np
 
 from symgraph.tape import CALL, RESULT
 
-from .stores import progression_arrays
+from .stores import Tables, affine, number, progression_arrays
 
-__all__ = ["is_glue", "glue_lines", "operand_copies", "operand_table_copies", "parse_operands", "pointer_run", "copy_lines", "runs",
+__all__ = ["is_glue", "glue_lines", "affine_step", "operand_copies", "operand_table_copies", "parse_operands", "pointer_run", "copy_lines", "runs",
            "MIN_RUN", "MIN_TABLE", "MAX_LOOPS", "LONG_RUN", "BUDGET"]
 
 MIN_RUN = 4  # shorter runs are written out statement by statement
@@ -213,14 +224,58 @@ def _static(text: str) -> str:
     return "(-1.0 / 0.0)" if text == "(-INFINITY)" else text
 
 
+def affine_step(values: np.ndarray) -> int | None:
+    """The step ``b`` when ``values[t] == values[0] + b * t`` for every ``t``, else None.
+
+    >>> affine_step(np.array([340000, 340030, 340060])), affine_step(np.array([1, 2, 4]))
+    (30, None)
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if len(values) < 2:
+        return 0
+    step = values[1] - values[0]
+    return int(step) if np.all(np.diff(values) == step) else None
+
+
+def _lookup(name: str, values: np.ndarray, var: str, tables: Tables | None, indent: str) -> tuple[str | None, str]:
+    """How a loop reads the index table ``values`` at ``var``: the line opening its block (None when there
+    is no table) and the C expression of the entry.
+
+    An affine table is no table: its entry is ``a + b * var``.  A table that
+    ``tables`` takes is read through a pointer (run-time data), any other is
+    a ``static const`` array in the C.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    step = affine_step(values)
+    if step is not None:
+        return None, affine(int(values[0]), (step, var))
+    if tables is not None and tables.takes(len(values)):
+        return f"{indent}{{ {tables.pointer(name, values)}", f"{name}[{var}]"
+    ctype, data = _ints(values)
+    return f"{indent}{{ static const {ctype} {name}[{len(values)}] = {data};", f"{name}[{var}]"
+
+
+def _block(opener: str | None, loop: str, indent: str) -> list[str]:
+    """The loop statement ``loop``, inside the block that ``opener`` opens (if any)."""
+    return [f"{indent}{loop}"] if opener is None else [opener, f"{indent}  {loop} }}"]
+
+
+def _values(texts: list[str], tables: Tables | None, indent: str, name: str = "g") -> str:
+    """The line opening a block with a table of the constants ``texts``: static, or run-time data."""
+    if tables is not None and tables.takes(len(texts)):
+        return f"{indent}{{ {tables.pointer(name, np.array([number(v) for v in texts], dtype=np.float64))}"
+    return f"{indent}{{ static const double {name}[{len(texts)}] = {{{', '.join(_static(v) for v in texts)}}};"
+
+
 def copy_lines(target: str, dst: np.ndarray, source: np.ndarray, index: np.ndarray,
-               arrays: list[str], constants: list[str], indent: str = "  ") -> list[str]:
+               arrays: list[str], constants: list[str], indent: str = "  ", tables: Tables | None = None) -> list[str]:
     """C statements doing ``target[dst[t]] = SOURCE_t`` for every ``t`` (see the module docstring).
 
     ``source[t] < len(arrays)`` reads ``arrays[source[t]][index[t]]`` (C array
     expressions such as ``"arg[0]"`` or ``"w"``); ``source[t] == len(arrays)``
     stores the constant whose C text is ``constants[index[t]]``.  The
-    destinations must be distinct.
+    destinations must be distinct.  ``tables``, where given, takes the large
+    tables as run-time data (top-level code of a JIT build).
 
     >>> copy_lines("cw", np.arange(5), np.array([0, 0, 0, 0, 1]), np.array([0, 1, 2, 3, 0]), ["arg[0]"], ["2.5"], "")
     ['for (long t = 0; t < 4; ++t) cw[0 + t] = arg[0][0 + 1 * t];', 'cw[4] = 2.5;']
@@ -248,16 +303,17 @@ def copy_lines(target: str, dst: np.ndarray, source: np.ndarray, index: np.ndarr
     for (c, d, s), plan, rest in zip(parts, kept, left):
         if c == len(arrays):
             for p in plan:
-                lines += _constant_piece(target, p, d, s, constants, indent)
-            lines += _constant_leftovers(target, d[rest], [constants[v] for v in s[rest].tolist()], indent)
+                lines += _constant_piece(target, p, d, s, constants, indent, tables)
+            lines += _constant_leftovers(target, d[rest], [constants[v] for v in s[rest].tolist()], indent, tables)
         else:
             for p in plan:
-                lines += _array_piece(target, p, d, s, arrays[c], indent)
-            lines += _array_leftovers(target, d[rest], s[rest], arrays[c], indent)
+                lines += _array_piece(target, p, d, s, arrays[c], indent, tables)
+            lines += _array_leftovers(target, d[rest], s[rest], arrays[c], indent, tables)
     return lines
 
 
-def _array_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, array: str, indent: str) -> list[str]:
+def _array_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, array: str, indent: str,
+                 tables: Tables | None = None) -> list[str]:
     d0, s0 = int(d[p.first]), int(s[p.first])
     if p.kind == "run":
         if p.count >= MIN_RUN:
@@ -265,57 +321,67 @@ def _array_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, array: st
                     f"{target}[{d0} + t] = {array}[{s0} + {p.stride} * t];"]
         return [f"{indent}{target}[{d0 + q}] = {array}[{s0 + p.stride * q}];" for q in range(p.count)]
     if p.kind == "rows":
-        ctype, data = _ints(s[p.first:p.first + p.count:p.row])
         rows = p.count // p.row
-        return [f"{indent}{{ static const {ctype} g[{rows}] = {data};",
-                f"{indent}  for (long r = 0; r < {rows}; ++r) for (long t = 0; t < {p.row}; ++t) "
-                f"{target}[{d0} + {p.row} * r + t] = {array}[g[r] + {p.stride} * t]; }}"]
-    ctype, data = _ints(s[p.first:p.first + p.count])
-    return [f"{indent}{{ static const {ctype} g[{p.count}] = {data};",
-            f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {array}[g[t]]; }}"]
+        opener, start = _lookup("g", s[p.first:p.first + p.count:p.row], "r", tables, indent)
+        return _block(opener, f"for (long r = 0; r < {rows}; ++r) for (long t = 0; t < {p.row}; ++t) "
+                              f"{target}[{d0} + {p.row} * r + t] = {array}[{start} + {p.stride} * t];", indent)
+    opener, at = _lookup("g", s[p.first:p.first + p.count], "t", tables, indent)
+    return _block(opener, f"for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {array}[{at}];", indent)
 
 
 def _constant_piece(target: str, p: _Piece, d: np.ndarray, s: np.ndarray, constants: list[str],
-                    indent: str) -> list[str]:
+                    indent: str, tables: Tables | None = None) -> list[str]:
     d0 = int(d[p.first])
     if p.kind == "run":
         value = constants[int(s[p.first])]
         if p.count >= MIN_RUN:
             return [f"{indent}for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = {value};"]
         return [f"{indent}{target}[{d0 + q}] = {value};" for q in range(p.count)]
-    data = "{" + ", ".join(_static(constants[v]) for v in s[p.first:p.first + p.count].tolist()) + "}"
-    return [f"{indent}{{ static const double g[{p.count}] = {data};",
-            f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = g[t]; }}"]
+    opener = _values([constants[v] for v in s[p.first:p.first + p.count].tolist()], tables, indent)
+    return [opener, f"{indent}  for (long t = 0; t < {p.count}; ++t) {target}[{d0} + t] = g[t]; }}"]
 
 
-def _array_leftovers(target: str, d: np.ndarray, s: np.ndarray, array: str, indent: str) -> list[str]:
+def _array_leftovers(target: str, d: np.ndarray, s: np.ndarray, array: str, indent: str,
+                     tables: Tables | None = None) -> list[str]:
     """One table for scattered copies of one source: scatter, gather or pairs, whichever fits."""
     if not len(d):
         return []
+    n = len(d)
     by_source = np.lexsort((d, s))
     if np.all(np.diff(s[by_source]) == 1):  # consecutive sources: a scatter
-        ctype, data = _ints(d[by_source])
-        return [f"{indent}{{ static const {ctype} g[{len(d)}] = {data};",
-                f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[g[t]] = "
-                f"{array}[{int(s[by_source[0]])} + t]; }}"]
+        opener, at = _lookup("g", d[by_source], "t", tables, indent)
+        return _block(opener, f"for (long t = 0; t < {n}; ++t) {target}[{at}] = {array}[{int(s[by_source[0]])} + t];",
+                      indent)
     if np.all(np.diff(d) == 1):
-        ctype, data = _ints(s)
-        return [f"{indent}{{ static const {ctype} g[{len(d)}] = {data};",
-                f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[{int(d[0])} + t] = "
-                f"{array}[g[t]]; }}"]
-    ctype, _ = _ints(np.concatenate([d, s]))
-    data = "{" + ", ".join(f"{{{a}, {b}}}" for a, b in zip(d.tolist(), s.tolist())) + "}"
-    return [f"{indent}{{ static const {ctype} g[{len(d)}][2] = {data};",
-            f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[g[t][0]] = {array}[g[t][1]]; }}"]
+        opener, at = _lookup("g", s, "t", tables, indent)
+        return _block(opener, f"for (long t = 0; t < {n}; ++t) {target}[{int(d[0])} + t] = {array}[{at}];", indent)
+    b_d, b_s = affine_step(d), affine_step(s)
+    if b_d is not None and b_s is not None:  # both in arithmetic progression: no table
+        return [f"{indent}for (long t = 0; t < {n}; ++t) {target}[{affine(int(d[0]), (b_d, 't'))}] = "
+                f"{array}[{affine(int(s[0]), (b_s, 't'))}];"]
+    pairs = np.stack([d, s], axis=1)
+    if tables is not None and tables.takes(2 * n):
+        opener = f"{indent}{{ {tables.pointer('g', pairs)}"
+    else:
+        ctype, _ = _ints(pairs.reshape(-1))
+        data = "{" + ", ".join(f"{{{a}, {b}}}" for a, b in zip(d.tolist(), s.tolist())) + "}"
+        opener = f"{indent}{{ static const {ctype} g[{n}][2] = {data};"
+    return [opener, f"{indent}  for (long t = 0; t < {n}; ++t) {target}[g[t][0]] = {array}[g[t][1]]; }}"]
 
 
-def _constant_leftovers(target: str, d: np.ndarray, values: list[str], indent: str) -> list[str]:
+def _constant_leftovers(target: str, d: np.ndarray, values: list[str], indent: str,
+                        tables: Tables | None = None) -> list[str]:
     if not len(d):
         return []
-    ctype, data = _ints(d)
-    return [f"{indent}{{ static const {ctype} g[{len(d)}] = {data};",
-            f"{indent}  static const double h[{len(d)}] = {{{', '.join(_static(v) for v in values)}}};",
-            f"{indent}  for (long t = 0; t < {len(d)}; ++t) {target}[g[t]] = h[t]; }}"]
+    n = len(d)
+    opener, at = _lookup("g", d, "t", tables, indent)
+    if len(set(values)) == 1:  # one value: no table of values
+        return _block(opener, f"for (long t = 0; t < {n}; ++t) {target}[{at}] = {values[0]};", indent)
+    held = _values(values, tables, indent, "h")
+    if opener is None:
+        return [held, f"{indent}  for (long t = 0; t < {n}; ++t) {target}[{at}] = h[t]; }}"]
+    return [opener, "  " + held.replace("{ ", "", 1),
+            f"{indent}  for (long t = 0; t < {n}; ++t) {target}[{at}] = h[t]; }}"]
 
 
 # ---------------------------------------------------------------- glue Tapes and call sites
@@ -367,25 +433,27 @@ def _input_sources(tape: Any, c_constant: Any) -> tuple[np.ndarray, np.ndarray, 
     return source, element, [f"arg[{k}]" for k in range(n_inputs)], list(text_id)
 
 
-def glue_lines(tape: Any, output_slots: Sequence[np.ndarray], info: Any, c_constant: Any) -> list[str]:
+def glue_lines(tape: Any, output_slots: Sequence[np.ndarray], info: Any, c_constant: Any,
+               tables: Tables | None = None) -> list[str]:
     """The statements of a glue Tape's body: operands into ``w``, the call, results to ``res``.
 
     ``output_slots[k]``: the slot of each scalar of output ``k`` in C order;
     ``info`` is the callee's ``_Callee`` record (name, operand and result
-    layout); ``c_constant`` spells a constant.
+    layout); ``c_constant`` spells a constant; ``tables`` (top-level code of a JIT
+    build) takes the large tables as run-time data.
     """
     slots = call_operands(tape, 0)
     first = tape.first_instruction_slot
     source, element, arrays, constants = _input_sources(tape, c_constant)
     lines = ["  double *const cw = w;"]
-    lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
+    lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants, tables=tables)
     lines += ["  {", *call_statements(info), "  }"]
     for k, out in enumerate(output_slots):
         out = np.asarray(out, dtype=np.int64).reshape(-1)
         j = np.flatnonzero(out >= first)
         if len(j):
             lines += copy_lines(f"res[{k}]", j, np.zeros(len(j), dtype=np.int64),
-                                info.n_in + tape.immediates[out[j] - first], ["cw"], [])
+                                info.n_in + tape.immediates[out[j] - first], ["cw"], [], tables=tables)
     return lines
 
 
@@ -399,11 +467,13 @@ def is_multi_glue(tape: Any) -> bool:
     return bool(np.all(np.asarray(tape.call_operands) < tape.first_instruction_slot))
 
 
-def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict, c_constant: Any) -> list[str]:
+def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict, c_constant: Any,
+                     tables: Tables | None = None) -> list[str]:
     """The statements of a Tape of several calls on inputs and constants: per call, operands into ``w``, the
     call, and its results into the outputs, all planned by :func:`copy_lines` (no statement per scalar).
 
-    ``output_slots[k]``: the slot of each scalar of output ``k`` in C order; ``infos``: callee -> ``_Callee``.
+    ``output_slots[k]``: the slot of each scalar of output ``k`` in C order; ``infos``: callee -> ``_Callee``;
+    ``tables``: as :func:`glue_lines` takes it.
     """
     first = tape.first_instruction_slot
     source, element, arrays, constants = _input_sources(tape, c_constant)
@@ -429,17 +499,19 @@ def multi_glue_lines(tape: Any, output_slots: Sequence[np.ndarray], infos: dict,
     for i in np.flatnonzero(tape.opcodes == CALL.code).tolist():
         slots = call_operands(tape, i)
         info = infos[tape.callee(i)]
-        lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants)
+        lines += copy_lines("cw", np.arange(len(slots)), source[slots], element[slots], arrays, constants,
+                            tables=tables)
         lines += ["  {", *call_statements(info), "  }"]
         for k, (j, picked, call) in enumerate(stores):
             lo, hi = np.searchsorted(call, [i, i + 1])
             if hi > lo:
                 lines += copy_lines(f"res[{k}]", j[lo:hi], np.zeros(hi - lo, dtype=np.int64),
-                                    info.n_in + picked[lo:hi], ["cw"], [])
+                                    info.n_in + picked[lo:hi], ["cw"], [], tables=tables)
     return lines
 
 
-def result_copies(stores: list[tuple[int, int, int]], array: str, indent: str = "  ") -> list[str]:
+def result_copies(stores: list[tuple[int, int, int]], array: str, indent: str = "  ",
+                  tables: Tables | None = None) -> list[str]:
     """``res[k][j] = array[m]`` for every ``(k, j, m)`` in ``stores``, planned per output ``k``.
 
     >>> result_copies([(0, 2, 7), (0, 1, 8), (0, 0, 9)], "w", "")
@@ -448,10 +520,11 @@ def result_copies(stores: list[tuple[int, int, int]], array: str, indent: str = 
     if not stores:
         return []
     table = np.asarray(stores, dtype=np.int64)
-    return result_table_copies(table[:, 0], table[:, 1], table[:, 2], array, indent)
+    return result_table_copies(table[:, 0], table[:, 1], table[:, 2], array, indent, tables)
 
 
-def result_table_copies(k: np.ndarray, j: np.ndarray, m: np.ndarray, array: str, indent: str = "  ") -> list[str]:
+def result_table_copies(k: np.ndarray, j: np.ndarray, m: np.ndarray, array: str, indent: str = "  ",
+                        tables: Tables | None = None) -> list[str]:
     """:func:`result_copies` of the stores ``res[k[t]][j[t]] = array[m[t]]`` given as int arrays.
 
     >>> result_table_copies(np.array([1, 0]), np.array([0, 0]), np.array([4, 3]), "w", "")
@@ -462,7 +535,7 @@ def result_table_copies(k: np.ndarray, j: np.ndarray, m: np.ndarray, array: str,
     for out in np.unique(k).tolist():
         mine = k == out
         lines += copy_lines(f"res[{out}]", j[mine], np.zeros(int(np.count_nonzero(mine)), dtype=np.int64), m[mine],
-                            [array], [], indent)
+                            [array], [], indent, tables)
     return lines
 
 
@@ -533,7 +606,8 @@ def parse_operands(texts: Sequence[str | None], names: list[str]) -> tuple[np.nd
     return array, index, list(constants)
 
 
-def operand_copies(target: str, texts: list[str | None], indent: str = "    ") -> list[str]:
+def operand_copies(target: str, texts: list[str | None], indent: str = "    ",
+                   tables: Tables | None = None) -> list[str]:
     """``target[t] = texts[t]`` for every operand of a call site, planned by :func:`copy_lines`.
 
     Input elements ``arg[k][j]``, work slots ``w[j]`` and constants become
@@ -546,11 +620,12 @@ def operand_copies(target: str, texts: list[str | None], indent: str = "    ") -
     names: list[str] = []
     array, index, constants = parse_operands(texts, names)
     plain = {t: texts[t] for t in np.flatnonzero(array == PLAIN).tolist()}
-    return operand_table_copies(target, array, index, names, constants, plain, indent)
+    return operand_table_copies(target, array, index, names, constants, plain, indent, tables)
 
 
 def operand_table_copies(target: str, array: np.ndarray, index: np.ndarray, names: Sequence[str],
-                         constants: Sequence[str], plain: dict, indent: str = "    ") -> list[str]:
+                         constants: Sequence[str], plain: dict, indent: str = "    ",
+                         tables: Tables | None = None) -> list[str]:
     """:func:`operand_copies` of operands given as arrays: ``target[t] = names[array[t]][index[t]]``.
 
     ``array[t]`` may also be :data:`CONSTANT` (the constant ``constants[index[t]]``;
@@ -573,5 +648,5 @@ def operand_table_copies(target: str, array: np.ndarray, index: np.ndarray, name
         rank[order] = np.arange(len(order))
         source = np.where(array[copied] == CONSTANT, len(order), rank[np.maximum(array[copied], 0)])
         lines += copy_lines(target, copied, source, index[copied], [names[a] for a in order.tolist()],
-                            list(constants), indent)
+                            list(constants), indent, tables)
     return lines + [f"{indent}{target}[{t}] = {plain[t]};" for t in np.flatnonzero(array == PLAIN).tolist()]

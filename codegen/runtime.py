@@ -11,6 +11,14 @@ converting another call's arguments (re-entrant) gets buffers of its own.
 A CompiledFunction pickles as its Function and compile options and is
 compiled again (normally a cache hit) when unpickled.
 
+Large index and value tables of the Function's own code (gathers by an
+index table, scattered results) are not in the C: the program is generated
+with ``runtime_tables=True`` (:func:`codegen.c99.program`), the
+CompiledFunction keeps the tables as arrays and appends their addresses to
+every argument array it passes (calls, threads, ``batch``).  So the C source
+and its compile time do not grow with the number of instances, and two
+Functions differing only in their index data share one cached library.
+
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x", 2)
 >>> F = sg.Function("f", [x], [x * 2, x[0] * x[1]])
@@ -114,7 +122,8 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
     options = check_options(optimize=optimize, compiler=compiler, flags=flags, jobs=jobs, chunk_size=chunk_size,
                             cache_dir=cache_dir, auto_tcc=auto_tcc, compile_budget=compile_budget, name=name)
     G = F.optimize(optimize) if optimize else F
-    prog = program(G, name, chunk_size, optimize)  # each callee optimized once at the same level
+    # each callee optimized once at the same level; large tables of G's own code are run-time data
+    prog = program(G, name, chunk_size, optimize, runtime_tables=True)
     jobs = max(1, jobs or os.cpu_count() or 1)
     flags = tuple(_build.DEFAULT_FLAGS if flags is None else options["flags"])
     cc = _choose_compiler(G, prog, compiler, auto_tcc, compile_budget, flags, jobs)
@@ -363,6 +372,8 @@ class CompiledFunction:
         work_size: doubles of work memory per call.
         output_sparsity: per output, None (dense) or ``(rows, cols, shape)``, as on the Function;
             ``output_pattern(k)`` gives the compressed-column pattern of results.
+        tables: the index and value tables the C reads at run time (read-only numpy arrays, see
+            :attr:`codegen.c99.CProgram.tables`); every call passes their addresses after the inputs.
     """
 
     def __init__(self, F: Any, G: Any, prog: Any, library: Any, flags: tuple, options: dict | None = None) -> None:
@@ -382,6 +393,10 @@ class CompiledFunction:
                                "was it built from other code?") from None
         self._ffi = library.ffi
         self._local = _Local()
+        # the run-time tables: kept alive here, their addresses appended to every argument array
+        self.tables = prog.tables
+        self._table_buffers = [library.ffi.from_buffer("char[]", a) for a in prog.tables]
+        self._table_pointers = [library.ffi.cast("double *", b) for b in self._table_buffers]
         shapes = F.input_shapes
         sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
         offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
@@ -434,9 +449,11 @@ class CompiledFunction:
         st.invals = np.frombuffer(ffi.buffer(st.inbuf), dtype=np.float64)
         st.inviews = [st.invals[off:off + size].reshape(shape)
                       for (_, shape, off, _), size in zip(self._inputs, self._in_sizes)]
-        st.argp = ffi.new("double *[]", max(1, self._n_in))
+        st.argp = ffi.new("double *[]", max(1, self._n_in + len(self._table_pointers)))
         for k, off in enumerate(self._in_offsets[:-1]):
             st.argp[k] = st.inbuf + off
+        for k, pointer in enumerate(self._table_pointers, self._n_in):
+            st.argp[k] = pointer
         st.outbuf = ffi.new("double[]", max(1, self._out_offsets[-1]))
         st.outvals = np.frombuffer(ffi.buffer(st.outbuf), dtype=np.float64)
         st.outviews = []
@@ -676,7 +693,9 @@ class CompiledFunction:
         arrays = [a if b else np.repeat(a.reshape(1, -1), block, axis=0) for a, b in zip(arrays, batched)]
         keep = [ffi.from_buffer("double[]", a) for a in arrays]
         keep_out = [ffi.from_buffer("double[]", o) for o in outs]
-        argp = ffi.new("double *[]", max(1, len(keep)))
+        argp = ffi.new("double *[]", max(1, len(keep) + len(self._table_pointers)))
+        for k, pointer in enumerate(self._table_pointers, len(keep)):
+            argp[k] = pointer
         resp = ffi.new("double *[]", max(1, len(keep_out)))
         w = ffi.new("double[]", max(1, self.work_size))
         for start in range(0, n, block):

@@ -26,7 +26,10 @@ Constants and inputs are stored by the entry point (:func:`copy_stores`):
 
 So the entry point holds a bounded number of statements and loops and at most
 four tables: data, which gcc compiles about a hundred times faster per entry
-than statements.  A computed local goes to its places right where it is
+than statements.  In a JIT build (:class:`Tables`) a table of at least
+:data:`RUNTIME_TABLE_MIN` entries is not written into the C at all: it is an
+array the compiled code reads through its argument array, so the C source
+and its compile time do not grow with the table.  A computed local goes to its places right where it is
 computed (:func:`scalar_stores`: loops for blocks, statements for the rest).
 Blocks are found greedily in two linear passes (:func:`progressions`) and
 every choice is ordered, so the same graph gives the same C.
@@ -39,6 +42,7 @@ every choice is ordered, so the same graph gives the same C.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +52,7 @@ LOOP_BUDGET = 64  # loops in the entry point at most (gcc -O2: ~1 ms each, more 
 MIN_TABLE = 32  # single entries (constants, or inputs) from which a table replaces statements
 FILL_PIECES = 8  # blocks of an output's most frequent constant above which it fills the output (if half of it)
 TABLE_ROW = 8  # table rows per line of C
+RUNTIME_TABLE_MIN = 256  # entries from which a table of top-level code is run-time data in a JIT build
 
 
 @dataclass(frozen=True)
@@ -250,12 +255,13 @@ class Sources:
         return "(-1.0 / 0.0)" if text == "(-INFINITY)" else text
 
 
-def copy_stores(outputs: list, sources: Sources) -> tuple[list[str], list[str]]:
+def copy_stores(outputs: list, sources: Sources, tables: "Tables | None" = None) -> tuple[list[str], list[str]]:
     """Stores of the entries of outputs that are inputs or constants: ``(before the parts, after them)``.
 
     ``outputs`` holds, per output, ``(k, size, j, source, m)``: its number and
     number of entries, and for each such entry its position, source and
-    element (0 for a constant), as int arrays.  See the module docstring.
+    element (0 for a constant), as int arrays.  See the module docstring;
+    ``tables``, where given, takes the large tables as run-time data.
     """
     fills, big, small = [], [], []  # (k, Block, source) and (k, j, source, m)
     for k, size, j, source, m in outputs:
@@ -273,10 +279,10 @@ def copy_stores(outputs: list, sources: Sources) -> tuple[list[str], list[str]]:
     sizes = [b.size for _, b, _ in fills + big]
     looped = set(sorted(range(len(sizes)), key=lambda a: -sizes[a])[:LOOP_BUDGET])  # the largest; ties: first
     before = _blocks_code([b for a, b in enumerate(fills) if a in looped],
-                          [b for a, b in enumerate(fills) if a not in looped], sources)
+                          [b for a, b in enumerate(fills) if a not in looped], sources, tables)
     after = _blocks_code([b for a, b in enumerate(big, len(fills)) if a in looped],
-                         [b for a, b in enumerate(big, len(fills)) if a not in looped], sources)
-    return before, after + _entries_code(sorted(small), sources)
+                         [b for a, b in enumerate(big, len(fills)) if a not in looped], sources, tables)
+    return before, after + _entries_code(sorted(small), sources, tables)
 
 
 def _fill(source: np.ndarray, block_sources: list, n_inputs: int, size: int) -> int | None:
@@ -296,13 +302,13 @@ def _fill(source: np.ndarray, block_sources: list, n_inputs: int, size: int) -> 
     return fill if block_sources.count(fill) > FILL_PIECES and 2 * int(counts[best]) >= size else None
 
 
-def _blocks_code(loops: list, rows: list, sources: Sources) -> list[str]:
+def _blocks_code(loops: list, rows: list, sources: Sources, tables: "Tables | None" = None) -> list[str]:
     """Loops for ``loops`` and block tables for ``rows`` (both ``[(k, Block, source)]``)."""
     lines = [loop(k, b, lambda index, src=src: sources.read(src, index)) for k, b, src in loops]
     const = [(k, b, src) for k, b, src in rows if src >= sources.n_inputs]
     if const:
-        lines += ["  {", *table("blk", "long", [(k, b.j0, b.js, b.rows, b.cols) for k, b, _ in const]),
-                  *table("val", "double", [sources.static(src) for _, _, src in const]),
+        lines += ["  {", *table("blk", "long", [(k, b.j0, b.js, b.rows, b.cols) for k, b, _ in const], tables),
+                  *table("val", "double", [sources.static(src) for _, _, src in const], tables),
                   f"    for (long b = 0; b < {len(const)}; ++b)",
                   "      for (long r = 0; r < blk[b][3]; ++r)",
                   "        for (long t = 0; t < blk[b][4]; ++t)",
@@ -310,7 +316,7 @@ def _blocks_code(loops: list, rows: list, sources: Sources) -> list[str]:
                   "  }"]
     copies = [(k, b.j0, b.js, b.rows, b.cols, src, b.m0, b.ms, b.d) for k, b, src in rows if src < sources.n_inputs]
     if copies:
-        lines += ["  {", *table("blk", "long", copies),
+        lines += ["  {", *table("blk", "long", copies, tables),
                   f"    for (long b = 0; b < {len(copies)}; ++b)",
                   "      for (long r = 0; r < blk[b][3]; ++r)",
                   "        for (long t = 0; t < blk[b][4]; ++t)",
@@ -320,34 +326,43 @@ def _blocks_code(loops: list, rows: list, sources: Sources) -> list[str]:
     return lines
 
 
-def _entries_code(entries: list, sources: Sources) -> list[str]:
+def _entries_code(entries: list, sources: Sources, tables: "Tables | None" = None) -> list[str]:
     """Single entries ``[(k, j, source, m)]``: statements, or a table per kind when there are many."""
     lines = []
     const = [(k, j, src) for k, j, src, _ in entries if src >= sources.n_inputs]
     if len(const) < MIN_TABLE:
         lines.extend(f"  res[{k}][{j}] = {sources.read(src, '')};" for k, j, src in const)
     else:
-        lines += ["  {", *table("at", "long", [(k, j) for k, j, _ in const]),
-                  *table("val", "double", [sources.static(src) for _, _, src in const]),
+        lines += ["  {", *table("at", "long", [(k, j) for k, j, _ in const], tables),
+                  *table("val", "double", [sources.static(src) for _, _, src in const], tables),
                   f"    for (long t = 0; t < {len(const)}; ++t) res[at[t][0]][at[t][1]] = val[t];", "  }"]
     copies = [(k, j, src, m) for k, j, src, m in entries if src < sources.n_inputs]
     if len(copies) < MIN_TABLE:
         lines.extend(f"  res[{k}][{j}] = arg[{src}][{m}];" for k, j, src, m in copies)
     else:
-        lines += ["  {", *table("at", "long", copies),
+        lines += ["  {", *table("at", "long", copies, tables),
                   f"    for (long t = 0; t < {len(copies)}; ++t) res[at[t][0]][at[t][1]] = arg[at[t][2]][at[t][3]];",
                   "  }"]
     return lines
 
 
-def table(name: str, ctype: str, rows: list) -> list[str]:
+def table(name: str, ctype: str, rows: list, tables: "Tables | None" = None) -> list[str]:
     """Lines of a block-scope ``static const`` array: one value per row, or rows of tuples (a 2-D array).
+
+    With ``tables``, a table of at least its ``minimum`` entries is handed to it
+    instead and read through a pointer (:meth:`Tables.pointer`; a ``double``
+    table's rows are C texts of constants, see :func:`number`).
 
     >>> print("\\n".join(table("at", "long", [(0, 5), (1, 7)])))
         static const long at[2][2] = {
           {0, 5}, {1, 7},
         };
+    >>> table("at", "long", [(0, 5), (1, 7)], Tables(3, minimum=4))
+    ['    const int (*at)[2] = (const int (*)[2])arg[3];']
     """
+    if tables is not None and tables.takes(len(rows) * (len(rows[0]) if rows and isinstance(rows[0], tuple) else 1)):
+        values = np.array([number(r) for r in rows]) if ctype == "double" else np.array(rows, dtype=np.int64)
+        return ["    " + tables.pointer(name, values)]
     if rows and isinstance(rows[0], tuple):
         shape, items = f"[{len(rows)}][{len(rows[0])}]", ["{" + ", ".join(map(str, r)) + "}" for r in rows]
     else:
@@ -356,3 +371,63 @@ def table(name: str, ctype: str, rows: list) -> list[str]:
     lines.extend("      " + ", ".join(items[a:a + TABLE_ROW]) + "," for a in range(0, len(items), TABLE_ROW))
     lines.append("    };")
     return lines
+
+
+# ---------------------------------------------------------------- tables as run-time data
+
+
+def number(text: str) -> float:
+    """The value of a constant's C text (:func:`codegen.c99.c_constant`, or a static initializer's).
+
+    >>> [number(t) for t in ("2.0", "(-0.5)", "INFINITY", "(-1.0 / 0.0)")]
+    [2.0, -0.5, inf, -inf]
+    """
+    if text == "(-1.0 / 0.0)":
+        return -math.inf
+    return float(text.replace("(", "").replace(")", ""))
+
+
+class Tables:
+    """The large tables of a program's top-level code, kept as arrays that its C reads at run time.
+
+    Table ``k`` is read through ``arg[base + k]``, past the ``base`` inputs of
+    the Function (the caller appends the tables' addresses to the argument
+    array; :class:`codegen.runtime.CompiledFunction` does).  The C names only
+    the table's element type, its row length and its number, never its
+    values, so the source stays the same size whatever the data, and two
+    Functions differing only in their index data share one compiled library.
+    Index tables are ``int32`` when every entry fits, else ``int64``
+    (C ``long long``); value tables ``float64``.
+
+    >>> t = Tables(2, minimum=3)
+    >>> t.takes(2), t.pointer("g", np.array([4, 0, 9]))
+    (False, 'const int *g = (const int *)arg[2];')
+    >>> t.pointer("h", np.array([[2 ** 40, 1]])), [a.dtype.name for a in t.arrays]
+    ('const long long (*h)[2] = (const long long (*)[2])arg[3];', ['int32', 'int64'])
+    """
+
+    def __init__(self, base: int, minimum: int = RUNTIME_TABLE_MIN) -> None:
+        self.base = base
+        self.minimum = minimum
+        self.arrays: list[np.ndarray] = []
+
+    def takes(self, entries: int) -> bool:
+        """Whether a table of ``entries`` numbers is run-time data (else it stays in the C)."""
+        return entries >= self.minimum
+
+    def pointer(self, name: str, values: np.ndarray) -> str:
+        """Keep ``values`` (1-D, or 2-D rows) as the next table; the C declaring the pointer ``name`` to it."""
+        values = np.asarray(values)
+        if values.dtype.kind == "f":
+            data, ctype = np.ascontiguousarray(values, dtype=np.float64), "double"
+        else:
+            fits = not values.size or (int(values.min()) >= -(2 ** 31) and int(values.max()) < 2 ** 31)
+            data, ctype = (np.ascontiguousarray(values, dtype=np.int32), "int") if fits else \
+                (np.ascontiguousarray(values, dtype=np.int64), "long long")
+        data.flags.writeable = False
+        where = f"arg[{self.base + len(self.arrays)}]"
+        self.arrays.append(data)
+        if data.ndim == 1:
+            return f"const {ctype} *{name} = (const {ctype} *){where};"
+        row = data.shape[1]
+        return f"const {ctype} (*{name})[{row}] = (const {ctype} (*)[{row}]){where};"
