@@ -82,6 +82,10 @@ class NLP:
 
     def __init__(self, x: Any, f: Any, g: Any = None, p: Any = None, *, jit: bool = True,
                  compile_options: dict | None = None, name: str = "nlp") -> None:
+        with building():  # the whole set-up makes graph nodes and arrays: no cyclic-GC passes over them
+            self._set_up(x, f, g, p, jit, compile_options, name)
+
+    def _set_up(self, x: Any, f: Any, g: Any, p: Any, jit: bool, compile_options: dict | None, name: str) -> None:
         from .tiled import tiled_derivatives
 
         if not isinstance(name, str) or not name:
