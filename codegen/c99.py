@@ -41,6 +41,12 @@ How the body is laid out (see docs/design.md, "C backend"):
   area, gives it the rest of ``w`` as its work array, and its results are
   read from there right after the call (the Tape is reordered so they
   follow it).  So the C grows by a few lines per call, not by the callee.
+* Large tables (gathers by index, scattered results and constants) of the
+  Function's own code are run-time data in a JIT build
+  (``program(..., runtime_tables=True)``, which ``F.compile()`` uses): the C
+  reads table ``k`` through ``arg[n_in + k]`` and :attr:`CProgram.tables`
+  holds the arrays, so the source does not grow with the number of instances
+  of a map; standalone C (:func:`export_c`, CUDA) keeps them ``static const``.
 * Integer powers ``x**n``
   with ``-2 <= n <= 4`` become multiplications (``1/x`` first for ``n < 0``),
   other powers ``pow()``, so the C result stays within 2 ulps of the VM's.
