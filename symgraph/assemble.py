@@ -24,8 +24,9 @@ array([9., 1., 3.])
 
 from __future__ import annotations
 
+import ctypes
+import platform
 from dataclasses import dataclass
-from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any, Sequence
 
@@ -38,7 +39,8 @@ from .map import sizes
 from .sparse import sorted_unique
 from .tape import MAX_ARITY, Tape, build_tape, tape_exprs
 
-__all__ = ["assembled_function", "pieces_of", "ExprPiece", "CallPiece", "AssembledFunction"]
+__all__ = ["assembled_function", "pieces_of", "ExprPiece", "CallPiece", "AssembledFunction", "object_ids",
+           "id_positions"]
 
 _OP, _ARGS, _DATA, _FIRST = attrgetter("op"), attrgetter("args"), attrgetter("data"), itemgetter(0)
 
@@ -119,7 +121,7 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     from .array import as_expr_array
 
     inputs = [np.asarray(a, dtype=object) for a in inputs]
-    slot_of: dict | None = None  # input symbol -> slot, made only if an operand must be looked up
+    input_ids: np.ndarray | None = None  # ids of the flat input symbols, made only if an operand must be looked up
     # call operands that are not input symbols are computed by the Expr part (as hidden outputs)
     operand_slots, hidden, hidden_at = [], [], []
     for call in calls:
@@ -134,9 +136,9 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
         slots = np.full(len(ops), -1, dtype=np.int64) if known is None else known.copy()
         look = np.flatnonzero(slots < 0)
         if len(look):
-            slot_of = _slot_map(inputs) if slot_of is None else slot_of
+            input_ids = _input_ids(inputs) if input_ids is None else input_ids
             picked = ops if len(look) == len(ops) else ops[look]
-            slots[look] = np.fromiter(map(slot_of.get, picked.tolist(), repeat(-1)), dtype=np.int64, count=len(look))
+            slots[look] = id_positions(input_ids, object_ids(picked))
         missing = np.flatnonzero(slots < 0)
         hidden.append(as_expr_array(ops[missing]).reshape(-1))
         hidden_at.append(missing)
@@ -176,18 +178,15 @@ def assembled_function(name: str, inputs: Sequence[np.ndarray], outputs: Sequenc
     return AssembledFunction(name, inputs, tape, input_names, output_names)
 
 
-def _slot_map(inputs: list) -> dict:
-    """Input scalar (symbol) -> its slot, over the flat inputs in order.
+def _input_ids(inputs: list) -> np.ndarray:
+    """The ``id`` of each input scalar (symbol), over the flat inputs in order: its slot is its position.
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x", 2), sg.symbols("y")
-    >>> _slot_map([x, np.array(y)])[y]
-    2
+    >>> _input_ids([x, np.array(y)]).tolist() == [id(x[0]), id(x[1]), id(y)]
+    True
     """
-    flat: list = []
-    for arr in inputs:
-        flat.extend(arr.reshape(-1).tolist())
-    return dict(zip(flat, range(len(flat))))
+    return np.concatenate([object_ids(arr) for arr in inputs]) if inputs else np.zeros(0, np.int64)
 
 
 def _wanted_results(F: Function, wanted: list) -> np.ndarray:
@@ -210,7 +209,11 @@ def _positions(results: np.ndarray, indices: Any) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if not len(results) or (results[0] == 0 and results[-1] == len(results) - 1):  # all of 0 .. k-1
         return idx
-    return np.searchsorted(results, idx)
+    if int(results[-1]) > 4 * (len(idx) + len(results)):  # sparse results: a binary search
+        return np.searchsorted(results, idx)
+    position = np.empty(int(results[-1]) + 1, dtype=np.int64)  # dense enough: a table, no search
+    position[results] = np.arange(len(results), dtype=np.int64)
+    return position[idx]
 
 
 def _append_calls(base: Tape, functions: list, operand_slots: list, results: list) -> tuple[dict, list[int]]:
@@ -310,3 +313,67 @@ def _owners(flat: list) -> np.ndarray:
     picked = flat if len(results) == len(flat) else [flat[k] for k in results.tolist()]
     owner[results] = np.fromiter(map(id, map(_FIRST, map(_ARGS, picked))), dtype=np.int64, count=len(picked))
     return owner
+
+
+# ------------------------------------------------------------------ objects by identity, in bulk
+_CPYTHON = platform.python_implementation() == "CPython"
+_ID_SHIFTS = (4, 3, 0)  # object alignments tried for the direct table of :func:`id_positions` (16, 8, 1 bytes)
+
+
+def object_ids(values: Any) -> np.ndarray:
+    """``id`` of each element of the object array ``values``, flat, as int64.
+
+    In CPython an object array holds the objects' addresses, which are their
+    ids: they are read in bulk with no Python call per element (elsewhere,
+    and if the two ever disagree, ``map(id, ...)``).
+
+    >>> a, b = object(), object()
+    >>> object_ids(np.array([a, b, a], dtype=object)).tolist() == [id(a), id(b), id(a)]
+    True
+    """
+    arr = np.ascontiguousarray(np.asarray(values, dtype=object).reshape(-1))
+    n = len(arr)
+    if _CPYTHON and n and arr.itemsize == 8:
+        ids = np.frombuffer((ctypes.c_int64 * n).from_address(arr.ctypes.data), dtype=np.int64).copy()
+        if int(ids[0]) == id(arr[0]) and int(ids[-1]) == id(arr[-1]):
+            return ids
+    return np.fromiter(map(id, arr.tolist()), dtype=np.int64, count=n)
+
+
+def id_positions(table: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per id in ``query``: its position in the distinct ids ``table``, -1 where it is not there (int64).
+
+    Ids are addresses: when the table's span is small (objects made
+    together), a direct table indexed by ``(id - min) >> shift`` answers
+    each query; otherwise a sorted copy and a binary search.
+
+    >>> id_positions(np.array([48, 16, 96]), np.array([16, 32, 96, 16])).tolist()
+    [1, -1, 2, 1]
+    """
+    table, query = np.asarray(table, dtype=np.int64), np.asarray(query, dtype=np.int64)
+    out = np.full(len(query), -1, dtype=np.int64)
+    if not len(table) or not len(query):
+        return out
+    lo = int(table.min())
+    span = int(table.max()) - lo
+    for shift in _ID_SHIFTS:
+        if np.any((table - lo) & ((1 << shift) - 1)):
+            continue
+        size = (span >> shift) + 1
+        if size > 16 * len(table) + 4096:
+            break
+        direct = np.full(size, -1, dtype=np.int64)
+        keys = (table - lo) >> shift
+        direct[keys] = np.arange(len(table), dtype=np.int64)
+        if not np.all(direct[keys] == np.arange(len(table))):
+            break  # repeated ids: the sorted search below
+        inside = np.flatnonzero((query >= lo) & (query <= lo + span))
+        at = direct[(query[inside] - lo) >> shift]
+        out[inside] = np.where(table[np.maximum(at, 0)] == query[inside], at, -1)
+        return out
+    order = np.argsort(table, kind="stable")
+    ordered = table[order]
+    at = np.minimum(np.searchsorted(ordered, query, side="right") - 1, len(table) - 1)
+    found = (at >= 0) & (ordered[np.maximum(at, 0)] == query)
+    out[found] = order[at[found]]
+    return out

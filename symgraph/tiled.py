@@ -40,12 +40,12 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any, Sequence
 
 import numpy as np
 
+from .assemble import id_positions, object_ids
 from .call import is_result, result_node
 from .calldiff import flat_inputs, flat_outputs
 from .expr import CONST, RESULT, Expr, building, const, free_symbols
@@ -248,33 +248,32 @@ def _rebuild(pieces: list[tuple[float, Expr]], zero: Expr) -> Any:
     return total
 
 
-def _slot_columns(call: Expr, x: "_Variables") -> np.ndarray | None:
-    """Per operand of ``call``: its column in x, -1 where it does not depend on x; None if it depends otherwise."""
+def _slot_columns(call: Expr, x: "_Variables") -> tuple[np.ndarray, np.ndarray] | None:
+    """Per operand of ``call``: its column in x, -1 where it does not depend on x; None if it depends otherwise.
+
+    Returned with the operands as a flat object array (the term's call is made on them).
+    """
     args = call.args
-    cols = x.columns(args)
-    compound = {}
-    for k in np.flatnonzero(cols < 0).tolist():
-        if args[k].args:
-            compound.setdefault(args[k], []).append(k)
-    if compound and any(x.has(s) for s in free_symbols(list(compound))):
-        return None
-    return cols
+    operands = np.fromiter(args, dtype=object, count=len(args))
+    cols = x.columns(operands)
+    other = operands[cols < 0]
+    # operands outside x that are not leaves (symbols, constants): do they depend on x?
+    inner = np.fromiter(map(len, map(_ARGS, other.tolist())), dtype=np.int64, count=len(other)) > 0
+    if inner.any():
+        compound = list(dict.fromkeys(other[inner].tolist()))
+        if any(x.has(s) for s in free_symbols(compound)):
+            return None
+    return cols, operands
 
 
 class _Variables:
-    """The variables x, and where operands sit in it.
-
-    Operands of maps are mostly slices of x (``x[:-1]``, ``x[1:]``): runs
-    of consecutive variables.  :meth:`columns` follows such runs by
-    comparing object ids with numpy and looks up only where a run starts;
-    past :attr:`MAX_RUNS` runs, it looks every remaining operand up.
+    """The variables x, and where operands sit in it, found by object id with numpy
+    (:func:`~symgraph.assemble.id_positions`): no Python work per operand.
     """
-
-    MAX_RUNS = 64
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
-        self.ids = np.fromiter(map(id, x.tolist()), dtype=np.int64, count=len(x))
+        self.ids = object_ids(x)
         self._index: dict | None = None
 
     @property
@@ -287,7 +286,7 @@ class _Variables:
     def has(self, e: Expr) -> bool:
         return e in self.index
 
-    def columns(self, operands: tuple) -> np.ndarray:
+    def columns(self, operands: Any) -> np.ndarray:
         """The column of each operand in x, -1 for those not in x.
 
         >>> import symgraph as sg
@@ -295,43 +294,8 @@ class _Variables:
         >>> _Variables(x).columns((x[1], x[2], sg.symbols("p"), x[0], x[1])).tolist()
         [1, 2, -1, 0, 1]
         """
-        ids = np.fromiter(map(id, operands), dtype=np.int64, count=len(operands))
-        cols = np.full(len(ids), -1, dtype=np.int64)
-        j, runs = 0, 0
-        while j < len(ids) and runs < self.MAX_RUNS:
-            runs += 1
-            c = self.index.get(operands[j], -1) if self._index is not None else self._find(ids[j])
-            if c < 0:
-                j += 1
-                continue
-            n = _run_length(ids[j:], self.ids[c:])
-            cols[j:j + n] = np.arange(c, c + n, dtype=np.int64)
-            j += n
-        if j < len(ids):
-            cols[j:] = np.fromiter(map(self.index.get, operands[j:], repeat(-1)), dtype=np.int64, count=len(ids) - j)
-        return cols
-
-    def _find(self, i: int) -> int:
-        """The column of the variable with id ``i``, or -1."""
-        at = np.flatnonzero(self.ids == i)
-        return int(at[0]) if len(at) else -1
-
-
-def _run_length(a: np.ndarray, b: np.ndarray) -> int:
-    """How many leading entries of ``a`` and ``b`` are equal (windows doubling: O(the length found)).
-
-    >>> _run_length(np.array([1, 2, 3, 9]), np.array([1, 2, 3, 4, 5]))
-    3
-    """
-    limit = min(len(a), len(b))
-    done, width = 0, 64
-    while done < limit:
-        end = min(done + width, limit)
-        differ = np.flatnonzero(a[done:end] != b[done:end])
-        if len(differ):
-            return done + int(differ[0])
-        done, width = end, 2 * width
-    return limit
+        return id_positions(self.ids, object_ids(np.fromiter(operands, dtype=object, count=len(operands))
+                                                 if isinstance(operands, tuple) else operands))
 
 
 # ------------------------------------------------------------------ one mapped call
@@ -341,13 +305,13 @@ _NO_FLOATS, _NO_INTS = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64
 class _Term:
     """One map call and the pieces of f and g that read its results (arrays, in the order of f and g)."""
 
-    def __init__(self, call: Expr, slot_cols: np.ndarray) -> None:
+    def __init__(self, call: Expr, slot_cols: np.ndarray, operands: np.ndarray) -> None:
         self.call = call
         self.structure = call.data.structure
         self.slot_cols = slot_cols
         self.f_coef, self.f_result = _NO_FLOATS, _NO_INTS                  # objective pieces
         self.g_coef, self.g_result, self.g_row = _NO_FLOATS, _NO_INTS, _NO_INTS  # constraint pieces
-        self._operands: np.ndarray | None = None
+        self._operands = operands
         self._columns: np.ndarray | None = None
 
     @property
@@ -360,10 +324,7 @@ class _Term:
 
     # -------------------------------------------------------- layout helpers
     def operands(self) -> np.ndarray:
-        """The call's operands, flat (cached: pieces of one term share the array, hence one call)."""
-        if self._operands is None:
-            args = self.call.args
-            self._operands = np.fromiter(args, dtype=object, count=len(args))
+        """The call's operands, flat (one array: pieces of one term share it, hence one call)."""
         return self._operands
 
     def instance_columns(self, slots: np.ndarray) -> np.ndarray:
@@ -560,8 +521,8 @@ def _decompose(x: np.ndarray, f: Expr, g: np.ndarray) -> tuple[list, Any, np.nda
     terms: list[_Term | None] = [None] * len(first)
     for k, p in zip(rank.tolist(), first.tolist()):
         call = nodes[p].args[0]
-        cols = _slot_columns(call, variables)
-        terms[k] = _Term(call, cols) if cols is not None else None
+        found = _slot_columns(call, variables)
+        terms[k] = _Term(call, *found) if found is not None else None
     f_term, g_term = term_of[:len(f_mapped)], term_of[len(f_mapped):]
     failed = np.array([t is None for t in terms], dtype=bool)
     # pieces of calls that do not tile (operands that are functions of x) go back to the remainder
