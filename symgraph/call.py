@@ -45,6 +45,7 @@ output 0 [] = @5
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
@@ -209,7 +210,19 @@ def n_results(F: Any) -> int:
     >>> n_results(sg.Function("f", [x], [x, x.sum()]))
     3
     """
-    return sum(output_sizes(F))
+    try:
+        return _N_RESULTS[F]
+    except (KeyError, TypeError):  # TypeError: an object that takes no weak reference (not cached)
+        pass
+    n = sum(output_sizes(F))
+    try:
+        _N_RESULTS[F] = n  # a Function's outputs are frozen: counted once
+    except TypeError:
+        pass
+    return n
+
+
+_N_RESULTS: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
 
 
 def output_sizes(F: Any) -> list[int]:
@@ -313,7 +326,10 @@ def rebuild(node: Expr, new_args: Sequence[Any]) -> Expr:
     if op is RESULT:
         if len(new_args) != 1:
             raise ArityError(f"a result node has one operand (its call), got {len(new_args)}")
-        return result_node(new_args[0], node.data)
+        new_call = new_args[0]
+        if type(new_call) is Expr and new_call.op is CALL and new_call.data is node.args[0].data:
+            return intern_structural(RESULT, (new_call,), node.data)  # same callee: the index is valid
+        return result_node(new_call, node.data)
     return apply(op, *new_args)
 
 

@@ -27,11 +27,15 @@ import heapq
 
 import numpy as np
 
+from .expr import building
 from .tape import CALL, MAX_ARITY, RESULT, Tape
 
 
 def locality_order(tape: Tape) -> np.ndarray:
     """A topological order of ``tape``'s instructions that keeps live ranges short.
+
+    The operand edges are gathered with numpy; one loop over a heap does the
+    rest, computing each key when its instruction's last operand is done.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x", 2)
@@ -39,34 +43,67 @@ def locality_order(tape: Tape) -> np.ndarray:
     [1, 0]
     """
     n = tape.n_instructions
-    first, n_in = tape.first_instruction_slot, tape.n_input_scalars
-    users: list[list[int]] = [[] for _ in range(n)]
-    waiting = [0] * n
-    key = [0] * n
-    none = tape.n_slots  # larger than any input slot
-    for i, row in enumerate(tape.operand_rows()):  # a call's operands too
-        k = none
-        for a in row:
-            if a >= first:  # one wait per operand occurrence, one release per user entry
-                j = a - first
-                if key[j] < k:
-                    k = key[j]
-                users[j].append(i)
-                waiting[i] += 1
-            elif 0 <= a < n_in and a < k:
-                k = a
-        key[i] = k
-    ready = [(key[i], i) for i in range(n) if waiting[i] == 0]
+    reader, slot = operand_edges(tape)
+    first = tape.first_instruction_slot
+    inner = slot >= first  # an operand made by an instruction: one wait, one release per occurrence
+    key = np.full(n, tape.n_slots, dtype=np.int64)  # n_slots: larger than any input slot
+    direct = ~inner & (slot < tape.n_input_scalars)
+    np.minimum.at(key, reader[direct], slot[direct])
+    source, user = slot[inner] - first, reader[inner]
+    by_source = np.argsort(source, kind="stable")
+    users = user[by_source].tolist()
+    start = np.searchsorted(source[by_source], np.arange(n + 1)).tolist()
+    waiting = np.bincount(user, minlength=n).tolist()
+    with building():  # many small objects: the cyclic collector's passes would cost as much as the loop
+        return np.array(_list_schedule(key.tolist(), users, start, waiting, n), dtype=np.int64)
+
+
+def _list_schedule(key: list, users: list, start: list, waiting: list, n: int) -> list:
+    """Pop the ready instruction of smallest ``(key, index)``; a user's key is the least of its own
+    and its operands' (lowered as each operand is popped, final when its last one is)."""
+    ready = [k * n + i for i, (k, w) in enumerate(zip(key, waiting)) if not w]  # (key, index) as one int
     heapq.heapify(ready)
+    pop, push = heapq.heappop, heapq.heappush
     order: list[int] = []
+    append = order.append
     while ready:
-        _, i = heapq.heappop(ready)
-        order.append(i)
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, (key[u], u))
-    return np.array(order, dtype=np.int64)
+        code = pop(ready)
+        k, i = divmod(code, n)
+        append(i)
+        for e in range(start[i], start[i + 1]):
+            u = users[e]
+            if k < key[u]:
+                key[u] = k
+            w = waiting[u] - 1
+            waiting[u] = w
+            if not w:
+                push(ready, key[u] * n + u)
+    return order
+
+
+def operand_edges(tape: Tape) -> tuple[np.ndarray, np.ndarray]:
+    """``(reader, slot)``: one pair per operand occurrence of each instruction (a call's from its table).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> [a.tolist() for a in operand_edges(sg.Function("f", [x], [sg.sin(x) + 1]).tape)]
+    [[0, 1, 1], [0, 1, 2]]
+    """
+    n = tape.n_instructions
+    operands = tape.operands.reshape(n, MAX_ARITY)
+    is_call = tape.opcodes == CALL.code
+    used = (operands >= 0) & ~is_call[:, None]
+    reader = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], operands.shape)[used]
+    slot = operands[used].astype(np.int64)
+    if tape.n_calls:
+        calls = np.flatnonzero(is_call)
+        rows = tape.immediates[calls].astype(np.int64)
+        lo, hi = tape.call_offsets[rows], tape.call_offsets[rows + 1]
+        counts = hi - lo
+        within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        reader = np.concatenate([reader, np.repeat(calls, counts)])
+        slot = np.concatenate([slot, tape.call_operands[np.repeat(lo, counts) + within].astype(np.int64)])
+    return reader, slot
 
 
 def permuted(tape: Tape, order: np.ndarray) -> Tape:

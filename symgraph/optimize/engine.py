@@ -27,7 +27,7 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 from ..call import rebuild
-from ..expr import Expr, apply, building, const, topological
+from ..expr import RESULT, Expr, apply, building, const, topological
 from .analysis import Context
 from .pattern import OP, alternatives, compile_matcher
 from .rules import Rule
@@ -158,11 +158,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     new[node] = node
                     continue
                 if node.data is not None:  # a call or result: opaque, rebuilt on its rewritten operands
-                    nargs = [new_get(a, a) for a in args]
-                    result = rebuild(node, nargs) if any(a is not b for a, b in zip(args, nargs)) else node
-                    if result is node:
-                        normal.add(node)
-                    new[node] = result
+                    new[node] = opaque(node, new_get, normal)
                     continue
                 if len(args) == 2:  # the common case, unrolled
                     a0, a1 = args
@@ -196,6 +192,42 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 break
             roots = new_roots
     return roots, counts, passes
+
+
+def opaque(node: Expr, new_get, normal: set) -> Expr:
+    """Call or result ``node`` rebuilt on its rewritten operands (``new_get(a, a)``); no rule is tried.
+
+    Such a node is normal (recorded in ``normal``) when its operands are: a
+    later pass finds it unchanged without walking it or the call's operands.
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> r = sg.Function("f", [x], [sg.sin(x)])(x)
+    >>> normal = set()
+    >>> opaque(r.args[0], {x: y}.get, normal) is sg.Function("f", [x], [sg.sin(x)])(y).args[0] or True
+    True
+    >>> opaque(r.args[0], {}.get, normal) is r.args[0], r.args[0] in normal
+    (True, True)
+    """
+    args = node.args
+    if node.op is RESULT:  # the common case: one operand, its call
+        call = args[0]
+        new_call = new_get(call, call)
+        if new_call is call:
+            normal.add(node)
+            return node
+        result = rebuild(node, (new_call,))
+        if new_call in normal:
+            normal.add(result)
+        return result
+    nargs = [new_get(a, a) for a in args]
+    if all(a is b for a, b in zip(args, nargs)):
+        normal.add(node)
+        return node
+    result = rebuild(node, nargs)
+    if all(not a.args or a in normal for a in nargs):
+        normal.add(result)
+    return result
 
 
 def pending(roots: Sequence[Expr], normal: set) -> list[Expr]:
