@@ -317,7 +317,7 @@ def _owners(flat: list) -> np.ndarray:
 
 # ------------------------------------------------------------------ objects by identity, in bulk
 _CPYTHON = platform.python_implementation() == "CPython"
-_ID_SHIFTS = (4, 3, 0)  # object alignments tried for the direct table of :func:`id_positions` (16, 8, 1 bytes)
+_DIRECT_SPAN = 64  # a direct table of :func:`id_positions` is at most this many entries per id
 
 
 def object_ids(values: Any) -> np.ndarray:
@@ -344,33 +344,31 @@ def id_positions(table: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Per id in ``query``: its position in the distinct ids ``table``, -1 where it is not there (int64).
 
     Ids are addresses: when the table's span is small (objects made
-    together), a direct table indexed by ``(id - min) >> shift`` answers
-    each query; otherwise a sorted copy and a binary search.
+    together, as ``sg.symbols`` makes them), a direct table indexed by
+    ``(id - min) >> shift`` (``shift``: the alignment the table's ids share)
+    answers each query; otherwise a sorted copy and a binary search.
 
-    >>> id_positions(np.array([48, 16, 96]), np.array([16, 32, 96, 16])).tolist()
-    [1, -1, 2, 1]
+    >>> id_positions(np.array([48, 16, 96]), np.array([16, 32, 96, 16, 7])).tolist()
+    [1, -1, 2, 1, -1]
     """
     table, query = np.asarray(table, dtype=np.int64), np.asarray(query, dtype=np.int64)
     out = np.full(len(query), -1, dtype=np.int64)
     if not len(table) or not len(query):
         return out
     lo = int(table.min())
-    span = int(table.max()) - lo
-    for shift in _ID_SHIFTS:
-        if np.any((table - lo) & ((1 << shift) - 1)):
-            continue
-        size = (span >> shift) + 1
-        if size > 16 * len(table) + 4096:
-            break
-        direct = np.full(size, -1, dtype=np.int64)
-        keys = (table - lo) >> shift
-        direct[keys] = np.arange(len(table), dtype=np.int64)
-        if not np.all(direct[keys] == np.arange(len(table))):
-            break  # repeated ids: the sorted search below
-        inside = np.flatnonzero((query >= lo) & (query <= lo + span))
-        at = direct[(query[inside] - lo) >> shift]
-        out[inside] = np.where(table[np.maximum(at, 0)] == query[inside], at, -1)
-        return out
+    offsets = table - lo
+    common = int(np.bitwise_or.reduce(offsets))
+    shift = (common & -common).bit_length() - 1 if common else 0
+    size = (int(offsets.max()) >> shift) + 1
+    if size <= _DIRECT_SPAN * len(table) + 4096 and len(table) < 2 ** 31:
+        direct = np.full(size, -1, dtype=np.int32)
+        keys = offsets >> shift
+        direct[keys] = np.arange(len(table), dtype=np.int32)
+        if np.all(direct[keys] == np.arange(len(table))):  # else repeated ids: the search below
+            inside = np.flatnonzero((query >= lo) & (query - lo <= int(offsets.max())))
+            at = direct[(query[inside] - lo) >> shift].astype(np.int64)
+            out[inside] = np.where(table[np.maximum(at, 0)] == query[inside], at, -1)
+            return out
     order = np.argsort(table, kind="stable")
     ordered = table[order]
     at = np.minimum(np.searchsorted(ordered, query, side="right") - 1, len(table) - 1)

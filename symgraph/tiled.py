@@ -356,14 +356,16 @@ class _Term:
 
 
 def _kept(keep: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
-    """``a[keep]`` for each array (flat views, no copy, when every entry is kept).
+    """``a[keep]`` for each array (flat views, no copy, when every entry is kept), then the kept flat
+    positions (``arange(keep.size)[keep]``, the values' numbers), found once.
 
-    >>> [a.tolist() for a in _kept(np.array([[True, False]]), np.array([[1, 2]]))]
-    [[1]]
+    >>> [a.tolist() for a in _kept(np.array([[True, False, True]]), np.array([[1, 2, 3]]))]
+    [[1, 3], [0, 2]]
     """
     if keep.all():
-        return [a.reshape(-1) for a in arrays]
-    return [a[keep] for a in arrays]
+        return [a.reshape(-1) for a in arrays] + [np.arange(keep.size, dtype=np.int64)]
+    at = np.flatnonzero(keep)
+    return [a.reshape(-1)[at] for a in arrays] + [at]
 
 
 def _first_of_each(keys: np.ndarray, size: int) -> np.ndarray:
@@ -678,8 +680,7 @@ def _tile_gradient(t: _Term, out: Triplets) -> None:
     M = t.mapped_function("tgrad", [], gb)
     cols = t.instance_columns(slots)                                    # (n, slots)
     keep = cols >= 0
-    index = np.arange(cols.size, dtype=np.int64).reshape(cols.shape)
-    cols, index = _kept(keep, cols, index)
+    cols, index = _kept(keep, cols)
     out.add_call(np.zeros(len(cols), np.int64), cols, M, t.operands(), index, t.slot_cols)
 
 
@@ -711,8 +712,8 @@ def _tile_jacobian(t: _Term, out: Triplets) -> None:
     per_instance = s.outs.per_instance[s.outs.group[entry]]
     rows = np.where(per_instance[None, :], row_table[entry].T, shared_row[entry][None, :])
     keep = (rows >= 0) & (cols >= 0)
-    index = np.arange(rows.size, dtype=np.int64).reshape(rows.shape)
-    out.add_call(*_kept(keep, rows, cols), M, t.operands(), _kept(keep, index)[0], t.slot_cols)
+    kept_rows, kept_cols, index = _kept(keep, rows, cols)
+    out.add_call(kept_rows, kept_cols, M, t.operands(), index, t.slot_cols)
 
 
 def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None:
@@ -777,7 +778,8 @@ def _tile_hessian(t: _Term, sigma: Expr, lam: np.ndarray, out: Triplets) -> None
     keep = (ra >= 0) & (cb >= 0)
     rows, cols = np.maximum(ra, cb), np.minimum(ra, cb)
     slots = np.concatenate([t.slot_cols, *weight_slots])
-    out.add_call(*_kept(keep, rows, cols), M, operands, _kept(keep, index)[0], slots)
+    kept_rows, kept_cols, kept_index = _kept(keep, rows, cols)
+    out.add_call(kept_rows, kept_cols, M, operands, kept_index, slots)
     # an off-diagonal body entry whose two slots are one variable counts twice on its diagonal
     twice = keep & (ra == cb) & (H.rows != H.cols)[None, :]
     if twice.any():
