@@ -191,7 +191,8 @@ def _input_ids(inputs: list) -> np.ndarray:
 
 def _wanted_results(F: Function, wanted: list) -> np.ndarray:
     """The distinct result indices of ``F`` that the pieces read, sorted (a ShapeError if one is out of range)."""
-    results = sorted_unique(np.concatenate(wanted)) if wanted else np.zeros(0, np.int64)
+    results = (sorted_unique(wanted[0] if len(wanted) == 1 else np.concatenate(wanted)) if wanted
+               else np.zeros(0, np.int64))
     total = n_results(F)
     if len(results) and (results[0] < 0 or results[-1] >= total):
         from .errors import ShapeError
@@ -209,6 +210,8 @@ def _positions(results: np.ndarray, indices: Any) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if not len(results) or (results[0] == 0 and results[-1] == len(results) - 1):  # all of 0 .. k-1
         return idx
+    if len(idx) == len(results) and (idx is results or np.array_equal(idx, results)):  # the only reader, in order
+        return np.arange(len(idx), dtype=np.int64)
     if int(results[-1]) > 4 * (len(idx) + len(results)):  # sparse results: a binary search
         return np.searchsorted(results, idx)
     position = np.empty(int(results[-1]) + 1, dtype=np.int64)  # dense enough: a table, no search
@@ -230,13 +233,14 @@ def _append_calls(base: Tape, functions: list, operand_slots: list, results: lis
     operands = np.empty((total, MAX_ARITY), dtype=np.result_type(base.operands, np.int64))
     immediates = np.empty(total, dtype=np.result_type(base.immediates, np.int64))
     opcodes[:n0], operands[:n0], immediates[:n0] = base.opcodes, base.operands, base.immediates
-    operands[n0:] = -1
+    operands[n0:, 1:] = -1  # a result's first operand is its call, set below
     callees = list(base.callees)
     callee_rows, starts = [], []
     at = n0
     for c, (F, r) in enumerate(zip(functions, results)):
         end = at + 1 + len(r)
         opcodes[at], opcodes[at + 1:end] = CALL.code, RESULT.code
+        operands[at, 0] = -1
         operands[at + 1:end, 0] = first + at
         immediates[at], immediates[at + 1:end] = base.n_calls + c, r
         callee_index = next((j for j, G in enumerate(callees) if G is F), len(callees))
