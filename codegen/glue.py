@@ -64,6 +64,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from symgraph.sparse import sorted_unique
 from symgraph.tape import CALL, RESULT
 
 from .stores import Tables, affine, number, progression_arrays
@@ -146,36 +147,47 @@ def _pieces(d: np.ndarray, s: np.ndarray, constant: bool) -> list[_Piece]:
     stretch = np.concatenate([[0], np.cumsum(~joined[:-1])])
     bounds = np.flatnonzero(np.diff(np.concatenate([[-1], stretch, [stretch[-1] + 1]])))
     pieces: list[_Piece] = []
-    starts, lengths, strides = start.tolist(), length.tolist(), stride.tolist()
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        total = starts[hi - 1] + lengths[hi - 1] - starts[lo]
+        total = int(start[hi - 1] + length[hi - 1] - start[lo])
         if hi - lo <= MAX_LOOPS or total < MIN_TABLE:
-            pieces.extend(_Piece("run", starts[r], lengths[r], strides[r]) for r in range(lo, hi))
-            continue
-        r = lo
-        while r < hi:
-            if lengths[r] >= LONG_RUN:
-                pieces.append(_Piece("run", starts[r], lengths[r], strides[r]))
-                r += 1
-                continue
-            q = r
-            while q < hi and lengths[q] < LONG_RUN:
-                q += 1
-            if q - r > MAX_LOOPS and starts[q - 1] + lengths[q - 1] - starts[r] >= MIN_TABLE:
-                pieces.append(_table(starts[r:q], lengths[r:q], strides[r:q], constant))
-            else:
-                pieces.extend(_Piece("run", starts[u], lengths[u], strides[u]) for u in range(r, q))
-            r = q
+            pieces.extend(_runs(start[lo:hi], length[lo:hi], stride[lo:hi]))
+        else:
+            pieces.extend(_stretch(start[lo:hi], length[lo:hi], stride[lo:hi], constant))
     return pieces
 
 
-def _table(starts: list, lengths: list, strides: list, constant: bool) -> _Piece:
+def _runs(starts: np.ndarray, lengths: np.ndarray, strides: np.ndarray) -> list[_Piece]:
+    """One run piece per run."""
+    return [_Piece("run", a, n, d) for a, n, d in zip(starts.tolist(), lengths.tolist(), strides.tolist())]
+
+
+def _stretch(starts: np.ndarray, lengths: np.ndarray, strides: np.ndarray, constant: bool) -> list[_Piece]:
+    """The pieces of an irregular stretch: a run of at least :data:`LONG_RUN` alone, each group of shorter
+    runs between them a table when it has more than :data:`MAX_LOOPS` runs and :data:`MIN_TABLE` copies.
+
+    Groups are found with numpy, so a stretch of a million short runs costs no Python loop over them.
+
+    >>> _stretch(np.array([0, 2, 4, 6, 8, 10]), np.array([2, 2, 2, 2, 2, 70]), np.array([1, 1, 1, 1, 1, 1]), False)
+    [_Piece(kind='rows', first=0, count=10, stride=1, row=2), _Piece(kind='run', first=10, count=70, stride=1, row=1)]
+    """
+    long = lengths >= LONG_RUN
+    cuts = np.concatenate([[0], np.flatnonzero(long[1:] != long[:-1]) + 1, [len(lengths)]]).tolist()
+    pieces: list[_Piece] = []
+    for r, q in zip(cuts[:-1], cuts[1:]):
+        if long[r] or q - r <= MAX_LOOPS or int(starts[q - 1] + lengths[q - 1] - starts[r]) < MIN_TABLE:
+            pieces.extend(_runs(starts[r:q], lengths[r:q], strides[r:q]))
+        else:
+            pieces.append(_table(starts[r:q], lengths[r:q], strides[r:q], constant))
+    return pieces
+
+
+def _table(starts: np.ndarray, lengths: np.ndarray, strides: np.ndarray, constant: bool) -> _Piece:
     """A table piece over runs: rows when all runs are multiples of one row length with one stride."""
-    first, count = starts[0], starts[-1] + lengths[-1] - starts[0]
-    row = min(lengths)
-    steps = {st for st, ln in zip(strides, lengths) if ln > 1}
-    if not constant and row > 1 and len(steps) == 1 and all(ln % row == 0 for ln in lengths):
-        return _Piece("rows", first, count, steps.pop(), row)
+    first, count = int(starts[0]), int(starts[-1] + lengths[-1] - starts[0])
+    row = int(lengths.min())
+    steps = sorted_unique(strides[lengths > 1])
+    if not constant and row > 1 and len(steps) == 1 and bool(np.all(lengths % row == 0)):
+        return _Piece("rows", first, count, int(steps[0]), row)
     return _Piece("table", first, count)
 
 
