@@ -5,7 +5,8 @@ each node from its rewritten operands through ``sg.apply`` (so construction
 folding, identities and hash-consing apply), then tries the rules at that
 node until none fires.  The old-to-new map keeps sharing: a node used by many
 users is rewritten once.  Passes repeat until the outputs stop changing;
-nodes found in normal form are remembered, so later passes only look at
+nodes found in normal form are remembered (new nodes too, once no rule
+fires at them and their operands are normal), so later passes only look at
 what changed.  Nothing recurses over the graph.
 
 Rules are dispatched by the opcodes of the node and of its operands, so a
@@ -78,9 +79,15 @@ def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
     guard must hold and its replacement must be a different node.  ``cands``
     are the candidates of ``node`` if the caller has them.
     """
+    return _apply(node, dispatch, ctx, counts, cands)[0]
+
+
+def _apply(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
+           cands: list | None = None) -> tuple[Expr, bool]:
+    """:func:`apply_rules`, and whether no rule fires at the node returned (False: stopped at the limit)."""
     for _ in range(MAX_FIRINGS_PER_NODE):
         if not node.args:
-            return node
+            return node, True
         ctx.current = node
         for r, matchers in (cands if cands is not None else dispatch.candidates(node)):
             for fn in matchers:
@@ -102,8 +109,8 @@ def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
                 cands = None
                 break
         else:
-            return node
-    return node
+            return node, True
+    return node, False
 
 
 _DISPATCH: dict[tuple, Dispatch] = {}
@@ -169,6 +176,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     changed = any(a is not b for a, b in zip(args, nargs))
                     rebuilt = apply(node.op, *nargs) if changed else node
                 rargs = rebuilt.args
+                settled = True  # no rule fires at result
                 if not rargs:
                     result = rebuilt
                 else:
@@ -183,14 +191,18 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                         result = rebuilt
                     else:
                         ctx.node = node
-                        result = apply_rules(rebuilt, dispatch, ctx, counts, cands)
+                        result, settled = _apply(rebuilt, dispatch, ctx, counts, cands)
                 if result is node:
                     normal.add(node)
+                elif settled and not whole_graph and all(not a.args or a in normal for a in result.args):
+                    normal.add(result)  # a new node in normal form: later passes need not walk it
                 new[node] = result
             new_roots = [new.get(r, r) for r in roots]
             if all(a is b for a, b in zip(new_roots, roots)):
                 break
             roots = new_roots
+            if not whole_graph and all(not r.args or r in normal for r in roots):
+                break  # every new root is in normal form: another pass would change nothing
     return roots, counts, passes
 
 
