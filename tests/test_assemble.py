@@ -109,3 +109,18 @@ def test_nlp_constraints_of_a_big_mapped_model_are_assembled():
     xv = np.random.default_rng(2).uniform(-1, 1, n)
     expected = np.concatenate([xv[:-1] ** 2 - xv[1:] + np.sin(xv[:-1]), [xv[0] - 1.0]])
     np.testing.assert_allclose(nlp.constraints(xv), expected, rtol=1e-14, atol=1e-14)
+
+
+def test_id_positions_direct_table_and_sorted_search_agree_with_a_dict():
+    import symgraph as sg
+    from symgraph.assemble import id_positions, object_ids
+
+    x = sg.symbols("x", 50)
+    others = [sg.symbols("p"), object(), 1.5]
+    query = np.array(list(x[::-3]) + others + list(x[:4]), dtype=object)
+    expected = [dict(zip(x.tolist(), range(50))).get(e, -1) for e in query.tolist()]
+    assert object_ids(query).tolist() == [id(e) for e in query.tolist()]
+    assert id_positions(object_ids(x), object_ids(query)).tolist() == expected
+    spread = np.array([16, 2 ** 40, 48], dtype=np.int64)  # too wide for a direct table: the sorted search
+    assert id_positions(spread, np.array([48, 2 ** 40, 17, 16])).tolist() == [2, 1, -1, 0]
+    assert id_positions(np.zeros(0, np.int64), np.array([1])).tolist() == [-1]
