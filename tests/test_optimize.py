@@ -259,3 +259,31 @@ def test_level2_converges_and_agrees_on_ordinary_points(g, data):
     assert passes < 8
     again, counts2, _ = rewrite(out, select("all"), g.inputs)
     assert all(u is v for u, v in zip(again, out)) and sum(counts2.values()) == 0
+
+
+# ------------------------------------------------------------------ calls and results
+def test_results_of_a_rewritten_call_are_rebuilt_once_and_stay_normal():
+    """A call whose operands change is rebuilt with all its results; one pass settles them."""
+    x = sg.symbols("x", 3)
+    inner = sg.Function("inner", [x], [x * x, x.sum()])
+    y = sg.symbols("y", 3)
+    sq, total = inner(sg.log(1 + y * y))  # log(1 + y^2) -> log1p(y^2): the call's operands change
+    F = sg.Function("f", [y], [sq, total + sq[0]])
+    G = F.optimize()
+    assert G.optimize_report.passes == 1 and G.optimize_report.counts == {"log1p": 3, "mul-self": 3}
+    again = G.optimize()
+    assert again.optimize_report.counts == {} and again.outputs[1][()] is G.outputs[1][()]
+    v = np.array([0.3, -1.5, 2.0])
+    for a, b in zip(G(v), F(v)):
+        np.testing.assert_allclose(a, b, rtol=1e-15)
+
+
+def test_n_results_is_counted_once_per_function():
+    from symgraph.call import _N_RESULTS, n_results, rebuild
+
+    x = sg.symbols("x", (2, 3))
+    F = sg.Function("f", [x], [x, x.sum(), sg.SparseExpr([0], [1], [x[0, 0]], (2, 2))])
+    assert n_results(F) == 8 and _N_RESULTS[F] == 8
+    r = F(x)[2].values[0]
+    y = sg.symbols("y", (2, 3))
+    assert rebuild(r, [F(y)[0][0, 0].args[0]]) is F(y)[2].values[0]

@@ -53,3 +53,47 @@ def test_permuted_renumbers_outputs():
     assert is_topological(P)
     out = vm.run(P, [np.array([[0.5]])])
     np.testing.assert_allclose([out[0][0, 0], out[1][0, 0]], [np.sin(0.5), 2 * np.cos(0.5)])
+
+
+def reference_locality_order(tape):
+    """The list schedule written plainly: smallest (lowest input slot reached, position) among the ready."""
+    import heapq
+
+    n, first, n_in = tape.n_instructions, tape.first_instruction_slot, tape.n_input_scalars
+    users, waiting, key = [[] for _ in range(n)], [0] * n, [tape.n_slots] * n
+    for i, row in enumerate(tape.operand_rows()):
+        for a in row:
+            if a >= first:
+                key[i] = min(key[i], key[a - first])
+                users[a - first].append(i)
+                waiting[i] += 1
+            elif 0 <= a < n_in:
+                key[i] = min(key[i], a)
+    ready = [(key[i], i) for i in range(n) if not waiting[i]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, (key[u], u))
+    return order
+
+
+@given(random_graphs(max_steps=20))
+def test_locality_order_is_the_plain_list_schedule(graph):
+    tape = graph.function().tape
+    assert locality_order(tape).tolist() == reference_locality_order(tape)
+
+
+def test_locality_order_with_calls_and_repeated_operands():
+    x = sg.symbols("x", 3)
+    inner = sg.Function("inner", [x], [x * x, x.sum()])
+    y = sg.symbols("y", 4)
+    sq, total = inner(y[1:] * y[0])
+    out = sg.Function("outer", [y], [sq * total + y[3] * y[3], inner([y[2], y[2], y[0]])[1]])
+    assert locality_order(out.tape).tolist() == reference_locality_order(out.tape)
+    empty = sg.Function("id", [y], [y]).tape
+    assert locality_order(empty).tolist() == [] == reference_locality_order(empty)

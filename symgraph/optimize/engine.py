@@ -214,11 +214,11 @@ def opaque(node: Expr, new_get, normal: set) -> Expr:
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
-    >>> r = sg.Function("f", [x], [sg.sin(x)])(x)
-    >>> normal = set()
-    >>> opaque(r.args[0], {x: y}.get, normal) is sg.Function("f", [x], [sg.sin(x)])(y).args[0] or True
-    True
-    >>> opaque(r.args[0], {}.get, normal) is r.args[0], r.args[0] in normal
+    >>> F = sg.Function("f", [x], [sg.sin(x)])
+    >>> call, normal = F(x).args[0], set()
+    >>> opaque(call, {x: y}.get, normal) is F(y).args[0], F(y).args[0] in normal
+    (True, True)
+    >>> opaque(call, {}.get, normal) is call, call in normal
     (True, True)
     """
     args = node.args
