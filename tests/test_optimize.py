@@ -275,7 +275,7 @@ def test_results_of_a_rewritten_call_are_rebuilt_once_and_stay_normal():
     assert again.optimize_report.counts == {} and again.outputs[1][()] is G.outputs[1][()]
     v = np.array([0.3, -1.5, 2.0])
     for a, b in zip(G(v), F(v)):
-        np.testing.assert_allclose(a, b, rtol=1e-15)
+        np.testing.assert_allclose(a, b, rtol=1e-12)  # log1p is the more accurate
 
 
 def test_n_results_is_counted_once_per_function():
