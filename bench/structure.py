@@ -678,7 +678,7 @@ def bench_ba(sizes: Sequence[int], csc_max: int = 100000) -> None:
     table("Bundle adjustment (ADBench residual), sparse Jacobian w.r.t. cameras and points",
           ["observations", "form", "cameras", "points", "model s", "jacobian s", "compile s", "prepare s", "mode",
            "colors", "nnz", "C chars", "eval ms"], rows,
-          "nnz of the ideal pattern: 28 per observation (the focal-length column of the second residual is 0)")
+          "nnz of the exact pattern: 26 per observation (2 residuals x 14 unknowns, less each row's other principal-point coordinate)")
 
 
 # ------------------------------------------------------------------ fold
