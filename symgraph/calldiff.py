@@ -418,7 +418,6 @@ def reverse(call: Expr, bars: dict, active: Any, forwarded: dict | None = None) 
         return []
     D = reverse_function(F, tuple(rows), cols)
     split = _split(call, D, forwarded) if forwarded is not None else None
-    col_rows = _pattern(F).col_rows
     out = []
     for k in sorted(directions, key=_order):
         seeds = [bars[j].get(k, _ZERO) for j in rows]
@@ -427,6 +426,10 @@ def reverse(call: Expr, bars: dict, active: Any, forwarded: dict | None = None) 
         # only the operands read by a result with this direction get a cotangent in it
         live = {j for j, v in zip(rows, seeds) if _live(v)}
         results = _results(D, args, seeds, split)
+        if len(live) == len(rows):  # every row is live: each of cols meets one (_pulled_back chose them so)
+            out.extend((args[i], {k: r}) for i, r in zip(cols, results))
+            continue
+        col_rows = _pattern(F).col_rows
         out.extend((args[i], {k: r}) for i, r in zip(cols, results) if not live.isdisjoint(col_rows[i]))
     return out
 
@@ -547,22 +550,25 @@ def read_values(roots: list, valued: dict) -> list:
         else:  # its operands read a value: reading that from a vjp call could close a cycle
             whole.add(both)
     done: dict = {}
+    get, untouched = done.get, done.keys().isdisjoint
     for node in topological(roots):
         args = node.args
         if not args:
             continue
-        new_args = [done.get(a, a) for a in args]
         if node.op is RESULT and args[0] in read_from:
             both = read_from[args[0]]
             done[node] = intern_structural(RESULT, (both,), both.data.n_cotangents + node.data)
         elif node in whole:
-            done[node] = intern_structural(CALL, tuple(new_args), node.data.plain_vjp)
-        elif any(a is not b for a, b in zip(args, new_args)):
-            if node.op is RESULT:  # the same position of a call of the same callee: nothing to check
-                done[node] = intern_structural(RESULT, (new_args[0],), node.data)
-            else:
+            done[node] = intern_structural(CALL, tuple(get(a, a) for a in args), node.data.plain_vjp)
+        elif untouched(args):  # no operand replaced (the most nodes): checked in C
+            continue
+        elif node.op is RESULT:  # the same position of a call of the same callee: nothing to check
+            done[node] = intern_structural(RESULT, (get(args[0], args[0]),), node.data)
+        else:
+            new_args = [get(a, a) for a in args]
+            if any(a is not b for a, b in zip(args, new_args)):
                 done[node] = rebuild(node, new_args)
-    return [done.get(r, r) for r in roots]
+    return [get(r, r) for r in roots]
 
 
 def _widened(F: Any, args: tuple, rows: list) -> tuple[int, ...]:

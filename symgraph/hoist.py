@@ -220,23 +220,40 @@ def _frontier(roots: list[Expr], invariant: set) -> list[Expr]:
 
 def _replace(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
     """``roots`` with the nodes of ``mapping`` replaced (not looked into), one topological pass."""
+    return replace_along(topological(roots, leaves=set(mapping)), roots, mapping)
+
+
+def replace_along(order: list[Expr], roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
+    """``roots`` with the nodes of ``mapping`` replaced, rebuilding along ``order`` (operands first).
+
+    ``order`` holds every node of ``roots``' graphs outside ``mapping``'s
+    (a :func:`~symgraph.expr.topological` order, with or without the nodes
+    below ``mapping``'s: a traversal made already serves, none is made here).
+
+    >>> import symgraph as sg
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> e = sg.sin(x) + x
+    >>> [str(r) for r in replace_along(topological([e]), [e], {x: y})]
+    ['sin(y) + y']
+    """
     from .call import rebuild
 
     done = dict(mapping)
-    get = done.get
-    for node in topological(roots, leaves=set(mapping)):
+    get, untouched = done.get, done.keys().isdisjoint
+    for node in order:
         args = node.args
-        if not args or node in mapping:
+        if not args or node in mapping or untouched(args):  # nothing replaced below: checked in C
             continue
         new_args = [get(a, a) for a in args]
-        if any(a is not b for a, b in zip(args, new_args)):
-            op = node.op
-            if op is RESULT:  # same call position, a call of the same callee: no check needed
-                done[node] = intern_structural(RESULT, (new_args[0],), node.data)
-            elif op is CALL:
-                done[node] = intern_structural(CALL, tuple(new_args), node.data)
-            else:
-                done[node] = rebuild(node, new_args)
+        if all(a is b for a, b in zip(args, new_args)):  # replaced by themselves
+            continue
+        op = node.op
+        if op is RESULT:  # same call position, a call of the same callee: no check needed
+            done[node] = intern_structural(RESULT, (new_args[0],), node.data)
+        elif op is CALL:
+            done[node] = intern_structural(CALL, tuple(new_args), node.data)
+        else:
+            done[node] = rebuild(node, new_args)
     return [get(r, r) for r in roots]
 
 

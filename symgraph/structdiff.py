@@ -270,13 +270,26 @@ def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.
             out = vjp_forwarding(y[list(rows)], x[list(cols)], seeds, forwarded)
         out = np.asarray(out, dtype=object).reshape(-1)
         if forwarded:
-            read = _reading_forward(_unsplit(out.tolist(), forwarded), forwarded)
+            read = _unsplit_reading_forward(out.tolist(), forwarded)
             out = np.empty(len(read), dtype=object)
             out[:] = read
     return out
 
 
-def _unsplit(roots: list, forwarded: dict) -> list:
+def _unsplit_reading_forward(roots: list, forwarded: dict) -> list:
+    """``_reading_forward(_unsplit(roots, forwarded), forwarded)``, with one traversal where nothing is unsplit."""
+    from .expr import topological
+    from .hoist import replace_along
+
+    order = topological(roots)
+    unsplit = _unsplit(roots, forwarded, order)
+    if unsplit is not roots:
+        return _reading_forward(unsplit, forwarded)
+    mapping = _forward_results(order, forwarded)
+    return replace_along(order, roots, mapping) if mapping else list(roots)
+
+
+def _unsplit(roots: list, forwarded: dict, order: list | None = None) -> list:
     """``roots`` with the split vjp calls of the primal calls that ``roots`` never read made whole again.
 
     A split pays off only where the graph reads the primal call's results
@@ -289,7 +302,7 @@ def _unsplit(roots: list, forwarded: dict) -> list:
     from .expr import CALL, RESULT, intern_structural, topological
     from .hoist import _replace
 
-    order = topological(roots)
+    order = topological(roots) if order is None else order
     primal = {R: C for C, R in forwarded.items()}  # a forward call's first results are its primal call's
     read = set()
     for node in order:
@@ -321,9 +334,16 @@ def _reading_forward(roots: list, forwarded: dict) -> list:
     from .expr import RESULT, intern_structural, topological
     from .hoist import _replace
 
-    mapping = {node: intern_structural(RESULT, (forwarded[node.args[0]],), node.data)
-               for node in topological(roots) if node.op is RESULT and node.args[0] in forwarded}
+    mapping = _forward_results(topological(roots), forwarded)
     return _replace(roots, mapping) if mapping else list(roots)
+
+
+def _forward_results(order: list, forwarded: dict) -> dict:
+    """``{result of a primal call in forwarded: the same result of its forward call}`` over ``order``."""
+    from .expr import RESULT, intern_structural
+
+    return {node: intern_structural(RESULT, (forwarded[node.args[0]],), node.data)
+            for node in order if node.op is RESULT and node.args[0] in forwarded}
 
 
 RESIDUAL_WIDTH = 64  # residuals per instance allowed beyond 4 per body scalar (inputs and outputs)
