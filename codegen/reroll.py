@@ -134,18 +134,7 @@ def find_loops(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, n_operands: in
     periods = list(range(1, min(max_period, m // MIN_ITERATIONS) + 1))
     if not periods:
         return []
-    saved = np.zeros((len(periods), m), dtype=np.int64)
-    usable = key >= 0
-    for row, L in enumerate(periods):
-        match = usable[:-L] & (key[:-L] == key[L:]) & np.all(arr[:-L] == arr[L:], axis=1)
-        step = idx[L:] - idx[:-L]
-        regular = match[:-L] & match[L:] & np.all(step[:-L] == step[L:], axis=1)
-        if not regular.any():
-            continue
-        n = len(regular)
-        stop = np.where(regular, n, np.arange(n))  # first irregular index at or after i
-        run = np.minimum.accumulate(stop[::-1])[::-1] - np.arange(n)
-        saved[row, :n] = (run // L) * L
+    saved = _savings(key, arr, idx, periods)
     best = saved.max(axis=0)
     loops: list[Loop] = []
     i = 0
@@ -168,6 +157,70 @@ def find_loops(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, n_operands: in
         while c < len(candidates) and candidates[c] < found.stop:
             c += 1
     return loops
+
+
+def _savings(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, periods: list) -> np.ndarray:
+    """``saved[row, i]``: the statements a loop of period ``periods[row]`` from ``i`` would save.
+
+    Instruction ``i`` matches ``i + L`` when their rows of ``key`` and ``arr``
+    agree (compared as one exact id per row, :func:`row_ids`); it is regular
+    when it matches ``i + L``, which matches ``i + 2L``, with equal index
+    steps (compared column by column, over the columns of ``idx`` that vary).
+
+    >>> key = np.zeros(6, dtype=np.int64)
+    >>> _savings(key, np.full((6, 1), ARRAY0), np.arange(6)[:, None], [1]).tolist()
+    [[4, 3, 2, 1, 0, 0]]
+    """
+    m = len(key)
+    saved = np.zeros((len(periods), m), dtype=np.int64)
+    usable = key >= 0
+    ids = row_ids(np.column_stack([key, arr]))
+    columns = [np.ascontiguousarray(idx[:, k]) for k in range(idx.shape[1]) if np.any(idx[:, k] != idx[0, k])]
+    positions = np.arange(m, dtype=np.int64)
+    for row, L in enumerate(periods):
+        match = usable[:-L] & (ids[:-L] == ids[L:])
+        regular = match[:-L] & match[L:]
+        if not regular.any():
+            continue
+        for column in columns:
+            step = column[L:] - column[:-L]
+            regular &= step[:-L] == step[L:]
+        n = len(regular)
+        stop = np.where(regular, n, positions[:n])  # first irregular index at or after i
+        run = np.minimum.accumulate(stop[::-1])[::-1] - positions[:n]
+        saved[row, :n] = (run // L) * L
+    return saved
+
+
+def row_ids(matrix: np.ndarray) -> np.ndarray:
+    """One integer per row of an integer ``matrix``, equal exactly when the rows are equal.
+
+    The columns are packed into one integer, one after another; a column of
+    values spread wider than its length, and the ids whenever the next column
+    would not fit in 62 bits, are renumbered densely first (``np.unique``).
+
+    >>> ids = row_ids(np.array([[1, 2], [3, 4], [1, 2], [1, 5]]))
+    >>> [bool(ids[0] == ids[k]) for k in range(4)]
+    [True, False, True, False]
+    """
+    m = matrix.shape[0]
+    ids = np.zeros(m, dtype=np.int64)
+    size = 1  # ids are in range(size)
+    for k in range(matrix.shape[1]):
+        column = matrix[:, k].astype(np.int64)
+        low = int(column.min()) if m else 0
+        width = (int(column.max()) - low + 1) if m else 1
+        if width == 1:
+            continue
+        if width > m:
+            _, inverse = np.unique(column, return_inverse=True)
+            column, low, width = inverse.reshape(-1).astype(np.int64), 0, int(inverse.max()) + 1
+        if size * width >= 1 << 62:
+            _, inverse = np.unique(ids, return_inverse=True)
+            ids, size = inverse.reshape(-1).astype(np.int64), int(inverse.max()) + 1
+        ids = ids * width + (column - low)
+        size *= width
+    return ids
 
 
 def _validated(arr, idx, n_operands: int, slot0: int, last_reader, i0: int, L: int, count: int,
