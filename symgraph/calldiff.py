@@ -538,23 +538,21 @@ def read_values(roots: list, valued: dict) -> list:
     True
     """
     from .call import rebuild
-    from .expr import topological
+    from .hoist import inner_order
 
     if not valued:
         return list(roots)
     calls = set(valued) | set(valued.values())
     read_from, whole = {}, set()  # map call -> its vjp call; vjp calls to make again without the values
     for call, both in valued.items():
-        if calls.isdisjoint(topological(list(both.args[len(call.args):]))):  # the seeds (the rest is call's)
+        if calls.isdisjoint(inner_order(list(both.args[len(call.args):]))):  # the seeds (the rest is call's)
             read_from[call] = both
         else:  # its operands read a value: reading that from a vjp call could close a cycle
             whole.add(both)
     done: dict = {}
     get, untouched = done.get, done.keys().isdisjoint
-    for node in topological(roots):
+    for node in inner_order(roots):  # symbols and constants are never replaced
         args = node.args
-        if not args:
-            continue
         if node.op is RESULT and args[0] in read_from:
             both = read_from[args[0]]
             done[node] = intern_structural(RESULT, (both,), both.data.n_cotangents + node.data)

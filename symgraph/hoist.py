@@ -220,7 +220,48 @@ def _frontier(roots: list[Expr], invariant: set) -> list[Expr]:
 
 def _replace(roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:
     """``roots`` with the nodes of ``mapping`` replaced (not looked into), one topological pass."""
-    return replace_along(topological(roots, leaves=set(mapping)), roots, mapping)
+    return replace_along(inner_order(roots, mapping), roots, mapping)
+
+
+_EMIT = object()  # stack marker: the entry below it is complete
+
+
+def inner_order(roots: list, leaves: Any = ()) -> list[Expr]:
+    """The nodes with operands reachable from ``roots``, operands first: :func:`~symgraph.expr.topological`
+    less the nodes without operands (symbols, constants), which are never stacked.
+
+    Nodes in ``leaves`` (any container) are listed without visiting their
+    operands.  Enough for a pass that rebuilds or reads only nodes with
+    operands, at a fraction of the cost where a call reads 10^5 symbols.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> [str(n) for n in inner_order([sg.sin(x) * 2 + x])]
+    ['sin(x)', '2 * sin(x)', '2 * sin(x) + x']
+    """
+    order: list[Expr] = []
+    emit = order.append
+    expanded: set[Expr] = set()
+    for root in roots:
+        if type(root) is not Expr or not root.args or root in expanded:
+            continue
+        stack = [root]
+        push, pop = stack.append, stack.pop
+        while stack:
+            node = pop()
+            if node is _EMIT:
+                emit(pop())
+            elif node not in expanded:
+                expanded.add(node)
+                if node in leaves:
+                    emit(node)
+                    continue
+                push(node)
+                push(_EMIT)
+                for a in reversed(node.args):
+                    if a.args and a not in expanded:
+                        push(a)
+    return order
 
 
 def replace_along(order: list[Expr], roots: list[Expr], mapping: dict[Expr, Expr]) -> list[Expr]:

@@ -278,10 +278,9 @@ def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.
 
 def _unsplit_reading_forward(roots: list, forwarded: dict) -> list:
     """``_reading_forward(_unsplit(roots, forwarded), forwarded)``, with one traversal where nothing is unsplit."""
-    from .expr import topological
-    from .hoist import replace_along
+    from .hoist import inner_order, replace_along
 
-    order = topological(roots)
+    order = inner_order(roots)  # _unsplit and _forward_results read results, replace_along rebuilds: no leaf
     unsplit = _unsplit(roots, forwarded, order)
     if unsplit is not roots:
         return _reading_forward(unsplit, forwarded)
@@ -299,10 +298,10 @@ def _unsplit(roots: list, forwarded: dict, order: list | None = None) -> list:
     calls leave ``forwarded``; each of their backward calls is replaced by
     the vjp wrapper's map on the same operands less the residuals.
     """
-    from .expr import CALL, RESULT, intern_structural, topological
-    from .hoist import _replace
+    from .expr import CALL, RESULT, intern_structural
+    from .hoist import _replace, inner_order
 
-    order = topological(roots) if order is None else order
+    order = inner_order(roots) if order is None else order
     primal = {R: C for C, R in forwarded.items()}  # a forward call's first results are its primal call's
     read = set()
     for node in order:
@@ -331,11 +330,11 @@ def _unsplit(roots: list, forwarded: dict, order: list | None = None) -> list:
 
 def _reading_forward(roots: list, forwarded: dict) -> list:
     """``roots`` with every result of a primal call in ``forwarded`` read from its forward call instead."""
-    from .expr import RESULT, intern_structural, topological
-    from .hoist import _replace
+    from .hoist import inner_order, replace_along
 
-    mapping = _forward_results(topological(roots), forwarded)
-    return _replace(roots, mapping) if mapping else list(roots)
+    order = inner_order(roots)
+    mapping = _forward_results(order, forwarded)
+    return replace_along(order, roots, mapping) if mapping else list(roots)
 
 
 def _forward_results(order: list, forwarded: dict) -> dict:
