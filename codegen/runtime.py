@@ -51,6 +51,7 @@ import numpy as np
 from symgraph.errors import (ArgumentCountError, BackendWarning, CompileError, CompilerNotFoundError,
                              DTypeError, OptionError, ShapeError)
 from symgraph.batch import SparseBatch, batch_arguments, csc_order
+from symgraph.expr import building
 from symgraph.function import as_number_array, check_argument
 
 from . import build as _build
@@ -121,14 +122,15 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
                           "optimize, compiler, flags, jobs, chunk_size, cache_dir, auto_tcc, compile_budget, name")
     options = check_options(optimize=optimize, compiler=compiler, flags=flags, jobs=jobs, chunk_size=chunk_size,
                             cache_dir=cache_dir, auto_tcc=auto_tcc, compile_budget=compile_budget, name=name)
-    G = F.optimize(optimize) if optimize else F
-    # each callee optimized once at the same level; large tables of G's own code are run-time data
-    prog = program(G, name, chunk_size, optimize, runtime_tables=True)
     jobs = max(1, jobs or os.cpu_count() or 1)
     flags = tuple(_build.DEFAULT_FLAGS if flags is None else options["flags"])
-    cc = _choose_compiler(G, prog, compiler, auto_tcc, compile_budget, flags, jobs)
-    estimate = estimate_build(prog.n_ops, len(prog.parts), flags, jobs)
-    units = translation_units(prog, G, estimate.tcc_units if cc.family == "tcc" else estimate.cc_units)
+    with building():  # millions of small objects, no cycles: the cyclic collector's passes are pure cost
+        G = F.optimize(optimize) if optimize else F
+        # each callee optimized once at the same level; large tables of G's own code are run-time data
+        prog = program(G, name, chunk_size, optimize, runtime_tables=True)
+        cc = _choose_compiler(G, prog, compiler, auto_tcc, compile_budget, flags, jobs)
+        estimate = estimate_build(prog.n_ops, len(prog.parts), flags, jobs)
+        units = translation_units(prog, G, estimate.tcc_units if cc.family == "tcc" else estimate.cc_units)
     library = _build.build(units, prog.cdef, cc, flags, jobs, options["cache_dir"])
     return CompiledFunction(F, G, prog, library, flags, options)
 
