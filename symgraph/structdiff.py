@@ -196,6 +196,46 @@ class FlatDerivative(Function):
         return self._known
 
 
+class LazyTapeFunction(Function):
+    """A Function whose Tape is built when first read (the same Tape as :class:`Function`'s).
+
+    A map's vjp wrapper is built for every reverse sweep, but where
+    :func:`symgraph.ad.value_and_grad` reads the values from the map's
+    vjp it calls :func:`valued_map`'s body instead, and the wrapper's own
+    Tape (as large as the derivative) is never read.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = LazyTapeFunction("f", [x], [sg.sin(x)])
+    >>> F._tape is None, F.n_ops, bool(F(0.5) == sg.Function("g", [x], [sg.sin(x)])(0.5))
+    (True, 1, True)
+    """
+
+    _tape = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from .tape import tapes_deferred
+
+        with tapes_deferred():
+            super().__init__(*args, **kwargs)
+
+    @property
+    def tape(self) -> Any:
+        """The Tape, built on first read."""
+        if self._tape is None:
+            from .expr import building
+            from .tape import build_tape, input_positions
+
+            with calldiff._LOCK, building():
+                if self._tape is None:
+                    self._tape = build_tape(self.inputs, self.outputs, input_positions(self.inputs), distinct=True)
+        return self._tape
+
+    @tape.setter
+    def tape(self, value: Any) -> None:
+        self._tape = value
+
+
 def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: list, out_group: list) -> Any:
     """The map, over ``s``'s instances, of a wrapper computing the body's derivative for ``rows`` and ``cols``.
 
@@ -236,7 +276,8 @@ def _mapped_wrapper(s: Any, mode: str, rows: tuple, cols: tuple, seed_shared: li
             outputs.append(part)
             out_names.append(name)
             reduce.append(how)
-    W = Function(f"{body.name}_{mode}_w", inputs, outputs, input_names=_unique(names), output_names=out_names)
+    W = LazyTapeFunction(f"{body.name}_{mode}_w", inputs, outputs, input_names=_unique(names),
+                         output_names=out_names)  # a gradient's value reading calls valued_map's body instead
     W.forwarded = forwarded  # read by residual_split: the body's map calls whose forward W takes from elsewhere
     return MapStructure(W, s.n, tuple(shared), tuple(reduce)).function(f"{W.name}_map{s.n}")
 

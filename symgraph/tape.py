@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import itertools
 import operator
+import threading
 import weakref
 from collections import abc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -400,6 +402,30 @@ def structured_tape(F: Any, input_names: Sequence[str], input_shapes: Sequence[t
     )
 
 
+_DEFERRING = threading.local()  # .on: build_tape returns None in this thread (see tapes_deferred)
+
+
+@contextmanager
+def tapes_deferred() -> Iterator[None]:
+    """Within the block (in this thread), :func:`build_tape` builds nothing and returns None.
+
+    For a Function whose Tape may never be read: the caller builds it on
+    first read (:class:`symgraph.structdiff.LazyTapeFunction`).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> with tapes_deferred():
+    ...     build_tape([x], [np.array([x + 1], dtype=object)]) is None
+    True
+    """
+    was = getattr(_DEFERRING, "on", False)
+    _DEFERRING.on = True
+    try:
+        yield
+    finally:
+        _DEFERRING.on = was
+
+
 def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
                positions: Sequence[dict] | None = None, distinct: bool | None = None) -> Tape:
     """Freeze output graphs over input symbols into a :class:`Tape`.
@@ -418,6 +444,8 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
     >>> tape.opcodes.tolist() == [OPS["mul"].code], tape.output_slots[0].tolist(), tuple(tape.symbol_names)
     (True, [2], ('x[0]', 'x[1]'))
     """
+    if getattr(_DEFERRING, "on", False):
+        return None
     inputs = [np.asarray(arr, dtype=object) for arr in inputs]
     flat_inputs = [arr.reshape(-1) for arr in inputs]
     n_in = sum(len(f) for f in flat_inputs)
