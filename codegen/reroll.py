@@ -165,7 +165,8 @@ def _savings(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, periods: list) -
     Instruction ``i`` matches ``i + L`` when their rows of ``key`` and ``arr``
     agree (compared as one exact id per row, :func:`row_ids`); it is regular
     when it matches ``i + L``, which matches ``i + 2L``, with equal index
-    steps (compared column by column, over the columns of ``idx`` that vary).
+    steps (compared column by column, over the columns of ``idx`` that vary,
+    at the few instructions that match twice).
 
     >>> key = np.zeros(6, dtype=np.int64)
     >>> _savings(key, np.full((6, 1), ARRAY0), np.arange(6)[:, None], [1]).tolist()
@@ -176,19 +177,19 @@ def _savings(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, periods: list) -
     usable = key >= 0
     ids = row_ids(np.column_stack([key, arr]))
     columns = [np.ascontiguousarray(idx[:, k]) for k in range(idx.shape[1]) if np.any(idx[:, k] != idx[0, k])]
-    positions = np.arange(m, dtype=np.int64)
     for row, L in enumerate(periods):
         match = usable[:-L] & (ids[:-L] == ids[L:])
-        regular = match[:-L] & match[L:]
-        if not regular.any():
-            continue
+        regular = np.flatnonzero(match[:-L] & match[L:])  # few: checked one by one from here
         for column in columns:
-            step = column[L:] - column[:-L]
-            regular &= step[:-L] == step[L:]
-        n = len(regular)
-        stop = np.where(regular, n, positions[:n])  # first irregular index at or after i
-        run = np.minimum.accumulate(stop[::-1])[::-1] - positions[:n]
-        saved[row, :n] = (run // L) * L
+            a, b, c = column[regular], column[regular + L], column[regular + 2 * L]
+            regular = regular[b - a == c - b]
+        if not len(regular):
+            continue
+        # a run of consecutive regular instructions reaches the end of its block
+        block = np.concatenate([[0], np.cumsum(np.diff(regular) != 1)])
+        last = regular[np.append(np.flatnonzero(np.diff(block)), len(regular) - 1)]
+        run = last[block] - regular + 1
+        saved[row, regular] = (run // L) * L
     return saved
 
 

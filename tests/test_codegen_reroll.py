@@ -202,3 +202,39 @@ def test_find_loops_spills_values_read_after_the_loop():
     last[4] = 20  # read by an instruction after the loop
     (loop,) = reroll.find_loops(key, arr, idx, 1, 100, last, min_saved=2)
     assert (loop.period, loop.count, loop.spilled) == (1, m, (0,))
+
+
+def _plain_savings(key, arr, idx, periods):
+    """The loop search written plainly, row by row (the reference for reroll._savings)."""
+    m = len(key)
+    saved = np.zeros((len(periods), m), dtype=np.int64)
+    for row, L in enumerate(periods):
+        def matches(i):
+            return key[i] >= 0 and key[i] == key[i + L] and np.array_equal(arr[i], arr[i + L])
+        run = 0
+        for i in range(m - 2 * L - 1, -1, -1):
+            regular = matches(i) and matches(i + L) and np.array_equal(idx[i + L] - idx[i], idx[i + 2 * L] - idx[i + L])
+            run = run + 1 if regular else 0
+            saved[row, i] = (run // L) * L
+    return saved
+
+
+def test_savings_match_a_plain_search():
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        m, P = int(rng.integers(8, 120)), int(rng.integers(1, 5))
+        key = np.where(rng.random(m) < 0.05, -1 - np.arange(m), np.arange(m) % P)
+        arr = np.tile(rng.integers(-1, 4, (P, 3)), (m // P + 1, 1))[:m]
+        arr[rng.random((m, 3)) < 0.02] = 7
+        idx = (np.arange(m)[:, None] // P) * rng.integers(-2, 3, (1, 3)) + np.tile(rng.integers(0, 9, (P, 3)), (m // P + 1, 1))[:m]
+        idx[rng.random((m, 3)) < 0.02] += 1
+        periods = list(range(1, max(2, m // 4)))
+        assert np.array_equal(reroll._savings(key, arr, idx, periods), _plain_savings(key, arr, idx, periods))
+
+
+def test_row_ids_are_equal_exactly_for_equal_rows():
+    rng = np.random.default_rng(3)
+    rows = rng.integers(-3, 3, (500, 4)) * np.array([1, 10**12, 1, 7])  # a wide column is renumbered
+    ids = reroll.row_ids(rows)
+    same = (rows[:, None, :] == rows[None, :, :]).all(axis=2)
+    assert np.array_equal(ids[:, None] == ids[None, :], same)
