@@ -65,8 +65,8 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
 
     body_rows_of, inst_rows = s.outs.decode(np.asarray(rows, dtype=np.int64))
     body_cols_of, inst_cols = s.ins.decode(np.asarray(cols, dtype=np.int64))
-    col_rows = calldiff.column_rows(s.body)
     if mode == "jvp":
+        col_rows = calldiff.column_rows(s.body)
         bcols = sorted(set(body_cols_of.tolist()))
         reached = set().union(*(col_rows[c] for c in bcols)) if bcols else set()
         brows = sorted(set(body_rows_of.tolist()) & reached)
@@ -74,8 +74,9 @@ def map_derivative(F: Any, s: Any, mode: str, rows: tuple, cols: tuple) -> Any:
         out_pos, out_inst, out_layout, out_body = body_rows_of, inst_rows, s.outs, brows
     else:
         brows = sorted(set(body_rows_of.tolist()))
-        live = set(brows)
-        bcols = sorted(c for c in set(body_cols_of.tolist()) if not live.isdisjoint(col_rows[c]))
+        # the body columns asked for that one of brows reads (from the rows' side: no per-column sets)
+        met = calldiff._pattern(s.body).meeting(brows)
+        bcols = np.intersect1d(body_cols_of, met).tolist()
         seed_pos, seed_inst, seed_layout, seed_body = body_rows_of, inst_rows, s.outs, brows
         out_pos, out_inst, out_layout, out_body = body_cols_of, inst_cols, s.ins, bcols
     seed_shared = [not seed_layout.per_instance[seed_layout.group[b]] for b in seed_body]
