@@ -492,9 +492,23 @@ def build_tape(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
 
     stack: list = []
     push, pop = stack.append, stack.pop
+    result_code = RESULT.code
     for root in itertools.chain.from_iterable(np.asarray(arr, dtype=object).reshape(-1).tolist()
                                               for arr in outputs):
         if root in code_of:
+            continue
+        args = root.args
+        if root.op is RESULT and args[0] in code_of:  # a result of a numbered call (10^5 of them): inline
+            i = len(opcodes)
+            code_of[root] = _INSTR + i
+            opcodes.append(result_code)
+            result_at.append(i)
+            result_of.append(root.data)
+            arity.append(1)
+            flat.append(code_of[args[0]])
+            continue
+        if args and all(map(code_of.__contains__, args)):  # operands numbered: no stack needed
+            emit(root)
             continue
         push(root)
         while stack:
