@@ -664,7 +664,8 @@ def vjp(outputs: Any, inputs: Any, cotangents: Any):
     return vjp_forwarding(outputs, inputs, cotangents, None)
 
 
-def vjp_forwarding(outputs: Any, inputs: Any, cotangents: Any, forwarded: dict | None):
+def vjp_forwarding(outputs: Any, inputs: Any, cotangents: Any, forwarded: dict | None,
+                   order: list | None = None):
     """:func:`vjp`, and with a dict ``forwarded`` its map calls split into a forward and a backward call.
 
     ``forwarded`` receives ``{primal map call: forward call}`` (see
@@ -673,7 +674,8 @@ def vjp_forwarding(outputs: Any, inputs: Any, cotangents: Any, forwarded: dict |
     them.  The returned graph still reads the primal calls' results; the
     caller replaces them with the forward calls' (as
     :mod:`symgraph.structdiff` does inside a map's derivative), so each
-    instance runs its forward once.
+    instance runs its forward once.  ``order``, if given, is
+    ``topological`` of the flattened ``outputs`` (made already elsewhere).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x", 2)
@@ -684,7 +686,7 @@ def vjp_forwarding(outputs: Any, inputs: Any, cotangents: Any, forwarded: dict |
     in_arr, columns = symbol_columns(inputs)
     single, dirs = _directions(cotangents, out_arr.shape, "vjp cotangents", "outputs")
     with building():
-        order = topological(roots)
+        order = topological(roots) if order is None else order
         active = active_nodes(order, columns)
         seeds = [(r, {k: row[i] for k, row in enumerate(dirs) if not _is_zero(row[i])})
                  for i, r in enumerate(roots)]

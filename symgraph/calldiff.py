@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .expr import CALL, CONST, RESULT, Expr, building, const, intern_results, intern_structural
+from .expr import CALL, CONST, RESULT, Expr, building, const, intern_results, intern_structural, topological
 from .sparsity import Sparsity, jacobian_sparsity
 
 
@@ -208,9 +208,33 @@ def _pattern(F: Any) -> _Pattern:
         if known is not None:
             return _Pattern(known)
         with building():
-            return _Pattern(jacobian_sparsity(flat_outputs(F), flat_inputs(F)))
+            outputs = flat_outputs(F)
+            order = topological(outputs.tolist())
+            _ORDERS[F] = order  # for the vjp of F's body that usually follows (take_order)
+            return _Pattern(jacobian_sparsity(outputs, flat_inputs(F), order))
 
     return _cached(F, "pattern", build)
+
+
+# Function -> the topological order of its flat outputs made for its pattern, until taken
+_ORDERS: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
+
+
+def take_order(F: Any) -> list | None:
+    """The topological order of ``F``'s flat outputs left by its pattern's build, once (None: none left).
+
+    A map's vjp reads its body's pattern first (which columns), then
+    differentiates the body: the second pass over the graph reuses the
+    first one's order instead of walking the graph again.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("f", [x], [sg.sin(x)])
+    >>> _ = jacobian_pattern(F)
+    >>> [str(n) for n in take_order(F)], take_order(F)
+    (['x', 'sin(x)'], None)
+    """
+    return _ORDERS.pop(F, None)
 
 
 def jacobian_pattern(F: Any) -> Sparsity:

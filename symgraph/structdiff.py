@@ -309,7 +309,9 @@ def _derivative_graph(body: Any, mode: str, rows: tuple, cols: tuple, seeds: np.
         if mode == "jvp":
             out = jvp(y[list(rows)], x[list(cols)], seeds)
         else:
-            out = vjp_forwarding(y[list(rows)], x[list(cols)], seeds, forwarded)
+            every = len(rows) == y.size and list(rows) == list(range(y.size))
+            order = calldiff.take_order(body) if every else None  # the pattern's pass over the same roots
+            out = vjp_forwarding(y[list(rows)], x[list(cols)], seeds, forwarded, order)
         out = np.asarray(out, dtype=object).reshape(-1)
         if forwarded:
             read = _unsplit_reading_forward(out.tolist(), forwarded)
