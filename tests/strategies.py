@@ -102,3 +102,36 @@ def compile_and_run(paths: dict, workdir, flags: list, args=()) -> list[list[flo
     assert done.returncode == 0, done.stderr
     run = subprocess.run([str(exe), *map(repr, args)], capture_output=True, text=True, check=True)
     return [[float(v) for v in line.split(":", 1)[1].split()] for line in run.stdout.strip().splitlines()]
+
+
+def logsumexp(v):
+    """``log(sum(exp(v)))`` of a 1-D object array, shifted by its maximum (fmax chain)."""
+    m = v[0]
+    for e in v[1:]:
+        m = sg.fmax(m, e)
+    return m + sg.log(np.sum(sg.exp(v - m)))
+
+
+def small_gmm(d: int, k: int, n: int, q_prior: bool = True):
+    """``(inputs, objective)``: a GMM log likelihood as a map over points of a map over components.
+
+    Inputs ``[alphas, means, qs, ls, points]``; the objective adds
+    ``-n logsumexp(alphas)`` and a Wishart-like prior ``0.5 (sum exp(2 qs) + sum ls^2)``
+    (without the ``qs`` term when ``q_prior`` is False).
+    """
+    rows, cols = np.tril_indices(d, -1)
+    xi, alpha, mu, q, l = (sg.symbols("x", d), sg.symbols("alpha"), sg.symbols("mu", d), sg.symbols("q", d),
+                           sg.symbols("l", len(rows)))
+    z = xi - mu
+    qz = sg.exp(q) * z
+    for t, (i, j) in enumerate(zip(rows, cols)):
+        qz[i] = qz[i] + l[t] * z[j]
+    component = sg.Function("component", [xi, alpha, mu, q, l], [alpha + np.sum(q) - 0.5 * np.sum(qz * qz)])
+    alphas, means, qs, ls = (sg.symbols("alphas", k), sg.symbols("means", (k, d)), sg.symbols("qs", (k, d)),
+                             sg.symbols("ls", (k, len(rows))))
+    per = component.map(k, shared=["x"])(xi, alphas, means, qs, ls)
+    point = sg.Function("point", [xi, alphas, means, qs, ls], [logsumexp(per)])
+    x = sg.symbols("points", (n, d))
+    total = point.map(n, shared=[1, 2, 3, 4], reduce="sum")(x, alphas, means, qs, ls)
+    prior = (np.sum(sg.exp(2 * qs)) if q_prior else 0) + np.sum(ls * ls)
+    return [alphas, means, qs, ls, x], total - n * logsumexp(alphas) + 0.5 * prior

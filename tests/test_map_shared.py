@@ -35,7 +35,7 @@ import symgraph as sg
 from symgraph import calldiff
 from symgraph.map import csc_pattern
 from symgraph.sparsity import jacobian_sparsity, pattern
-from strategies import complex_step_gradient
+from strategies import complex_step_gradient, small_gmm
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
@@ -61,31 +61,9 @@ def flat(values) -> np.ndarray:
 D_, K_, N_ = 3, 2, 5  # dimension, components, points
 
 
-def logsumexp(v):
-    m = v[0]
-    for e in v[1:]:
-        m = sg.fmax(m, e)
-    return m + sg.log(np.sum(sg.exp(v - m)))
-
-
 def gmm():
-    """``(inputs, objective)``: the ADBench GMM log posterior as a map over points of a map over components."""
-    rows, cols = np.tril_indices(D_, -1)
-    xi, alpha, mu, q, l = (sg.symbols("x", D_), sg.symbols("alpha"), sg.symbols("mu", D_), sg.symbols("q", D_),
-                           sg.symbols("l", len(rows)))
-    z = xi - mu
-    qz = sg.exp(q) * z
-    for t, (i, j) in enumerate(zip(rows, cols)):
-        qz[i] = qz[i] + l[t] * z[j]
-    component = sg.Function("component", [xi, alpha, mu, q, l], [alpha + np.sum(q) - 0.5 * np.sum(qz * qz)])
-    alphas, means, qs, ls = (sg.symbols("alphas", K_), sg.symbols("means", (K_, D_)), sg.symbols("qs", (K_, D_)),
-                             sg.symbols("ls", (K_, len(rows))))
-    per = component.map(K_, shared=["x"])(xi, alphas, means, qs, ls)
-    point = sg.Function("point", [xi, alphas, means, qs, ls], [logsumexp(per)])
-    x = sg.symbols("points", (N_, D_))
-    total = point.map(N_, shared=[1, 2, 3, 4], reduce="sum")(x, alphas, means, qs, ls)
-    objective = total - N_ * logsumexp(alphas) + 0.5 * (np.sum(sg.exp(2 * qs)) + np.sum(ls * ls))
-    return [alphas, means, qs, ls, x], objective
+    """``(inputs, objective)`` of the small GMM (tests/strategies.py)."""
+    return small_gmm(D_, K_, N_, q_prior=True)
 
 
 def gmm_point(seed=0):

@@ -22,7 +22,7 @@ import pytest
 import symgraph as sg
 from symgraph.ad import value_and_grad
 from symgraph.expr import CALL, topological
-from strategies import complex_step_gradient
+from strategies import complex_step_gradient, small_gmm
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
@@ -36,30 +36,9 @@ def _cache(tmp_path_factory):
         yield
 
 
-def logsumexp(v):
-    m = v[0]
-    for e in v[1:]:
-        m = sg.fmax(m, e)
-    return sg.log(np.sum(sg.exp(v - m))) + m
-
-
 def gmm():
-    """``(inputs, objective)``: a GMM log likelihood, a map over points of a map over components."""
-    rows, cols = np.tril_indices(D_, -1)
-    xi, alpha, mu, q, l = (sg.symbols("x", D_), sg.symbols("alpha"), sg.symbols("mu", D_), sg.symbols("q", D_),
-                           sg.symbols("l", len(rows)))
-    z = xi - mu
-    qz = sg.exp(q) * z
-    for t, (i, j) in enumerate(zip(rows, cols)):
-        qz[i] = qz[i] + l[t] * z[j]
-    component = sg.Function("component", [xi, alpha, mu, q, l], [alpha + np.sum(q) - 0.5 * np.sum(qz * qz)])
-    alphas, means, qs, ls = (sg.symbols("alphas", K_), sg.symbols("means", (K_, D_)), sg.symbols("qs", (K_, D_)),
-                             sg.symbols("ls", (K_, len(rows))))
-    per = component.map(K_, shared=["x"])(xi, alphas, means, qs, ls)
-    point = sg.Function("point", [xi, alphas, means, qs, ls], [logsumexp(per)])
-    x = sg.symbols("points", (N_, D_))
-    total = point.map(N_, shared=[1, 2, 3, 4], reduce="sum")(x, alphas, means, qs, ls)
-    return [alphas, means, qs, ls, x], total - N_ * logsumexp(alphas) + 0.5 * np.sum(ls * ls)
+    """``(inputs, objective)`` of the small GMM (tests/strategies.py)."""
+    return small_gmm(D_, K_, N_, q_prior=False)
 
 
 def gmm_args(seed=0):
