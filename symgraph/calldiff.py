@@ -31,7 +31,10 @@ specialization per mode, so a callee usually gets one Function per mode.
 The cache is a ``WeakKeyDictionary`` keyed by the callee Function (it goes
 with the callee), and per callee a dict keyed by ``(mode, rows, cols)``;
 derivative Functions are cached the same way on themselves, so second
-derivatives are calls again, built once.  The callee's Jacobian pattern
+derivatives are calls again, built once.  A callee carrying a
+``derivative_rule`` (:mod:`symgraph.custom`: ``custom_jvp``, ``custom_vjp``,
+``stop_gradient``) gets its derivative Functions from the rule instead of
+its graph; its pattern is still its graph's, or its ``known_pattern``.  The callee's Jacobian pattern
 (dependency propagation over its graph, calls in it included) is cached
 alongside: sparsity propagates through a call by it (:func:`row_columns`),
 and the masks above are read from it.
@@ -302,6 +305,9 @@ def _build_jvp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
 
     if getattr(F, "structure", None) is not None:
         return F.structure.derivative(F, "jvp", rows, cols)
+    rule = getattr(F, "derivative_rule", None)  # a user-given rule (symgraph/custom.py)
+    if rule is not None:
+        return rule(F, "jvp", rows, cols)
     x, y = flat_inputs(F), flat_outputs(F)
     tx = symbols("tx", len(cols))
     with building():
@@ -316,6 +322,9 @@ def _build_vjp(F: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
 
     if getattr(F, "structure", None) is not None:
         return F.structure.derivative(F, "vjp", rows, cols)
+    rule = getattr(F, "derivative_rule", None)  # a user-given rule (symgraph/custom.py)
+    if rule is not None:
+        return rule(F, "vjp", rows, cols)
     x, y = flat_inputs(F), flat_outputs(F)
     ybar = symbols("ybar", len(rows))
     with building():
