@@ -65,7 +65,7 @@ def _is_symbolic(*arrays: np.ndarray) -> bool:
 
 def _square(A: Any, func: str, name: str = "A") -> np.ndarray:
     """``A`` as a square 2-D array, or ShapeError naming ``func``'s argument ``name``."""
-    arr = A if isinstance(A, np.ndarray) else np.asarray(A, dtype=object if _holds_expr(A) else None)
+    arr = np.asarray(A)
     if arr.ndim != 2:
         raise ShapeError(f"linalg.{func}: {name} must be a 2-D square matrix, got shape {arr.shape} "
                          f"({arr.ndim}-D; stacked matrices are not supported)")
@@ -76,16 +76,17 @@ def _square(A: Any, func: str, name: str = "A") -> np.ndarray:
     return arr
 
 
-def _holds_expr(value: Any) -> bool:
-    """Whether a (nested) list or Expr ``value`` contains an Expr."""
-    if isinstance(value, Expr):
-        return True
-    return isinstance(value, (list, tuple)) and any(_holds_expr(v) for v in value)
+def _sum(terms: Any) -> Expr:
+    """The sum of the Exprs ``terms`` (``0`` for none), without a leading ``0 +``."""
+    total = None
+    for t in terms:
+        total = t if total is None else total + t
+    return _ZERO if total is None else total
 
 
 def _rhs(b: Any, n: int) -> np.ndarray:
     """``b`` of ``solve`` as a 1-D ``(n,)`` or 2-D ``(n, k)`` array, or ShapeError."""
-    arr = b if isinstance(b, np.ndarray) else np.asarray(b, dtype=object if _holds_expr(b) else None)
+    arr = np.asarray(b)
     if arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise ShapeError(f"linalg.solve: b must have shape ({n},) or ({n}, k) to match A of shape ({n}, {n}), "
                          f"got shape {arr.shape}")
@@ -145,7 +146,7 @@ def _back_substitute(rows: list[list[Expr]], n: int) -> list[list[Expr]]:
     x: list[list[Expr]] = [[]] * n
     for i in range(n - 1, -1, -1):
         row = rows[i]
-        x[i] = [(row[n + c] - sum((row[j] * x[j][c] for j in range(i + 1, n)), _ZERO)) / row[i]
+        x[i] = [(row[n + c] - _sum(row[j] * x[j][c] for j in range(i + 1, n))) / row[i]
                 for c in range(m)]
     return x
 
@@ -260,11 +261,9 @@ def slogdet(A: Any) -> tuple[Any, Any]:
     if not _is_symbolic(arr):
         return np.linalg.slogdet(arr)
     pivots, sign = _pivots(_expanded(arr, "slogdet"))
-    total = _ZERO
     for p in pivots:
         sign = sign * _SIGN(p)
-        total = total + _LOG(_ABS(p))
-    return sign, total
+    return sign, _sum(_LOG(_ABS(p)) for p in pivots)
 
 
 def logdet(A: Any) -> Any:
@@ -307,9 +306,9 @@ def cholesky(A: Any) -> np.ndarray:
     n = len(a)
     L = [[_ZERO] * n for _ in range(n)]
     for j in range(n):
-        L[j][j] = _SQRT(a[j][j] - sum((L[j][k] * L[j][k] for k in range(j)), _ZERO))
+        L[j][j] = _SQRT(a[j][j] - _sum(L[j][k] * L[j][k] for k in range(j)))
         for i in range(j + 1, n):
-            L[i][j] = (a[i][j] - sum((L[i][k] * L[j][k] for k in range(j)), _ZERO)) / L[j][j]
+            L[i][j] = (a[i][j] - _sum(L[i][k] * L[j][k] for k in range(j))) / L[j][j]
     return _object(L)
 
 
