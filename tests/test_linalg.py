@@ -68,6 +68,18 @@ def test_values_match_numpy_on_random_matrices(n, seed):
     _check_all(F, names, A, b, B, rtol=1e-8)
 
 
+@settings(deadline=None, max_examples=30)
+@given(n=st.integers(2, 5), entries=st.lists(st.integers(-2, 2), min_size=25, max_size=25))
+def test_values_match_numpy_on_sparse_integer_matrices(n, entries):
+    # many zeros: pivoting is needed often, ties between |pivots| are common
+    A = np.array(entries[:n * n], dtype=float).reshape(n, n)
+    if np.linalg.cond(A) > 1e6:
+        return
+    b, B = np.arange(1.0, n + 1), np.arange(2.0 * n).reshape(n, 2)
+    F, names = _all_outputs(n)
+    _check_all(F, names, A, b, B, rtol=1e-11)
+
+
 @pytest.mark.parametrize("A", [np.array([[0.0, 1.0], [1.0, 0.0]]), PERM3, TINY_PIVOT,
                                np.array([[0.0, 2.0, 1.0], [0.0, 1.0, 3.0], [4.0, 0.0, 1.0]]),
                                np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 2.0], [1.0, 2.0, 2.0]])],
