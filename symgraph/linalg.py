@@ -22,12 +22,13 @@ themselves.
 
 Singular and indefinite matrices at evaluation (the graph cannot raise): an
 exactly zero pivot is skipped in elimination, as LAPACK does, so ``det`` is
-``0``, ``slogdet`` is ``(0, -inf)`` and ``logdet`` is ``-inf``, as numpy
+``0`` (or ``-0``), ``slogdet`` is ``(0, -inf)`` and ``logdet`` is ``-inf``, as numpy
 gives; ``solve`` and ``inv`` then divide by the zero pivot and give ``inf`` or
 ``nan`` entries (numpy raises ``LinAlgError`` instead).  ``logdet`` of a
 matrix with negative determinant is ``nan``.  ``cholesky`` of a matrix that is
 not positive definite gives ``nan`` entries (the square root of a negative
-number; numpy raises).
+number; numpy raises).  A matrix singular only up to rounding has a tiny
+nonzero pivot instead, and gives the same huge values numpy gives.
 
 >>> import numpy as np, symgraph as sg
 >>> A = sg.symbols("A", (2, 2))
@@ -225,7 +226,7 @@ def det(A: Any) -> Any:
     """The determinant of the square matrix ``A``, as ``numpy.linalg.det``.
 
     The product of the pivots of the pivoted LU times the permutation's sign
-    (an Expr for a symbolic ``A``; exactly ``0`` where a pivot is zero).
+    (an Expr for a symbolic ``A``; ``0`` or ``-0`` where a pivot is zero).
 
     >>> import numpy as np, symgraph as sg
     >>> A = sg.symbols("A", (2, 2))
