@@ -812,7 +812,7 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
         raise DifferentiationError(f"jacobian mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     out_arr, roots = flat_exprs(outputs, "jacobian outputs")
     in_arr, columns = symbol_columns(inputs)
-    if mode == "auto" and tiled:
+    if mode == "auto" and tiled and not _custom_map_reached(roots):
         J = _tiled_jacobian(roots, in_arr, len(roots))
         if J is not None:
             return J
@@ -846,6 +846,30 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
         J = SparseExpr(pat.rows, pat.cols, values, pat.shape)
     J.mode, J.n_colors = mode, n_colors
     return J
+
+
+def _custom_map_reached(roots: list) -> bool:
+    """Whether a root, or an operand of one, is a result of a map whose body carries a user-given rule.
+
+    Tiling differentiates a map's body graph itself, which would bypass the
+    rule (:mod:`symgraph.custom`): such Jacobians take the colored sweeps,
+    which call the rule.  Looks two levels down (a result, or a sum or
+    multiple of results), as far as tiling finds mapped pieces in practice.
+
+    >>> import symgraph as sg
+    >>> _custom_map_reached([sg.sin(sg.symbols("x"))])
+    False
+    """
+    for root in roots:
+        if type(root) is not Expr:
+            continue
+        for node in (root,) + tuple(root.args):
+            if node.op is RESULT:
+                structure = getattr(node.args[0].data, "structure", None)
+                body = getattr(structure, "body", None)
+                if getattr(body, "derivative_rule", None) is not None:
+                    return True
+    return False
 
 
 def _tiled_jacobian(roots: list, in_arr: np.ndarray, n_rows: int) -> SparseExpr | None:

@@ -185,24 +185,30 @@ class _Rule:
         from .calldiff import flat_inputs
         from .function import Function
 
-        x = flat_inputs(F)
-        n_in = len(x)
+        seeds = np.asarray(symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows)),
+                           dtype=object).reshape(-1)
+        values = self.graph(F, mode, rows, cols, seeds)
+        return Function(f"{F.name}_{mode}", [flat_inputs(F), seeds], [values],
+                        input_names=["x", "tx" if mode == "jvp" else "ybar"],
+                        output_names=["ty" if mode == "jvp" else "xbar"])
+
+    def graph(self, F: Any, mode: str, rows: tuple, cols: tuple, seeds: np.ndarray) -> np.ndarray:
+        """What ``F_jvp`` / ``F_vjp`` computes, over ``F``'s own input symbols and the Exprs ``seeds`` (flat).
+
+        Also read by :mod:`symgraph.structdiff` for the body of a map.
+        """
+        from .calldiff import flat_inputs
+
+        x = list(flat_inputs(F))
         n_out = sum(a.size for a in F.outputs)
-        seeds = symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows))
-        seeds = np.asarray(seeds, dtype=object).reshape(-1)
-        full = [_ZERO] * (n_in if mode == "jvp" else n_out)
+        full = [_ZERO] * (len(x) if mode == "jvp" else n_out)
         for p, i in enumerate(cols if mode == "jvp" else rows):
             full[i] = seeds[p]
-        if mode == "jvp":
-            flat = self._forward(F, list(x), full)
-            picked, out = rows, "ty"
-        else:
-            flat = self._reverse(F, list(x), full)
-            picked, out = cols, "xbar"
+        flat = self._forward(F, x, full) if mode == "jvp" else self._reverse(F, x, full)
+        picked = rows if mode == "jvp" else cols
         values = np.empty(len(picked), dtype=object)
         values[:] = [flat[i] for i in picked]
-        return Function(f"{F.name}_{mode}", [x, seeds], [values],
-                        input_names=["x", "tx" if mode == "jvp" else "ybar"], output_names=[out])
+        return values
 
     def _forward(self, F: Any, x: list, t: list) -> list:
         rule = self.rules.get("jvp")
@@ -370,10 +376,12 @@ class _ZeroRule:
         from .calldiff import flat_inputs
         from .function import Function
 
-        n_seed = len(cols) if mode == "jvp" else len(rows)
-        seeds = np.asarray(symbols("s", n_seed), dtype=object).reshape(-1)
-        zeros = np.full(len(rows) if mode == "jvp" else len(cols), _ZERO, dtype=object)
-        return Function(f"{F.name}_{mode}", [flat_inputs(F), seeds], [zeros])
+        seeds = np.asarray(symbols("s", len(cols) if mode == "jvp" else len(rows)), dtype=object).reshape(-1)
+        return Function(f"{F.name}_{mode}", [flat_inputs(F), seeds], [self.graph(F, mode, rows, cols, seeds)])
+
+    def graph(self, F: Any, mode: str, rows: tuple, cols: tuple, seeds: np.ndarray) -> np.ndarray:
+        """Zeros, one per result (jvp: ``rows``, vjp: ``cols``)."""
+        return np.full(len(rows) if mode == "jvp" else len(cols), _ZERO, dtype=object)
 
 
 def _stop_function(n: int) -> Any:

@@ -296,3 +296,21 @@ def test_bad_input_errors_name_what_was_wrong():
         custom_jvp(S, lambda x, tx: x)
     for cls in (InvalidInputError, ArgumentCountError, ShapeError):
         assert issubclass(cls, SymgraphError)
+
+
+# ------------------------------------------------------------------ a custom Function as a map's body
+def test_map_of_a_custom_function_uses_the_rule():
+    M = STABLE.map(4)
+    X = sg.symbols("X", 4)
+    f = np.asarray(M(X)).reshape(-1)
+    D = sg.Function("D", [X], [sg.grad(f.sum(), X), sg.jacobian(f, X), sg.jvp(f, X, np.ones(4))])
+    a = np.array([1000.0, 0.0, -1000.0, 2.0])
+    s = np.array([sigmoid(v) for v in a])
+    g, J, j = D(a)
+    assert np.allclose(dense(g), s, rtol=1e-14) and np.allclose(dense(j), s, rtol=1e-14)
+    assert np.allclose(dense(J), np.diag(s), rtol=1e-14)
+    S = sg.Function("r", [x_], [x_ * stop_gradient(x_)]).map(3, reduce="sum")
+    Y = sg.symbols("Y", 3)
+    G = sg.Function("G", [Y], [sg.grad(S(Y), Y), sg.hessian(S(Y), Y)])
+    g, H = G(np.array([1.0, 2.0, 3.0]))
+    assert dense(g).tolist() == [1.0, 2.0, 3.0] and not dense(H).any()
