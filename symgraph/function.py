@@ -24,7 +24,8 @@ import numpy as np
 
 from .array import as_expr_array
 from .batch import SparseBatch, batch_arguments, csc_order
-from .errors import ArgumentCountError, DTypeError, InvalidInputError, SerializationError, ShapeError, SymgraphError
+from .errors import (ArgumentCountError, DTypeError, InvalidInputError, NotPicklableError, SerializationError,
+                     ShapeError, SymgraphError)
 from .expr import SYMBOL, Expr, all_symbols, building, symbol
 from .sparse import SparseExpr, to_scipy
 from .tape import Tape, build_tape, input_positions, inputs_distinct, tape_exprs, tape_from_data, tape_to_data
@@ -428,6 +429,11 @@ def function_to_data(F: Function) -> tuple:
 
 def _entry(F: Function, index: dict) -> tuple:
     """``(name, input_names, output_names, tape, output_sparsity, structure)`` of ``F`` (see function_to_data)."""
+    if getattr(F, "derivative_rule", None) is not None:  # the format has no place for it: refuse, never drop it
+        raise NotPicklableError(
+            f"Function {F.name!r} carries a user derivative rule (sg.custom_jvp, sg.custom_vjp or "
+            f"sg.stop_gradient), which this format cannot hold; saved without it, its derivatives would "
+            f"silently change. Pickle the Function without the rule and attach the rule again after loading")
     structure = F.structure
     tape = tape_to_data(F.tape, index) if structure is None else None
     return (F.name, tuple(F.input_names), tuple(F.output_names), tape, _sparsity_data(F),

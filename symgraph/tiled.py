@@ -233,8 +233,7 @@ def split_terms(e: Any) -> tuple[list[tuple[float, Expr]], list[tuple[float, Exp
                 rest.append((c, node))
         elif name == "div" and node.args[1].op is CONST and node.args[1].data != 0.0 and np.isfinite(node.args[1].data):
             stack.append((c / node.args[1].data, node.args[0]))
-        elif is_result(node) and getattr(node.args[0].data, "structure", None) is not None \
-                and node.args[0].data.structure.kind == "map":
+        elif is_result(node) and _is_map_call(node.args[0]):
             mapped.append((c, node))
         elif not (node.op is CONST and node.data == 0.0):
             rest.append((c, node))
@@ -618,9 +617,14 @@ def _all_exprs(values: np.ndarray) -> bool:
 
 
 def _is_map_call(call: Expr) -> bool:
-    """Whether the call node ``call`` calls a map."""
+    """Whether the call node ``call`` calls a map whose body can be tiled.
+
+    A body carrying its own derivative rule (``sg.custom_jvp``/``custom_vjp``)
+    is not: tiling differentiates the body's graph, which would skip the rule.
+    """
     structure = getattr(call.data, "structure", None)
-    return structure is not None and structure.kind == "map"
+    return (structure is not None and structure.kind == "map"
+            and getattr(structure.body, "derivative_rule", None) is None)
 
 
 def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:

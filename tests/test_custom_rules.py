@@ -31,7 +31,7 @@ def dense(value) -> np.ndarray:
 
 
 def sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
+    return float(1.0 / (1.0 + np.exp(-x)) if x >= 0 else np.exp(x) / (1.0 + np.exp(x)))  # no overflow
 
 
 def fd_jacobian(F, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -314,3 +314,30 @@ def test_map_of_a_custom_function_uses_the_rule():
     G = sg.Function("G", [Y], [sg.grad(S(Y), Y), sg.hessian(S(Y), Y)])
     g, H = G(np.array([1.0, 2.0, 3.0]))
     assert dense(g).tolist() == [1.0, 2.0, 3.0] and not dense(H).any()
+
+
+def test_functions_with_rules_refuse_pickling_instead_of_dropping_the_rule():
+    import pickle
+
+    x = sg.symbols("x")
+    softplus = sg.Function("softplus", [x], [sg.log(1 + sg.exp(x))])
+    stable = sg.custom_jvp(softplus, lambda x, t: t / (1 + sg.exp(-x)))
+    z = sg.symbols("z")
+    caller = sg.Function("caller", [z], [stable(z) * 2])
+    for F in (stable, caller, sg.Function("sg_user", [z], [z * sg.stop_gradient(z)])):
+        with pytest.raises(sg.NotPicklableError, match="derivative rule"):
+            pickle.dumps(F)
+    assert pickle.loads(pickle.dumps(softplus)).name == "softplus"  # the plain Function still pickles
+
+
+def test_nlp_of_a_mapped_custom_body_uses_the_rule():
+    x = sg.symbols("x")
+    softplus = sg.Function("softplus", [x], [sg.log(1 + sg.exp(x))])
+    doubled = sg.custom_jvp(softplus, lambda x, t: 2.0 * t)  # a deliberately different rule, to see it used
+    with sg.building():
+        X = sg.symbols("X", 5)
+        f = doubled.map(5, reduce="sum")(X)
+        g = doubled.map(5)(X) - 1.0
+    nlp = sg.NLP(x=X, f=f, g=g, jit=False)
+    assert np.allclose(nlp.gradient(np.ones(5)), 2.0)
+    assert np.allclose(nlp.jacobian_values(np.ones(5)), 2.0)
