@@ -253,3 +253,6 @@ def interpolant(name: str, method: str, grid: Any, values: Any) -> Function:
     xs = [x] if flat else list(x)
     body = _cubic(xs[0], axes[0], vals) if method == "bspline" else _linear(xs, axes, vals)
     return Function(name, [x], [body])
+
+
+interpolant.MAX_EXPANDED_POINTS = MAX_EXPANDED_POINTS  # reachable as sg.interpolant.MAX_EXPANDED_POINTS
