@@ -295,7 +295,40 @@ def _wrap(F: Any, rules: dict, name: str | None) -> Any:
     G = Function(F.name if name is None else name, list(F.inputs), list(F.outputs),
                  input_names=F.input_names, output_names=F.output_names)
     G.derivative_rule = _Rule(rules)
+    G.known_pattern = _rule_pattern(F, rules)
     return G
+
+
+def _rule_pattern(F: Any, rules: dict) -> Any:
+    """The Jacobian pattern of a call of the custom Function: ``F``'s own, joined with what the rules read.
+
+    A rule may give a derivative where ``F``'s graph has none (a
+    straight-through ``floor``): the pattern must include it, or sparse
+    Jacobians and the sweeps, which skip what the pattern leaves out,
+    would drop it. Output tangent j reads tangent i in a jvp rule; input
+    cotangent i reads cotangent j in a vjp rule: both give entry (j, i).
+
+    >>> import symgraph as sg
+    >>> x, t = sg.symbols("x", 2), sg.symbols("t", 2)
+    >>> F = sg.Function("fl", [x], [sg.floor(x)])
+    >>> _rule_pattern(F, {"jvp": sg.Function("j", [x, t], [t])}).nnz    # floor's own pattern is empty
+    2
+    """
+    from .calldiff import flat_inputs, flat_outputs, jacobian_pattern
+    from .sparsity import Sparsity, jacobian_sparsity
+
+    own = jacobian_pattern(F)
+    rows, cols = [own.rows], [own.cols]
+    for mode, rule in rules.items():
+        n_seed = F.n_in if mode == "jvp" else F.n_out
+        seeds = np.concatenate([a.reshape(-1) for a in rule.inputs[len(rule.inputs) - n_seed:]])
+        reads = jacobian_sparsity(flat_outputs(rule), seeds)  # rule outputs by seed inputs
+        r, c = (reads.rows, reads.cols) if mode == "jvp" else (reads.cols, reads.rows)
+        rows.append(np.asarray(r, dtype=np.int64))
+        cols.append(np.asarray(c, dtype=np.int64))
+    n_out, n_in = len(flat_outputs(F)), len(flat_inputs(F))
+    key = np.unique(np.concatenate(cols) * max(n_out, 1) + np.concatenate(rows))
+    return Sparsity(key % max(n_out, 1), key // max(n_out, 1), (n_out, n_in))
 
 
 def _rule_function(F: Any, rule: Any, mode: str, where: str) -> Any:

@@ -341,3 +341,22 @@ def test_nlp_of_a_mapped_custom_body_uses_the_rule():
     nlp = sg.NLP(x=X, f=f, g=g, jit=False)
     assert np.allclose(nlp.gradient(np.ones(5)), 2.0)
     assert np.allclose(nlp.jacobian_values(np.ones(5)), 2.0)
+
+
+@pytest.mark.parametrize("mode", ["jvp", "vjp"])
+def test_a_rule_reaching_beyond_the_graphs_pattern_is_kept(mode):
+    """Straight-through floor: F's own pattern is empty, the rule's is the identity (x3 for vjp)."""
+    x = sg.symbols("x", 2)
+    F = sg.Function("fl", [x], [sg.floor(x)])
+    G = (custom_jvp(F, lambda x, t: 3.0 * t) if mode == "jvp"
+         else custom_vjp(F, lambda x, y, ybar: 3.0 * ybar))
+    y = sg.symbols("y", 2)
+    out = G(y)
+    J = sg.jacobian(out, y)
+    assert (J.rows.tolist(), J.cols.tolist()) == ([0, 1], [0, 1])
+    point = np.array([0.3, 1.7])
+    Fd = sg.Function("d", [y], [sg.grad(out.sum(), y), J.values, sg.jvp(out, y, np.ones(2))])
+    for values in Fd(point):
+        assert np.allclose(values, 3.0)
+    assert np.allclose(Fd(point)[0], 3.0)
+    assert sg.Function("v", [y], [out])(point).tolist() == [0.0, 1.0]  # the value is F's
