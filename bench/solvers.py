@@ -46,23 +46,9 @@ def load_bench(name: str):
     return module
 
 
-def per_call(fn, *args, budget: float = 0.2) -> float:
-    """Seconds per call: the best of three batches within about ``budget`` seconds."""
-    fn(*args)
-    start = time.perf_counter()
-    fn(*args)
-    reps = max(1, min(100000, int(budget / 3 / max(time.perf_counter() - start, 1e-7))))
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn(*args)
-        best = min(best, (time.perf_counter() - start) / reps)
-    return best
-
-
 def bench_linalg(sizes: Sequence[int]) -> None:
     """Expanded solve and logdet: size of the graphs, prepare and call time, gradient cost ratio."""
+    per_call = load_bench("structure").per_call  # best of repeated batches (bench/structure.py)
     rng = np.random.default_rng(0)
     print("\n== sg.linalg, expanded (LU with pivoting in the graph), compiled with gcc -O2, cold cache")
     print(f"  {'n':>2}  {'solve ops':>9}  {'prepare s':>9}  {'call us':>8}  {'numpy us':>8}  "
