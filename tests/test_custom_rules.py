@@ -360,3 +360,70 @@ def test_a_rule_reaching_beyond_the_graphs_pattern_is_kept(mode):
         assert np.allclose(values, 3.0)
     assert np.allclose(Fd(point)[0], 3.0)
     assert sg.Function("v", [y], [out])(point).tolist() == [0.0, 1.0]  # the value is F's
+
+
+@pytest.mark.parametrize("make, mode", [
+    (lambda F: custom_jvp(F, lambda x, t: t * t), "jvp"),        # jvp = t**2 but its transpose (grad) = 0
+    (lambda F: custom_jvp(F, lambda x, t: t + 1.0), "jvp"),      # a nonzero tangent out of a zero one
+    (lambda F: custom_jvp(F, lambda x, t: sg.fmax(t, 0.0)), "jvp"),   # piecewise linear, not linear
+    (lambda F: custom_vjp(F, lambda x, y, ybar: ybar * ybar), "vjp"),
+])
+def test_a_rule_not_linear_in_its_seeds_is_refused(make, mode):
+    x = sg.symbols("x")
+    F = sg.Function("f", [x], [x ** 3])
+    with pytest.raises(InvalidInputError, match=f"the {mode} rule of 'f'.*must be linear"):
+        make(F)
+
+
+def test_linear_rules_with_a_domain_and_several_inputs_still_pass():
+    a, b = sg.symbols("a"), sg.symbols("b", 2)
+    G = sg.Function("G", [a, b], [a * 2, b * b, sg.log(a - 2.0)])   # log(a - 2) is nan at the test point
+    C = custom_jvp(G, lambda a, b, ta, tb: (2 * ta, 2 * b * tb, ta / (a - 2.0)))
+    aa, bb = sg.symbols("aa"), sg.symbols("bb", 2)
+    ys = C(aa, bb)
+    flat = np.concatenate([np.atleast_1d(np.asarray(y, dtype=object)) for y in ys])
+    J = sg.Function("J", [aa, bb], [sg.jacobian(flat, np.concatenate([[aa], bb]))])
+    want = np.array([[2, 0, 0], [0, 2, 0], [0, 0, 4], [1 / 1.5, 0, 0]])
+    np.testing.assert_allclose(dense(J(3.5, np.array([1.0, 2.0]))), want, rtol=1e-14)
+
+
+def test_callable_rule_of_the_wrong_arity_or_with_free_symbols_names_the_rule():
+    x, c = sg.symbols("x"), sg.symbols("c")
+    F = sg.Function("f", [x], [x ** 3])
+    with pytest.raises(ArgumentCountError, match="the jvp rule of 'f'.*2 positional"):
+        custom_jvp(F, lambda x: x)
+    with pytest.raises(ArgumentCountError, match="the vjp rule of 'f'.*3 positional"):
+        custom_vjp(F, lambda x, ybar: ybar)
+    with pytest.raises(sg.FreeSymbolError, match="the jvp rule of 'f'.*'c'"):
+        custom_jvp(F, lambda x, t: c * t)
+
+
+def test_stop_gradient_of_bools_and_0d_arrays():
+    assert stop_gradient(True) is True
+    x = sg.symbols("x")
+    s = stop_gradient(np.array(x, dtype=object))
+    assert isinstance(s, sg.Expr)
+    f = sg.Function("g", [x], [sg.grad(x * s, x)])
+    assert float(f(3.0)) == 3.0
+
+
+def test_custom_function_inside_a_fold_and_a_nested_map_matches_finite_differences():
+    x = sg.symbols("x")
+    F = sg.Function("f", [x], [sg.sin(x) * x])
+    C = custom_vjp(F, lambda x, y, ybar: (sg.cos(x) * x + sg.sin(x)) * ybar)
+    s, u = sg.symbols("s"), sg.symbols("u")
+    fold = sg.Function("step", [s, u], [C(s) + u]).fold(3, last=True)
+    s0, U = sg.symbols("s0"), sg.symbols("U", 3)
+    z = np.concatenate([[s0], U])
+    J = sg.Function("J", [s0, U], [sg.jacobian(fold(s0, U), z)])
+    p = np.array([0.7, 0.1, 0.2, 0.3])
+    h = 1e-6
+    fd = np.array([(fold(*(lambda q: (q[0], q[1:]))(p + h * e)) - fold(*(lambda q: (q[0], q[1:]))(p - h * e))) / (2 * h)
+                   for e in np.eye(4)])
+    np.testing.assert_allclose(dense(J(p[0], p[1:])).ravel(), fd, rtol=1e-7, atol=1e-9)
+    w, W = sg.symbols("w", 2), sg.symbols("W", (3, 2))
+    outer = sg.Function("outer", [w], [sg.Function("inner", [x], [C(x)]).map(2)(w)]).map(3)
+    Jm = sg.Function("Jm", [W], [sg.jacobian(np.ravel(outer(W)), np.ravel(W))])
+    W0 = np.arange(6.0).reshape(3, 2) / 3
+    want = np.diag((np.cos(W0) * W0 + np.sin(W0)).ravel())
+    np.testing.assert_allclose(dense(Jm(W0)), want, rtol=1e-14, atol=1e-15)
