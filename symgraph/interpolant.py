@@ -28,7 +28,11 @@ binary search is not there yet.
 
 Out-of-grid queries are **extrapolated** with the end intervals' pieces
 continued: linearly for ``"linear"`` (per axis in N-D), with the end cubic for
-``"bspline"`` (as scipy's ``make_interp_spline`` does by default).
+``"bspline"`` (as scipy's ``make_interp_spline`` does by default).  A query
+with a NaN entry gives NaN, as numpy and scipy do (a NaN test per axis; the
+derivatives there are 0, not meaningful); an infinite one gives the end
+piece's limit, ``inf`` or ``-inf`` (NaN may come out where that piece is
+flat, ``inf * 0``).
 
 >>> from symgraph.interpolant import interpolant
 >>> F = interpolant("f", "linear", [0.0, 1.0, 3.0], [0.0, 2.0, 3.0])
@@ -54,7 +58,8 @@ MAX_EXPANDED_POINTS = 256
 #: The interpolation methods and the fewest points each needs per axis.
 METHODS = {"linear": 2, "bspline": 4}
 
-_IF_ELSE, _LT = builder("if_else"), builder("lt")
+_IF_ELSE, _LT, _NE = builder("if_else"), builder("lt"), builder("ne")
+_NAN = const(float("nan"))
 
 
 # ---------------------------------------------------------------- argument checks
@@ -69,6 +74,8 @@ def _check_method(method: Any) -> str:
 def _check_axis(g: Any, axis: int, fewest: int, method: str) -> np.ndarray:
     """Grid ``axis`` as a float array, strictly increasing and finite, or an error naming it."""
     try:
+        if np.iscomplexobj(g):
+            raise TypeError("complex numbers given")
         arr = np.asarray(g, dtype=float)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"interpolant: grid[{axis}] must hold real numbers ({exc})") from None
@@ -112,6 +119,8 @@ def _check_grid(grid: Any, method: str) -> tuple[list[np.ndarray], bool]:
 def _check_values(values: Any, axes: list[np.ndarray]) -> np.ndarray:
     """``values`` as a finite float array of the grid's shape, or an error naming it."""
     try:
+        if np.iscomplexobj(values):
+            raise TypeError("complex numbers given")
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"interpolant: values must hold real numbers ({exc})") from None
@@ -252,6 +261,8 @@ def interpolant(name: str, method: str, grid: Any, values: Any) -> Function:
     x = symbols("x") if flat else symbols("x", len(axes))
     xs = [x] if flat else list(x)
     body = _cubic(xs[0], axes[0], vals) if method == "bspline" else _linear(xs, axes, vals)
+    for xj in xs:  # NaN in, NaN out, even where the pieces fold to constants (a flat axis)
+        body = _IF_ELSE(_NE(xj, xj), _NAN, body)
     return Function(name, [x], [body])
 
 

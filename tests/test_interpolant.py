@@ -8,6 +8,8 @@ graphs, and the compiled C backend against the numpy VM.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -269,3 +271,40 @@ def test_largest_expanded_grid_works():
     g = np.linspace(0.0, 1.0, MAX_EXPANDED_POINTS)
     F = interpolant("f", "linear", g, np.sin(g))
     assert float(F(0.3)) == pytest.approx(np.interp(0.3, g, np.sin(g)), rel=1e-14)
+
+
+@pytest.mark.parametrize("method, grid, values, query", [
+    ("linear", [0.0, 1.0, 2.0], [1.0, 1.0, 1.0], np.nan),                 # constant: the pieces fold to 1
+    ("linear", [0.0, 1.0, 3.0], [0.0, 2.0, 3.0], np.nan),
+    ("bspline", [0.0, 1.0, 2.0, 4.0], [1.0, 0.0, 2.0, 1.0], np.nan),
+    ("linear", [[0.0, 1.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]], [0.5, np.nan]),
+    ("linear", [[0.0, 1.0], [0.0, 2.0]], [[0.0, 2.0], [1.0, 3.0]], [np.nan, 0.5]),
+])
+def test_nan_query_gives_nan_in_the_vm_and_in_c(method, grid, values, query):
+    F = interpolant("f", method, grid, values)
+    q = np.asarray(query, dtype=float)
+    assert np.isnan(float(F(q)))
+    if shutil.which("gcc"):
+        assert np.isnan(float(F.compile()(q)))
+
+
+def test_complex_grid_or_values_are_refused_not_cast():
+    with pytest.raises(InvalidInputError, match="values must hold real numbers"):
+        interpolant("f", "linear", [0.0, 1.0, 2.0], np.array([0.0, 1.0, 2.0]) + 1j)
+    with pytest.raises(InvalidInputError, match=r"grid\[0\] must hold real numbers"):
+        interpolant("f", "linear", np.array([0.0, 1.0, 2.0]) + 0j, [0.0, 1.0, 2.0])
+
+
+def test_last_grid_point_and_both_ends_match_numpy_and_scipy():
+    g, y = np.array([0, 1, 3, 4]), np.array([0.0, 2.0, 3.0, 1.0])   # an integer grid
+    L, S = interpolant("l", "linear", g, y), interpolant("s", "bspline", g, y)
+    spl = make_interp_spline(g.astype(float), y, k=3)
+    for q in (4.0, 0.0, 3.0):
+        assert float(L(q)) == np.interp(q, g, y)
+    for q, want in ((5.0, -1.0), (-1.0, -2.0)):
+        assert float(L(q)) == pytest.approx(want, rel=1e-14)
+    for q in (4.0, 5.0, -1.0, 0.0):
+        assert float(S(q)) == pytest.approx(float(spl(q)), rel=1e-12, abs=1e-14)
+    x = sg.symbols("x")
+    D = sg.Function("d", [x], [sg.grad(L(x), x)])
+    assert float(D(1.0)) == 0.5 and float(D(4.0)) == -2.0   # right piece at a grid point, end piece at the last
