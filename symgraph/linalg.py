@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .array import as_expr_array, builder
-from .errors import ShapeError
+from .errors import DTypeError, ShapeError, SymgraphError
 from .expr import Expr, const
 
 #: Largest ``n`` for which an ``(n, n)`` symbolic matrix is expanded into
@@ -64,9 +64,17 @@ def _is_symbolic(*arrays: np.ndarray) -> bool:
     return any(a.dtype == object for a in arrays)
 
 
+def _numbers(value: Any, func: str, name: str) -> np.ndarray:
+    """``value`` as an array of numbers or objects (Exprs), or DTypeError naming the argument."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biufcO":
+        raise DTypeError(f"linalg.{func}: {name} must hold numbers or Exprs, got an array of dtype {arr.dtype}")
+    return arr
+
+
 def _square(A: Any, func: str, name: str = "A") -> np.ndarray:
     """``A`` as a square 2-D array, or ShapeError naming ``func``'s argument ``name``."""
-    arr = np.asarray(A)
+    arr = _numbers(A, func, name)
     if arr.ndim != 2:
         raise ShapeError(f"linalg.{func}: {name} must be a 2-D square matrix, got shape {arr.shape} "
                          f"({arr.ndim}-D; stacked matrices are not supported)")
@@ -87,7 +95,7 @@ def _sum(terms: Any) -> Expr:
 
 def _rhs(b: Any, n: int) -> np.ndarray:
     """``b`` of ``solve`` as a 1-D ``(n,)`` or 2-D ``(n, k)`` array, or ShapeError."""
-    arr = np.asarray(b)
+    arr = _numbers(b, "solve", "b")
     if arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise ShapeError(f"linalg.solve: b must have shape ({n},) or ({n}, k) to match A of shape ({n}, {n}), "
                          f"got shape {arr.shape}")
@@ -101,7 +109,23 @@ def _expanded(arr: np.ndarray, func: str) -> list[list[Expr]]:
         raise ShapeError(f"linalg.{func}: A has shape {arr.shape}; symbolic matrices are expanded only up to "
                          f"n = {MAX_EXPANDED_SIZE} (linalg.MAX_EXPANDED_SIZE), and a solve node for larger "
                          f"sizes is not there yet")
-    return as_expr_array(arr).tolist()
+    return _entries(arr, func, "A").tolist()
+
+
+def _entries(arr: np.ndarray, func: str, name: str) -> np.ndarray:
+    """``arr`` as an object array of Exprs, or DTypeError naming ``func``'s argument ``name``.
+
+    Graphs are real: a complex entry next to a symbol has no graph to go
+    into (a fully numeric complex matrix goes to numpy instead).
+    """
+    if np.iscomplexobj(arr) or any(isinstance(v, (complex, np.complexfloating)) for v in arr.reshape(-1)):
+        raise DTypeError(f"linalg.{func}: {name} mixes symbols with complex numbers; symbolic matrices are "
+                         f"real (a matrix of numbers only, complex included, goes to numpy.linalg)")
+    try:
+        return as_expr_array(arr)
+    except SymgraphError as exc:
+        raise type(exc)(f"linalg.{func}: {name} has an entry that is neither an Expr nor a real number "
+                        f"({exc})") from None
 
 
 # ---------------------------------------------------------------- the expansions
@@ -198,7 +222,7 @@ def solve(A: Any, b: Any) -> np.ndarray:
     if not _is_symbolic(arr, rhs):
         return np.linalg.solve(arr, rhs)
     columns = rhs.reshape(arr.shape[0], -1)
-    x = _object(_lu_solve(_expanded(arr, "solve"), as_expr_array(columns).tolist()))
+    x = _object(_lu_solve(_expanded(arr, "solve"), _entries(columns, "solve", "b").tolist()))
     return x.reshape(rhs.shape)
 
 

@@ -319,3 +319,56 @@ def test_sizes_beyond_the_expansion_limit_raise():
         with pytest.raises(sg.ShapeError, match="solve node for larger sizes is not there yet"):
             func(sg.symbols("A", (n, n)))
     assert la.det(np.eye(n)) == 1.0   # numeric matrices have no limit
+
+
+def test_bad_entries_raise_dtype_errors_naming_the_argument():
+    A = sg.symbols("A", (2, 2))
+    mixed = np.array([[A[0, 0], 1j], [2.0, 3.0]], dtype=object)
+    with pytest.raises(sg.DTypeError, match=r"linalg.det: A mixes symbols with complex"):
+        la.det(mixed)
+    with pytest.raises(sg.DTypeError, match=r"linalg.solve: b mixes symbols with complex"):
+        la.solve(A, np.array([1j, 2.0]))
+    with pytest.raises(sg.DTypeError, match=r"linalg.inv: A must hold numbers or Exprs"):
+        la.inv([["a", "b"], ["c", "d"]])
+    with pytest.raises(sg.DTypeError, match=r"linalg.solve: b must hold numbers or Exprs"):
+        la.solve(np.eye(2), ["a", "b"])
+    with pytest.raises(sg.SymgraphError, match=r"linalg.solve: b has an entry"):
+        la.solve(A, np.array([None, 1.0], dtype=object))
+    # numbers only, complex or integer: numpy itself
+    np.testing.assert_allclose(la.solve(2j * np.eye(2), [1, 2]), np.linalg.solve(2j * np.eye(2), [1, 2]))
+    assert la.det(np.array([[1, 2], [3, 4]])) == np.linalg.det(np.array([[1, 2], [3, 4]]))
+
+
+def test_mixed_matrix_list_rhs_one_by_one_and_empty_rhs():
+    A, b, a = sg.symbols("A", (2, 2)), sg.symbols("b", 2), sg.symbols("a", (1, 1))
+    M = np.array([[A[0, 0], 2.0], [3, 4.0]], dtype=object)       # floats, an int and one Expr
+    F = sg.Function("f", [A, b], [la.det(M), la.solve(M, [b[0], 1.0]), la.solve(A, np.zeros((2, 0)))])
+    d, x, empty = F(np.array([[5.0, 0.0], [0.0, 0.0]]), np.array([1.0, 0.0]))
+    Mn = np.array([[5.0, 2.0], [3.0, 4.0]])
+    assert float(d) == pytest.approx(np.linalg.det(Mn), rel=1e-14)
+    np.testing.assert_allclose(x, np.linalg.solve(Mn, [1.0, 1.0]), rtol=1e-14)
+    assert np.asarray(empty).shape == (2, 0)
+    G = sg.Function("g", [a], [la.inv(a), la.det(a), la.logdet(a), la.cholesky(a)])
+    for value in (4.0, -2.0):
+        inv, det, logdet, chol = G(np.array([[value]]))
+        assert float(np.ravel(inv)[0]) == 1 / value and float(det) == value
+        assert (float(logdet) == np.log(value)) if value > 0 else np.isnan(float(logdet))
+        assert (float(np.ravel(chol)[0]) == 2.0) if value > 0 else np.isnan(float(np.ravel(chol)[0]))
+
+
+def test_values_and_derivatives_are_continuous_across_a_pivot_tie():
+    A, b = sg.symbols("A", (3, 3)), sg.symbols("b", 3)
+    x = la.solve(A, b)
+    F = sg.Function("f", [A, b], [x, la.det(A), sg.jacobian(x, b), sg.grad(la.det(A), A)])
+    M = np.array([[1.0, 2.0, 0.0], [-1.0, 3.0, 1.0], [1.0, 0.0, 2.0]])   # |a00| = |a10| = |a20|: ties
+    rhs = np.array([1.0, 2.0, 3.0])
+    for h in (0.0, 1e-9, -1e-9):
+        P = M.copy()
+        P[1, 0] -= h                                                   # each side of the tie
+        xs, d, Jb, gd = F(P, rhs)
+        np.testing.assert_allclose(xs, np.linalg.solve(P, rhs), rtol=1e-12)
+        np.testing.assert_allclose(float(d), np.linalg.det(P), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(Jb.toarray() if hasattr(Jb, "toarray") else Jb, dtype=float),
+                                   np.linalg.inv(P), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(gd, dtype=float), np.linalg.det(P) * np.linalg.inv(P).T,
+                                   rtol=1e-12, atol=1e-12)
