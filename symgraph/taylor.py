@@ -444,10 +444,11 @@ def taylor(f: Any, x: Any, v: Any, order: int, *, derivatives: bool = False) -> 
     ``c_k = (1/k!) d^k/dt^k f(x + t v)`` at ``t = 0`` (so ``c0 = f(x)``,
     ``c1`` is the jvp along ``v``, ``c2 = v^T H v / 2``); with
     ``derivatives=True`` the list holds the derivatives ``k! c_k``
-    themselves.  ``f`` is an Expr or an array of Exprs (and numbers); ``x``
+    themselves.  ``f`` is an Expr, a number or an array of Exprs (and numbers); ``x``
     a symbol or an array of distinct symbols; ``v`` numbers or Exprs with
     the shape of ``x`` (Exprs in ``v`` are taken as fixed, not moved with
-    ``t``).  Each entry has the shape of ``f`` (an Expr for a scalar ``f``).
+    ``t``; so are symbols of ``f`` not in ``x``).  Each entry has the shape
+    of ``f`` (an Expr for a scalar ``f``, a number included).
 
     Built by Taylor arithmetic per op in one pass over the graph (see the
     module doc), so the graph grows about quadratically with ``order``.
@@ -476,7 +477,7 @@ def taylor(f: Any, x: Any, v: Any, order: int, *, derivatives: bool = False) -> 
         coeffs = [[series[r][k] if r in series else (r if k == 0 else ZERO) for r in roots] for k in range(n)]
         if derivatives:
             coeffs = [[_scale(float(math.factorial(k)), e) for e in row] for k, row in enumerate(coeffs)]
-    return [_shaped(row, out_arr.shape, isinstance(f, Expr)) for row in coeffs]
+    return [_shaped(row, out_arr.shape, out_arr.ndim == 0) for row in coeffs]
 
 
 def _shaped(values: list[Expr], shape: tuple, scalar: bool):

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import symgraph as sg
 from symgraph.errors import DifferentiationError, InvalidInputError, ShapeError
 from symgraph.taylor import taylor
+from strategies import random_graphs
 
 PROFILE = settings(max_examples=25, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow])
@@ -255,3 +256,28 @@ def test_inputs_must_be_symbols():
 def test_polygamma_with_a_moving_order_is_refused():
     with pytest.raises(DifferentiationError, match="polygamma"):
         taylor(sg.polygamma(X, Y), XY, [1.0, 0.0], 2)
+
+
+def test_a_plain_number_gives_exprs_and_repeated_symbols_are_refused():
+    x = sg.symbols("x", 2)
+    cs = taylor(3.0, x, [1.0, 0.0], 2)
+    assert all(isinstance(c, sg.Expr) for c in cs) and [str(c) for c in cs] == ["3", "0", "0"]
+    with pytest.raises(DifferentiationError, match="appears twice"):
+        taylor(x[0] * x[1], [x[0], x[0]], [1.0, 2.0], 2)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(random_graphs(smooth_only=True, max_steps=8), st.data())
+def test_random_smooth_graphs_match_nested_jvp_at_order_3(graph, data):
+    n = len(graph.inputs)
+    away = st.floats(0.2, 2.0) | st.floats(-2.0, -0.2)   # off the kinks and poles at 0, and no underflow
+    x0 = np.array(data.draw(st.lists(away, min_size=n, max_size=n)))
+    v = np.array(data.draw(st.lists(st.floats(-2.0, 2.0), min_size=n, max_size=n)))
+    X = np.array(graph.inputs, dtype=object)
+    for out in graph.outputs:
+        got = [float(c) for c in sg.Function("t", list(graph.inputs), taylor(out, X, v, 3))(*x0)]
+        nested = [out]
+        for _ in range(3):
+            nested.append(sg.jvp(nested[-1], X, v))
+        ref = [float(d) / math.factorial(k) for k, d in enumerate(sg.Function("j", list(graph.inputs), nested)(*x0))]
+        np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-7)
