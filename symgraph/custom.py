@@ -53,7 +53,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import ArgumentCountError, FreeSymbolError, InvalidInputError, ShapeError
+from .errors import ArgumentCountError, FreeSymbolError, InvalidInputError, ShapeError, SymgraphError
 from .expr import CALL, Expr, const, intern_results, intern_structural
 
 __all__ = ["custom_jvp", "custom_vjp", "stop_gradient", "custom_rules"]
@@ -283,6 +283,10 @@ def _unwrap(F: Any, where: str) -> tuple[Any, dict]:
         raise InvalidInputError(f"{where}: expected a symgraph Function to wrap, got {type(F).__name__}")
     if getattr(F, "structure", None) is not None:
         raise InvalidInputError(f"{where}: Function {F.name!r} is a map or fold; wrap its body instead")
+    if F.n_in == 0 or F.n_out == 0:
+        raise InvalidInputError(f"{where}: Function {F.name!r} has no inputs or no outputs "
+                                f"(inputs {F.input_shapes}, outputs {F.output_shapes}); a derivative rule needs "
+                                f"something to differentiate")
     if any(sp is not None for sp in F.output_sparsity):
         raise InvalidInputError(f"{where}: Function {F.name!r} has a sparse output; custom rules need dense "
                                 f"outputs")
@@ -454,7 +458,11 @@ def _trace(F: Any, rule: Callable, ins: list, outs: list, mode: str, label: str)
         raise ArgumentCountError(f"{label} must return {len(outs)} values, got {len(result)}")
     values = []
     for k, (v, want) in enumerate(zip(result, outs)):
-        arr = as_expr_array(v)
+        try:
+            arr = as_expr_array(v)
+        except SymgraphError as exc:
+            raise InvalidInputError(f"{label} value {k} must be Exprs or numbers (dense), got "
+                                    f"{type(v).__name__} ({exc})") from None
         if arr.shape != tuple(want):
             if arr.shape != ():
                 raise ShapeError(f"{label} value {k} must have shape {tuple(want)}, got {arr.shape}")

@@ -427,3 +427,16 @@ def test_custom_function_inside_a_fold_and_a_nested_map_matches_finite_differenc
     W0 = np.arange(6.0).reshape(3, 2) / 3
     want = np.diag((np.cos(W0) * W0 + np.sin(W0)).ravel())
     np.testing.assert_allclose(dense(Jm(W0)), want, rtol=1e-14, atol=1e-15)
+
+
+def test_functions_without_inputs_and_sparse_rule_values_are_refused_by_name():
+    c = sg.Function("c", [], [sg.const(1.0)])
+    with pytest.raises(InvalidInputError, match="custom_jvp: Function 'c' has no inputs or no outputs"):
+        custom_jvp(c, lambda: 0.0)
+    with pytest.raises(InvalidInputError, match="custom_vjp: Function 'c' has no inputs or no outputs"):
+        custom_vjp(c, lambda y, ybar: ())
+    x = sg.symbols("x", 2)
+    F = sg.Function("f", [x], [x * x])
+    sparse = lambda x, t: sg.SparseExpr([0, 1], [0, 0], [2 * x[0] * t[0], 2 * x[1] * t[1]], (2, 1))  # noqa: E731
+    with pytest.raises(InvalidInputError, match="the jvp rule of 'f'.*value 0 must be Exprs or numbers"):
+        custom_jvp(F, sparse)
