@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DifferentiationError, InvalidInputError, ShapeError
-from .expr import CONST, Expr, apply, building, const, topological
+from .expr import CALL, CONST, Expr, apply, building, const, topological
 from .ops import OPS
 
 ZERO = const(0.0)
@@ -452,7 +452,10 @@ def taylor(f: Any, x: Any, v: Any, order: int, *, derivatives: bool = False) -> 
 
     Built by Taylor arithmetic per op in one pass over the graph (see the
     module doc), so the graph grows about quadratically with ``order``.
-    Calls are expanded (:func:`symgraph.inline`) first.
+    Calls are expanded (:func:`symgraph.inline`) first; calls of Functions
+    with a custom derivative rule (``custom_jvp``, ``custom_vjp``,
+    ``stop_gradient``) raise DifferentiationError, as expanding them would
+    drop the rule.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -471,6 +474,7 @@ def taylor(f: Any, x: Any, v: Any, order: int, *, derivatives: bool = False) -> 
     in_arr, columns = symbol_columns(x)
     dirs = _direction(v, in_arr.shape)
     with building():
+        _refuse_custom_rules(roots)
         roots = inline_roots(roots)
         seeds = {s: [s, d] + [ZERO] * (n - 2) for s, d in zip(columns, dirs) if not _zero(d) and n > 1}
         series = taylor_sweep(topological(roots), seeds, n)
@@ -478,6 +482,32 @@ def taylor(f: Any, x: Any, v: Any, order: int, *, derivatives: bool = False) -> 
         if derivatives:
             coeffs = [[_scale(float(math.factorial(k)), e) for e in row] for k, row in enumerate(coeffs)]
     return [_shaped(row, out_arr.shape, out_arr.ndim == 0) for row in coeffs]
+
+
+def _refuse_custom_rules(roots: list[Expr]) -> None:
+    """DifferentiationError where a called Function (at any depth) carries a derivative rule.
+
+    Calls are inlined before the sweep, which would drop the rule of a
+    ``custom_jvp``/``custom_vjp`` Function or a ``stop_gradient`` and give the
+    coefficients of the body as written: refused instead of silently wrong.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> try:
+    ...     taylor(x * sg.stop_gradient(x), x, 1.0, 2)
+    ... except sg.DifferentiationError as e:
+    ...     print(str(e)[:68])
+    taylor: f calls Function 'stop_gradient', which carries a derivative
+    """
+    from .call import callees_bottom_up
+
+    called = callees_bottom_up([n.data for n in topological(roots) if n.op is CALL])
+    for G in called:
+        if getattr(G, "derivative_rule", None) is not None:
+            raise DifferentiationError(
+                f"taylor: f calls Function {G.name!r}, which carries a derivative rule (custom_jvp, custom_vjp "
+                f"or stop_gradient); Taylor mode expands calls and would drop the rule, so it is not supported "
+                f"there yet: nest sg.jvp along v instead")
 
 
 def _shaped(values: list[Expr], shape: tuple, scalar: bool):

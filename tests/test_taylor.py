@@ -281,3 +281,14 @@ def test_random_smooth_graphs_match_nested_jvp_at_order_3(graph, data):
             nested.append(sg.jvp(nested[-1], X, v))
         ref = [float(d) / math.factorial(k) for k, d in enumerate(sg.Function("j", list(graph.inputs), nested)(*x0))]
         np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-7)
+
+
+def test_custom_rules_and_stop_gradient_are_refused_not_dropped():
+    # inlining would differentiate the bodies as written: c1 of x * stop_gradient(x) at 3 is 3, not 6;
+    # with a made-up jvp rule 10 t, c1 of the call is 10, not 3 x**2 = 12
+    x, w = sg.symbols("x"), sg.symbols("w", 2)
+    C = sg.custom_jvp(sg.Function("cube", [x], [x ** 3]), lambda x, t: 10 * t)
+    nested = sg.Function("outer", [w], [C.map(2)(w)]).map(1)
+    for f, var, v in ((x * sg.stop_gradient(x), x, 1.0), (C(x), x, 1.0), (nested(w.reshape(1, 2)), w, [1.0, 1.0])):
+        with pytest.raises(DifferentiationError, match="carries a derivative rule"):
+            taylor(f, var, v, 2)
