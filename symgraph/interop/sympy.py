@@ -51,7 +51,10 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
     as ``symbol_map`` to receive the Expr -> sympy.Symbol mapping used (entries
     already in it are reused).  Graphs deeper than :data:`EVALUATE_DEPTH`
     levels come back unevaluated (``evaluate=False``), so any depth converts.
-    Calls of Functions are inlined first (:func:`symgraph.inline`).
+    Calls of Functions are inlined first (:func:`symgraph.inline`); the value
+    is kept, but user derivative rules (``sg.custom_jvp``, ``custom_vjp``,
+    ``stop_gradient``) do not survive: SymPy differentiates the expression
+    as written.
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
