@@ -71,14 +71,19 @@ def _check_method(method: Any) -> str:
     return method
 
 
+def _real_array(data: Any, what: str) -> np.ndarray:
+    """``data`` as a float array, or an InvalidInputError naming ``what`` (complex numbers included)."""
+    try:
+        if np.iscomplexobj(data):
+            raise TypeError("complex numbers given")
+        return np.asarray(data, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"interpolant: {what} must hold real numbers ({exc})") from None
+
+
 def _check_axis(g: Any, axis: int, fewest: int, method: str) -> np.ndarray:
     """Grid ``axis`` as a float array, strictly increasing and finite, or an error naming it."""
-    try:
-        if np.iscomplexobj(g):
-            raise TypeError("complex numbers given")
-        arr = np.asarray(g, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"interpolant: grid[{axis}] must hold real numbers ({exc})") from None
+    arr = _real_array(g, f"grid[{axis}]")
     if arr.ndim != 1:
         raise ShapeError(f"interpolant: grid[{axis}] must be 1-D, got shape {arr.shape}")
     if arr.size < fewest:
@@ -118,12 +123,7 @@ def _check_grid(grid: Any, method: str) -> tuple[list[np.ndarray], bool]:
 
 def _check_values(values: Any, axes: list[np.ndarray]) -> np.ndarray:
     """``values`` as a finite float array of the grid's shape, or an error naming it."""
-    try:
-        if np.iscomplexobj(values):
-            raise TypeError("complex numbers given")
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"interpolant: values must hold real numbers ({exc})") from None
+    arr = _real_array(values, "values")
     shape = tuple(g.size for g in axes)
     if arr.shape != shape:
         raise ShapeError(f"interpolant: values must have shape {shape} (the grid's point counts), "
