@@ -209,19 +209,6 @@ def logsumexp(values: np.ndarray) -> Any:
 
 # ------------------------------------------------------------------ luksan
 
-def luksan_mapped(n: int) -> tuple[np.ndarray, Any, np.ndarray]:
-    """The Luksan model of ``sg.models`` with one term Function and one constraint Function, each mapped."""
-    a, b = sg.symbols("a"), sg.symbols("b")
-    term = sg.Function("luksan_term", [a, b], [sg.models.luksan_objective(np.array([a, b], dtype=object))])
-    u, v, w = sg.symbols("u"), sg.symbols("v"), sg.symbols("w")
-    con = sg.Function("luksan_con", [u, v, w], [sg.models.luksan_constraints(np.array([u, v, w], dtype=object))[0]])
-    with sg.building():
-        x = sg.symbols("x", n)
-        f = term.map(n - 1, reduce="sum")(x[:-1], x[1:])
-        g = con.map(n - 2)(x[:-2], x[1:-1], x[2:])
-    return x, f, g
-
-
 def nlp_callbacks(nlp: Any) -> dict:
     """Per compiled callback of ``nlp``: C size and time per call at a random point."""
     rng = np.random.default_rng(0)
@@ -311,7 +298,7 @@ def bench_luksan(sizes: Sequence[int], compare_max: int, casadi_max: int, solve_
     w = sg.symbols("w", 2)
     sg.NLP(x=w, f=w @ w, jit=False).solve_ipopt(np.ones(2), options=IPOPT)  # IPOPT's one-time start-up
     for n in sizes:
-        runs = [("mapped", lambda n=n: luksan_mapped(n))]
+        runs = [("mapped", lambda n=n: sg.models.luksan_mapped(n))]
         if n <= compare_max:
             runs.append(("unrolled", lambda n=n: sg.models.luksan(n)))
         for label, make in runs:

@@ -53,3 +53,27 @@ def luksan(n: int):
     with building():
         x = symbols("x", n)
         return x, luksan_objective(x), luksan_constraints(x)
+
+
+def luksan_mapped(n: int):
+    """The Luksan problem written with maps: ``(x, f, g)`` as :func:`luksan`, one call node each.
+
+    One term Function mapped over the n-1 terms (``reduce="sum"``) and one
+    constraint Function mapped over the n-2 constraints, on slices of x.
+
+    >>> import symgraph as sg
+    >>> x, f, g = luksan_mapped(4)
+    >>> float(sg.Function("f", [x], [f])(np.ones(4))), g.shape
+    (0.0, (2,))
+    """
+    from .function import Function
+
+    a, b = symbols("a"), symbols("b")
+    term = Function("luksan_term", [a, b], [luksan_objective(np.array([a, b], dtype=object))])
+    u, v, w = symbols("u"), symbols("v"), symbols("w")
+    con = Function("luksan_con", [u, v, w], [luksan_constraints(np.array([u, v, w], dtype=object))[0]])
+    with building():
+        x = symbols("x", n)
+        f = term.map(n - 1, reduce="sum")(x[:-1], x[1:])
+        g = con.map(n - 2)(x[:-2], x[1:-1], x[2:])
+    return x, f, g

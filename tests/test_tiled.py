@@ -78,21 +78,8 @@ def mapped_and_unrolled(body, in_shapes, n, operands, shared=(), reduce=None, na
     return np.asarray(mapped, dtype=object), unrolled
 
 
-def luksan_mapped(n: int):
-    """The Luksan model of ``sg.models`` with one term Function and one constraint Function, each mapped."""
-    a, b = sg.symbols("a"), sg.symbols("b")
-    term = sg.Function("luksan_term", [a, b], [sg.models.luksan_objective(np.array([a, b], dtype=object))])
-    u, v, w = sg.symbols("u"), sg.symbols("v"), sg.symbols("w")
-    con = sg.Function("luksan_con", [u, v, w], [sg.models.luksan_constraints(np.array([u, v, w], dtype=object))[0]])
-    with sg.building():
-        x = sg.symbols("x", n)
-        f = term.map(n - 1, reduce="sum")(x[:-1], x[1:])
-        g = con.map(n - 2)(x[:-2], x[1:-1], x[2:])
-    return x, f, g
-
-
 def luksan_pair(n: int, jit: bool = False):
-    x, f, g = luksan_mapped(n)
+    x, f, g = sg.models.luksan_mapped(n)
     xu, fu, gu = sg.models.luksan(n)
     with sg.building():
         a = sg.NLP(x=x, f=f, g=g, jit=jit, name=f"tl_map{n}")
@@ -647,7 +634,7 @@ def test_hessian_function_with_multipliers_elsewhere_among_the_inputs():
     from symgraph.tiled import tiled_derivatives
     import scipy.sparse as sp
 
-    x, f, g = luksan_mapped(7)
+    x, f, g = sg.models.luksan_mapped(7)
     sigma, lam = sg.symbols("sigma"), sg.symbols("lambda", len(g))
     with sg.building():
         t = tiled_derivatives(x, f, g, sigma, lam)
