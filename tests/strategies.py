@@ -135,3 +135,9 @@ def small_gmm(d: int, k: int, n: int, q_prior: bool = True):
     total = point.map(n, shared=[1, 2, 3, 4], reduce="sum")(x, alphas, means, qs, ls)
     prior = (np.sum(sg.exp(2 * qs)) if q_prior else 0) + np.sum(ls * ls)
     return [alphas, means, qs, ls, x], total - n * logsumexp(alphas) + 0.5 * prior
+
+
+# Map options for a body of three inputs and two outputs: which inputs are shared, each output's
+# reduce, and the instance count.
+MAP_FLAGS = st.tuples(st.lists(st.booleans(), min_size=3, max_size=3),
+                      st.lists(st.sampled_from([None, "sum"]), min_size=2, max_size=2), st.integers(1, 4))

@@ -14,13 +14,12 @@ import shutil
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import symgraph as sg
 from symgraph.call import callees_bottom_up
 from symgraph.expr import CALL, topological
 from symgraph.hoist import hoist
-from strategies import complex_step_gradient
+from strategies import MAP_FLAGS, complex_step_gradient
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 
@@ -49,12 +48,8 @@ def body():
     return sg.Function("f", [x, p, c], [y, sg.sin(c) * p[0] + x[0] ** 2], input_names=["x", "p", "c"])
 
 
-FLAGS = st.tuples(st.lists(st.booleans(), min_size=3, max_size=3),
-                  st.lists(st.sampled_from([None, "sum"]), min_size=2, max_size=2), st.integers(1, 4))
-
-
 @settings(max_examples=25)
-@given(FLAGS)
+@given(MAP_FLAGS)
 def test_hoisted_values_and_gradients_equal_the_original(flags):
     shared, reduce, n = flags
     M = body().map(n, shared=[k for k, s in enumerate(shared) if s], reduce=reduce)

@@ -35,7 +35,7 @@ import symgraph as sg
 from symgraph import calldiff
 from symgraph.map import csc_pattern
 from symgraph.sparsity import jacobian_sparsity, pattern
-from strategies import complex_step_gradient, small_gmm
+from strategies import MAP_FLAGS, complex_step_gradient, small_gmm
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
@@ -130,12 +130,8 @@ def body(n_in: int = 3):
                        input_names=["a", "b", "p"])
 
 
-FLAGS = st.tuples(st.lists(st.booleans(), min_size=3, max_size=3),
-                  st.lists(st.sampled_from([None, "sum"]), min_size=2, max_size=2), st.integers(1, 4))
-
-
 @settings(max_examples=30)
-@given(FLAGS)
+@given(MAP_FLAGS)
 def test_map_pattern_equals_the_unrolled_sweep(flags):
     shared, reduce, n = flags
     M = body().map(n, shared=[k for k, s in enumerate(shared) if s], reduce=reduce)
@@ -169,7 +165,7 @@ def _subset(rng, n):
 
 
 @settings(max_examples=30)
-@given(FLAGS, st.integers(0, 2 ** 32 - 1), st.sampled_from(["jvp", "vjp"]))
+@given(MAP_FLAGS, st.integers(0, 2 ** 32 - 1), st.sampled_from(["jvp", "vjp"]))
 def test_flat_derivative_patterns_equal_the_swept_and_unrolled(flags, seed, mode):
     shared, reduce, n = flags
     M = body().map(n, shared=[k for k, s in enumerate(shared) if s], reduce=reduce)
