@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .ad import _shape_result
 from .errors import DifferentiationError, InvalidInputError, ShapeError
 from .expr import CALL, CONST, Expr, apply, building, const, topological
 from .ops import OPS
@@ -481,7 +482,7 @@ def taylor(f: Any, x: Any, v: Any, order: int, *, derivatives: bool = False) -> 
         coeffs = [[series[r][k] if r in series else (r if k == 0 else ZERO) for r in roots] for k in range(n)]
         if derivatives:
             coeffs = [[_scale(float(math.factorial(k)), e) for e in row] for k, row in enumerate(coeffs)]
-    return [_shaped(row, out_arr.shape, out_arr.ndim == 0) for row in coeffs]
+    return [_shape_result(row, out_arr.shape, out_arr.ndim == 0) for row in coeffs]
 
 
 def _refuse_custom_rules(roots: list[Expr]) -> None:
@@ -508,11 +509,3 @@ def _refuse_custom_rules(roots: list[Expr]) -> None:
                 f"taylor: f calls Function {G.name!r}, which carries a derivative rule (custom_jvp, custom_vjp "
                 f"or stop_gradient); Taylor mode expands calls and would drop the rule, so it is not supported "
                 f"there yet: nest sg.jvp along v instead")
-
-
-def _shaped(values: list[Expr], shape: tuple, scalar: bool):
-    if scalar:
-        return values[0]
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out.reshape(shape)
