@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 import symgraph as sg
@@ -141,3 +142,11 @@ def small_gmm(d: int, k: int, n: int, q_prior: bool = True):
 # reduce, and the instance count.
 MAP_FLAGS = st.tuples(st.lists(st.booleans(), min_size=3, max_size=3),
                       st.lists(st.sampled_from([None, "sum"]), min_size=2, max_size=2), st.integers(1, 4))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_cache(tmp_path_factory):
+    """Each test module that imports this compiles into an empty cache of its own (SYMGRAPH_CACHE_DIR)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
+        yield

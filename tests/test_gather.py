@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 
 import symgraph as sg
+from strategies import module_cache  # noqa: F401  autouse: a cache per module
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 # ------------------------------------------------------- values

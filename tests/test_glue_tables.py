@@ -21,19 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symgraph as sg
+from strategies import module_cache  # noqa: F401  autouse: a cache per module
 from codegen import glue
 from codegen.c99 import generate
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
 FAST = {"compiler": "tcc"} if shutil.which("tcc") else {}  # hypothesis: many small builds
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 def _body() -> sg.Function:

@@ -19,16 +19,9 @@ import symgraph as sg
 from symgraph.call import callees_bottom_up
 from symgraph.expr import CALL, topological
 from symgraph.hoist import hoist
-from strategies import MAP_FLAGS, complex_step_gradient
+from strategies import MAP_FLAGS, complex_step_gradient, module_cache  # module_cache: autouse, a cache per module
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 def calls(roots) -> list:

@@ -35,17 +35,10 @@ import symgraph as sg
 from symgraph import calldiff
 from symgraph.map import csc_pattern
 from symgraph.sparsity import jacobian_sparsity, pattern
-from strategies import MAP_FLAGS, complex_step_gradient, small_gmm
+from strategies import MAP_FLAGS, complex_step_gradient, module_cache, small_gmm  # module_cache: autouse, a cache per module
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 def entries(sp) -> set:

@@ -22,20 +22,13 @@ import symgraph as sg
 from symgraph import calldiff
 from symgraph.sparsity import jacobian_sparsity
 from symgraph.structured import StructuredFunction, children, structure_of
-from strategies import complex_step_gradient, complex_step_jacobian, random_graphs
+from strategies import complex_step_gradient, complex_step_jacobian, module_cache, random_graphs  # module_cache: autouse, a cache per module
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
 
 SHAPES = [(), (2,), (3,), (2, 2)]
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 # ------------------------------------------------------------------ helpers

@@ -22,17 +22,10 @@ import symgraph as sg
 from codegen import glue, stores
 from codegen.c99 import program, single_file
 from codegen.export import demo_inputs
-from strategies import compile_and_run
+from strategies import compile_and_run, module_cache  # module_cache: autouse, a cache per module
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
 MIN = stores.RUNTIME_TABLE_MIN
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 def _body() -> sg.Function:

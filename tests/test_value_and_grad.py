@@ -22,18 +22,11 @@ import pytest
 import symgraph as sg
 from symgraph.ad import value_and_grad
 from symgraph.expr import CALL, topological
-from strategies import complex_step_gradient, small_gmm
+from strategies import complex_step_gradient, module_cache, small_gmm  # module_cache: autouse, a cache per module
 
 HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
 D_, K_, N_ = 3, 2, 5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path_factory.mktemp("symgraph-cache")))
-        yield
 
 
 def gmm():
