@@ -381,6 +381,37 @@ class Function:
 
         return export_c(self, directory, name, optimize, overwrite)
 
+    # ------------------------------------------- files, pictures, printing
+    def save(self, path: Any, **options: Any) -> None:
+        """Write this Function to ``path`` in symgraph's file format (see :func:`symgraph.serialize.save`)."""
+        from .serialize import save
+
+        return save(self, path, **options)
+
+    def to_bytes(self) -> bytes:
+        """This Function in symgraph's file format, as bytes (see :func:`symgraph.serialize.to_bytes`)."""
+        from .serialize import to_bytes
+
+        return to_bytes(self)
+
+    def draw(self, path: Any, **options: Any) -> Any:
+        """Draw this Function's graph to an SVG/PNG file through Graphviz (see :func:`symgraph.pictures.draw`)."""
+        from .pictures import draw
+
+        return draw(self, path, **options)
+
+    def to_dot(self, **options: Any) -> str:
+        """This Function's graph as Graphviz DOT text (see :func:`symgraph.pictures.to_dot`)."""
+        from .pictures import to_dot
+
+        return to_dot(self, **options)
+
+    def debugprint(self, **options: Any) -> Any:
+        """A PyTensor-style text dump of the graph, each shared node once (see :func:`symgraph.printing.debugprint`)."""
+        from .printing import debugprint
+
+        return debugprint(self, **options)
+
 
 FUNCTION_FORMAT = 3  # version of function_to_data's layout (1: no callees; 2: no structured Functions)
 
