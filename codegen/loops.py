@@ -46,6 +46,8 @@ def structured_callee(G: Any, fname: str, callees: dict) -> tuple[str, int]:
         return _map(G, structure, fname, callees[structure.body])
     if structure.kind == "fold":
         return _fold(G, structure, fname, callees[structure.body])
+    if structure.kind == "native":  # hand-written C (symgraph/native.py)
+        return structure.c_function(fname, callees)
     raise NotImplementedError(f"no C for structure kind {structure.kind!r}")
 
 

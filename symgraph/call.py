@@ -382,8 +382,9 @@ def inline_roots(roots: Sequence[Expr]) -> list[Expr]:
             return roots
         expanded: dict[Any, list[Expr]] = {}  # callee Function -> its outputs, inlined, over its own inputs
         for G in callees_bottom_up([n.data for n in order if n.op is CALL]):
-            flat = G.expansion()
-            expanded[G] = _expand(flat, topological(flat), expanded)
+            flat = G.expansion()  # a native Function's is a call of itself: kept, only its operands change
+            native = getattr(G, "structure", None) is not None and G.structure.kind == "native"
+            expanded[G] = flat if native else _expand(flat, topological(flat), expanded)
         return _expand(roots, order, expanded)
 
 

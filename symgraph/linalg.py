@@ -19,6 +19,11 @@ themselves.
   symmetric positive definite ``A``; it reads only the lower triangle.
 * Derivatives differentiate through the chosen branch of each ``if_else``
   (piecewise, as for ``abs``): ``grad(logdet(A), A) == inv(A).T``.
+* Beyond ``MAX_EXPANDED_SIZE``, ``solve`` (and ``inv``, ``det``, ``slogdet``,
+  ``logdet``) are one call of a native Function (:mod:`symgraph.linsolve`):
+  the same pivoted LU, run by numpy in the VM and by fixed-size C loops in
+  compiled code, whose derivatives are solves with the same matrix.
+  ``cholesky`` is expanded up to ``MAX_CHOLESKY_SIZE``.
 
 Singular and indefinite matrices at evaluation (the graph cannot raise): an
 exactly zero pivot is skipped in elimination, as LAPACK does, so ``det`` is
@@ -49,11 +54,16 @@ from .errors import DTypeError, ShapeError, SymgraphError
 from .expr import Expr, const
 
 #: Largest ``n`` for which an ``(n, n)`` symbolic matrix is expanded into
-#: scalar nodes (the graph grows as ``n**3``); larger ones raise ShapeError.
+#: scalar nodes by ``solve``, ``inv``, ``det``, ``slogdet`` and ``logdet`` (the
+#: graph grows as ``n**3``); larger ones are one native call each
+#: (:mod:`symgraph.linsolve`: LU in C and numpy, derivatives by solves).
 MAX_EXPANDED_SIZE = 8
+#: Largest ``n`` for which ``cholesky`` of a symbolic matrix is expanded
+#: (about ``n**3 / 6`` products); larger ones raise ShapeError.
+MAX_CHOLESKY_SIZE = 64
 
 _ABS, _IF_ELSE, _EQ, _GT = builder("abs"), builder("if_else"), builder("eq"), builder("gt")
-_LOG, _SQRT, _SIGN = builder("log"), builder("sqrt"), builder("sign")
+_LOG, _SQRT, _SIGN, _EXP = builder("log"), builder("sqrt"), builder("sign"), builder("exp")
 _ZERO, _ONE = const(0.0), const(1.0)
 
 
@@ -102,13 +112,12 @@ def _rhs(b: Any, n: int) -> np.ndarray:
     return arr
 
 
-def _expanded(arr: np.ndarray, func: str) -> list[list[Expr]]:
-    """The rows of a symbolic square ``arr`` as lists of Exprs, within the expansion limit."""
+def _expanded(arr: np.ndarray, func: str, limit: int = MAX_EXPANDED_SIZE) -> list[list[Expr]]:
+    """The rows of a symbolic square ``arr`` as lists of Exprs, within the expansion ``limit``."""
     n = arr.shape[0]
-    if n > MAX_EXPANDED_SIZE:
-        raise ShapeError(f"linalg.{func}: A has shape {arr.shape}; symbolic matrices are expanded only up to "
-                         f"n = {MAX_EXPANDED_SIZE} (linalg.MAX_EXPANDED_SIZE), and a solve node for larger "
-                         f"sizes is not there yet")
+    if n > limit:
+        raise ShapeError(f"linalg.{func}: A has shape {arr.shape}; symbolic matrices are expanded for {func} only "
+                         f"up to n = {limit} (linalg.MAX_CHOLESKY_SIZE)")
     return _entries(arr, func, "A").tolist()
 
 
@@ -221,7 +230,14 @@ def solve(A: Any, b: Any) -> np.ndarray:
     rhs = _rhs(b, arr.shape[0])
     if not _is_symbolic(arr, rhs):
         return np.linalg.solve(arr, rhs)
-    columns = rhs.reshape(arr.shape[0], -1)
+    n = arr.shape[0]
+    if n > MAX_EXPANDED_SIZE:
+        from .call import call_function
+        from .linsolve import solve_function
+
+        return np.asarray(call_function(solve_function(n, rhs.shape[1:]), [_entries(arr, "solve", "A"),
+                                                                           _entries(rhs, "solve", "b")]), dtype=object)
+    columns = rhs.reshape(n, -1)
     x = _object(_lu_solve(_expanded(arr, "solve"), _entries(columns, "solve", "b").tolist()))
     return x.reshape(rhs.shape)
 
@@ -242,6 +258,8 @@ def inv(A: Any) -> np.ndarray:
     if not _is_symbolic(arr):
         return np.linalg.inv(arr)
     n = arr.shape[0]
+    if n > MAX_EXPANDED_SIZE:
+        return solve(arr, np.eye(n))
     eye = [[_ONE if i == j else _ZERO for j in range(n)] for i in range(n)]
     return _object(_lu_solve(_expanded(arr, "inv"), eye))
 
@@ -261,6 +279,9 @@ def det(A: Any) -> Any:
     arr = _square(A, "det")
     if not _is_symbolic(arr):
         return np.linalg.det(arr)
+    if arr.shape[0] > MAX_EXPANDED_SIZE:
+        sign, total = slogdet(arr)
+        return sign * _EXP(total)
     pivots, sign = _pivots(_expanded(arr, "det"))
     out = sign
     for p in pivots:
@@ -285,6 +306,12 @@ def slogdet(A: Any) -> tuple[Any, Any]:
     arr = _square(A, "slogdet")
     if not _is_symbolic(arr):
         return np.linalg.slogdet(arr)
+    n = arr.shape[0]
+    if n > MAX_EXPANDED_SIZE:
+        from .call import call_function
+        from .linsolve import slogdet_function
+
+        return call_function(slogdet_function(n), [_entries(arr, "slogdet", "A")])
     pivots, sign = _pivots(_expanded(arr, "slogdet"))
     for p in pivots:
         sign = sign * _SIGN(p)
@@ -327,7 +354,7 @@ def cholesky(A: Any) -> np.ndarray:
     arr = _square(A, "cholesky")
     if not _is_symbolic(arr):
         return np.linalg.cholesky(arr)
-    a = _expanded(arr, "cholesky")
+    a = _expanded(arr, "cholesky", MAX_CHOLESKY_SIZE)
     n = len(a)
     L = [[_ZERO] * n for _ in range(n)]
     for j in range(n):
@@ -337,4 +364,4 @@ def cholesky(A: Any) -> np.ndarray:
     return _object(L)
 
 
-__all__ = ["MAX_EXPANDED_SIZE", "solve", "inv", "det", "slogdet", "logdet", "cholesky"]
+__all__ = ["MAX_EXPANDED_SIZE", "MAX_CHOLESKY_SIZE", "solve", "inv", "det", "slogdet", "logdet", "cholesky"]

@@ -12,7 +12,9 @@ run on an explicit stack of frames, never by recursion.  A structured
 callee (map, fold) is run by its driver: the driver turns the operand
 columns into the body's (a map lays its ``n`` instances end to end, so the
 body runs once over ``n * N`` points; a fold feeds the body once per step),
-and turns the body's values back into the call's results.
+and turns the body's values back into the call's results.  A native callee
+(:mod:`symgraph.native`: a linear solve, a rootfinder) has no program: its
+structure's ``evaluate`` computes the results from the operand columns.
 
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x", 2)
@@ -118,6 +120,9 @@ def run(tape: Tape, inputs: Sequence[np.ndarray], prog: Program | None = None) -
                 callee = fn.callee
                 structure = callee.structure
                 driver = None
+                if structure is not None and structure.kind == "native":  # numpy, no program to run
+                    slots[out] = structure.evaluate(columns, width)
+                    continue
                 if structure is not None:  # a map or fold: its driver feeds the body's program
                     driver = structure.vm_driver(columns, width)
                     callee, columns = driver.body, driver.start()

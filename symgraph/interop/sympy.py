@@ -75,6 +75,12 @@ def to_sympy(expr: Any, symbol_map: dict | None = None):
 
         roots = inline_roots(roots)
         order = topological(roots)
+        kept = next((n for n in order if n.op is CALL), None)  # a native call (a solve...) has no formula
+        if kept is not None:
+            from ..errors import SympyConversionError
+
+            raise SympyConversionError(f"to_sympy: {kept.data.name} ({kept.data.structure.describe()}) is a native "
+                                       f"call with no closed form in SymPy")
     converted = None
     if _depth(order) <= EVALUATE_DEPTH:
         try:
