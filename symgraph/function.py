@@ -129,8 +129,10 @@ class Function:
 
     # ------------------------------------------------------------ pickling
     def __reduce__(self):
-        """Pickle (and ``copy.deepcopy``) as plain data: see :func:`function_to_data`."""
-        return function_from_data, (function_to_data(self),)
+        """Pickle (and ``copy.deepcopy``) through symgraph's file format (:func:`symgraph.serialize.to_bytes`)."""
+        from .serialize import from_bytes, to_bytes
+
+        return from_bytes, (to_bytes(self),)
 
     # ---------------------------------------------------------- evaluation
     def __call__(self, *args: Any):
