@@ -35,7 +35,10 @@ __all__ = ["main", "cache_entries"]
 
 EXIT_ERROR = 2
 _KEY_FILE = re.compile(r"^([0-9a-f]{64})\.[A-Za-z0-9_.-]+$")  # KEY.so, KEY.json, KEY.lock, KEY.cubin, ...
-_BUILD_DIR = re.compile(r"^build-([0-9a-f]{64})-")
+_BUILD_DIR = re.compile(r"^build-([0-9a-f]{64})-")  # a build in progress (or killed)
+_FUNCTION_FILE = re.compile(r"^(fn-[0-9a-f]{64})\.[A-Za-z0-9_.-]+$")  # fn-KEY.npz: a compiled Function's tables
+_TEMPORARY = (".probe-", ".fn-tmp-")  # files being written: removed only once an hour old
+TEMPORARY_SECONDS = 3600
 
 
 class CommandLineError(Exception):
@@ -342,9 +345,10 @@ def _output_positions(F: Any, k: int) -> Any:
 # ---------------------------------------------------------------- cache
 
 
-def _cache_root(directory: str | None) -> str:
-    from codegen.build import ENV_CACHE
+ENV_CACHE = "SYMGRAPH_CACHE_DIR"  # as codegen.build.ENV_CACHE (not imported: 'cache' needs no compiler set-up)
 
+
+def _cache_root(directory: str | None) -> str:
     path = directory or os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "symgraph")
     return os.path.abspath(path)
 
@@ -354,9 +358,10 @@ def cache_entries(root: str) -> dict:
 
     Only names symgraph writes there count: ``KEY.so``, ``KEY.json``,
     ``KEY.lock``, ``KEY.cubin`` and the like (``KEY``: 64 hex digits),
-    ``build-KEY-*`` directories of builds in progress or killed, and
-    ``.probe-*`` files; anything else is left alone.  The ``.probe-*``
-    files are listed under the key ``""``.
+    ``build-KEY-*`` directories of builds in progress or killed,
+    ``fn-KEY.npz`` (a compiled Function's tables, listed under ``fn-KEY``),
+    and ``.probe-*`` and ``.fn-tmp-*`` files being written (listed under
+    the key ``""``); anything else is left alone.
 
     >>> import tempfile
     >>> root = tempfile.mkdtemp()
@@ -371,10 +376,10 @@ def cache_entries(root: str) -> dict:
     except FileNotFoundError:
         return found
     for name in names:
-        match = _KEY_FILE.match(name) or _BUILD_DIR.match(name)
+        match = _KEY_FILE.match(name) or _BUILD_DIR.match(name) or _FUNCTION_FILE.match(name)
         if match:
             found.setdefault(match.group(1), []).append(name)
-        elif name.startswith(".probe-"):
+        elif name.startswith(_TEMPORARY):
             found.setdefault("", []).append(name)
     return found
 
@@ -400,14 +405,14 @@ def _cache(args: argparse.Namespace) -> int:
         raise CommandLineError(f"the cache path {root} is not a directory")
     entries = cache_entries(root)
     if args.action == "info":
-        libraries = [key for key, names in entries.items() if key and any(not n.endswith(".lock") and
-                                                                          not n.startswith("build-") for n in names)]
+        libraries = [key for key, names in entries.items() if _is_entry(key, names)]
         size = sum(_size(os.path.join(root, n)) for names in entries.values() for n in names)
         others = 0
         with contextlib.suppress(OSError):
             others = len(os.listdir(root)) - sum(len(names) for names in entries.values())
         print(f"directory: {root}" + ("" if os.path.isdir(root) else " (does not exist yet)"))
-        print(f"entries: {len(libraries)}")
+        tables = sum(key.startswith("fn-") for key in libraries)
+        print(f"entries: {len(libraries)} ({len(libraries) - tables} compiled libraries, {tables} Function tables)")
         print(f"size: {size} bytes ({_human(size)})")
         if others:
             print(f"other files: {others} (not symgraph's; 'symgraph cache clear' leaves them)")
@@ -420,6 +425,8 @@ def _cache(args: argparse.Namespace) -> int:
                 continue
             for name in names:
                 path = os.path.join(root, name)
+                if not key and not _older_than(path, TEMPORARY_SECONDS):
+                    continue  # being written now
                 size = _size(path)
                 try:
                     if os.path.isdir(path) and not os.path.islink(path):
@@ -429,10 +436,24 @@ def _cache(args: argparse.Namespace) -> int:
                 except FileNotFoundError:
                     continue
                 freed += size
-            removed += key != "" and any(not n.endswith(".lock") and not n.startswith("build-") for n in names)
+            removed += _is_entry(key, names)
     note = f"; {busy} being built now, kept" if busy else ""
     print(f"removed {removed} entries ({_human(freed)}) from {root}{note}")
     return 0
+
+
+def _is_entry(key: str, names: list) -> bool:
+    """True for a cache entry proper (a library, a Function's tables), not only a lock or a build directory."""
+    return bool(key) and any(not n.endswith(".lock") and not n.startswith("build-") for n in names)
+
+
+def _older_than(path: str, seconds: float) -> bool:
+    import time
+
+    try:
+        return time.time() - os.lstat(path).st_mtime > seconds
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
