@@ -67,8 +67,9 @@ PROCESS_WIDE_LINK_FLAGS = frozenset(("-ffast-math", "-funsafe-math-optimizations
                                      "-mpc32", "-mpc64", "-mpc80"))
 CANDIDATES: tuple[str, ...] = ("cc", "gcc", "clang")
 
-# Counters for tests and benchmarks: compiler runs and cache hits in this process.
-STATS = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
+# Counters for tests and benchmarks, in this process: compiler runs a caller waited for ("compiles"),
+# compiler runs of background tier upgrades ("background_compiles", see codegen.runtime), cache hits.
+STATS = {"compiles": 0, "background_compiles": 0, "disk_hits": 0, "memory_hits": 0}
 
 _LOADED: dict[str, "Library"] = {}
 _VERSIONS: dict[tuple, str] = {}
@@ -76,6 +77,12 @@ _FALLBACK: dict[str, str] = {}
 _CLEANED: set[str] = set()
 _MUTEX = threading.Lock()
 STALE_SECONDS = 24 * 3600  # build directories not named after a key: removed after a day
+ENTRY_PREFIX = "fn-"  # function entries (codegen.runtime): fn-KEY.npz beside the libraries
+ENTRY_TMP_PREFIX = ".fn-tmp-"  # a function entry being written (renamed into place when complete)
+_ENTRIES: dict[str, tuple] = {}  # function entries read or written in this process: key -> (meta, tables)
+_CHILDREN: set = set()  # compiler processes running now (killed at interpreter exit)
+_WORKDIRS: set = set()  # build directories in use now (removed at interpreter exit)
+_EXITING = threading.Event()  # set at interpreter exit: background builds stop quietly
 
 
 @dataclass(frozen=True)
@@ -281,7 +288,9 @@ class _CacheVanished(Exception):
 
 
 def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler | None = None,
-          flags: Sequence[str] | None = None, jobs: int | None = None, directory: str | None = None) -> Library:
+          flags: Sequence[str] | None = None, jobs: int | None = None, directory: str | None = None, *,
+          background: bool = False, expected: float | None = None, what: str = "",
+          verbose: bool | None = None) -> Library:
     """Compile ``units`` (``[(file name, C text)]``) into a shared library and load it (cached).
 
     Args:
@@ -291,6 +300,9 @@ def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler 
         flags: optimization flags (default ``("-O2",)``); no ``-ffast-math`` unless given.
         jobs: parallel compiler processes (default: CPU count).
         directory: cache directory (default :func:`cache_dir`).
+        background: a background tier upgrade (counted as ``STATS["background_compiles"]``).
+        expected, what, verbose: the compile phase's estimated seconds, subject and display
+            (see :func:`symgraph.progress.phase`).
 
     Raises :class:`~symgraph.errors.CompileError` with the compiler's message
     and the path of the kept sources when compilation fails, and with the
@@ -320,7 +332,8 @@ def build(units: Sequence[tuple[str, str]], cdef: str, compiler: str | Compiler 
     if found is None:
         for attempt in (1, 2):
             try:
-                found, source = _build_locked(units, cdef, cc, flags, jobs, root, key)
+                found, source = _build_locked(units, cdef, cc, flags, jobs, root, key,
+                                              (background, expected, what, verbose))
                 break
             except _CacheVanished:
                 if attempt == 2:
@@ -340,22 +353,30 @@ def _entry(root: str, key: str) -> tuple[str, str]:
     return os.path.join(root, key + ".so"), os.path.join(root, key + ".json")
 
 
-def _build_locked(units, cdef, cc: Compiler, flags, jobs, root: str, key: str):
+def _build_locked(units, cdef, cc: Compiler, flags, jobs, root: str, key: str, how: tuple = (False, None, "", None)):
     """Under the key's lock: load what another process built meanwhile, else compile; ``(found, source)``."""
+    from symgraph.progress import phase
+
+    background, expected, what, verbose = how
     so_path, meta_path = _entry(root, key)
     with _file_lock(os.path.join(root, key + ".lock")):
         found = _load_verified(so_path, meta_path, cdef)  # another process may have built it
         if found is not None:
             return found, "disk"
         _clean_stale(root)
-        _compile_into(units, cc, flags, jobs, root, key, so_path, meta_path)
-        return _load_built(so_path, meta_path, cdef, cc), "compiled"
+        size = sum(len(text) for _, text in units)
+        with phase("compile", f"{what} with {cc.name} {' '.join(flags)}".strip(), size, "bytes of C",
+                   expected, False if background else verbose):
+            _compile_into(units, cc, flags, jobs, root, key, so_path, meta_path, background)
+        with phase("load", what):
+            return _load_built(so_path, meta_path, cdef, cc), "compiled"
 
 
 def clear_memory_cache() -> None:
-    """Forget libraries loaded in this process (the next build checks the disk cache again)."""
+    """Forget libraries and function entries loaded in this process (the next build checks the disk again)."""
     with _MUTEX:
         _LOADED.clear()
+        _ENTRIES.clear()
 
 
 def check_flags(flags: Any) -> tuple[str, ...]:
@@ -450,7 +471,7 @@ def _clean_stale(root: str) -> None:
     now = time.time()
     for name in names:
         path = os.path.join(root, name)
-        if name.startswith(".probe-"):
+        if name.startswith((".probe-", ENTRY_TMP_PREFIX)):
             with contextlib.suppress(OSError):
                 if now - os.lstat(path).st_mtime > STALE_SECONDS:
                     os.remove(path)
@@ -507,11 +528,13 @@ def _install(source: str, target: str, root: str, work: str) -> None:
         raise _cache_error(exc, "store the cache entry", target, root, work) from None
 
 
-def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_path) -> None:
+def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_path, background=False) -> None:
     try:
         work = tempfile.mkdtemp(dir=root, prefix=f"build-{key}-")
     except OSError as exc:
         raise _cache_error(exc, "create a build directory in", root, root) from None
+    with _MUTEX:
+        _WORKDIRS.add(work)
     try:
         for name, text in units:
             path = os.path.join(work, name)
@@ -519,7 +542,7 @@ def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_pat
                 _write_text(path, text)
             except OSError as exc:
                 raise _cache_error(exc, "write the C source", path, root, work) from None
-        STATS["compiles"] += 1
+        STATS["background_compiles" if background else "compiles"] += 1
         _run_compiler(units, cc, flags, jobs, work, root, key)
         built = os.path.join(work, "lib.so")
         try:
@@ -539,10 +562,14 @@ def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_pat
             _write_text(tmp_meta, json.dumps(meta))
         except OSError as exc:
             raise _cache_error(exc, "write the cache entry's checksum", tmp_meta, root, work) from None
+        if _EXITING.is_set():
+            raise CompileError("the interpreter is exiting: the library was not stored")
         _install(built, so_path, root, work)
         _install(tmp_meta, meta_path, root, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        with _MUTEX:
+            _WORKDIRS.discard(work)
 
 
 def link_flags(flags: Sequence[str]) -> list[str]:
@@ -585,7 +612,7 @@ def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: s
         if not os.path.isdir(work):
             raise _CacheVanished(root)
         try:
-            return cmd, subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+            return cmd, _run_tracked(cmd, work)
         except OSError as exc:
             if not os.path.isdir(work):
                 raise _CacheVanished(root) from None
@@ -617,3 +644,170 @@ def _compiler_failed(cc: Compiler, cmd, done, work: str, root: str, key: str) ->
         message = message[:4000] + "\n... (truncated)"
     raise CompileError(f"{cc.name} failed with exit status {done.returncode}:\n  {' '.join(cmd)}\n"
                        f"{message}\n{where}")
+
+
+# ------------------------------------------------------------ compiler processes and interpreter exit
+def _run_tracked(cmd: list, cwd: str) -> subprocess.CompletedProcess:
+    """Run one compiler command, registered so that interpreter exit can kill it (see :func:`_stop_at_exit`)."""
+    if _EXITING.is_set():
+        raise CompileError("the interpreter is exiting: no compiler is started")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with _MUTEX:
+        _CHILDREN.add(proc)
+    try:
+        out, err = proc.communicate()
+    finally:
+        with _MUTEX:
+            _CHILDREN.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit: kill compilers still running (background builds) and remove their build directories.
+
+    Finished entries are installed by atomic renames only, so nothing
+    half-written is left in the cache; the killed build's key lock goes
+    with the process.
+    """
+    _EXITING.set()
+    with _MUTEX:
+        children, workdirs = list(_CHILDREN), list(_WORKDIRS)
+    for proc in children:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    for proc in children:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            proc.wait(timeout=10)
+    for work in workdirs:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+atexit.register(_stop_at_exit)
+
+
+# ------------------------------------------------------------ function entries (codegen.runtime)
+def _entry_path(root: str, key: str) -> str:
+    return os.path.join(root, ENTRY_PREFIX + key + ".npz")
+
+
+def store_entry(root: str, key: str, meta: dict, tables: Sequence[Any]) -> str | None:
+    """Write the function entry ``key`` (JSON ``meta`` and numpy ``tables``) into ``root``; its path, or None.
+
+    The entry is one ``.npz`` file (no pickles: ``meta`` as JSON bytes,
+    the tables as arrays, with their SHA-256 in ``meta``) written under a
+    temporary name and renamed into place, so a reader sees it whole or not
+    at all.  A cache that cannot be written keeps no entry (the caller
+    compiled anyway): None.
+
+    >>> import numpy as np
+    >>> root = tempfile.mkdtemp()
+    >>> path = store_entry(root, "ab" * 32, {"x": 1}, [np.arange(3)])
+    >>> load_entry("ab" * 32, root)[0]["x"], load_entry("cd" * 32, root)
+    (1, None)
+    """
+    import numpy as np
+
+    meta = dict(meta, tables_sha256=_tables_digest(tables))
+    arrays = {f"t{k}": np.ascontiguousarray(t) for k, t in enumerate(tables)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    target = _entry_path(root, key)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=ENTRY_TMP_PREFIX + key[:16] + "-", suffix=".npz")
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        if _EXITING.is_set():
+            raise OSError("the interpreter is exiting")
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        return None
+    with _MUTEX:
+        _ENTRIES[key] = (meta, tuple(arrays[f"t{k}"] for k in range(len(tables))))
+    return target
+
+
+def _tables_digest(tables: Sequence[Any]) -> str:
+    import numpy as np
+
+    h = hashlib.sha256()
+    for t in tables:
+        t = np.ascontiguousarray(t)
+        h.update(f"{t.dtype.str}{t.shape}".encode())
+        h.update(memoryview(t).cast("B"))
+    return h.hexdigest()
+
+
+def load_entry(key: str, directory: str | None = None) -> tuple[dict, tuple] | None:
+    """The function entry ``key``: ``(meta, tables)`` from memory or the cache, else None.
+
+    Read from the wanted cache directory (if trusted, see :func:`untrusted_reason`;
+    a read-only one too) or the fallback one.  An entry that cannot be read,
+    is not a valid archive, holds a pickle, or whose tables fail their
+    checksum is treated as missing (and rebuilt by the caller).
+    """
+    with _MUTEX:
+        if key in _ENTRIES:
+            return _ENTRIES[key]
+    wanted = _wanted(directory)
+    roots = [wanted] if untrusted_reason(wanted) is None else []
+    with _MUTEX:
+        if wanted in _FALLBACK:
+            roots.append(_FALLBACK[wanted])
+    for root in roots:
+        found = _read_function_entry(_entry_path(root, key))
+        if found is not None:
+            with _MUTEX:
+                _ENTRIES.setdefault(key, found)
+            return found
+    return None
+
+
+def _read_function_entry(path: str) -> tuple[dict, tuple] | None:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            if not isinstance(meta, dict) or not isinstance(meta.get("tables"), int):
+                return None
+            tables = tuple(data[f"t{k}"] for k in range(meta["tables"]))
+    except Exception:  # missing, truncated, not a zip, a pickle, bad JSON: a miss
+        return None
+    if meta.get("tables_sha256") != _tables_digest(tables):
+        return None
+    for t in tables:
+        t.flags.writeable = False
+    return meta, tables
+
+
+def load_library(key: str, cdef: str, directory: str | None = None, compiler: Compiler | None = None
+                 ) -> Library | None:
+    """The cached library ``key`` (from memory, or verified from the cache), or None: no compiler runs.
+
+    >>> load_library("00" * 32, "") is None
+    True
+    """
+    with _MUTEX:
+        if key in _LOADED:
+            STATS["memory_hits"] += 1
+            lib = _LOADED[key]
+            return Library(lib.ffi, lib.lib, lib.path, key, "memory", 0.0, compiler or lib.compiler)
+    start = time.perf_counter()
+    wanted = _wanted(directory)
+    roots = [wanted] if untrusted_reason(wanted) is None else []
+    with _MUTEX:
+        if wanted in _FALLBACK:
+            roots.append(_FALLBACK[wanted])
+    for root in roots:
+        found = _load_verified(*_entry(root, key), cdef)
+        if found is not None:
+            STATS["disk_hits"] += 1
+            ffi, lib, so_path = found
+            result = Library(ffi, lib, so_path, key, "disk", time.perf_counter() - start, compiler)
+            with _MUTEX:
+                return _LOADED.setdefault(key, result)
+    return None

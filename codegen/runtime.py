@@ -38,14 +38,21 @@ compiler").
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import json
 import math
 import os
+import platform
+import sys
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import cffi
 import numpy as np
 
 from symgraph.errors import (ArgumentCountError, BackendWarning, CompileError, CompilerNotFoundError,
@@ -77,10 +84,18 @@ SHARED_BLOCK_DOUBLES = 1 << 16  # batch: shared arguments are repeated for block
 _F64 = np.dtype(np.float64)
 
 
+TIERS = ("auto", "fast", "best")
+# Plain F.compile() pins the optimizing tier (deterministic: one compiler run, no thread left behind);
+# sg.NLP asks for "auto" (start-up latency matters there).  See docs/design.md, "Tiers".
+DEFAULT_TIER = "best"
+ENTRY_VERSION = 1  # layout of the function entries (codegen.build.store_entry) this module writes
+
+
 def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, flags: Sequence[str] | None = None,
                      jobs: int | None = None, chunk_size: int = DEFAULT_CHUNK, cache_dir: str | None = None,
                      auto_tcc: bool = True, compile_budget: float = COMPILE_BUDGET,
-                     name: str | None = None, **unknown: Any) -> "CompiledFunction":
+                     name: str | None = None, tier: str | None = None, verbose: bool | None = None,
+                     **unknown: Any) -> "CompiledFunction":
     """Compile ``F`` to C and load it.
 
     Args:
@@ -103,15 +118,25 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
         compile_budget: seconds (a positive number, ``math.inf`` for no limit); see ``auto_tcc``.
         name: the name C identifiers are made from (default ``F.name``; see
             :func:`codegen.names.c_identifier`).
+        tier: ``"best"`` (default, :data:`DEFAULT_TIER`): the optimizing compiler's code;
+            ``"fast"``: tcc's code (built in a fraction of the time, runs 2-5x slower);
+            ``"auto"``: tcc's code at once, then the optimizing build in a background
+            thread, switched to atomically when ready (``C.tier`` says which runs;
+            ``C.wait()`` waits for the switch).  Without tcc, "auto" is "best".
+        verbose: progress display for slow phases: None on a terminal, True always, False never
+            (:mod:`symgraph.progress`).
 
-    Every option is checked first: a wrong type or value raises
-    :class:`~symgraph.errors.OptionError` naming the option.
+    The compiled code is looked up in the cache first, by a hash of ``F``'s
+    Tape (and its callees') and these options: a hit loads the library and
+    returns without optimizing or generating C.  Every option is checked
+    first: a wrong type or value raises :class:`~symgraph.errors.OptionError`
+    naming the option.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> C = sg.Function("sq", [x], [x * x]).compile(optimize=0)
-    >>> float(C(3.0)), C.work_size
-    (9.0, 0)
+    >>> float(C(3.0)), C.work_size, C.tier
+    (9.0, 0, 'best')
     """
     if "tcc_threshold" in unknown:
         raise OptionError("compile(): tcc_threshold (a number of operations) was replaced by compile_budget, "
@@ -119,22 +144,324 @@ def compile_function(F: Any, optimize: int = 1, compiler: str | None = None, fla
                           f"(default {COMPILE_BUDGET:g}); pass compiler='tcc' or compiler='cc' to force either")
     if unknown:
         raise OptionError(f"compile() has no option {', '.join(map(repr, sorted(unknown)))}; the options are "
-                          "optimize, compiler, flags, jobs, chunk_size, cache_dir, auto_tcc, compile_budget, name")
+                          "optimize, compiler, flags, jobs, chunk_size, cache_dir, auto_tcc, compile_budget, name, "
+                          "tier, verbose")
     options = check_options(optimize=optimize, compiler=compiler, flags=flags, jobs=jobs, chunk_size=chunk_size,
-                            cache_dir=cache_dir, auto_tcc=auto_tcc, compile_budget=compile_budget, name=name)
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    flags = tuple(_build.DEFAULT_FLAGS if flags is None else options["flags"])
+                            cache_dir=cache_dir, auto_tcc=auto_tcc, compile_budget=compile_budget, name=name,
+                            tier=tier, verbose=verbose)
+    from symgraph.progress import call_site
+
+    with call_site():
+        return _compile(F, options)
+
+
+def _compile(F: Any, options: dict) -> "CompiledFunction":
+    tier = options.get("tier") or DEFAULT_TIER
+    if tier == "auto" and options.get("compiler") is not None:
+        tier = "best"  # a named compiler pins the code
+    if tier == "best":
+        return _compile_tier(F, options, "best")[0]
+    fast = _fast_compiler()
+    if tier == "fast":
+        if fast is None:
+            raise CompilerNotFoundError("compile(tier='fast') needs tcc, the fast compiler, and it is not on PATH; "
+                                        "install it (e.g. 'apt-get install tcc') or pass tier='best'")
+        return _compile_tier(F, options, "fast")[0]
+    if fast is None:  # no fast compiler: "auto" is "best"
+        return _compile_tier(F, options, "best")[0]
+    best_key = function_key(F, options, "best")
+    hit = _from_entry(F, options, "best", best_key)
+    if hit is not None:
+        return hit
+    C, prepared = _compile_tier(F, options, "fast")
+    flags = tuple(_build.DEFAULT_FLAGS if options["flags"] is None else options["flags"])
+    estimate = estimate_build(C._code.n_ops, C._code.n_parts, flags, options["jobs"])
+    if options["auto_tcc"] and estimate.cc_seconds > options["compile_budget"]:
+        from symgraph.progress import warn
+
+        try:  # the optimizing build would take longer than the budget: the tcc code stays
+            cc_name = _build.find_compiler(None).name
+        except CompilerNotFoundError:
+            cc_name = "cc"
+        warn(tcc_notice(F.name, estimate, cc_name, flags, options["compile_budget"]), BackendWarning)
+        return C
+    _start_upgrade(C, F, options, best_key, prepared)
+    return C
+
+
+def _fast_compiler() -> "_build.Compiler | None":
+    try:
+        return _build.find_compiler("tcc")
+    except CompileError:
+        return None
+
+
+def _compile_tier(F: Any, options: dict, tier: str, key: str | None = None, prepared: tuple | None = None,
+                  background: bool = False) -> tuple["CompiledFunction", tuple | None]:
+    """Compile ``F`` for ``tier`` ("fast": tcc; "best": the options' compiler): a cache hit, else the work.
+
+    Returns the CompiledFunction and, where the work was done, ``(G, prog)``
+    (the optimized Function and its C program, for the other tier).
+    """
+    from symgraph.progress import phase, warn
+
+    key = key or function_key(F, options, tier)
+    hit = _from_entry(F, options, tier, key)
+    if hit is not None:
+        return hit, None
+    optimize, chunk, verbose = options["optimize"], options["chunk_size"], options.get("verbose")
+    jobs = max(1, options["jobs"] or os.cpu_count() or 1)
+    flags = tuple(_build.DEFAULT_FLAGS if options["flags"] is None else options["flags"])
     with building():  # millions of small objects, no cycles: the cyclic collector's passes are pure cost
-        G = F.optimize(optimize) if optimize else F
-        # each callee optimized once at the same level; large tables of G's own code are run-time data
-        prog = program(G, name, chunk_size, optimize, runtime_tables=True)
-        cc = _choose_compiler(G, prog, compiler, auto_tcc, compile_budget, flags, jobs)
+        if prepared is None:
+            with phase("optimize", F.name, F.n_ops, expected=2e-5 * F.n_ops, verbose=verbose) as p:
+                G = F.optimize(optimize) if optimize else F
+                p.detail = f"{G.n_ops:,} ops after level {optimize}"
+            with phase("generate", F.name, G.n_ops, expected=1.5e-5 * G.n_ops, verbose=verbose):
+                # each callee optimized once at the same level; large tables of G's own code are run-time data
+                prog = program(G, options["name"], chunk, optimize, runtime_tables=True)
+            prepared = (G, prog)
+        G, prog = prepared
+        if tier == "fast":
+            cc = _build.find_compiler("tcc")
+        else:
+            cc, notice = _pick_compiler(G, prog, options["compiler"], options["auto_tcc"],
+                                          options["compile_budget"], flags, jobs)
+            if notice is not None:
+                warn(notice, BackendWarning)
         estimate = estimate_build(prog.n_ops, len(prog.parts), flags, jobs)
         units = translation_units(prog, G, estimate.tcc_units if cc.family == "tcc" else estimate.cc_units)
-    library = _build.build(units, prog.cdef, cc, flags, jobs, options["cache_dir"])
-    return CompiledFunction(F, G, prog, library, flags, options)
+    expected = estimate.tcc_seconds if cc.family == "tcc" else estimate.cc_seconds
+    library = _build.build(units, prog.cdef, cc, flags, jobs, options["cache_dir"], background=background,
+                           expected=expected, what=F.name, verbose=verbose)
+    C = CompiledFunction(F, G, prog, library, flags, _public(options))
+    C._tier = "fast" if tier == "fast" or cc.family == "tcc" else "best"
+    _store(key, library, prog, flags, C._tier)
+    return C, prepared
 
 
+def _public(options: dict) -> dict:
+    """The options a CompiledFunction keeps (and pickles): those given, without None defaults."""
+    return {k: v for k, v in options.items() if v is not None and k != "verbose"}
+
+
+def _store(key: str, library: Any, prog: Any, flags: tuple, tier: str) -> None:
+    """Write the function entry for ``key`` beside the library (what a hit needs to call it)."""
+    meta = {"version": ENTRY_VERSION, "library": library.key, "cdef": prog.cdef, "name": prog.name,
+            "batch": prog.symbol("batch"), "work_size": int(prog.work_size), "n_ops": int(prog.n_ops),
+            "parts": len(prog.parts),
+            "tables": len(prog.tables), "flags": list(flags), "tier": tier,
+            "compiler": library.compiler.path if library.compiler else None}
+    _build.store_entry(os.path.dirname(library.path), key, meta, prog.tables)
+
+
+def _from_entry(F: Any, options: dict, tier: str, key: str) -> "CompiledFunction | None":
+    """The CompiledFunction of the cached entry ``key``, or None (missing, damaged, or its library is)."""
+    from symgraph.progress import phase
+
+    found = _build.load_entry(key, options["cache_dir"])
+    if found is None:
+        return None
+    meta, tables = found
+    try:
+        if meta.get("version") != ENTRY_VERSION or len(tables) != meta["tables"]:
+            return None
+        with phase("load", F.name, meta["n_ops"]):
+            compiler = None
+            if meta.get("compiler"):
+                with contextlib.suppress(CompileError):
+                    compiler = _build.find_compiler(meta["compiler"])
+            library = _build.load_library(meta["library"], meta["cdef"], options["cache_dir"], compiler)
+            if library is None:
+                return None
+            code = _Code(library, meta["name"], meta["batch"], int(meta["work_size"]), tuple(tables), meta["tier"],
+                         int(meta["n_ops"]), int(meta["parts"]))
+        return CompiledFunction._make(F, code, tuple(meta["flags"]), _public(options))
+    except (KeyError, TypeError, ValueError, CompileError):
+        return None  # a damaged entry: the caller compiles again and rewrites it
+
+
+# ------------------------------------------------------------ keys before the work
+_DIGESTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_DIGEST_LOCK = threading.Lock()
+
+
+def function_digest(F: Any) -> str:
+    """A hash of what ``F`` computes: its Tape's arrays and its callees' (structures: kind, size, flags, body).
+
+    Made with numpy buffers, not per node; callees are hashed once (an
+    iterative walk) and remembered per Function object.  The names of ``F``
+    and of its inputs do not enter it.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> a, b = sg.Function("a", [x], [x * 2]), sg.Function("b", [x], [x * 2])
+    >>> function_digest(a) == function_digest(b) != function_digest(sg.Function("c", [x], [x * 3]))
+    True
+    """
+    from symgraph.structured import children, structure_of
+
+    with _DIGEST_LOCK:
+        if F in _DIGESTS:
+            return _DIGESTS[F]
+    memo: dict = {}
+    stack = [F]
+    while stack:
+        G = stack[-1]
+        if G in memo:
+            stack.pop()
+            continue
+        with _DIGEST_LOCK:
+            known = _DIGESTS.get(G)
+        if known is not None:
+            memo[G] = known
+            stack.pop()
+            continue
+        kids = children(G)
+        missing = [c for c in kids if c not in memo]
+        if missing:
+            stack.extend(missing)
+            continue
+        stack.pop()
+        memo[G] = digest = _digest_one(G, structure_of(G), memo)
+        with _DIGEST_LOCK:
+            _DIGESTS[G] = digest
+    return memo[F]
+
+
+def _digest_one(G: Any, structure: Any, memo: dict) -> str:
+    h = hashlib.blake2b(digest_size=32)
+    h.update(repr((G.input_shapes, G.output_shapes)).encode())
+    if structure is not None:
+        h.update(repr(structure.to_data({c: memo[c] for c in structure.children})).encode())
+        return h.hexdigest()
+    t = G.tape
+    arrays = [*t.input_slots, t.constants, t.opcodes, t.operands, *t.output_slots, t.immediates, t.call_callee,
+              t.call_offsets, t.call_operands]
+    for sp in G.output_sparsity:
+        arrays.extend(() if sp is None else (np.asarray(sp[0]), np.asarray(sp[1])))
+    h.update(repr([None if sp is None else sp[2] for sp in G.output_sparsity]).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    h.update("|".join(memo[c] for c in t.callees).encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the sources of the symgraph and codegen packages and of the op table (once per process).
+
+    Entries found by :func:`function_key` skip the optimizer and the C
+    generator, so a change to either (or to the op numbering) must change
+    the key.
+
+    >>> len(code_fingerprint())
+    64
+    """
+    from symgraph.ops import OP_LIST
+
+    h = hashlib.blake2b(digest_size=32)
+    h.update("|".join(op.name for op in OP_LIST).encode())
+    here = os.path.dirname(os.path.abspath(__file__))
+    for package in (here, os.path.join(os.path.dirname(here), "symgraph")):
+        for folder, dirs, files in sorted(os.walk(package)):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    with contextlib.suppress(OSError), open(os.path.join(folder, name), "rb") as fh:
+                        h.update(name.encode())
+                        h.update(fh.read())
+    return h.hexdigest()
+
+
+def function_key(F: Any, options: dict, tier: str) -> str:
+    """The cache key of ``F`` compiled with ``options`` for ``tier``, made before any optimizing or C.
+
+    It hashes :func:`function_digest`, the options that shape the code
+    (optimizer level, chunk size, C name, flags, the compiler or compilers
+    that may be chosen with their versions, ``auto_tcc``/``compile_budget``
+    and the jobs that decide between them), :data:`CODEGEN_VERSION`,
+    :func:`code_fingerprint`, cffi and the platform.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> F = sg.Function("f", [x], [x + 1])
+    >>> opts = check_options()
+    >>> function_key(F, opts, "best") != function_key(F, dict(opts, optimize=0), "best")
+    True
+    """
+    from .c99 import CODEGEN_VERSION
+
+    flags = list(_build.DEFAULT_FLAGS if options.get("flags") is None else options["flags"])
+    if tier == "fast":
+        compilers = [_build.find_compiler("tcc")]
+        choice: list = []
+    else:
+        named = options.get("compiler")
+        if isinstance(named, _build.Compiler):
+            compilers = [named]
+        else:
+            compilers = [_build.find_compiler(named)]
+            if named is None and options.get("auto_tcc", True):
+                fast = _fast_compiler()
+                compilers += [fast] if fast is not None else []
+        choice = [options.get("auto_tcc", True), options.get("compile_budget", COMPILE_BUDGET),
+                  max(1, options.get("jobs") or os.cpu_count() or 1)] if named is None else []
+    header = [ENTRY_VERSION, CODEGEN_VERSION, code_fingerprint(), tier, options.get("optimize", 1),
+              options.get("chunk_size", DEFAULT_CHUNK), options.get("name") or "", flags,
+              [(c.path, c.family, c.version) for c in compilers], choice, cffi.__version__, sys.platform,
+              platform.machine(), None if options.get("name") else F.name]
+    h = hashlib.sha256(json.dumps(header, default=str).encode())
+    h.update(function_digest(F).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------ the background upgrade ("auto")
+_UPGRADES: dict = {}  # best key -> the thread building it (one per key in this process)
+_UPGRADE_LOCK = threading.Lock()
+
+
+def _start_upgrade(C: "CompiledFunction", F: Any, options: dict, key: str, prepared: tuple | None) -> None:
+    """Build the "best" tier of ``C`` in a daemon thread; switch ``C`` to it when ready."""
+    from symgraph.progress import current_site
+
+    C._upgrade_done = threading.Event()
+    site = current_site()
+
+    def run() -> None:
+        try:
+            best = _upgrade_result(F, options, key, prepared)
+            if best is None:
+                return
+            C._switch(best._code)
+        except BaseException as exc:  # noqa: BLE001 - any failure leaves the fast tier running
+            if not _build._EXITING.is_set():
+                C._upgrade_failed(exc, site)
+        finally:
+            C._upgrade_done.set()
+
+    thread = threading.Thread(target=run, name=f"symgraph-upgrade-{F.name}", daemon=True)
+    C._upgrade_thread = thread
+    thread.start()
+
+
+def _upgrade_result(F: Any, options: dict, key: str, prepared: tuple | None) -> "CompiledFunction | None":
+    """The "best" CompiledFunction for ``key``; builds of the same key in this process share one result."""
+    with _UPGRADE_LOCK:
+        shared = _UPGRADES.get(key)
+        if shared is None:
+            shared = _UPGRADES[key] = {"lock": threading.Lock(), "result": None}
+    with shared["lock"]:
+        if shared["result"] is None:
+            if _build._EXITING.is_set():
+                return None
+            opts = dict(options, tier="best")
+            if opts.get("compiler") is None:
+                opts["compiler"] = _build.find_compiler(None)  # no switch to tcc: the fast tier is tcc already
+            shared["result"] = _compile_tier(F, opts, "best", key, prepared, background=True)[0]
+        return shared["result"]
 @dataclass(frozen=True)
 class BuildEstimate:
     """What building a program is expected to cost (see :func:`estimate_build`).
@@ -252,6 +579,11 @@ def _opt_level(flags: Sequence[str]) -> int:
     return level
 
 
+_DEFAULT_OPTIONS = {"optimize": 1, "compiler": None, "flags": None, "jobs": None, "chunk_size": DEFAULT_CHUNK,
+                    "cache_dir": None, "auto_tcc": True, "compile_budget": COMPILE_BUDGET, "name": None,
+                    "tier": None, "verbose": None}
+
+
 def check_options(**options: Any) -> dict:
     """The compile options, checked: each wrong one raises :class:`~symgraph.errors.OptionError` naming it.
 
@@ -274,12 +606,17 @@ def check_options(**options: Any) -> dict:
     name = options.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise bad("name", "a non-empty str (or None for the Function's name)")
+    if options.get("tier") is not None and options["tier"] not in TIERS:
+        raise bad("tier", "'auto', 'fast' or 'best' (or None for the default, "
+                          f"{DEFAULT_TIER!r})")
+    if options.get("verbose") is not None and not isinstance(options["verbose"], bool):
+        raise bad("verbose", "True, False or None (a progress display on a terminal only)")
     compiler = options.get("compiler")
     if compiler is not None and not isinstance(compiler, (str, os.PathLike, _build.Compiler)):
         raise bad("compiler", "a compiler name or path such as 'gcc' or '/usr/bin/clang' (or None)")
     if compiler is not None and not isinstance(compiler, _build.Compiler) and not os.fspath(compiler):
         raise bad("compiler", "a non-empty compiler name or path")
-    checked = dict(options)
+    checked = dict(_DEFAULT_OPTIONS, **options)
     if options.get("flags") is not None:
         checked["flags"] = _build.check_flags(options["flags"])
     checked["jobs"] = _build.check_jobs(options.get("jobs"))
@@ -289,23 +626,34 @@ def check_options(**options: Any) -> dict:
 
 def _choose_compiler(G: Any, prog: Any, compiler: Any, auto_tcc: bool, budget: float, flags: tuple,
                      jobs: int) -> _build.Compiler:
-    """The named compiler; else cc, or tcc (with a notice) when cc's build would exceed ``budget`` seconds."""
+    """The named compiler; else cc, or tcc (with a notice at the user's call) when cc's build would exceed
+    ``budget`` seconds."""
+    from symgraph.progress import warn
+
+    cc, notice = _pick_compiler(G, prog, compiler, auto_tcc, budget, flags, jobs)
+    if notice is not None:
+        warn(notice, BackendWarning)
+    return cc
+
+
+def _pick_compiler(G: Any, prog: Any, compiler: Any, auto_tcc: bool, budget: float, flags: tuple,
+                   jobs: int) -> tuple:
+    """``(compiler, notice)``: as :func:`_choose_compiler`, the notice (:func:`tcc_notice`) returned, not given."""
     if isinstance(compiler, _build.Compiler):
-        return compiler
+        return compiler, None
     if compiler is not None:
-        return _build.find_compiler(compiler)
+        return _build.find_compiler(compiler), None
     cc = _build.find_compiler(None)
     if not auto_tcc:
-        return cc
+        return cc, None
     estimate = estimate_build(prog.n_ops, len(prog.parts), flags, jobs)
     if estimate.cc_seconds <= budget:
-        return cc
+        return cc, None
     try:
         tcc = _build.find_compiler("tcc")
     except CompilerNotFoundError:
-        return cc
-    warnings.warn(tcc_notice(G.name, estimate, cc.name, flags, budget), BackendWarning, stacklevel=4)
-    return tcc
+        return cc, None
+    return tcc, tcc_notice(G.name, estimate, cc.name, flags, budget)
 
 
 def tcc_notice(name: str, e: BuildEstimate, cc_name: str, flags: Sequence[str], budget: float) -> str:
@@ -324,7 +672,7 @@ def tcc_notice(name: str, e: BuildEstimate, cc_name: str, flags: Sequence[str], 
             f"{_ratio(low, high)} slower than cc -O2's ({where}): expect {_span(e.tcc_call)} per call "
             f"instead of {_span(e.cc_call)}; cc's build pays for itself after about {_count(e.break_even_calls)} "
             "calls. Pass compiler='cc' for the optimizing compiler (or a larger compile_budget), compiler='tcc' "
-            "to use tcc without this notice")
+            "or tier='fast' to use tcc without this notice")
 
 
 def _ratio(low: float, high: float) -> str:
@@ -346,8 +694,50 @@ def _count(n: float) -> str:
 
 
 def _rebuild(function: Any, options: dict) -> "CompiledFunction":
-    """Unpickle a CompiledFunction: compile its Function again with the same options (a cache hit)."""
+    """Unpickle a CompiledFunction: compile its Function again with the same options (normally a cache hit)."""
+    if isinstance(function, (bytes, bytearray)):
+        from symgraph.serialize import from_bytes  # type: ignore[import-not-found]
+
+        function = from_bytes(bytes(function))
     return compile_function(function, **options)
+
+
+def _function_payload(F: Any) -> Any:
+    """What a CompiledFunction pickles its Function as: ``serialize.to_bytes(F)`` where that module exists, else ``F``."""
+    try:
+        from symgraph.serialize import to_bytes  # type: ignore[import-not-found]
+    except ImportError:
+        return F
+    try:
+        return to_bytes(F)
+    except Exception:  # a Function the format cannot hold: its own pickle
+        return F
+
+
+class _Code:
+    """One tier's loaded code: the library, its entry points, run-time tables and per-thread buffers.
+
+    A CompiledFunction holds one ``_Code`` and replaces it whole (one attribute
+    store) when a better tier is ready; a call reads it once, so calls in
+    flight finish on the code they started with.
+    """
+
+    def __init__(self, library: Any, name: str, batch: str, work_size: int, tables: tuple, tier: str,
+                 n_ops: int = 0, n_parts: int = 1, prog: Any = None, compiled: Any = None) -> None:
+        self.library, self.name, self.work_size, self.tables, self.tier = library, name, work_size, tables, tier
+        self.n_ops, self.n_parts, self.prog, self.compiled = n_ops, n_parts, prog, compiled
+        try:
+            self.fn = getattr(library.lib, name)
+            self.batch_fn = getattr(library.lib, batch)
+        except AttributeError as exc:
+            raise CompileError(f"the library {library.path} lacks the entry points {name} ({exc}); "
+                               "was it built from other code?") from None
+        self.ffi = library.ffi
+        self.local = _Local()
+        # the run-time tables: kept alive here, their addresses appended to every argument array
+        self.table_buffers = [library.ffi.from_buffer("char[]", a) for a in tables]
+        self.table_pointers = [library.ffi.cast("double *", b) for b in self.table_buffers]
+        self.fast: Any = None
 
 
 class _State:
@@ -379,26 +769,28 @@ class CompiledFunction:
     """
 
     def __init__(self, F: Any, G: Any, prog: Any, library: Any, flags: tuple, options: dict | None = None) -> None:
+        code = _Code(library, prog.name, prog.symbol("batch"), prog.work_size, tuple(prog.tables),
+                     "fast" if library.compiler is not None and library.compiler.family == "tcc" else "best",
+                     prog.n_ops, len(prog.parts), prog, G)
+        self._setup(F, code, flags, options)
+
+    @classmethod
+    def _make(cls, F: Any, code: _Code, flags: tuple, options: dict | None = None) -> "CompiledFunction":
+        """A CompiledFunction of loaded code (a cache hit: no program, no optimized Function yet)."""
+        self = cls.__new__(cls)
+        self._setup(F, code, flags, options)
+        return self
+
+    def _setup(self, F: Any, code: _Code, flags: tuple, options: dict | None) -> None:
         self.function = F
-        self.compiled = G
-        self.library = library
         self.flags = flags
         self.options = dict(options or {})
-        self.work_size = prog.work_size
-        self._program = prog
         self.name = F.name
-        try:
-            self._fn = getattr(library.lib, prog.name)
-            self._batch_fn = getattr(library.lib, prog.symbol("batch"))
-        except AttributeError as exc:
-            raise CompileError(f"the library {library.path} lacks the entry points of {F.name} ({exc}); "
-                               "was it built from other code?") from None
-        self._ffi = library.ffi
-        self._local = _Local()
-        # the run-time tables: kept alive here, their addresses appended to every argument array
-        self.tables = prog.tables
-        self._table_buffers = [library.ffi.from_buffer("char[]", a) for a in prog.tables]
-        self._table_pointers = [library.ffi.cast("double *", b) for b in self._table_buffers]
+        self._switch_lock = threading.Lock()
+        self._upgrade_done: threading.Event | None = None
+        self._upgrade_thread: threading.Thread | None = None
+        self._upgrade_error: BaseException | None = None
+        self._code_lock = threading.Lock()
         shapes = F.input_shapes
         sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
         offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
@@ -417,14 +809,98 @@ class CompiledFunction:
                                self._out_offsets[k], s, self._sparse[k])
                               for k, (s, sp) in enumerate(zip(F.output_shapes, F.output_sparsity)))
         self._single = F.n_out == 1
-        self._fast = self._make_fast()
+        code.fast = self._make_fast(code)
+        self._code = code
+        self._fast = code.fast
+
+    # ------------------------------------------------------------ tiers
+    def _switch(self, code: _Code) -> None:
+        """Use ``code`` from now on (calls already running finish on the old code); logged at INFO."""
+        from symgraph.progress import logger
+
+        code.fast = self._make_fast(code)
+        with self._switch_lock:
+            old = self._code
+            self._code = code  # one store each: a call reads self._fast (or self._code) once
+            self._fast = code.fast
+        logger.info("%s: switched from the %s tier (%s) to the %s tier (%s)", self.name, old.tier,
+                    _compiler_name(old), code.tier, _compiler_name(code))
+
+    def _upgrade_failed(self, exc: BaseException, site: Any) -> None:
+        """A background build failed: keep the fast tier, say so once (a BackendWarning at the user's call)."""
+        from symgraph.progress import logger, warn
+
+        self._upgrade_error = exc
+        logger.warning("%s: the background build of the optimized code failed: %s", self.name, exc)
+        warn(f"{self.name}: building the optimized code in the background failed, so the tcc code keeps "
+             f"running (correct, 2-5x slower per call): {type(exc).__name__}: {exc}. Pass tier='best' to "
+             "compile with the optimizing compiler in the foreground (its errors are raised), or tier='fast' "
+             "to use tcc alone", BackendWarning, site)
+
+    @property
+    def tier(self) -> str:
+        """Which code runs now: ``"fast"`` (tcc) or ``"best"`` (the optimizing compiler)."""
+        return self._code.tier
+
+    @property
+    def upgrade_error(self) -> BaseException | None:
+        """The exception that stopped the background build of the best tier, or None."""
+        return self._upgrade_error
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background upgrade (``tier="auto"``); True when none is pending any more.
+
+        >>> import symgraph as sg
+        >>> x = sg.symbols("x")
+        >>> C = sg.Function("w", [x], [x + 1]).compile(tier="auto")
+        >>> C.wait(300), float(C(1.0))
+        (True, 2.0)
+        """
+        done = self._upgrade_done
+        return True if done is None else done.wait(timeout)
 
     # ------------------------------------------------------------ pickling
     def __reduce__(self):
-        """Pickle as the Function and the compile options; unpickling compiles again (a cache hit)."""
-        return _rebuild, (self.function, self.options)
+        """Pickle as the Function (``serialize.to_bytes`` where available) and the compile options;
+        unpickling looks the code up in the cache (normally a hit) or compiles it again."""
+        return _rebuild, (_function_payload(self.function), self.options)
 
     # ------------------------------------------------------------ metadata
+    @property
+    def library(self) -> Any:
+        """The :class:`codegen.build.Library` of the code running now."""
+        return self._code.library
+
+    @property
+    def work_size(self) -> int:
+        """Doubles of work memory per call."""
+        return self._code.work_size
+
+    @property
+    def tables(self) -> tuple:
+        """The run-time tables of the code (read-only numpy arrays)."""
+        return self._code.tables
+
+    @property
+    def compiled(self) -> Any:
+        """The optimized Function the C code was generated from (made again after a cache hit)."""
+        code = self._code
+        with self._code_lock:
+            if code.compiled is None:
+                level = self.options.get("optimize", 1)
+                code.compiled = self.function.optimize(level) if level else self.function
+            return code.compiled
+
+    @property
+    def _program(self) -> Any:
+        code = self._code
+        G = self.compiled
+        with self._code_lock:
+            if code.prog is None:
+                code.prog = program(G, self.options.get("name"), self.options.get("chunk_size", DEFAULT_CHUNK),
+                                    self.options.get("optimize", 1), runtime_tables=True)
+            return code.prog
+
     @property
     def source(self) -> str:
         """The C source (one file) of the compiled Function."""
@@ -444,17 +920,18 @@ class CompiledFunction:
         return f"Compiled{self.function!r}"
 
     # ------------------------------------------------------------ buffers
-    def _new_state(self) -> _State:
-        ffi = self._ffi
+    def _new_state(self, code: _Code | None = None) -> _State:
+        code = code or self._code
+        ffi = code.ffi
         st = _State()
         st.inbuf = ffi.new("double[]", max(1, self._in_offsets[-1]))
         st.invals = np.frombuffer(ffi.buffer(st.inbuf), dtype=np.float64)
         st.inviews = [st.invals[off:off + size].reshape(shape)
                       for (_, shape, off, _), size in zip(self._inputs, self._in_sizes)]
-        st.argp = ffi.new("double *[]", max(1, self._n_in + len(self._table_pointers)))
+        st.argp = ffi.new("double *[]", max(1, self._n_in + len(code.table_pointers)))
         for k, off in enumerate(self._in_offsets[:-1]):
             st.argp[k] = st.inbuf + off
-        for k, pointer in enumerate(self._table_pointers, self._n_in):
+        for k, pointer in enumerate(code.table_pointers, self._n_in):
             st.argp[k] = pointer
         st.outbuf = ffi.new("double[]", max(1, self._out_offsets[-1]))
         st.outvals = np.frombuffer(ffi.buffer(st.outbuf), dtype=np.float64)
@@ -466,7 +943,7 @@ class CompiledFunction:
         st.resp = ffi.new("double *[]", max(1, len(self._outputs)))
         for k, off in enumerate(self._out_offsets[:-1]):
             st.resp[k] = st.outbuf + off
-        st.w = ffi.new("double[]", max(1, self.work_size))
+        st.w = ffi.new("double[]", max(1, code.work_size))
         return st
 
     # ------------------------------------------------------------ calls
@@ -479,11 +956,12 @@ class CompiledFunction:
         if out is None:
             return self._fast(args)
         targets = self._check_out(out)
-        st = self._run(args)
+        code = self._code
+        st = self._run(args, code)
         try:
             return self._write_out(st, targets)
         finally:
-            self._local.state = st
+            code.local.state = st
 
     def _convert(self, args: tuple) -> list:
         """The arguments as float / float64 arrays of the right shapes (all checked before any is copied)."""
@@ -501,17 +979,17 @@ class CompiledFunction:
                 values.append(float(arr) if scalar else arr)
         return values
 
-    def _run(self, args: tuple) -> _State:
-        """Convert the arguments, take this thread's buffers, fill them and run the C code.
+    def _run(self, args: tuple, code: _Code) -> _State:
+        """Convert the arguments, take this thread's buffers of ``code``, fill them and run its C code.
 
-        The caller puts the buffers back (``self._local.state = st``) once it
+        The caller puts the buffers back (``code.local.state = st``) once it
         has read the results; a call made meanwhile allocates its own.
         """
         values = self._convert(args)
-        local = self._local
+        local = code.local
         st = local.state
         if st is None:
-            st = self._new_state()
+            st = self._new_state(code)
         local.state = None
         inbuf = st.inbuf
         for value, (k, _, off, scalar) in zip(values, self._inputs):
@@ -519,15 +997,15 @@ class CompiledFunction:
                 inbuf[off] = value
             else:
                 st.inviews[k][...] = value
-        self._fn(st.argp, st.resp, st.w)
+        code.fn(st.argp, st.resp, st.w)
         return st
 
     def _count_error(self, args: tuple):
         raise ArgumentCountError(f"{self.name} takes {self._n_in} argument(s) "
                                  f"({', '.join(self.function.input_names)}), got {len(args)}")
 
-    def _make_fast(self):
-        """A call path specialized to this Function's inputs and outputs (unrolled, no loops).
+    def _make_fast(self, code: _Code):
+        """A call path of ``code`` specialized to this Function's inputs and outputs (unrolled, no loops).
 
         Only integers and names of local variables enter the generated Python;
         no user-supplied text does.  All arguments are converted first, then
@@ -536,11 +1014,11 @@ class CompiledFunction:
         """
         if self._n_in > 64 or len(self._outputs) > 64:
             def generic(args):
-                st = self._run(args)
+                st = self._run(args, code)
                 try:
                     return self._results(st)
                 finally:
-                    self._local.state = st
+                    code.local.state = st
             return generic
         lines = ["def fast(args):",
                  f"    if len(args) != {self._n_in}: count_error(args)"]
@@ -566,11 +1044,12 @@ class CompiledFunction:
         else:
             lines.append(f"    r = ({''.join(item + ', ' for item in items)})")
         lines += ["    local.state = st", "    return r"]
-        namespace = {"count_error": self._count_error, "local": self._local, "new_state": self._new_state,
-                     "F64S": np.float64, "F64": _F64, "ndarray": np.ndarray, "fn": self._fn,
+        namespace = {"count_error": self._count_error, "local": code.local,
+                     "new_state": functools.partial(self._new_state, code),
+                     "F64S": np.float64, "F64": _F64, "ndarray": np.ndarray, "fn": code.fn,
                      "checked": self._checked, "shapes": [s for _, s, _, _ in self._inputs],
                      "to_csc": _to_csc, "patterns": self._sparse}
-        exec(compile("\n".join(lines), f"<compiled {self._program.name}>", "exec"), namespace)
+        exec(compile("\n".join(lines), f"<compiled {code.name}>", "exec"), namespace)
         return namespace["fast"]
 
     def _results(self, st: _State):
@@ -687,7 +1166,8 @@ class CompiledFunction:
 
     def _run_batch(self, n: int, arrays: list, batched: list, outs: list) -> None:
         """Run the C batch loop over ``n`` points, in blocks when some argument is shared."""
-        ffi = self._ffi
+        code = self._code
+        ffi = code.ffi
         sizes = self._in_sizes
         widest = max([sizes[k] for k, b in enumerate(batched) if not b], default=0)
         block = n if widest == 0 else max(1, min(n, SHARED_BLOCK_DOUBLES // widest))
@@ -695,17 +1175,17 @@ class CompiledFunction:
         arrays = [a if b else np.repeat(a.reshape(1, -1), block, axis=0) for a, b in zip(arrays, batched)]
         keep = [ffi.from_buffer("double[]", a) for a in arrays]
         keep_out = [ffi.from_buffer("double[]", o) for o in outs]
-        argp = ffi.new("double *[]", max(1, len(keep) + len(self._table_pointers)))
-        for k, pointer in enumerate(self._table_pointers, len(keep)):
+        argp = ffi.new("double *[]", max(1, len(keep) + len(code.table_pointers)))
+        for k, pointer in enumerate(code.table_pointers, len(keep)):
             argp[k] = pointer
         resp = ffi.new("double *[]", max(1, len(keep_out)))
-        w = ffi.new("double[]", max(1, self.work_size))
+        w = ffi.new("double[]", max(1, code.work_size))
         for start in range(0, n, block):
             for k, buf in enumerate(keep):
                 argp[k] = buf + start * sizes[k] if batched[k] else buf
             for k, buf in enumerate(keep_out):
                 resp[k] = buf + start * self._out_sizes[k]
-            self._batch_fn(min(block, n - start), argp, resp, w)
+            code.batch_fn(min(block, n - start), argp, resp, w)
 
     @property
     def output_sparsity(self) -> tuple:
@@ -727,3 +1207,8 @@ def _to_csc(data: np.ndarray, pattern: tuple):
 
     indices, indptr, shape = pattern
     return sp.csc_matrix((data, indices.copy(), indptr.copy()), shape=shape)
+
+
+def _compiler_name(code: _Code) -> str:
+    compiler = code.library.compiler
+    return compiler.name if compiler is not None else "?"
