@@ -559,8 +559,10 @@ def _load_entry(record: Any, table: list, k: int, limit: int) -> Function:
         else:
             raise SerializationError(f"{label}: unknown entry kind {_shown(kind)} (known: 'tape', 'structure', "
                                      f"'stop_gradient')")
-    except SerializationError:
-        raise
+    except SerializationError as exc:
+        if str(exc).startswith("entry "):
+            raise
+        raise SerializationError(f"{label}: {exc}") from None  # from the Tape's or a record's own checks
     except (SymgraphError, TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
         raise SerializationError(f"{label} is inconsistent: {type(exc).__name__}: {exc}") from None
     return _with_rules(F, rules, table, label) if rules else F
