@@ -4,7 +4,8 @@ The import reads CasADi's public instruction API (``n_instructions``,
 ``instruction_id``, ``instruction_input``, ``instruction_output``,
 ``instruction_constant``) in one pass over the instructions, keeping CasADi's
 work vector as a Python list of symgraph Exprs, and builds every node with
-symgraph's elementwise builders (``sg.sin``, ``sg.pow``, ...).  Nothing
+the scalar paths of symgraph's elementwise builders (``sg.sin``, ``sg.pow``:
+``apply(OPS[name], ...)`` and ``power``).  Nothing
 recurses, so a Function of millions of instructions imports.
 
 Shapes.  CasADi values are sparse matrices whose nonzeros are stored column
@@ -44,9 +45,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..array import builder, symbols
+from ..array import symbols
 from ..errors import InvalidInputError, MissingSolverError, UnknownOpError
-from ..expr import Expr, building, const
+from ..expr import Expr, apply, building, const, power
+from ..ops import OPS
 from ..sparse import SparseExpr
 
 INSTALL_HINT = "pip install 'symgraph[casadi]' (or pip install casadi)"
@@ -59,16 +61,24 @@ def _first(a: Expr, *rest: Expr) -> Expr:
     return a
 
 
+def _scalar_builder(name: str) -> Callable[..., Expr]:
+    """What ``sg.<name>`` does on scalar Exprs (without the builders' array checks)."""
+    if name == "pow":
+        return power  # square, powi or pow, as ``**`` picks
+    op = OPS[name]
+    return lambda *operands: apply(op, *operands)
+
+
 def _twice(a: Expr) -> Expr:
-    return builder("mul")(2.0, a)
+    return apply(OPS["mul"], 2.0, a)
 
 
 def _inv(a: Expr) -> Expr:
-    return builder("div")(1.0, a)
+    return apply(OPS["div"], 1.0, a)
 
 
 def _if_else_zero(c: Expr, a: Expr) -> Expr:
-    return builder("if_else")(c, a, 0.0)
+    return apply(OPS["if_else"], c, a, 0.0)
 
 
 OP_MAP: dict[str, tuple[int, str | Callable[..., Expr]]] = {
@@ -114,7 +124,7 @@ def _dispatch(casadi) -> tuple[dict[int, str], list]:
         entry = OP_MAP.get(cname)
         if entry is not None:
             arity, how = entry
-            table[code] = (arity, builder(how) if isinstance(how, str) else how)
+            table[code] = (arity, _scalar_builder(how) if isinstance(how, str) else how)
     return names, table
 
 
@@ -186,7 +196,7 @@ def from_casadi(f: Any, *, name: str | None = None):
         inputs, in_nz = [], []
         for label, sp in zip(in_names, in_sp):
             shape = _shape(sp)
-            arr = symbols(label, shape)
+            arr = symbols(label, shape) if shape else symbols(label)
             inputs.append(arr)
             # CasADi's nonzeros of a dense matrix run down the columns
             in_nz.append([arr] if not shape else arr.ravel(order="F").tolist())
