@@ -113,6 +113,18 @@ class CudaProgram:
     n_ops: int
 
 
+def _refuse_host_only(F: Any) -> None:
+    """CompileError where ``F`` calls (at any depth) a native Function whose C runs only on the host."""
+    from symgraph.call import callees_bottom_up
+    from symgraph.errors import CompileError
+
+    for G in callees_bottom_up(list(F.tape.callees)):
+        structure = getattr(G, "structure", None)
+        if structure is not None and not getattr(structure, "device", True):
+            raise CompileError(f"{F.name} calls {G.name} ({structure.describe()}), whose C runs only on the host; "
+                               f"it cannot be compiled for a GPU")
+
+
 def program(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optimize: int = 0) -> CudaProgram:
     """The :class:`CudaProgram` of ``F`` (emitted as given; ``optimize`` is the level of its callees).
 
@@ -122,6 +134,7 @@ def program(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optim
     >>> p.kernel, p.in_sizes, p.out_sizes, p.work_size
     ('sgf_g__kernel', (1,), (1,), 0)
     """
+    _refuse_host_only(F)
     prog = c99.program(F, name, chunk_size, optimize)
     in_sizes = tuple(sizes(F.input_shapes))
     tape = c99._prepared(F.tape)  # what c99.program emitted the top level from (deterministic)

@@ -86,8 +86,17 @@ class NativeStructure:
     def describe(self) -> str:
         return self.label
 
+    #: Whether a file may hold this kind (``to_data`` then describes it fully); a native whose
+    #: ``to_data`` is only an identity (for cache keys) sets it False.
+    savable = True
+
     def to_data(self, index: dict) -> tuple:
-        """Plain data for a file; a native kind that cannot be saved raises NotPicklableError."""
+        """Plain data describing what the call computes: ``("native", kind, parameters...)``.
+
+        It identifies the computation (the compiled-code cache hashes it); a
+        file holds it where ``savable`` is True.  ``index`` maps each of
+        ``children`` to its position in the file's Function table.
+        """
         raise NotPicklableError(f"a native {self.label} cannot be saved to a file or pickled yet")
 
     # ------------------------------------------------------------ the three ways
