@@ -1,4 +1,4 @@
-"""Interpolants on rectilinear grids, expanded into graphs for small grids.
+"""Interpolants on rectilinear grids: expanded into graphs for small grids, a lookup node for large ones.
 
 ``interpolant(name, method, grid, values)`` returns a :class:`~symgraph.Function`
 named ``name`` that maps a query point to the interpolated value, on numbers
@@ -7,30 +7,40 @@ and on symbols (a call node) alike.
 * ``"linear"``: piecewise linear in 1-D (as ``numpy.interp``) and multilinear
   on N-D rectilinear grids (as ``scipy.interpolate.RegularGridInterpolator``
   with ``method="linear"``).
-* ``"bspline"``: 1-D cubic interpolating spline with **not-a-knot** end
-  conditions, C2 across the grid points; the same function as
-  ``scipy.interpolate.make_interp_spline(grid, values, k=3)``.  It reproduces
-  every cubic polynomial exactly.
+* ``"bspline"``: cubic interpolating spline with **not-a-knot** end
+  conditions, C2 across the grid points; in 1-D the same function as
+  ``scipy.interpolate.make_interp_spline(grid, values, k=3)``, on N-D grids
+  the tensor product of those (``make_interp_spline`` along each axis in
+  turn).  It reproduces every cubic polynomial exactly.
 
 The grid is a 1-D sequence of numbers (the Function then takes a scalar) or a
 list of ``N`` such sequences (it takes a vector of length ``N``, and ``values``
 has shape ``(m1, ..., mN)``).
 
-The body is *expanded*: the interval holding the query is selected by a chain
-of ``if_else`` on comparisons with the grid points, the interval's
-coefficients are constants, and the piece is evaluated as a polynomial in
-``x - g_k``.  So it compiles to straight-line C, and derivatives are exact
-derivatives of the selected piece (first derivatives of ``"linear"``, any
-order of ``"bspline"``, which is C2 across grid points).  At a grid point the
-piece to its right is used (the left end piece below ``g_1``).  Grids with more
-than :data:`MAX_EXPANDED_POINTS` points in all are refused: a lookup node with
-binary search is not there yet.
+Two implementations compute the same piecewise polynomials:
+
+* *expanded* (grids of at most :data:`MAX_EXPANDED_POINTS` points in all,
+  ``"bspline"`` in 1-D only): the interval holding the query is selected by
+  a chain of ``if_else`` on comparisons with the grid points, the interval's
+  coefficients are constants, and the piece is evaluated as a polynomial in
+  ``x - g_k``.  So it compiles to straight-line C.
+* a *lookup node* (:mod:`symgraph.lookup`; larger grids, N-D ``"bspline"``,
+  or any grid with ``expand=False``): one native call holding the per-cell
+  coefficients as tables, a binary search per axis (``numpy.searchsorted``
+  in the VM, a loop in C) and Horner's rule.  Its derivatives are lookups of
+  the differentiated coefficients, so every order exists.
+
+Either way derivatives are exact derivatives of the selected piece (first
+derivatives of ``"linear"``, any order of ``"bspline"``, which is C2 across
+grid points).  At a grid point the piece to its right is used (the left end
+piece below ``g_1``, the right end piece at and beyond the last point).
 
 Out-of-grid queries are **extrapolated** with the end intervals' pieces
 continued: linearly for ``"linear"`` (per axis in N-D), with the end cubic for
 ``"bspline"`` (as scipy's ``make_interp_spline`` does by default).  A query
 with a NaN entry gives NaN, as numpy and scipy do (a NaN test per axis; the
-derivatives there are 0, not meaningful); an infinite one gives the end
+derivatives there are 0 when expanded, NaN from the lookup node: not
+meaningful either way); an infinite one gives the end
 piece's limit, ``inf`` or ``-inf`` (NaN may come out where that piece is
 flat, ``inf * 0``).
 
@@ -47,12 +57,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from .array import builder, symbols
-from .errors import InvalidInputError, ShapeError
+from .errors import InvalidInputError, OptionError, ShapeError
 from .expr import Expr, const
 from .function import Function
 
 #: Most grid points (the product over the axes) that are expanded into a
-#: graph; larger grids raise ShapeError.
+#: graph; larger grids become a lookup node (:mod:`symgraph.lookup`).
 MAX_EXPANDED_POINTS = 256
 
 #: The interpolation methods and the fewest points each needs per axis.
@@ -111,14 +121,25 @@ def _check_grid(grid: Any, method: str) -> tuple[list[np.ndarray], bool]:
     axes = [grid] if flat else list(grid)
     fewest = METHODS[method]
     checked = [_check_axis(g, j, fewest, method) for j, g in enumerate(axes)]
-    if method == "bspline" and len(checked) != 1:
-        raise ShapeError(f"interpolant: method 'bspline' is 1-D only for now; grid has {len(checked)} axes")
-    total = int(np.prod([g.size for g in checked]))
-    if total > MAX_EXPANDED_POINTS:
-        raise ShapeError(f"interpolant: the grid has {total} points, more than MAX_EXPANDED_POINTS = "
-                         f"{MAX_EXPANDED_POINTS} that are expanded into a graph; a lookup node with "
-                         f"binary search for larger grids is not there yet")
     return checked, flat
+
+
+def _check_expand(expand: Any, method: str, axes: list[np.ndarray]) -> bool:
+    """Whether to expand the interpolant into a graph (``expand`` None: where allowed), or an error."""
+    if expand is not None and not isinstance(expand, (bool, np.bool_)):
+        raise OptionError(f"interpolant: expand must be True, False or None, got {expand!r}")
+    total = int(np.prod([g.size for g in axes], dtype=object))
+    can = total <= MAX_EXPANDED_POINTS and (method == "linear" or len(axes) == 1)
+    if expand is None:
+        return can
+    if expand and not can:
+        why = (f"method 'bspline' is expanded in 1-D only; the grid has {len(axes)} axes"
+               if total <= MAX_EXPANDED_POINTS else
+               f"the grid has {total} points, more than MAX_EXPANDED_POINTS = {MAX_EXPANDED_POINTS} "
+               f"that are expanded into a graph")
+        raise ShapeError(f"interpolant: expand=True, but {why}; use expand=None or False for the lookup "
+                         f"node with binary search")
+    return bool(expand)
 
 
 def _check_values(values: Any, axes: list[np.ndarray]) -> np.ndarray:
@@ -220,19 +241,23 @@ def _cubic(x: Expr, g: np.ndarray, y: np.ndarray) -> Expr:
 
 # ---------------------------------------------------------------- public
 
-def interpolant(name: str, method: str, grid: Any, values: Any) -> Function:
+def interpolant(name: str, method: str, grid: Any, values: Any, *, expand: bool | None = None) -> Function:
     """A Function ``name`` interpolating ``values`` on a rectilinear ``grid``.
 
     Args:
         name: the Function's name.
-        method: ``"linear"`` (1-D or N-D, multilinear) or ``"bspline"`` (1-D
-            cubic, not-a-knot, as ``scipy.interpolate.make_interp_spline(k=3)``).
+        method: ``"linear"`` (1-D or N-D, multilinear) or ``"bspline"``
+            (cubic, not-a-knot, as ``scipy.interpolate.make_interp_spline(k=3)``;
+            on N-D grids its tensor product).
         grid: a strictly increasing 1-D sequence of numbers (the Function
             takes a scalar), or a list of ``N`` of them (it takes a vector of
-            length ``N``); at least 2 points per axis (4 for ``"bspline"``),
-            :data:`MAX_EXPANDED_POINTS` in all.
+            length ``N``); at least 2 points per axis (4 for ``"bspline"``).
         values: finite numbers of shape ``(m1, ..., mN)``, ``mj`` the length
             of axis ``j``.
+        expand: ``None`` (default): expanded into a graph where it can be
+            (at most :data:`MAX_EXPANDED_POINTS` grid points, ``"bspline"``
+            in 1-D), else a lookup node; ``True``: expanded (or ShapeError);
+            ``False``: a lookup node (:mod:`symgraph.lookup`) whatever the size.
 
     Returns:
         A Function with one input ``x`` and one scalar output.  Queries
@@ -241,7 +266,9 @@ def interpolant(name: str, method: str, grid: Any, values: Any) -> Function:
 
     Raises:
         InvalidInputError: unknown method, NaN/inf, grid not strictly increasing.
-        ShapeError: too few points, values of the wrong shape, grid too large.
+        ShapeError: too few points, values of the wrong shape, ``expand=True``
+            for a grid that is not expanded.
+        OptionError: ``expand`` not True, False or None.
 
     >>> import numpy as np, symgraph as sg
     >>> from symgraph.interpolant import interpolant
@@ -254,10 +281,19 @@ def interpolant(name: str, method: str, grid: Any, values: Any) -> Function:
     >>> L = interpolant("l", "linear", [[0.0, 1.0], [0.0, 2.0]], [[0.0, 2.0], [1.0, 3.0]])
     >>> float(L(np.array([0.5, 1.0])))
     1.5
+    >>> g = np.linspace(0.0, 10.0, 1001)   # more than MAX_EXPANDED_POINTS: a lookup node
+    >>> B = interpolant("b", "bspline", g, np.sin(g))
+    >>> d2 = sg.Function("d2", [x], [sg.hessian(B(x), x)])
+    >>> bool(abs(float(B(2.0)) - np.sin(2.0)) < 1e-10), bool(abs(d2(2.0).toarray()[0, 0] + np.sin(2.0)) < 1e-4)
+    (True, True)
     """
     method = _check_method(method)
     axes, flat = _check_grid(grid, method)
     vals = _check_values(values, axes)
+    if not _check_expand(expand, method, axes):
+        from .lookup import lookup_function, tensor_coefficients
+
+        return lookup_function(name, *tensor_coefficients(axes, vals, method), flat=flat)
     x = symbols("x") if flat else symbols("x", len(axes))
     xs = [x] if flat else list(x)
     body = _cubic(xs[0], axes[0], vals) if method == "bspline" else _linear(xs, axes, vals)

@@ -252,18 +252,26 @@ def test_compiled_c_matches_vm(method, grid, values, points):
     ("linear", [[0.0, 1.0], [0.0, 1.0, 2.0]], np.zeros((3, 2)), ShapeError, "(2, 3)"),
     ("linear", [0.0], [0.0], ShapeError, "at least 2"),
     ("bspline", [0.0, 1.0, 2.0], [0.0, 1.0, 2.0], ShapeError, "at least 4"),
-    ("bspline", [[0.0, 1, 2, 3], [0.0, 1, 2, 3]], np.zeros((4, 4)), ShapeError, "1-D only"),
     ("linear", [[0.0, 1.0], [[0.0, 1.0]]], np.zeros((2, 2)), ShapeError, "grid[1] must be 1-D"),
     ("linear", [], [], InvalidInputError, "grid"),
     ("linear", ["a", "b"], [0.0, 1.0], InvalidInputError, "grid"),
-    ("linear", np.arange(MAX_EXPANDED_POINTS + 1.0), np.zeros(MAX_EXPANDED_POINTS + 1), ShapeError,
-     "binary search"),
-    ("linear", [np.arange(20.0), np.arange(20.0)], np.zeros((20, 20)), ShapeError, "400 points"),
 ])
 def test_bad_input(method, grid, values, err, words):
     with pytest.raises(err) as info:
         interpolant("f", method, grid, values)
     assert isinstance(info.value, SymgraphError)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("method, grid, values, words", [
+    ("bspline", [[0.0, 1, 2, 3], [0.0, 1, 2, 3]], np.zeros((4, 4)), "1-D only"),
+    ("linear", np.arange(MAX_EXPANDED_POINTS + 1.0), np.zeros(MAX_EXPANDED_POINTS + 1), "binary search"),
+    ("linear", [np.arange(20.0), np.arange(20.0)], np.zeros((20, 20)), "400 points"),
+])
+def test_expand_true_refuses_what_is_not_expanded(method, grid, values, words):
+    # without expand=True these are lookup nodes (tests/test_interpolant_node.py)
+    with pytest.raises(ShapeError) as info:
+        interpolant("f", method, grid, values, expand=True)
     assert words in str(info.value)
 
 

@@ -1,0 +1,317 @@
+"""The interpolant lookup node: a tensor-product piecewise polynomial, one native call.
+
+:func:`symgraph.interpolant.interpolant` expands small grids into ``if_else``
+chains; larger ones (or any with ``expand=False``) become one call of a
+native Function (:mod:`symgraph.native`) made here by
+:func:`lookup_function`.  It holds, as constants known when it is built:
+
+* the breakpoints of each axis ``j`` (``m_j`` strictly increasing numbers,
+  ``m_j - 1`` cells);
+* per cell, the coefficients of a polynomial of degree ``k_j`` in each
+  local coordinate ``t_j = x_j - g_j[i_j]`` (power basis), an array of shape
+  ``(m_1 - 1, ..., m_N - 1, k_1 + 1, ..., k_N + 1)``.
+
+A query finds its cell on each axis by **binary search** (the last
+breakpoint ``<=`` the coordinate, clipped to the first and last cells:
+out-of-grid queries continue the end pieces, a query on a grid point takes
+the piece to its right) and evaluates the cell's polynomial by Horner's
+rule, the last axis first.  The VM does this with ``numpy.searchsorted``
+over all points at once; the C has the tables as ``static const double``
+arrays and the same binary search and Horner loops (so its text grows with
+the table: about 20 bytes per number).  A query with a NaN coordinate gives
+NaN.
+
+The derivative with respect to ``x_j`` is the same kind of node with the
+coefficients differentiated along axis ``j`` (degree ``k_j - 1``; a degree 0
+axis has derivative 0), so derivatives of every order are lookups again,
+exact for the piecewise polynomial.  All the derivatives of one lookup share
+one cache, so ``d/dx d/dy`` and ``d/dy d/dx`` are the same Function (one
+node).
+
+>>> import numpy as np, symgraph as sg
+>>> g = np.linspace(0.0, 2.0, 5)
+>>> axes, coef = tensor_coefficients([g], 3.0 * g, "linear")  # f(x) = 3 x: (3 g_i, 3) per cell
+>>> coef.shape
+(4, 2)
+>>> L = lookup_function("l", [g], coef, flat=True)
+>>> x = sg.symbols("x")
+>>> D = sg.Function("d", [x], [L(x), sg.grad(L(x), x)])
+>>> [float(v) for v in D(0.75)]
+[2.25, 3.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .native import NativeStructure, arrays_as_columns, columns_as_arrays
+
+__all__ = ["lookup_function", "tensor_coefficients", "is_lookup"]
+
+
+# ------------------------------------------------------------------ coefficients
+def _linear_axis(g: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Per-cell ``(v_i, (v_{i+1} - v_i) / h_i)`` along the first axis of ``V``: shape ``(m - 1, 2, ...)``."""
+    h = np.diff(g).reshape((-1,) + (1,) * (V.ndim - 1))
+    return np.stack([V[:-1], np.diff(V, axis=0) / h], axis=1)
+
+
+def _cubic_axis(g: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Per-cell not-a-knot cubic coefficients along the first axis of ``V``: shape ``(m - 1, 4, ...)``.
+
+    The second derivatives ``M`` at the grid points solve the C2 conditions
+    plus a continuous third derivative at ``g[1]`` and ``g[-2]`` (one
+    ``m x m`` solve for all the columns of ``V``), as
+    :func:`symgraph.interpolant.not_a_knot_coefficients`.
+    """
+    m = g.size
+    rest = V.shape[1:]
+    Y = V.reshape(m, -1)
+    h = np.diff(g)
+    slope = np.diff(Y, axis=0) / h[:, None]
+    A = np.zeros((m, m))
+    rhs = np.zeros_like(Y)
+    i = np.arange(1, m - 1)
+    A[i, i - 1], A[i, i], A[i, i + 1] = h[:-1], 2.0 * (h[:-1] + h[1:]), h[1:]
+    rhs[1:-1] = 6.0 * (slope[1:] - slope[:-1])
+    A[0, :3] = h[1], -(h[0] + h[1]), h[0]
+    A[-1, -3:] = h[-1], -(h[-2] + h[-1]), h[-2]
+    M = _banded_solve(A, rhs)
+    b = slope - h[:, None] * (2.0 * M[:-1] + M[1:]) / 6.0
+    d = (M[1:] - M[:-1]) / (6.0 * h[:, None])
+    out = np.stack([Y[:-1], b, M[:-1] / 2.0, d], axis=1)
+    return out.reshape((m - 1, 4) + rest)
+
+
+def _banded_solve(A: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``A^-1 rhs`` for the not-a-knot matrix (tridiagonal but for two entries), without an ``m x m`` dense solve.
+
+    The first and last rows reach one entry beyond the tridiagonal band;
+    they are eliminated with rows 1 and ``m - 2`` first, then scipy's banded
+    solver (or numpy's dense one for small ``m``) does the rest.
+    """
+    m = A.shape[0]
+    if m <= 64:
+        return np.linalg.solve(A, rhs)
+    from scipy.linalg import solve_banded
+
+    A = A.copy()
+    rhs = rhs.copy()
+    f = A[0, 2] / A[1, 2]  # row 0 -= f * row 1 clears A[0, 2]
+    A[0, :3] -= f * A[1, :3]
+    rhs[0] -= f * rhs[1]
+    f = A[-1, -3] / A[-2, -3]
+    A[-1, -3:] -= f * A[-2, -3:]
+    rhs[-1] -= f * rhs[-2]
+    ab = np.zeros((3, m))
+    ab[0, 1:] = np.diag(A, 1)
+    ab[1] = np.diag(A)
+    ab[2, :-1] = np.diag(A, -1)
+    return solve_banded((1, 1), ab, rhs)
+
+
+def tensor_coefficients(axes: Sequence[np.ndarray], values: np.ndarray, method: str) -> tuple[list, np.ndarray]:
+    """The breakpoints and per-cell power coefficients interpolating ``values`` on the grid ``axes``.
+
+    ``method`` ``"linear"`` (degree 1 on every axis: multilinear) or
+    ``"bspline"`` (degree 3: the tensor product of 1-D not-a-knot cubic
+    splines, as ``make_interp_spline(k=3)`` along each axis).  Inputs are
+    checked by :func:`symgraph.interpolant.interpolant`, not here.
+
+    Returns ``(axes, coef)``, ``coef`` of shape ``(m_1 - 1, ..., m_N - 1,
+    k + 1, ..., k + 1)``.
+
+    >>> g = np.array([0.0, 1.0, 3.0])
+    >>> _, c = tensor_coefficients([g], np.array([0.0, 2.0, 3.0]), "linear")
+    >>> c.tolist()
+    [[0.0, 2.0], [2.0, 0.5]]
+    """
+    axes = [np.asarray(g, dtype=float) for g in axes]
+    per_axis = _linear_axis if method == "linear" else _cubic_axis
+    C = np.asarray(values, dtype=float)
+    n = len(axes)
+    for j, g in enumerate(axes):
+        # axis j (now at position j) to the front, its cells and powers back at j and at the end
+        C = np.moveaxis(per_axis(g, np.moveaxis(C, j, 0)), (0, 1), (j, C.ndim))
+    # C now has the cell axes at 0..n-1 and the power axes at n..2n-1 in axis order
+    assert C.ndim == 2 * n
+    return axes, np.ascontiguousarray(C)
+
+
+# ------------------------------------------------------------------ the Function
+def lookup_function(name: str, axes: Sequence[np.ndarray], coef: np.ndarray, flat: bool) -> Any:
+    """The native Function ``x -> p(x)`` of a tensor-product piecewise polynomial (see the module docstring).
+
+    Args:
+        name: the Function's name.
+        axes: the breakpoints of each axis, strictly increasing (not checked).
+        coef: per-cell power coefficients, shape ``(m_1 - 1, ..., m_N - 1, k_1 + 1, ..., k_N + 1)``.
+        flat: the Function takes a scalar (1-D only) instead of a vector of length ``N``.
+
+    >>> import numpy as np
+    >>> g = np.array([0.0, 1.0, 2.0])
+    >>> F = lookup_function("sq", [g], np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 1.0]]), flat=True)  # x^2
+    >>> [float(F(v)) for v in (0.5, 1.5, 3.0, -1.0)]
+    [0.25, 2.25, 9.0, 1.0]
+    """
+    axes = [np.ascontiguousarray(g, dtype=float) for g in axes]
+    coef = np.ascontiguousarray(coef, dtype=float)
+    s = _LookupStructure(axes, coef, bool(flat), {}, (0,) * len(axes), name)
+    F = s.function(name)
+    s.family[s.orders] = F
+    return F
+
+
+def is_lookup(F: Any) -> bool:
+    """Whether ``F`` is a lookup Function made by :func:`lookup_function` (or one of its derivatives).
+
+    >>> from symgraph.interpolant import interpolant
+    >>> is_lookup(interpolant("f", "linear", [0.0, 1.0], [0.0, 1.0]))
+    False
+    """
+    return isinstance(getattr(F, "structure", None), _LookupStructure)
+
+
+def _differentiate(coef: np.ndarray, axis: int, n: int) -> np.ndarray | None:
+    """The coefficients of the derivative along ``axis`` (power axis ``n + axis``), or None where it is 0."""
+    k = coef.shape[n + axis] - 1
+    if k == 0:
+        return None
+    p = np.arange(1, k + 1, dtype=float).reshape((-1,) + (1,) * (n - 1 - axis))
+    return np.ascontiguousarray(np.take(coef, np.arange(1, k + 1), axis=n + axis) * p)
+
+
+def _c_numbers(values: np.ndarray, per_line: int = 8) -> str:
+    """Numbers as a C initializer body (shortest round-trip decimals), a few per line."""
+    text = [repr(float(v)) for v in values.reshape(-1)]
+    return ",\n".join("    " + ", ".join(text[i:i + per_line]) for i in range(0, len(text), per_line))
+
+
+class _LookupStructure(NativeStructure):
+    """A tensor-product piecewise polynomial lookup; see the module docstring."""
+
+    def __init__(self, axes: list, coef: np.ndarray, flat: bool, family: dict, orders: tuple, root: str) -> None:
+        self.axes, self.coef, self.flat, self.family, self.orders, self.root = axes, coef, flat, family, orders, root
+        self.n = len(axes)
+        self.cells = tuple(g.size - 1 for g in axes)
+        self.degrees = tuple(c - 1 for c in coef.shape[self.n:])
+        shape = () if flat else (self.n,)
+        super().__init__([shape], [()], ["x"], ["y"])
+        order = sum(orders)
+        self.label = (f"interpolant lookup, {'x'.join(str(c + 1) for c in self.cells)} grid, degree "
+                      f"{'x'.join(map(str, self.degrees))}, binary search"
+                      + (f", derivative {orders} of {root}" if order else ""))
+
+    def to_data(self, index: dict) -> tuple:
+        """An identity record for the compile cache's digest: the tables by their hash (not loadable)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=32)
+        for a in (*self.axes, self.coef):
+            h.update(repr(a.shape).encode())
+            h.update(a.tobytes())
+        return ("native", "lookup", self.flat, self.coef.shape, h.hexdigest())
+
+    # ------------------------------------------------------------ derivatives
+    def derivative_function(self, axis: int) -> Any:
+        """The lookup Function of ``d/dx_axis`` of this one, or None where that derivative is 0."""
+        orders = tuple(o + (j == axis) for j, o in enumerate(self.orders))
+        if orders in self.family:
+            return self.family[orders]
+        coef = _differentiate(self.coef, axis, self.n)
+        F = None
+        if coef is not None:
+            suffix = "".join(f"_d{j}" * o for j, o in enumerate(orders))
+            s = _LookupStructure(self.axes, coef, self.flat, self.family, orders, self.root)
+            F = s.function(self.root + suffix)
+        return self.family.setdefault(orders, F)
+
+    def pattern(self) -> Any:
+        from .sparsity import Sparsity
+
+        cols = np.array([j for j, k in enumerate(self.degrees) if k > 0], dtype=np.int64)
+        return Sparsity(np.zeros(cols.size, dtype=np.int64), cols, (1, self.n))
+
+    def make_rules(self, F: Any) -> dict:
+        from .array import symbols
+        from .call import call_function
+        from .expr import const
+        from .function import Function
+
+        x = symbols("x") if self.flat else symbols("x", self.n)
+        grads = []
+        for j in range(self.n):
+            D = self.derivative_function(j)
+            grads.append(const(0.0) if D is None else call_function(D, [x]))
+        tx = symbols("tx") if self.flat else symbols("tx", self.n)
+        txs = [tx] if self.flat else list(tx)
+        ty = grads[0] * txs[0]
+        for g, t in zip(grads[1:], txs[1:]):
+            ty = ty + g * t
+        y, ybar = symbols("y"), symbols("ybar")
+        xbar = ybar * grads[0] if self.flat else np.array([ybar * g for g in grads], dtype=object)
+        return {"jvp": Function(f"{F.name}_jvp_rule", [x, tx], [ty]),
+                "vjp": Function(f"{F.name}_vjp_rule", [x, y, ybar], [xbar])}
+
+    # ------------------------------------------------------------ numpy
+    def evaluate(self, columns: list, width: int) -> list:
+        (X,) = columns_as_arrays(columns, self.in_shapes, width)
+        X = X.reshape(width, self.n)
+        idx, ts = [], []
+        for j, g in enumerate(self.axes):
+            xj = X[:, j]
+            i = np.clip(np.searchsorted(g, xj.real, side="right") - 1, 0, self.cells[j] - 1)
+            idx.append(i)
+            ts.append(xj - g[i])
+        C = self.coef[tuple(idx)]  # (width, k_1 + 1, ..., k_N + 1)
+        if np.iscomplexobj(X):
+            C = C.astype(X.dtype)
+        for j in range(self.n - 1, -1, -1):  # Horner along the last power axis, the last coordinate first
+            t = ts[j].reshape((width,) + (1,) * (C.ndim - 2))
+            acc = C[..., -1]
+            for p in range(C.shape[-1] - 2, -1, -1):
+                acc = C[..., p] + t * acc
+            C = acc
+        y = np.where(np.isnan(X).any(axis=1), np.nan, C)
+        return arrays_as_columns([y], width)
+
+    # ------------------------------------------------------------ C
+    def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
+        n, block = self.n, int(np.prod([k + 1 for k in self.degrees]))
+        lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
+                 f"  /* {self.label} */"]
+        for j, g in enumerate(self.axes):
+            lines += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
+        lines += [f"  static const double cf[{self.coef.size}] = {{", _c_numbers(self.coef), "  };",
+                  "  const double *x = arg[0];",
+                  f"  double t[{n}], r[{block}];",
+                  "  long cell = 0;",
+                  "  (void)w;"]
+        for j, g in enumerate(self.axes):
+            c = self.cells[j]
+            lines += ["  {",
+                      f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN) */",
+                      f"    const double xj = x[{j}];",
+                      f"    long lo = 0, hi = {c - 1};",
+                      "    while (lo < hi) {",
+                      "      long mid = lo + (hi - lo + 1) / 2;",
+                      f"      if (g{j}[mid] <= xj) lo = mid; else hi = mid - 1;",
+                      "    }",
+                      f"    t[{j}] = xj - g{j}[lo];",
+                      f"    cell = cell * {c} + lo;",
+                      "  }"]
+        lines += [f"  for (long q = 0; q < {block}; ++q) r[q] = cf[cell * {block} + q];"]
+        outer = block
+        for j in range(n - 1, -1, -1):
+            inner = self.degrees[j] + 1
+            outer //= inner
+            lines += [f"  for (long o = 0; o < {outer}; ++o) {{",
+                      f"    double acc = r[o * {inner} + {inner - 1}];",
+                      f"    for (long p = {inner - 2}; p >= 0; --p) acc = r[o * {inner} + p] + t[{j}] * acc;",
+                      "    r[o] = acc;",
+                      "  }"]
+        nan = " || ".join(f"x[{j}] != x[{j}]" for j in range(n))
+        lines += [f"  res[0][0] = ({nan}) ? NAN : r[0];", "}\n"]
+        return "\n".join(lines), 0
