@@ -53,10 +53,6 @@ from ..sparse import SparseExpr
 
 INSTALL_HINT = "pip install 'symgraph[casadi]' (or pip install casadi)"
 
-# CasADi op name -> how to build it: (arity, builder).  A builder is the
-# name of a symgraph elementwise builder or a function of the operands.
-
-
 def _first(a: Expr, *rest: Expr) -> Expr:
     return a
 
@@ -81,6 +77,8 @@ def _if_else_zero(c: Expr, a: Expr) -> Expr:
     return apply(OPS["if_else"], c, a, 0.0)
 
 
+# CasADi op name -> how to build it: (arity, builder).  A builder is the
+# name of a symgraph op (built as sg.<name> builds it) or a function of the operands.
 OP_MAP: dict[str, tuple[int, str | Callable[..., Expr]]] = {
     "OP_ASSIGN": (1, _first), "OP_LIFT": (2, _first), "OP_PRINTME": (2, _first),
     "OP_ADD": (2, "add"), "OP_SUB": (2, "sub"), "OP_MUL": (2, "mul"), "OP_DIV": (2, "div"),
