@@ -1,7 +1,6 @@
 """Pictures: DOT text (parsed back with pydot and networkx), SVG/PNG through Graphviz, spy, debugprint."""
 
 import io
-import os
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -329,7 +328,8 @@ def test_debugprint_ids_are_tape_slots():
     x = sg.symbols("x")
     F = sg.Function("f", [x], [sg.sin(x) + 1])
     # @0 = x, @1 = 1, @2 = sin(@0), @3 = add(@1, @2)
-    assert debugprint(F).splitlines()[1:] == ["o0 = add [id 3]", "├─ 1 [id 1]", "└─ sin [id 2]", "   └─ x [id 0]"]
+    expected = ["o0 = add [id 3]", "├─ 1 [id 1]", "└─ sin [id 2]", "   └─ x [id 0]"]
+    assert debugprint(F).splitlines()[1:] == expected
 
 
 def test_debugprint_calls_and_maps():
