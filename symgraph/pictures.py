@@ -375,17 +375,20 @@ def _summary_unit(G: Any, p: str, inputs: list[str], outputs: list[str], index: 
 def _calls_edge(a: str, callee: Any, index: dict) -> list[str]:
     """A dashed edge from node ``a`` to the cluster of ``callee`` (to its first node), if it is drawn."""
     c = index.get(id(callee))
-    if c is None or c == 0:
-        return [] if c is None else [f'{a} -> u0_{_first_node(callee)} [style=dashed, label="calls"];']
-    return [f'{a} -> u{c}_{_first_node(callee)} [style=dashed, lhead=cluster_{c}, label="calls"];']
+    head = _first_node(callee)
+    if c is None or head is None:  # not drawn (past MAX_FUNCTIONS), or a Function without nodes
+        return []
+    if c == 0:
+        return [f'{a} -> u0_{head} [style=dashed, label="calls"];']
+    return [f'{a} -> u{c}_{head} [style=dashed, lhead=cluster_{c}, label="calls"];']
 
 
-def _first_node(G: Any) -> str:
+def _first_node(G: Any) -> str | None:
     if G.n_in:
         return "i0"
     if getattr(G, "structure", None) is not None:
         return "s"
-    return "o0" if G.n_out else "none"
+    return "o0" if G.n_out else None
 
 
 def _signature(name: str, shape: tuple) -> str:
