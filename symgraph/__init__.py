@@ -36,6 +36,7 @@ from . import linalg  # sg.linalg: solve, inv, det, slogdet, logdet, cholesky on
 from .custom import custom_jvp, custom_rules, custom_vjp, stop_gradient  # user derivative rules
 from .interpolant import interpolant  # sg.interpolant: expanded linear (1-D/N-D) and cubic spline interpolants
 from .external import external  # sg.external: a user's C function as a call node with user-given derivatives
+from .interop.casadi import from_casadi  # sg.from_casadi: a CasADi SX Function as a symgraph Function
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
 add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
@@ -73,5 +74,5 @@ __all__ = [
     "jvp", "vjp", "grad", "value_and_grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
     "gather", "IndexOutOfRangeError", "hoist", "taylor", "linalg", "custom_jvp", "custom_vjp", "custom_rules", "stop_gradient", "interpolant",
-    "external",
+    "external", "from_casadi",
 ]
