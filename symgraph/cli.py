@@ -193,7 +193,7 @@ def _info(args: argparse.Namespace) -> int:
     from .pictures import _reachable, graph_summary
 
     F = _load(args.file)
-    facts = graph_summary(F)
+    facts = graph_summary(F, max_cones=0)
     outputs = []
     for name, shape, sparsity in zip(F.output_names, F.output_shapes, F.output_sparsity):
         entry = {"name": name, "shape": list(shape)}
@@ -207,7 +207,7 @@ def _info(args: argparse.Namespace) -> int:
         if structure is not None:
             entry.update(description=structure.describe(), n=int(structure.n), body=structure.body.name)
         else:
-            entry["operations"] = graph_summary(G).n_ops
+            entry["operations"] = graph_summary(G, max_cones=0).n_ops
         functions.append(entry)
     data = {"file": args.file, "name": F.name,
             "inputs": [{"name": n, "shape": list(s)} for n, s in zip(F.input_names, F.input_shapes)],

@@ -66,8 +66,8 @@ class GraphSummary:
         callees: ``((name, description, number of calls), ...)`` per distinct
             callee, in order of first call; the description says ``map of f
             over 1000 instances``, ``fold ...`` or ``function``.
-        cones: per output, the number of operations (as in ``n_ops``) that
-            it depends on.
+        cones: per output (the first ``max_cones`` of them), the number of
+            operations (as in ``n_ops``) that it depends on.
     """
 
     n_ops: int
@@ -76,11 +76,12 @@ class GraphSummary:
     cones: tuple
 
 
-def graph_summary(F: Any) -> GraphSummary:
+def graph_summary(F: Any, max_cones: int | None = None) -> GraphSummary:
     """Op counts, callees and output cone sizes of ``F`` (see :class:`GraphSummary`).
 
-    Linear in the Tape (numpy and scipy's graph search), so a Function of
-    10^6 operations is summarised in about a second.
+    Op counts are one pass of numpy over the Tape; each cone is one graph
+    search (scipy), linear in the Tape, so ``max_cones`` (default: every
+    output) bounds the work for a Function of many outputs; 0 skips them.
 
     >>> import symgraph as sg
     >>> x, y = sg.symbols("x"), sg.symbols("y")
@@ -89,6 +90,9 @@ def graph_summary(F: Any) -> GraphSummary:
     (3, {'add': 1, 'mul': 1, 'sin': 1}, (2, 1))
     """
     _check_function(F, "graph_summary")
+    if max_cones is not None and (isinstance(max_cones, bool) or not isinstance(max_cones, (int, np.integer))
+                                  or max_cones < 0):
+        raise OptionError(f"graph_summary: max_cones must be None or an int >= 0, got {max_cones!r}")
     tape = F.tape
     codes = np.asarray(tape.opcodes, dtype=np.int64)
     counts = np.bincount(codes, minlength=len(OP_LIST))
@@ -97,7 +101,8 @@ def graph_summary(F: Any) -> GraphSummary:
     order.sort(key=lambda item: (-item[0], item[1]))
     op_counts = {name: c for c, name in order}
     callees = tuple((G.name, _describe(G), n) for G, n in _callee_calls(tape))
-    return GraphSummary(int(counts.sum()), op_counts, callees, _cones(tape))
+    n_cones = len(tape.output_slots) if max_cones is None else min(int(max_cones), len(tape.output_slots))
+    return GraphSummary(int(counts.sum()), op_counts, callees, _cones(tape, n_cones))
 
 
 def _callee_calls(tape: Any) -> list[tuple[Any, int]]:
@@ -114,13 +119,13 @@ def _describe(G: Any) -> str:
     return structure.describe() if structure is not None else "function"
 
 
-def _cones(tape: Any) -> tuple[int, ...]:
-    """Per output, the number of non-result instructions it depends on (one graph search each)."""
+def _cones(tape: Any, n_cones: int) -> tuple[int, ...]:
+    """For the first ``n_cones`` outputs, the number of non-result instructions each depends on."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import breadth_first_order
 
     n_out = len(tape.output_slots)
-    if not n_out:
+    if not n_cones:
         return ()
     readers, slots = _reads(tape)
     n_slots, first = tape.n_slots, tape.first_instruction_slot
@@ -133,7 +138,7 @@ def _cones(tape: Any) -> tuple[int, ...]:
     counted[first:n_slots] = np.asarray(tape.opcodes) != _RESULT.code
     return tuple(int(np.count_nonzero(counted[breadth_first_order(graph, n_slots + k, directed=True,
                                                                    return_predecessors=False)]))
-                 for k in range(n_out))
+                 for k in range(n_cones))
 
 
 def _reads(tape: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +351,7 @@ def _edges(G: Any, p: str, dst: np.ndarray, slots: np.ndarray, nin: int, first: 
 
 def _summary_unit(G: Any, p: str, inputs: list[str], outputs: list[str], index: dict) -> list[str]:
     """``G`` as inputs -> one box of op counts (and its callees) -> outputs with their cone sizes."""
-    facts = graph_summary(G)
+    facts = graph_summary(G, max_cones=MAX_LISTED)
     lines = inputs[:MAX_LISTED]
     if G.n_in > MAX_LISTED:
         lines.append(f"{p}imore [label={_quote(f'... {G.n_in - MAX_LISTED} more inputs')}, shape=plaintext];")

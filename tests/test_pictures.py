@@ -146,6 +146,9 @@ def test_summary_above_max_nodes():
     facts = graph_summary(F)
     assert facts.op_counts == {"add": 119, "mul": 119, "sin": 119}
     assert facts.cones == (238, 119)
+    assert graph_summary(F, max_cones=1).cones == (238,) and graph_summary(F, max_cones=0).cones == ()
+    with pytest.raises(OptionError, match="max_cones"):
+        graph_summary(F, max_cones=-1)
     assert "cone: 238 ops" in text and "sin: 119" in text
 
 
