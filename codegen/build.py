@@ -68,8 +68,9 @@ PROCESS_WIDE_LINK_FLAGS = frozenset(("-ffast-math", "-funsafe-math-optimizations
 CANDIDATES: tuple[str, ...] = ("cc", "gcc", "clang")
 
 # Counters for tests and benchmarks, in this process: compiler runs a caller waited for ("compiles"),
-# compiler runs of background tier upgrades ("background_compiles", see codegen.runtime), cache hits.
-STATS = {"compiles": 0, "background_compiles": 0, "disk_hits": 0, "memory_hits": 0}
+# compiler runs of background tier upgrades ("background_compiles", see codegen.runtime), cache hits of
+# libraries ("disk_hits", "memory_hits") and of function entries found before any work ("function_hits").
+STATS = {"compiles": 0, "background_compiles": 0, "disk_hits": 0, "memory_hits": 0, "function_hits": 0}
 
 _LOADED: dict[str, "Library"] = {}
 _VERSIONS: dict[tuple, str] = {}
@@ -737,7 +738,7 @@ def _tables_digest(tables: Sequence[Any]) -> str:
     for t in tables:
         t = np.ascontiguousarray(t)
         h.update(f"{t.dtype.str}{t.shape}".encode())
-        h.update(memoryview(t).cast("B"))
+        h.update(t.reshape(-1).view(np.uint8))
     return h.hexdigest()
 
 
@@ -751,6 +752,7 @@ def load_entry(key: str, directory: str | None = None) -> tuple[dict, tuple] | N
     """
     with _MUTEX:
         if key in _ENTRIES:
+            STATS["function_hits"] += 1
             return _ENTRIES[key]
     wanted = _wanted(directory)
     roots = [wanted] if untrusted_reason(wanted) is None else []
@@ -761,8 +763,8 @@ def load_entry(key: str, directory: str | None = None) -> tuple[dict, tuple] | N
         found = _read_function_entry(_entry_path(root, key))
         if found is not None:
             with _MUTEX:
-                _ENTRIES.setdefault(key, found)
-            return found
+                STATS["function_hits"] += 1
+                return _ENTRIES.setdefault(key, found)
     return None
 
 

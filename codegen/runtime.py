@@ -235,8 +235,7 @@ def _compile_tier(F: Any, options: dict, tier: str, key: str | None = None, prep
     library = _build.build(units, prog.cdef, cc, flags, jobs, options["cache_dir"], background=background,
                            expected=expected, what=F.name, verbose=verbose)
     C = CompiledFunction(F, G, prog, library, flags, _public(options))
-    C._tier = "fast" if tier == "fast" or cc.family == "tcc" else "best"
-    _store(key, library, prog, flags, C._tier)
+    _store(key, library, prog, flags, C.tier)
     return C, prepared
 
 
@@ -344,14 +343,20 @@ def _digest_one(G: Any, structure: Any, memo: dict) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.reshape(-1).view(np.uint8))
     h.update("|".join(memo[c] for c in t.callees).encode())
     return h.hexdigest()
 
 
+# The modules that turn a Tape into C: a change to any of them changes every function key.
+FINGERPRINT_MODULES = ("ops.py", "expr.py", "tape.py", "call.py", "map.py", "fold.py", "structured.py",
+                       "function.py", "specfun.py", "special.py")
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """A hash of the sources of the symgraph and codegen packages and of the op table (once per process).
+    """A hash of the code that turns a Tape into C (once per process): the codegen package, the optimizer
+    (``symgraph/optimize``), :data:`FINGERPRINT_MODULES` and the op table.
 
     Entries found by :func:`function_key` skip the optimizer and the C
     generator, so a change to either (or to the op numbering) must change
@@ -365,14 +370,16 @@ def code_fingerprint() -> str:
     h = hashlib.blake2b(digest_size=32)
     h.update("|".join(op.name for op in OP_LIST).encode())
     here = os.path.dirname(os.path.abspath(__file__))
-    for package in (here, os.path.join(os.path.dirname(here), "symgraph")):
-        for folder, dirs, files in sorted(os.walk(package)):
-            dirs.sort()
-            for name in sorted(files):
-                if name.endswith(".py"):
-                    with contextlib.suppress(OSError), open(os.path.join(folder, name), "rb") as fh:
-                        h.update(name.encode())
-                        h.update(fh.read())
+    package = os.path.join(os.path.dirname(here), "symgraph")
+    files = [os.path.join(here, n) for n in sorted(os.listdir(here)) if n.endswith(".py")]
+    optimizer = os.path.join(package, "optimize")
+    if os.path.isdir(optimizer):
+        files += [os.path.join(optimizer, n) for n in sorted(os.listdir(optimizer)) if n.endswith(".py")]
+    files += [os.path.join(package, n) for n in FINGERPRINT_MODULES]
+    for path in files:
+        with contextlib.suppress(OSError), open(path, "rb") as fh:
+            h.update(os.path.basename(path).encode())
+            h.update(fh.read())
     return h.hexdigest()
 
 

@@ -70,7 +70,9 @@ class NLP:
         p: parameters (symbol or array; flattened), or None.
         jit: compile the callbacks to C (default); False evaluates them in
             the numpy VM (no compiler needed, much slower).
-        compile_options: passed to :meth:`Function.compile`.
+        compile_options: passed to :meth:`Function.compile`; ``tier`` defaults to ``"auto"``
+            here: the callbacks start on tcc's code and switch to the optimizing compiler's
+            when its background build is done (see :mod:`codegen.runtime`).
         name: prefix of the generated functions.
 
     >>> import symgraph as sg
@@ -102,10 +104,13 @@ class NLP:
         self.g = expr_array(g, "NLP constraints g").reshape(-1) if g is not None else np.empty(0, dtype=object)
         self.n, self.m = len(self.x), len(self.g)
         _check_free(self.x, self.p, [self.f, *self.g])
-        with building():
+        from .progress import phase
+
+        with building(), phase("differentiate", name, self.n + self.m, "variables and constraints") as step:
             sigma = symbols("sigma")
             lam = symbols("lambda", self.m)
             t = tiled_derivatives(self.x, self.f, self.g, sigma, lam)
+            step.detail = "tiled (mapped terms)" if t.tiled else "general sparse AD"
         # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
         self.tiled = t.tiled
         # tiled values come instance by instance, so a position may repeat: each callback's values are
@@ -127,6 +132,7 @@ class NLP:
         self.functions = functions
         self.jit = jit
         options = dict(compile_options or {})
+        options.setdefault("tier", "auto")  # IPOPT starts on tcc's code; the optimized code follows
         self._eval = _compile_all(functions, options) if jit else dict(functions)
         self.stats = CallbackStats()
         self._p_value = np.zeros(len(self.p))
@@ -231,11 +237,19 @@ class NLP:
 
 
 def _compile_all(functions: dict[str, Function], options: dict) -> dict:
-    """Compile the callbacks side by side: the C compiler runs outside the GIL."""
+    """Compile the callbacks side by side: the C compiler runs outside the GIL.
+
+    The workers run in copies of this context, so their warnings (the tcc
+    notice, a failed background build) point at the user's ``sg.NLP(...)`` line.
+    """
+    import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(len(functions), os.cpu_count() or 1)) as pool:
-        futures = {key: pool.submit(F.compile, **options) for key, F in functions.items()}
+    from .progress import call_site
+
+    with call_site(), ThreadPoolExecutor(max_workers=min(len(functions), os.cpu_count() or 1)) as pool:
+        futures = {key: pool.submit(contextvars.copy_context().run, F.compile, **options)
+                   for key, F in functions.items()}
         compiled = {key: future.result() for key, future in futures.items()}
     for C in compiled.values():  # first calls map code pages and bind symbols: pay that here,
         C(*[np.zeros(shape) for shape in C.function.input_shapes])  # not in the solver's loop
