@@ -153,13 +153,13 @@ def _check_grid(grid: Any) -> np.ndarray:
     t = t.astype(float)
     bad = np.flatnonzero(~np.isfinite(t))
     if bad.size:
-        raise InvalidInputError(f"integrator: grid[{bad[0]}] is {t[bad[0]]}; the grid must be finite")
+        raise InvalidInputError(f"integrator: grid[{bad[0]}] is {float(t[bad[0]])}; the grid must be finite")
     dt = np.diff(t)
     bad = np.flatnonzero(dt <= 0)
     if bad.size:
         i = int(bad[0])
-        raise InvalidInputError(f"integrator: grid must be strictly increasing, but grid[{i}] = {t[i]!r} "
-                                f">= grid[{i + 1}] = {t[i + 1]!r}")
+        raise InvalidInputError(f"integrator: grid must be strictly increasing, but grid[{i}] = {float(t[i])!r} "
+                                f">= grid[{i + 1}] = {float(t[i + 1])!r}")
     return t
 
 
@@ -362,7 +362,7 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
     is_control = _check_rhs(rhs, controls)
     N = t.size - 1
     dt = np.diff(t)
-    uniform = bool(np.allclose(dt, dt[0], rtol=1e-13, atol=0.0))
+    uniform = bool(np.allclose(dt, (t[-1] - t[0]) / N, rtol=1e-10, atol=0.0))  # linspace rounding
     shape = tuple(rhs.input_shapes[0])
     nx = int(np.prod(shape))
     other_shapes = [tuple(s) for s in rhs.input_shapes[1:]]
