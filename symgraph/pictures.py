@@ -199,7 +199,8 @@ def to_dot(F: Any, *, max_nodes: int = DEFAULT_MAX_NODES) -> str:
     if len(functions) > len(shown):
         notes.append(f"{len(functions) - len(shown)} more Functions called, not drawn: "
                      + ", ".join(G.name for G in functions[len(shown):len(shown) + 10]))
-    title = F.name if not notes else F.name + "\n" + "\n".join(notes)
+    title = F.name if getattr(F, "structure", None) is None else f"{F.name}: {F.structure.describe()}"
+    title = "\n".join([title] + notes)
     lines += [f"  label={_quote(title)};", "  labelloc=t;"]
     for c, G in enumerate(shown):
         body = _unit(G, c, index, summary)
