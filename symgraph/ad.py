@@ -45,7 +45,7 @@ import numpy as np
 
 from .errors import ShapeError
 from . import calldiff
-from .expr import ADD, CALL, CONST, IF_ELSE, MUL, NEG, RESULT, SUB, Expr, _binary, apply, building, const, topological
+from .expr import ADD, CALL, CONST, DIV, IF_ELSE, MUL, NEG, RESULT, SUB, Expr, _binary, apply, building, const, topological
 from .ops import OP_LIST
 from .sparse import SparseExpr
 from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
@@ -812,7 +812,7 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
         raise DifferentiationError(f"jacobian mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     out_arr, roots = flat_exprs(outputs, "jacobian outputs")
     in_arr, columns = symbol_columns(inputs)
-    if mode == "auto" and tiled and not _custom_map_reached(roots):
+    if mode == "auto" and tiled and _map_piece_reached(roots) and not _custom_map_reached(roots):
         J = _tiled_jacobian(roots, in_arr, len(roots))
         if J is not None:
             return J
@@ -846,6 +846,42 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
         J = SparseExpr(pat.rows, pat.cols, values, pat.shape)
     J.mode, J.n_colors = mode, n_colors
     return J
+
+
+_LINEAR_OPS = frozenset((ADD.code, SUB.code, NEG.code, MUL.code, DIV.code))
+
+
+def _map_piece_reached(roots: list) -> bool:
+    """Whether a result of a map call is reached from ``roots`` through ``+ - * /`` and negation.
+
+    Only then can :mod:`symgraph.tiled` find a mapped piece to tile (it looks
+    through the same ops, as a tree); this walk visits each node once, so an
+    unstructured graph (a long chain of sums, an unrolled integrator) costs
+    one linear pass instead of a walk over every path.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 2)
+    >>> F = sg.Function("f", [x[0]], [x[0] ** 2])
+    >>> _map_piece_reached([x[0] * x[1] + 1]), _map_piece_reached([2 * F.map(2)(x)[1] - x[0]])
+    (False, True)
+    """
+    from .tiled import _is_map_call
+
+    seen: set[int] = set()
+    stack = [r for r in roots if type(r) is Expr]
+    linear = _LINEAR_OPS
+    while stack:
+        node = stack.pop()
+        key = id(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        code = node.op.code
+        if code in linear:
+            stack.extend(node.args)
+        elif node.op is RESULT and _is_map_call(node.args[0]):
+            return True
+    return False
 
 
 def _custom_map_reached(roots: list) -> bool:
