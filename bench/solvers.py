@@ -10,11 +10,16 @@ Sections (``--only NAME``, several allowed; default all):
 * ``taylor``: ``sg.taylor`` against ``sg.jvp`` nested K times
   (``bench/taylor.py``): operations, build and evaluation time, K = 2..10.
 
-Not measurable yet (the issue's other benchmarks): implicit vs unrolled
-Newton solves (needs ``sg.rootfinder``), stiff integrators against
-``solve_ivp`` (needs ``sg.integrator``), CasADi's rootfinder/integrator.
+* ``integrators``: ``sg.integrator`` (Radau IIA, 3 stages) on stiff Van der
+  Pol (mu = 1000) and Robertson against ``solve_ivp(method="Radau")`` on the
+  steps scipy chose (time, error against a tight reference), CasADi's
+  ``integrator("collocation")`` on the same steps, and the integrator's
+  sensitivities against central differences of ``solve_ivp``.
 
-Run: python3 bench/solvers.py [--quick] [--only linalg|taylor]
+Not measurable yet (the issue's other benchmarks): implicit vs unrolled
+Newton solves (needs ``sg.rootfinder``), CasADi's rootfinder.
+
+Run: python3 bench/solvers.py [--quick] [--only linalg|taylor|integrators]
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,7 +39,7 @@ sys.path.insert(0, ROOT)
 
 import symgraph as sg  # noqa: E402
 
-SECTIONS = ("linalg", "taylor")
+SECTIONS = ("linalg", "taylor", "integrators")
 
 
 def load_bench(name: str):
@@ -75,6 +80,141 @@ def bench_linalg(sizes: Sequence[int]) -> None:
           "numpy us: numpy.linalg.solve")
 
 
+def _vdp_problem(mu: float):
+    """Van der Pol ``x'' - mu (1 - x^2) x' + x = 0`` with ``mu`` a parameter: the rhs Function and numpy's."""
+    x, p = sg.symbols("x", 2), sg.symbols("mu")
+    rhs = sg.Function("vdp", [x, p], [np.array([x[1], p * (1 - x[0] ** 2) * x[1] - x[0]], dtype=object)])
+    return rhs, (lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]]), np.array([2.0, 0.0]), mu
+
+
+def _robertson_problem():
+    y, k = sg.symbols("y", 3), sg.symbols("k", 3)
+    rhs = sg.Function("rober", [y, k], [np.array([-k[0] * y[0] + k[1] * y[1] * y[2],
+                                                  k[0] * y[0] - k[1] * y[1] * y[2] - k[2] * y[1] ** 2,
+                                                  k[2] * y[1] ** 2], dtype=object)])
+    kv = np.array([0.04, 1e4, 3e7])
+
+    def f(t, y):
+        return [-kv[0] * y[0] + kv[1] * y[1] * y[2], kv[0] * y[0] - kv[1] * y[1] * y[2] - kv[2] * y[1] ** 2,
+                kv[2] * y[1] ** 2]
+    return rhs, f, np.array([1.0, 0.0, 0.0]), kv
+
+
+def _best(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _casadi_collocation(problem: str, grid: np.ndarray, x0: np.ndarray, p: Any):
+    """CasADi's integrator('collocation', Radau, 3 stages, one finite element per interval): (states, time)."""
+    import casadi as ca
+
+    n = x0.size
+    x, q = ca.SX.sym("x", n), ca.SX.sym("p", np.size(p))
+    if problem == "vdp":
+        ode = ca.vertcat(x[1], q[0] * (1 - x[0] ** 2) * x[1] - x[0])
+    else:
+        ode = ca.vertcat(-q[0] * x[0] + q[1] * x[1] * x[2], q[0] * x[0] - q[1] * x[1] * x[2] - q[2] * x[1] ** 2,
+                         q[2] * x[1] ** 2)
+    start = time.perf_counter()
+    F = ca.integrator("F", "collocation", {"x": x, "p": q, "ode": ode}, float(grid[0]), list(grid[1:]),
+                      {"number_of_finite_elements": 1, "interpolation_order": 3, "collocation_scheme": "radau"})
+    build = time.perf_counter() - start
+    pv = np.atleast_1d(p)
+    run = lambda: F(x0=x0, p=pv)  # noqa: E731
+    xs = np.array(run()["xf"]).T
+    return xs, build, _best(run)
+
+
+def bench_integrators(quick: bool) -> None:
+    """Stiff Van der Pol and Robertson: Radau IIA (3 stages) on the step grid scipy's Radau chose."""
+    from scipy.integrate import solve_ivp
+
+    from symgraph.integrator import integrator
+
+    print("\n== sg.integrator: Radau IIA, 3 stages (order 5), compiled with gcc -O2, on the steps scipy chose")
+    print("  Grids: the step points of solve_ivp(method='Radau', rtol) (same method, its adaptive steps),")
+    print("  so both run the same scheme on the same steps; errors at the final time against")
+    print("  solve_ivp(Radau, rtol=1e-10, atol=1e-12) (Robertson: atol=1e-14), relative to max|x(T)|.")
+    print(f"  {'problem':<18} {'rtol':>6} {'steps':>6}  {'scipy s':>8} {'scipy err':>9}  {'sg build s':>10} "
+          f"{'sg run ms':>9} {'sg err':>8}  {'casadi run ms':>13} {'|sg-casadi|':>11}")
+    vdp_T = 1000.0 if quick else 2000.0
+    cases = [("vdp mu=1000", "vdp", vdp_T), ("robertson", "rober", 1e5)]
+    for label, kind, T in cases:
+        rhs, f, x0, p = _vdp_problem(1000.0) if kind == "vdp" else _robertson_problem()
+        atol_ref = 1e-12 if kind == "vdp" else 1e-14
+        ref = solve_ivp(f, (0.0, T), x0, method="Radau", rtol=1e-10, atol=atol_ref).y[:, -1]
+        scale = np.abs(ref).max()
+        for rtol in ((1e-5, 1e-7) if quick else (1e-4, 1e-6, 1e-8)):
+            atol = rtol * (1e-3 if kind == "vdp" else 1e-6)
+            sol = solve_ivp(f, (0.0, T), x0, method="Radau", rtol=rtol, atol=atol)
+            t_scipy = _best(lambda: solve_ivp(f, (0.0, T), x0, method="Radau", rtol=rtol, atol=atol), 1)
+            err_scipy = np.abs(sol.y[:, -1] - ref).max() / scale
+            grid = sol.t
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory() as cache:
+                I = integrator(f"{kind}_int", rhs, grid, "radau", stages=3, controls=())
+                C = I.compile(cache_dir=cache)
+            build = time.perf_counter() - start
+            xs = C(x0, p)
+            t_sg = _best(lambda: C(x0, p))
+            err_sg = np.abs(xs[-1] - ref).max() / scale
+            try:
+                xc, _, t_ca = _casadi_collocation(kind, grid, x0, p)
+                ca_cols = f"{t_ca * 1e3:>13.2f} {np.abs(xc[-1] - xs[-1]).max() / scale:>11.1e}"
+            except ImportError:
+                ca_cols = f"{'(no casadi)':>13} {'':>11}"
+            print(f"  {label:<18} {rtol:>6.0e} {grid.size - 1:>6}  {t_scipy:>8.3f} {err_scipy:>9.1e}  "
+                  f"{build:>10.2f} {t_sg * 1e3:>9.2f} {err_sg:>8.1e}  {ca_cols}")
+    print("  scipy s: one solve_ivp (adaptive, Python rhs); sg run: the compiled integrator on its grid;")
+    print("  casadi: integrator('collocation', radau, order 3, one element per interval) on the same grid")
+
+    # sensitivities: d x(T) / d (x0, mu) by the integrator's own derivative vs central differences of solve_ivp
+    rhs, f, x0, mu = _vdp_problem(1000.0)
+    T = 500.0
+    grid = np.linspace(0.0, T, 101)
+    X0, P = sg.symbols("X0", 2), sg.symbols("P")
+    I = integrator("vdp_int", rhs, grid, "radau", stages=3, controls=())
+    xT = I(X0, P)[-1]
+    z = np.concatenate([X0, [P]])
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        Jf = sg.Function("dxT", [X0, P], [sg.jacobian(xT, z).to_dense()]).compile(cache_dir=cache)
+        gT = sg.grad(xT[0], z)
+        Gr = sg.Function("gxT", [X0, P], [gT]).compile(cache_dir=cache)
+        Xc = I.compile(cache_dir=cache)
+        build = time.perf_counter() - start
+    J = Jf(x0, mu)
+    t_j, t_g, t_x = _best(lambda: Jf(x0, mu)), _best(lambda: Gr(x0, mu)), _best(lambda: Xc(x0, mu))
+
+    def final(v):
+        g = lambda t, y: [y[1], v[2] * (1 - y[0] ** 2) * y[1] - y[0]]  # noqa: E731
+        return solve_ivp(g, (0.0, T), v[:2], method="Radau", rtol=1e-11, atol=1e-13).y[:, -1]
+
+    start = time.perf_counter()
+    v0, fd = np.array([*x0, mu]), np.zeros((2, 3))
+    for k, step in enumerate((1e-5, 1e-5, 1e-2)):
+        e = np.zeros(3)
+        e[k] = step
+        fd[:, k] = (final(v0 + e) - final(v0 - e)) / (2 * step)
+    t_fd = time.perf_counter() - start
+    Js = np.zeros((2, 3))  # the integrator's own central differences (same scheme): truncation only
+    for k, step in enumerate((1e-5, 1e-5, 1e-2)):
+        e = np.zeros(3)
+        e[k] = step
+        Js[:, k] = (Xc(v0[:2] + e[:2], v0[2] + e[2])[-1] - Xc(v0[:2] - e[:2], v0[2] - e[2])[-1]) / (2 * step)
+    print(f"\n  sensitivities of x(T), VdP mu=1000, T={T:g}, 100 Radau steps (compiled, build {build:.1f} s):")
+    print(f"    states {t_x * 1e3:.2f} ms, forward Jacobian d x(T)/d(x0, mu) {t_j * 1e3:.2f} ms, "
+          f"adjoint gradient of x1(T) {t_g * 1e3:.2f} ms; 6 solve_ivp for central differences {t_fd:.2f} s")
+    print(f"    max |J - FD(solve_ivp)| / max|J| = {np.abs(J - fd).max() / np.abs(J).max():.1e}, "
+          f"max |J - FD(own scheme)| / max|J| = {np.abs(J - Js).max() / np.abs(J).max():.1e}")
+    print(f"    J = {np.array2string(J, precision=6)}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and low orders")
@@ -87,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "taylor" in sections:
         print()
         load_bench("taylor").main(["--quick"] if args.quick else [])
+    if "integrators" in sections:
+        bench_integrators(args.quick)
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
 
 
