@@ -44,7 +44,6 @@ import tempfile
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -81,8 +80,8 @@ STALE_SECONDS = 24 * 3600  # build directories not named after a key: removed af
 ENTRY_PREFIX = "fn-"  # function entries (codegen.runtime): fn-KEY.npz beside the libraries
 ENTRY_TMP_PREFIX = ".fn-tmp-"  # a function entry being written (renamed into place when complete)
 _ENTRIES: dict[str, tuple] = {}  # function entries read or written in this process: key -> (meta, tables)
-_CHILDREN: set = set()  # compiler processes running now (killed at interpreter exit)
-_WORKDIRS: set = set()  # build directories in use now (removed at interpreter exit)
+_CHILDREN: dict = {}  # compiler processes running now -> background? (killed at interpreter exit)
+_WORKDIRS: dict = {}  # build directories in use now -> background? (removed at interpreter exit)
 _EXITING = threading.Event()  # set at interpreter exit: background builds stop quietly
 
 
@@ -535,7 +534,7 @@ def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_pat
     except OSError as exc:
         raise _cache_error(exc, "create a build directory in", root, root) from None
     with _MUTEX:
-        _WORKDIRS.add(work)
+        _WORKDIRS[work] = background
     try:
         for name, text in units:
             path = os.path.join(work, name)
@@ -544,7 +543,7 @@ def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_pat
             except OSError as exc:
                 raise _cache_error(exc, "write the C source", path, root, work) from None
         STATS["background_compiles" if background else "compiles"] += 1
-        _run_compiler(units, cc, flags, jobs, work, root, key)
+        _run_compiler(units, cc, flags, jobs, work, root, key, background)
         built = os.path.join(work, "lib.so")
         try:
             with open(built, "rb") as fh:
@@ -563,14 +562,14 @@ def _compile_into(units, cc: Compiler, flags, jobs, root, key, so_path, meta_pat
             _write_text(tmp_meta, json.dumps(meta))
         except OSError as exc:
             raise _cache_error(exc, "write the cache entry's checksum", tmp_meta, root, work) from None
-        if _EXITING.is_set():
+        if _EXITING.is_set() or (background and _BACKGROUND_EXIT.is_set()):
             raise CompileError("the interpreter is exiting: the library was not stored")
         _install(built, so_path, root, work)
         _install(tmp_meta, meta_path, root, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         with _MUTEX:
-            _WORKDIRS.discard(work)
+            _WORKDIRS.pop(work, None)
 
 
 def link_flags(flags: Sequence[str]) -> list[str]:
@@ -604,7 +603,7 @@ def compile_commands(units: Sequence[str], cc: Compiler, flags: Sequence[str], o
     return steps + [[cc.path, *linking, "-shared", "-o", output, *objects, "-lm"]]
 
 
-def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: str) -> None:
+def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: str, background: bool = False) -> None:
     commands = compile_commands([name for name, _ in units], cc, flags, "lib.so")
     parallel, link = (commands[:-1], commands[-1:]) if len(commands) > 1 else (commands, [])
     jobs = max(1, jobs or os.cpu_count() or 1)
@@ -613,7 +612,7 @@ def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: s
         if not os.path.isdir(work):
             raise _CacheVanished(root)
         try:
-            return cmd, _run_tracked(cmd, work)
+            return cmd, _run_tracked(cmd, work, background)
         except OSError as exc:
             if not os.path.isdir(work):
                 raise _CacheVanished(root) from None
@@ -622,12 +621,13 @@ def _run_compiler(units, cc: Compiler, flags, jobs, work: str, root: str, key: s
     def check(results):
         for cmd, done in results:
             if done.returncode != 0:
+                if _EXITING.is_set() or (background and _BACKGROUND_EXIT.is_set()):
+                    raise CompileError(f"{cc.name} was stopped: the interpreter is exiting")
                 if not os.path.isdir(work):
                     raise _CacheVanished(root)
                 _compiler_failed(cc, cmd, done, work, root, key)
 
-    with ThreadPoolExecutor(max_workers=min(jobs, len(parallel))) as pool:
-        check(list(pool.map(run, parallel)))
+    check(_parallel(run, parallel, jobs))
     check([run(cmd) for cmd in link])
 
 
@@ -648,31 +648,74 @@ def _compiler_failed(cc: Compiler, cmd, done, work: str, root: str, key: str) ->
 
 
 # ------------------------------------------------------------ compiler processes and interpreter exit
-def _run_tracked(cmd: list, cwd: str) -> subprocess.CompletedProcess:
+def _parallel(run: Any, commands: list, jobs: int) -> list:
+    """``[run(c) for c in commands]`` on up to ``jobs`` daemon threads (interpreter exit does not wait for them)."""
+    if len(commands) <= 1 or jobs <= 1:
+        return [run(c) for c in commands]
+    results: list = [None] * len(commands)
+    errors: list = []
+    todo = iter(range(len(commands)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                k = next(todo, None)
+            if k is None or errors:
+                return
+            try:
+                results[k] = run(commands[k])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True, name="symgraph-cc")
+               for _ in range(min(jobs, len(commands)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _run_tracked(cmd: list, cwd: str, background: bool = False) -> subprocess.CompletedProcess:
     """Run one compiler command, registered so that interpreter exit can kill it (see :func:`_stop_at_exit`)."""
-    if _EXITING.is_set():
+    if _EXITING.is_set() or (background and _BACKGROUND_EXIT.is_set()):
         raise CompileError("the interpreter is exiting: no compiler is started")
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with _MUTEX:
-        _CHILDREN.add(proc)
+        _CHILDREN[proc] = background
     try:
         out, err = proc.communicate()
     finally:
         with _MUTEX:
-            _CHILDREN.discard(proc)
+            _CHILDREN.pop(proc, None)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def _stop_at_exit() -> None:
-    """At interpreter exit: kill compilers still running (background builds) and remove their build directories.
+_BACKGROUND_EXIT = threading.Event()  # set when the interpreter starts to exit: background builds stop
+
+
+def _stop_background_at_exit() -> None:
+    """When the main thread ends: stop background builds before Python waits for other threads."""
+    _BACKGROUND_EXIT.set()
+    _stop_at_exit(background_only=True)
+
+
+def _stop_at_exit(background_only: bool = False) -> None:
+    """At interpreter exit: kill compilers still running (background builds first) and remove their build
+    directories.
 
     Finished entries are installed by atomic renames only, so nothing
     half-written is left in the cache; the killed build's key lock goes
     with the process.
     """
-    _EXITING.set()
+    if not background_only:
+        _EXITING.set()
     with _MUTEX:
-        children, workdirs = list(_CHILDREN), list(_WORKDIRS)
+        children = [p for p, bg in _CHILDREN.items() if bg or not background_only]
+        workdirs = [w for w, bg in _WORKDIRS.items() if bg or not background_only]
     for proc in children:
         with contextlib.suppress(OSError):
             proc.kill()
@@ -684,6 +727,10 @@ def _stop_at_exit() -> None:
 
 
 atexit.register(_stop_at_exit)
+try:  # runs when the main thread ends, before non-daemon threads are joined
+    threading._register_atexit(_stop_background_at_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):
+    pass
 
 
 # ------------------------------------------------------------ function entries (codegen.runtime)

@@ -444,7 +444,7 @@ def _start_upgrade(C: "CompiledFunction", F: Any, options: dict, key: str, prepa
                 return
             C._switch(best._code)
         except BaseException as exc:  # noqa: BLE001 - any failure leaves the fast tier running
-            if not _build._EXITING.is_set():
+            if not (_build._EXITING.is_set() or _build._BACKGROUND_EXIT.is_set()):
                 C._upgrade_failed(exc, site)
         finally:
             C._upgrade_done.set()
@@ -462,7 +462,7 @@ def _upgrade_result(F: Any, options: dict, key: str, prepared: tuple | None) -> 
             shared = _UPGRADES[key] = {"lock": threading.Lock(), "result": None}
     with shared["lock"]:
         if shared["result"] is None:
-            if _build._EXITING.is_set():
+            if _build._EXITING.is_set() or _build._BACKGROUND_EXIT.is_set():
                 return None
             opts = dict(options, tier="best")
             if opts.get("compiler") is None:

@@ -197,16 +197,18 @@ def test_interrupting_python_during_a_background_build_leaves_nothing_behind(tmp
     cache = tmp_path / "cache"
     env = dict(os.environ, PATH=folder + os.pathsep + os.environ["PATH"], SYMGRAPH_CACHE_DIR=str(cache),
                PIDFILE=str(pidfile))
+    start = time.monotonic()
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(HANG)], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    assert time.monotonic() - start < 40, "exit waited for the background compiler (it sleeps 60 s)"
     pid = int(pidfile.read_text())
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid), "the compiler outlived the interpreter"
     names = os.listdir(cache)
-    assert not [n for n in names if n.startswith(("build-", build.ENTRY_TMP_PREFIX))], names
+    assert not [n for n in names if n.startswith(("build-", build.ENTRY_TMP_PREFIX, "failed"))], names
     # only the fast tier's complete entry (library, checksum, lock, function entry) remains
     assert sum(n.endswith(".so") for n in names) == 1 and sum(n.startswith(build.ENTRY_PREFIX) for n in names) == 1
 
