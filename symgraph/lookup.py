@@ -26,7 +26,11 @@ coefficients differentiated along axis ``j`` (degree ``k_j - 1``; a degree 0
 axis has derivative 0), so derivatives of every order are lookups again,
 exact for the piecewise polynomial.  All the derivatives of one lookup share
 one cache, so ``d/dx d/dy`` and ``d/dy d/dx`` are the same Function (one
-node).
+node), and one **table** Function (their only child): the C of the tables
+and of the evaluator is emitted once, and each lookup is a three-line C
+function calling it with its derivative orders (the evaluator multiplies
+each coefficient by the exact integer ``prod p_j! / (p_j - o_j)!`` and skips
+the powers below the order).
 
 >>> import numpy as np, symgraph as sg
 >>> g = np.linspace(0.0, 2.0, 5)
@@ -62,54 +66,39 @@ def _cubic_axis(g: np.ndarray, V: np.ndarray) -> np.ndarray:
     """Per-cell not-a-knot cubic coefficients along the first axis of ``V``: shape ``(m - 1, 4, ...)``.
 
     The second derivatives ``M`` at the grid points solve the C2 conditions
-    plus a continuous third derivative at ``g[1]`` and ``g[-2]`` (one
-    ``m x m`` solve for all the columns of ``V``), as
-    :func:`symgraph.interpolant.not_a_knot_coefficients`.
+    plus a continuous third derivative at ``g[1]`` and ``g[-2]`` (the system
+    of :func:`symgraph.interpolant.not_a_knot_coefficients`), for all the
+    columns of ``V`` at once.  The system is tridiagonal but for one entry in
+    the first and the last row; those are eliminated with rows 1 and
+    ``m - 2``, and LAPACK's banded LU with partial pivoting
+    (``scipy.linalg.solve_banded``) does the rest, in ``O(m)``.
     """
+    from scipy.linalg import solve_banded
+
     m = g.size
     rest = V.shape[1:]
     Y = V.reshape(m, -1)
     h = np.diff(g)
     slope = np.diff(Y, axis=0) / h[:, None]
-    A = np.zeros((m, m))
+    lower, diag, upper = np.zeros(m), np.zeros(m), np.zeros(m)  # A[i, i-1], A[i, i], A[i, i+1]
     rhs = np.zeros_like(Y)
-    i = np.arange(1, m - 1)
-    A[i, i - 1], A[i, i], A[i, i + 1] = h[:-1], 2.0 * (h[:-1] + h[1:]), h[1:]
+    lower[1:-1], diag[1:-1], upper[1:-1] = h[:-1], 2.0 * (h[:-1] + h[1:]), h[1:]
     rhs[1:-1] = 6.0 * (slope[1:] - slope[:-1])
-    A[0, :3] = h[1], -(h[0] + h[1]), h[0]
-    A[-1, -3:] = h[-1], -(h[-2] + h[-1]), h[-2]
-    M = _banded_solve(A, rhs)
+    # row 0: h1 M0 - (h0 + h1) M1 + h0 M2 = 0; minus (h0 / h1) row 1 clears M2
+    f = h[0] / h[1]
+    diag[0], upper[0] = h[1] - f * h[0], -(h[0] + h[1]) - f * 2.0 * (h[0] + h[1])
+    rhs[0] = -f * rhs[1]
+    # row m-1: h[-1] M[-3] - (h[-2] + h[-1]) M[-2] + h[-2] M[-1] = 0; minus (h[-1] / h[-3]) row m-2
+    f = h[-1] / h[-2]
+    lower[-1], diag[-1] = -(h[-2] + h[-1]) - f * 2.0 * (h[-2] + h[-1]), h[-2] - f * h[-1]
+    rhs[-1] = -f * rhs[-2]
+    ab = np.zeros((3, m))
+    ab[0, 1:], ab[1], ab[2, :-1] = upper[:-1], diag, lower[1:]
+    M = solve_banded((1, 1), ab, rhs)
     b = slope - h[:, None] * (2.0 * M[:-1] + M[1:]) / 6.0
     d = (M[1:] - M[:-1]) / (6.0 * h[:, None])
     out = np.stack([Y[:-1], b, M[:-1] / 2.0, d], axis=1)
     return out.reshape((m - 1, 4) + rest)
-
-
-def _banded_solve(A: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``A^-1 rhs`` for the not-a-knot matrix (tridiagonal but for two entries), without an ``m x m`` dense solve.
-
-    The first and last rows reach one entry beyond the tridiagonal band;
-    they are eliminated with rows 1 and ``m - 2`` first, then scipy's banded
-    solver (or numpy's dense one for small ``m``) does the rest.
-    """
-    m = A.shape[0]
-    if m <= 64:
-        return np.linalg.solve(A, rhs)
-    from scipy.linalg import solve_banded
-
-    A = A.copy()
-    rhs = rhs.copy()
-    f = A[0, 2] / A[1, 2]  # row 0 -= f * row 1 clears A[0, 2]
-    A[0, :3] -= f * A[1, :3]
-    rhs[0] -= f * rhs[1]
-    f = A[-1, -3] / A[-2, -3]
-    A[-1, -3:] -= f * A[-2, -3:]
-    rhs[-1] -= f * rhs[-2]
-    ab = np.zeros((3, m))
-    ab[0, 1:] = np.diag(A, 1)
-    ab[1] = np.diag(A)
-    ab[2, :-1] = np.diag(A, -1)
-    return solve_banded((1, 1), ab, rhs)
 
 
 def tensor_coefficients(axes: Sequence[np.ndarray], values: np.ndarray, method: str) -> tuple[list, np.ndarray]:
@@ -158,7 +147,8 @@ def lookup_function(name: str, axes: Sequence[np.ndarray], coef: np.ndarray, fla
     """
     axes = [np.ascontiguousarray(g, dtype=float) for g in axes]
     coef = np.ascontiguousarray(coef, dtype=float)
-    s = _LookupStructure(axes, coef, bool(flat), {}, (0,) * len(axes), name)
+    table = _TableStructure(axes, coef, bool(flat), name).function(f"{name}_table")
+    s = _LookupStructure(table, {}, (0,) * len(axes), name)
     F = s.function(name)
     s.family[s.orders] = F
     return F
@@ -174,35 +164,71 @@ def is_lookup(F: Any) -> bool:
     return isinstance(getattr(F, "structure", None), _LookupStructure)
 
 
-def _differentiate(coef: np.ndarray, axis: int, n: int) -> np.ndarray | None:
-    """The coefficients of the derivative along ``axis`` (power axis ``n + axis``), or None where it is 0."""
-    k = coef.shape[n + axis] - 1
-    if k == 0:
-        return None
-    p = np.arange(1, k + 1, dtype=float).reshape((-1,) + (1,) * (n - 1 - axis))
-    return np.ascontiguousarray(np.take(coef, np.arange(1, k + 1), axis=n + axis) * p)
-
-
 def _c_numbers(values: np.ndarray, per_line: int = 8) -> str:
     """Numbers as a C initializer body (shortest round-trip decimals), a few per line."""
     text = [repr(float(v)) for v in values.reshape(-1)]
     return ",\n".join("    " + ", ".join(text[i:i + per_line]) for i in range(0, len(text), per_line))
 
 
-class _LookupStructure(NativeStructure):
-    """A tensor-product piecewise polynomial lookup; see the module docstring."""
+def _factors(degrees: tuple, orders: tuple) -> np.ndarray:
+    """Per coefficient, ``prod_j p_j! / (p_j - o_j)!`` (0 where ``p_j < o_j``): shape ``(k_1 + 1, ..., k_N + 1)``.
 
-    def __init__(self, axes: list, coef: np.ndarray, flat: bool, family: dict, orders: tuple, root: str) -> None:
-        self.axes, self.coef, self.flat, self.family, self.orders, self.root = axes, coef, flat, family, orders, root
+    The order-``o`` derivative of ``sum_p c_p t^p`` is ``sum_{p >= o} c_p
+    p! / (p - o)! t^(p - o)``; the C multiplies each coefficient by the same
+    exact integer, once.
+
+    >>> _factors((3,), (2,)).tolist()
+    [0.0, 0.0, 2.0, 6.0]
+    """
+    out = np.ones(())
+    for k, o in zip(degrees, orders):
+        f = np.ones(k + 1)
+        for i in range(o):
+            f *= np.arange(k + 1) - i
+        out = np.multiply.outer(out, f)
+    return out
+
+
+def _evaluate(axes: list, coef: np.ndarray, orders: tuple, X: np.ndarray) -> np.ndarray:
+    """The order-``orders`` derivative of the piecewise polynomial at the rows of ``X`` (``(width, N)``)."""
+    n, width = len(axes), X.shape[0]
+    degrees = tuple(c - 1 for c in coef.shape[n:])
+    idx, ts = [], []
+    for j, g in enumerate(axes):
+        xj = X[:, j]
+        i = np.clip(np.searchsorted(g, xj.real, side="right") - 1, 0, g.size - 2)
+        idx.append(i)
+        ts.append(xj - g[i])
+    C = coef[tuple(idx)] * _factors(degrees, orders)  # (width, k_1 + 1, ..., k_N + 1)
+    if np.iscomplexobj(X):
+        C = C.astype(X.dtype)
+    for j in range(n - 1, -1, -1):  # Horner along the last power axis, the last coordinate first
+        t = ts[j].reshape((width,) + (1,) * (C.ndim - 2))
+        acc = C[..., -1]
+        for p in range(C.shape[-1] - 2, orders[j] - 1, -1):
+            acc = C[..., p] + t * acc
+        C = acc
+    return np.where(np.isnan(X).any(axis=1), np.nan, C)
+
+
+class _TableStructure(NativeStructure):
+    """``(x, orders) -> d^orders p(x)``: the tables and the C evaluator shared by a lookup and its derivatives.
+
+    Never called in a graph: the lookups (:class:`_LookupStructure`) call its
+    C function with their derivative orders, so a Function using a value,
+    gradient and Hessian holds the tables once.
+    """
+
+    savable = False
+
+    def __init__(self, axes: list, coef: np.ndarray, flat: bool, root: str) -> None:
+        self.axes, self.coef, self.flat = axes, coef, flat
         self.n = len(axes)
         self.cells = tuple(g.size - 1 for g in axes)
         self.degrees = tuple(c - 1 for c in coef.shape[self.n:])
-        shape = () if flat else (self.n,)
-        super().__init__([shape], [()], ["x"], ["y"])
-        order = sum(orders)
-        self.label = (f"interpolant lookup, {'x'.join(str(c + 1) for c in self.cells)} grid, degree "
-                      f"{'x'.join(map(str, self.degrees))}, binary search"
-                      + (f", derivative {orders} of {root}" if order else ""))
+        super().__init__([() if flat else (self.n,), (self.n,)], [()], ["x", "orders"], ["y"])
+        self.label = (f"interpolant table of {root}: {'x'.join(str(c + 1) for c in self.cells)} grid, degree "
+                      f"{'x'.join(map(str, self.degrees))}, {coef.size} coefficients, binary search")
 
     def to_data(self, index: dict) -> tuple:
         """An identity record for the compile cache's digest: the tables by their hash (not loadable)."""
@@ -212,7 +238,85 @@ class _LookupStructure(NativeStructure):
         for a in (*self.axes, self.coef):
             h.update(repr(a.shape).encode())
             h.update(a.tobytes())
-        return ("native", "lookup", self.flat, self.coef.shape, h.hexdigest())
+        return ("native", "lookup_table", self.flat, self.coef.shape, h.hexdigest())
+
+    def evaluate(self, columns: list, width: int) -> list:
+        X, orders = columns_as_arrays(columns, self.in_shapes, width)
+        (o,) = {tuple(int(v) for v in row.real) for row in np.asarray(orders).reshape(width, self.n)}
+        return arrays_as_columns([_evaluate(self.axes, self.coef, o, X.reshape(width, self.n))], width)
+
+    def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
+        n, block = self.n, int(np.prod([k + 1 for k in self.degrees]))
+        sizes = [k + 1 for k in self.degrees]
+        lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
+                 f"  /* {self.label} */"]
+        for j, g in enumerate(self.axes):
+            lines += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
+        lines += [f"  static const double cf[{self.coef.size}] = {{", _c_numbers(self.coef), "  };",
+                  f"  static const long size[{n}] = {{{', '.join(map(str, sizes))}}};",
+                  "  const double *x = arg[0];",
+                  f"  double t[{n}], r[{block}];",
+                  f"  long o[{n}], cell = 0;",
+                  "  (void)w;",
+                  f"  for (long j = 0; j < {n}; ++j) o[j] = (long)arg[1][j];"]
+        for j, g in enumerate(self.axes):
+            c = self.cells[j]
+            lines += ["  {",
+                      f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN) */",
+                      f"    const double xj = x[{j}];",
+                      f"    long lo = 0, hi = {c - 1};",
+                      "    while (lo < hi) {",
+                      "      long mid = lo + (hi - lo + 1) / 2;",
+                      f"      if (g{j}[mid] <= xj) lo = mid; else hi = mid - 1;",
+                      "    }",
+                      f"    t[{j}] = xj - g{j}[lo];",
+                      f"    cell = cell * {c} + lo;",
+                      "  }"]
+        lines += [f"  for (long q = 0; q < {block}; ++q) {{",
+                  "    /* the derivative's factor prod_j p_j! / (p_j - o_j)!, an exact integer */",
+                  "    double f = 1.0;",
+                  "    long rem = q;",
+                  f"    for (long j = {n - 1}; j >= 0; --j) {{",
+                  "      long p = rem % size[j];",
+                  "      rem /= size[j];",
+                  "      for (long i = 0; i < o[j]; ++i) f *= (double)(p - i);",
+                  "    }",
+                  f"    r[q] = cf[cell * {block} + q] * f;",
+                  "  }"]
+        outer = block
+        for j in range(n - 1, -1, -1):
+            inner = self.degrees[j] + 1
+            outer //= inner
+            lines += [f"  for (long u = 0; u < {outer}; ++u) {{",
+                      f"    double acc = r[u * {inner} + {inner - 1}];",
+                      f"    for (long p = {inner - 2}; p >= o[{j}]; --p) acc = r[u * {inner} + p] + t[{j}] * acc;",
+                      "    r[u] = acc;",
+                      "  }"]
+        nan = " || ".join(f"x[{j}] != x[{j}]" for j in range(n))
+        lines += [f"  res[0][0] = ({nan}) ? NAN : r[0];", "}\n"]
+        return "\n".join(lines), 0
+
+
+class _LookupStructure(NativeStructure):
+    """A lookup: derivative ``orders`` of the piecewise polynomial of ``table``; see the module docstring."""
+
+    savable = False
+
+    def __init__(self, table: Any, family: dict, orders: tuple, root: str) -> None:
+        t = table.structure
+        self.table, self.family, self.orders, self.root = table, family, orders, root
+        self.children = (table,)
+        self.n, self.flat = t.n, t.flat
+        self.degrees = tuple(k - o for k, o in zip(t.degrees, orders))
+        self._factors = _factors(t.degrees, orders)
+        super().__init__([() if t.flat else (t.n,)], [()], ["x"], ["y"])
+        self.label = (f"interpolant lookup, {'x'.join(str(c + 1) for c in t.cells)} grid, degree "
+                      f"{'x'.join(map(str, t.degrees))}, binary search"
+                      + (f", derivative {orders} of {root}" if sum(orders) else ""))
+
+    def to_data(self, index: dict) -> tuple:
+        """An identity record for the compile cache's digest (the table is a child)."""
+        return ("native", "lookup", index[self.table], self.orders)
 
     # ------------------------------------------------------------ derivatives
     def derivative_function(self, axis: int) -> Any:
@@ -220,12 +324,10 @@ class _LookupStructure(NativeStructure):
         orders = tuple(o + (j == axis) for j, o in enumerate(self.orders))
         if orders in self.family:
             return self.family[orders]
-        coef = _differentiate(self.coef, axis, self.n)
         F = None
-        if coef is not None:
+        if self.degrees[axis] > 0:
             suffix = "".join(f"_d{j}" * o for j, o in enumerate(orders))
-            s = _LookupStructure(self.axes, coef, self.flat, self.family, orders, self.root)
-            F = s.function(self.root + suffix)
+            F = _LookupStructure(self.table, self.family, orders, self.root).function(self.root + suffix)
         return self.family.setdefault(orders, F)
 
     def pattern(self) -> Any:
@@ -255,63 +357,18 @@ class _LookupStructure(NativeStructure):
         return {"jvp": Function(f"{F.name}_jvp_rule", [x, tx], [ty]),
                 "vjp": Function(f"{F.name}_vjp_rule", [x, y, ybar], [xbar])}
 
-    # ------------------------------------------------------------ numpy
+    # ------------------------------------------------------------ numpy, C
     def evaluate(self, columns: list, width: int) -> list:
         (X,) = columns_as_arrays(columns, self.in_shapes, width)
-        X = X.reshape(width, self.n)
-        idx, ts = [], []
-        for j, g in enumerate(self.axes):
-            xj = X[:, j]
-            i = np.clip(np.searchsorted(g, xj.real, side="right") - 1, 0, self.cells[j] - 1)
-            idx.append(i)
-            ts.append(xj - g[i])
-        C = self.coef[tuple(idx)]  # (width, k_1 + 1, ..., k_N + 1)
-        if np.iscomplexobj(X):
-            C = C.astype(X.dtype)
-        for j in range(self.n - 1, -1, -1):  # Horner along the last power axis, the last coordinate first
-            t = ts[j].reshape((width,) + (1,) * (C.ndim - 2))
-            acc = C[..., -1]
-            for p in range(C.shape[-1] - 2, -1, -1):
-                acc = C[..., p] + t * acc
-            C = acc
-        y = np.where(np.isnan(X).any(axis=1), np.nan, C)
-        return arrays_as_columns([y], width)
+        t = self.table.structure
+        return arrays_as_columns([_evaluate(t.axes, t.coef, self.orders, X.reshape(width, self.n))], width)
 
-    # ------------------------------------------------------------ C
     def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
-        n, block = self.n, int(np.prod([k + 1 for k in self.degrees]))
+        table = callees[self.table]
         lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
-                 f"  /* {self.label} */"]
-        for j, g in enumerate(self.axes):
-            lines += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
-        lines += [f"  static const double cf[{self.coef.size}] = {{", _c_numbers(self.coef), "  };",
-                  "  const double *x = arg[0];",
-                  f"  double t[{n}], r[{block}];",
-                  "  long cell = 0;",
-                  "  (void)w;"]
-        for j, g in enumerate(self.axes):
-            c = self.cells[j]
-            lines += ["  {",
-                      f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN) */",
-                      f"    const double xj = x[{j}];",
-                      f"    long lo = 0, hi = {c - 1};",
-                      "    while (lo < hi) {",
-                      "      long mid = lo + (hi - lo + 1) / 2;",
-                      f"      if (g{j}[mid] <= xj) lo = mid; else hi = mid - 1;",
-                      "    }",
-                      f"    t[{j}] = xj - g{j}[lo];",
-                      f"    cell = cell * {c} + lo;",
-                      "  }"]
-        lines += [f"  for (long q = 0; q < {block}; ++q) r[q] = cf[cell * {block} + q];"]
-        outer = block
-        for j in range(n - 1, -1, -1):
-            inner = self.degrees[j] + 1
-            outer //= inner
-            lines += [f"  for (long o = 0; o < {outer}; ++o) {{",
-                      f"    double acc = r[o * {inner} + {inner - 1}];",
-                      f"    for (long p = {inner - 2}; p >= 0; --p) acc = r[o * {inner} + p] + t[{j}] * acc;",
-                      "    r[o] = acc;",
-                      "  }"]
-        nan = " || ".join(f"x[{j}] != x[{j}]" for j in range(n))
-        lines += [f"  res[0][0] = ({nan}) ? NAN : r[0];", "}\n"]
-        return "\n".join(lines), 0
+                 f"  /* {self.label} */",
+                 f"  static const double orders[{self.n}] = {{{', '.join(f'{o}.0' for o in self.orders)}}};",
+                 "  const double *const a[2] = {arg[0], orders};",
+                 f"  {table.name}(a, res, w);",
+                 "}\n"]
+        return "\n".join(lines), table.work_size

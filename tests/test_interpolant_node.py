@@ -326,6 +326,17 @@ def test_compiled_c_matches_vm_nd(method):
     np.testing.assert_allclose(M.compile()(pts), M(pts), rtol=1e-13, atol=1e-13)
 
 
+def test_value_gradient_and_hessian_share_one_table_in_c():
+    axes = [_grid(30), _grid(20, 0.0, 1.0)]
+    F = interpolant("f", "bspline", axes, RNG.normal(size=(30, 20)))
+    x = sg.symbols("x", 2)
+    D = sg.Function("d", [x], [F(x), sg.grad(F(x), x), sg.hessian(F(x), x)])
+    code = D.c_code()
+    assert code.count("static const double cf[") == 1
+    assert code.count("static const double cf[") == F.c_code().count("static const double cf[")
+    assert len(code) < 1.5 * len(F.c_code())
+
+
 @needs_gcc
 def test_c_size_grows_linearly_with_the_table():
     sizes = []
