@@ -336,6 +336,11 @@ class Function:
 
         Each distinct callee of a call is emitted once, as a static C function
         (optimized once at the same level), whatever the number of calls.
+        The cache is looked up first, by a hash of the Tape and the options,
+        so a warm start skips optimizing and generating C.  ``tier="auto"``
+        returns tcc's code at once and switches to the optimizing compiler's
+        when its background build is done; ``"best"`` (default) and ``"fast"``
+        pin one.
         ``target="cuda"`` compiles for a GPU (``batch`` over many points) and
         ``target="cuda-host"`` the same CUDA source for the CPU (see
         :mod:`codegen.cuda_runtime`).
