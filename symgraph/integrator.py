@@ -35,8 +35,21 @@ Collocation solves, at each step, the stage equations for the stage states
 rootfinder (:mod:`symgraph.rootfinder`: Newton with a line search in C, from
 the guess ``X_i = x``), whose derivative is the implicit one, so the
 integrator's sensitivities are those of the exactly solved discrete scheme.
-``newton`` passes options to the rootfinder.  The next state is ``X_s`` for
-Radau IIA (stiffly accurate) and ``x + h sum_j b_j f(X_j)`` for Gauss.
+``newton`` passes options to the rootfinder (defaults
+:data:`NEWTON_DEFAULTS`).  The next state is ``X_s`` for Radau IIA (stiffly
+accurate) and ``x + h sum_j b_j f(X_j)`` for Gauss.  A step whose Newton
+iteration fails gives NaN states from there on (the rootfinder's
+``on_failure="nan"``), never a silently wrong trajectory.
+
+Steps are fixed (no adaptivity): the grid and ``steps_per_interval`` must
+resolve the solution's fast transients.  L-stability lets Radau IIA take
+steps far beyond the stiff time scale where the solution is smooth (Van der
+Pol with mu = 1000: steps of 5 on its slow branch, ``h |lambda| ~ 1e4``), but
+across a relaxation jump the steps must be about as short as the jump, as
+an adaptive solver's are; a grid of the times ``solve_ivp`` chose is one way
+to get such steps (``bench/solvers.py``).  A uniform grid's step is a
+constant of the loop body; a non-uniform grid's ``N`` step sizes are a
+table in the C code.
 
 >>> import numpy as np, symgraph as sg
 >>> from symgraph.integrator import integrator
@@ -60,7 +73,12 @@ import numpy as np
 from .array import symbols
 from .errors import DTypeError, InvalidInputError, OptionError, ShapeError
 
-__all__ = ["integrator", "tableau", "METHODS"]
+__all__ = ["integrator", "tableau", "METHODS", "NEWTON_DEFAULTS"]
+
+#: The rootfinder options of the collocation methods unless ``newton=`` says otherwise: an absolute
+#: tolerance on the stage equations (in the state's units), and convergence on a full Newton step
+#: below ``step_tol`` relative, where rounding keeps the residual of a stiff step above ``tol``.
+NEWTON_DEFAULTS = {"tol": 1e-12, "step_tol": 1e-13, "max_iter": 50}
 
 #: The methods ``integrator`` knows, with their order (``s`` = stages).
 METHODS = {"rk4": "explicit, order 4", "dopri5": "explicit Dormand-Prince 5(4), order 5",
@@ -265,28 +283,12 @@ def _collocation_step(rhs, method, stages, x, h, args, shape, newton):
 
 
 def _stage_solver(G: Any, newton: dict) -> Any:
-    """A callable ``(z0, *params) -> z`` solving ``G(z, *params) = 0``: the rootfinder."""
-    try:
-        from .rootfinder import rootfinder
-    except ImportError:  # prototype until the rootfinder lands: unrolled Newton
-        return _unrolled_newton(G, int(newton.get("max_iter", 8)))
-    return rootfinder(f"{G.name}_solve", G, **newton)
+    """The rootfinder ``(z0, *params) -> z`` solving ``G(z, *params) = 0`` (implicit derivatives)."""
+    from .rootfinder import rootfinder
 
-
-def _unrolled_newton(G: Any, iters: int) -> Any:
-    from .ad import jacobian
-    from .function import Function
-    from .linalg import solve
-
-    z0 = symbols("z", G.input_shapes[0])
-    params = [symbols(f"q{k}", s) for k, s in enumerate(G.input_shapes[1:])]
-    J = np.asarray(jacobian(_flat(G(z0, *params)), z0).to_dense(), dtype=object)
-    GJ = Function(f"{G.name}_gj", [z0] + params, [G(z0, *params), J])
-    z = z0
-    for _ in range(iters):
-        r, Jz = GJ(z, *params)
-        z = z - solve(Jz, r)
-    return Function(f"{G.name}_newton", [z0] + params, [z])
+    options = dict(NEWTON_DEFAULTS)
+    options.update(newton)
+    return rootfinder(f"{G.name}_solve", G, **options)
 
 
 # ---------------------------------------------------------------- public

@@ -294,3 +294,18 @@ def test_bad_rhs_and_options():
     I = integrator("I", f, grid)
     with pytest.raises(ShapeError):
         I(np.zeros(2), np.zeros(3))  # u needs one row per interval (2)
+
+
+def test_van_der_pol_jump_on_adaptive_grid_and_failure_is_nan():
+    """Across a relaxation jump: fine on the steps scipy's Radau chose; too long a step gives NaN, not garbage."""
+    mu, T = 1000.0, 1000.0
+    f = lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]]  # noqa: E731
+    ref = solve_ivp(f, (0, T), [2.0, 0.0], method="Radau", rtol=1e-10, atol=1e-12).y[:, -1]
+    grid = solve_ivp(f, (0, T), [2.0, 0.0], method="Radau", rtol=1e-6, atol=1e-9).t
+    xs = integrator("vdp", vdp_rhs(mu), grid, "radau").compile()(np.array([2.0, 0.0]))
+    assert xs[-1, 0] < -1.5  # past the jump (x goes from about +1 to -2 near t = 807)
+    np.testing.assert_allclose(xs[-1], ref, rtol=1e-6, atol=1e-8)
+    coarse = integrator("vdp", vdp_rhs(mu), np.linspace(0, T, 1001), "radau").compile()(np.array([2.0, 0.0]))
+    bad = np.flatnonzero(np.isnan(coarse).any(axis=1))
+    assert bad.size and 780 < bad[0] < 830 and np.isnan(coarse[bad[0]:]).all()
+    assert np.all(np.isfinite(coarse[:bad[0]])) and np.all(np.abs(coarse[:bad[0], 0]) < 2.1)
