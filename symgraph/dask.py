@@ -144,16 +144,22 @@ def _callee(C: Any, options: dict | None) -> tuple[Any, dict, Any]:
     from .function import Function
 
     if isinstance(C, Function):
-        from codegen.runtime import _public, check_options
+        import inspect
 
+        from codegen.runtime import _public, check_options, compile_function
+
+        if options is not None and not isinstance(options, dict):
+            raise OptionError(f"symgraph.dask.batch: options must be a dict of Function.compile options, "
+                              f"got {type(options).__name__}")
         opts = dict(options or {})
-        if "verbose" in opts:
-            opts.pop("verbose")
-        try:
-            checked = check_options(**opts)
-        except TypeError as exc:  # an option name check_options does not take
-            raise OptionError(f"symgraph.dask.batch: options: {exc}") from None
-        return C, _public(checked), None
+        opts.pop("verbose", None)
+        known = [name for name, param in inspect.signature(compile_function).parameters.items()
+                 if name not in ("F", "verbose") and param.kind is not param.VAR_KEYWORD]
+        unknown = sorted(set(opts) - set(known))
+        if unknown:
+            raise OptionError(f"symgraph.dask.batch: compile() has no option {', '.join(map(repr, unknown))}; "
+                              f"the options are {', '.join(known)}")
+        return C, _public(check_options(**opts)), None
     function = getattr(C, "function", None)
     if not isinstance(function, Function) or not hasattr(C, "batch"):
         raise InvalidInputError("symgraph.dask.batch: expected a symgraph Function or CompiledFunction, "
@@ -282,8 +288,9 @@ def nlp_payload(nlp: Any) -> bytes:
 
     Holds the five callback Functions (in :mod:`symgraph.serialize`'s format),
     the sparsity structures and how values are summed onto them, the sizes,
-    ``jit`` and the compile options; an ``.npz`` archive read without pickle,
-    so loading executes no code.
+    ``jit`` and the compile options (not the current parameter values: the
+    rebuilt NLP starts at zeros, as a new one does); an ``.npz`` archive read
+    without pickle, so loading executes no code.
 
     >>> import symgraph as sg
     >>> x, p = sg.symbols("x", 2), sg.symbols("p")
@@ -309,8 +316,7 @@ def nlp_payload(nlp: Any) -> bytes:
               "jacobian_cols": np.asarray(nlp.jacobian_structure.cols, dtype=np.int64),
               "hessian_rows": np.asarray(nlp.hessian_structure.rows, dtype=np.int64),
               "hessian_cols": np.asarray(nlp.hessian_structure.cols, dtype=np.int64),
-              "gradient_cols": np.asarray(nlp._gradient_cols, dtype=np.int64).reshape(-1),
-              "p_value": np.asarray(nlp._p_value, dtype=np.float64)}
+              "gradient_cols": np.asarray(nlp._gradient_cols, dtype=np.int64).reshape(-1)}
     for name in ("jacobian", "hessian"):
         how = getattr(nlp, f"_{name}_sum")
         if how is not None:
@@ -350,9 +356,9 @@ def nlp_from_payload(payload: bytes | bytearray | memoryview) -> Any:
         functions = {name: from_bytes(arrays[f"function_{name}"].tobytes()) for name in _CALLBACKS}
         nlp = NLP.__new__(NLP)
         f_fn = functions["f"]
-        nlp.x, nlp.p = f_fn.inputs[0].reshape(-1), f_fn.inputs[1].reshape(-1)
-        nlp.f = f_fn.outputs[0].reshape(())[()]
-        nlp.g = functions["g"].outputs[0].reshape(-1)
+        nlp.x, nlp.p = _objects(f_fn.inputs[0]), _objects(f_fn.inputs[1])
+        nlp.f = _objects(f_fn.outputs[0])[0]
+        nlp.g = _objects(functions["g"].outputs[0])
         nlp.n, nlp.m, nlp.tiled = header["n"], header["m"], header["tiled"]
         if (len(nlp.x), len(nlp.p)) != (header["n"], header["n_p"]):
             raise SerializationError(f"NLP payload: the objective takes {len(nlp.x)} x and {len(nlp.p)} p, "
@@ -370,12 +376,21 @@ def nlp_from_payload(payload: bytes | bytearray | memoryview) -> Any:
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in header["options"].items()}
         nlp._eval = _compile_all(functions, options) if nlp.jit else dict(functions)
         nlp.stats = CallbackStats()
-        nlp._p_value = arrays["p_value"].astype(np.float64)
+        nlp._p_value = np.zeros(len(nlp.p))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, SerializationError):
             raise
         raise SerializationError(f"NLP payload: malformed ({type(exc).__name__}: {exc})") from None
     return nlp
+
+
+def _objects(value: Any) -> np.ndarray:
+    """A flat object array of the Exprs in ``value`` (an Expr or an array of them)."""
+    out = np.empty(1, dtype=object)
+    if not isinstance(value, np.ndarray):
+        out[0] = value
+        return out
+    return value.reshape(-1)
 
 
 def _read_payload(payload: Any) -> tuple[dict, dict]:
@@ -446,7 +461,7 @@ def map_solve(nlp: Any, x0s: Any, ps: Any = None, *, client: Any = None, solver:
         nlp: an :class:`~symgraph.NLP`.
         x0s: starting points, shape ``(K, n)``.
         ps: parameters: ``(K, n_p)`` (one row per solve), ``(n_p,)`` shared by all, or None
-            (the NLP's current parameters).
+            (the NLP's current parameters, :meth:`NLP.set_parameters`).
         client: a ``distributed.Client`` (default: the current default client).
         solver: ``"ipopt"`` (:meth:`NLP.solve_ipopt`; ``solve_options`` are its ``lbx``, ``ubx``,
             ``lbg``, ``ubg``, ``options``) or ``"scipy"`` (:meth:`NLP.scipy_minimize`;
@@ -503,8 +518,8 @@ def _parameter_rows(nlp: Any, ps: Any, count: int) -> list:
     from .nlp import real_values
 
     n_p = len(nlp.p)
-    if ps is None:
-        return [None] * count
+    if ps is None:  # the NLP's current parameters (not part of the payload, so setting them never rebuilds)
+        return [np.array(nlp._p_value, dtype=np.float64) if n_p else None] * count
     ps = real_values(ps, "map_solve: ps")
     if ps.shape == (n_p,) or (n_p == 1 and ps.shape == ()):
         return [ps.reshape(n_p)] * count
