@@ -551,7 +551,7 @@ def _load_entry(record: Any, table: list, k: int, limit: int) -> Function:
         raise SerializationError(f"{label}: only a 'tape' entry carries derivative rules, this is {_shown(kind)}")
     try:
         if kind == "tape":
-            F = _load_tape_entry(name, input_names, output_names, sparsity, body, table, label, limit)
+            F = _load_tape_entry(name, input_names, output_names, sparsity, body, table, label, limit, rules)
         elif kind == "structure":
             F = _load_structure_entry(name, input_names, output_names, sparsity, body, table, label)
         elif kind == "stop_gradient":
@@ -569,9 +569,8 @@ def _load_entry(record: Any, table: list, k: int, limit: int) -> Function:
 
 
 def _load_tape_entry(name: str, input_names: tuple, output_names: tuple, sparsity: Any, tape: Any,
-                     table: list, label: str, limit: int) -> Function:
-    from .function import _function_from_parts
-    from .tape import element_names
+                     table: list, label: str, limit: int, rules: tuple) -> Function:
+    from .tape import element_names, tape_from_data
 
     if not (isinstance(tape, tuple) and len(tape) == 13 and isinstance(tape[6], tuple)
             and all(isinstance(a, np.ndarray) for a in tape[6])):
@@ -600,8 +599,90 @@ def _load_tape_entry(name: str, input_names: tuple, output_names: tuple, sparsit
                 if count > limit:
                     raise SerializationError(f"{label}: callee {G.name!r} has {count} {what} scalars, more than "
                                              f"a file of this size may call ({limit})")
-    tape = tape[:8] + (tuple(names),) + tape[9:]
-    return _function_from_parts(name, input_names, output_names, tape, sparsity, table)
+    tape = _callees_in_call_order(tape_from_data(tape[:8] + (tuple(names),) + tape[9:], table))  # validated
+    n_in, n_out = len(tape.input_slots), len(tape.output_slots)
+    if not (isinstance(sparsity, tuple) and len(sparsity) == n_out and len(input_names) == n_in
+            and len(output_names) == n_out):
+        raise SerializationError(f"{label}: {len(input_names)} input names, {len(output_names)} output names and "
+                                 f"{_shown(sparsity)} sparse patterns do not match the Tape's {n_in} inputs and "
+                                 f"{n_out} outputs")
+    patterns = tuple(_pattern(p, slots, f"{label}: output {k}")
+                     for k, (p, slots) in enumerate(zip(sparsity, tape.output_slots)))
+    return _function_of_tape(_RuleFunction if rules else Function, name, tape, input_names, output_names, patterns)
+
+
+def _function_of_tape(cls: type, name: str, tape: Any, input_names: tuple, output_names: tuple,
+                      patterns: tuple) -> Function:
+    """A Function over a validated Tape: new input symbols, the graph rebuilt once from the Tape.
+
+    What ``Function(name, inputs, outputs)`` would give, without freezing
+    the graph into a Tape again: the Tape is the file's.
+    """
+    from .expr import building, new_symbols
+    from .function import _names
+    from .tape import tape_exprs
+
+    F = cls.__new__(cls)
+    F.name = name
+    F.input_names = _names(input_names, list(input_names), "input")
+    F.output_names = _names(output_names, list(output_names), "output")
+    flat = np.empty(tape.n_input_scalars, dtype=object)
+    flat[:] = new_symbols(list(tape.symbol_names))
+    F.inputs = tuple(_gathered(flat, slots) for slots in tape.input_slots)
+    with building():
+        values = np.empty(tape.n_slots, dtype=object)
+        values[:] = tape_exprs(tape, [flat])
+    F.outputs = tuple(_gathered(values, slots) for slots in tape.output_slots)
+    F.output_sparsity = patterns
+    F.tape = tape
+    F._program = None
+    return F
+
+
+def _gathered(values: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """The object array shaped like ``slots`` of ``values[slots]`` (0-d for a scalar)."""
+    out = np.empty(slots.shape, dtype=object)
+    out.reshape(-1)[:] = values[slots.reshape(-1)]
+    return out
+
+
+def _callees_in_call_order(tape: Any) -> Any:
+    """``tape`` with its callees in the order of their first call, as :func:`~symgraph.tape.build_tape` numbers them.
+
+    :func:`~symgraph.tape.tape_from_data` numbers them in table order; the
+    order reaches the generated C, so a loaded Function keeps the original's.
+    """
+    import dataclasses
+
+    if tape.n_calls == 0:
+        return tape
+    _, first = np.unique(tape.call_callee, return_index=True)
+    order = np.argsort(first, kind="stable")
+    renumber = np.empty(len(order), dtype=np.int64)
+    renumber[order] = np.arange(len(order), dtype=np.int64)
+    return dataclasses.replace(tape, callees=tuple(tape.callees[j] for j in order.tolist()),
+                               call_callee=renumber[tape.call_callee])
+
+
+def _pattern(pattern: Any, slots: np.ndarray, label: str) -> tuple | None:
+    """A saved sparse pattern ``(rows, cols, (m, n))`` over the output's slots, checked; None for dense."""
+    if pattern is None:
+        return None
+    if not (isinstance(pattern, tuple) and len(pattern) == 3 and isinstance(pattern[2], tuple)
+            and len(pattern[2]) == 2 and all(type(n) is int and n >= 0 for n in pattern[2])):
+        raise SerializationError(f"{label}: a sparse pattern must be (rows, cols, (m, n)), got {_shown(pattern)}")
+    rows, cols, shape = pattern
+    if not (isinstance(rows, np.ndarray) and isinstance(cols, np.ndarray) and rows.dtype.kind == cols.dtype.kind == "i"
+            and rows.shape == cols.shape == slots.shape == (slots.size,)):
+        raise SerializationError(f"{label}: sparse rows and cols must be integer arrays, one entry per nonzero "
+                                 f"({slots.size})")
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]):
+        raise SerializationError(f"{label}: a sparse position lies outside the shape {shape}")
+    order = np.lexsort((rows, cols))
+    r, c = rows[order], cols[order]
+    if np.any((r[1:] == r[:-1]) & (c[1:] == c[:-1])):
+        raise SerializationError(f"{label}: a sparse pattern repeats a position")
+    return rows.astype(np.int64), cols.astype(np.int64), shape
 
 
 def _load_structure_entry(name: str, input_names: tuple, output_names: tuple, sparsity: Any, record: Any,
@@ -682,6 +763,5 @@ def _with_rules(F: Function, rules: tuple, table: list, label: str) -> Function:
             _check_function(rule, ins, outs, f"{label}: its {mode} rule")
         except SymgraphError as exc:
             raise SerializationError(str(exc)) from None
-    F.__class__ = _RuleFunction  # the same Function, with a lazy known_pattern
     F.derivative_rule = _Rule(found)
     return F

@@ -46,6 +46,17 @@ def _same_plain(a, b) -> bool:
     return True
 
 
+def _same_tape(T, U) -> None:
+    """Two Tapes hold the same program: every array field bitwise, the callees by name in order."""
+    for field in ("constants", "opcodes", "operands", "immediates", "call_callee", "call_offsets", "call_operands"):
+        a, b = getattr(T, field), getattr(U, field)
+        assert a.shape == b.shape and a.tobytes() == b.astype(a.dtype).tobytes(), field
+    for a, b in zip(T.input_slots + T.output_slots, U.input_slots + U.output_slots):
+        assert np.array_equal(a, b) and a.shape == b.shape
+    assert tuple(T.symbol_names) == tuple(U.symbol_names)
+    assert [c.name for c in T.callees] == [c.name for c in U.callees]
+
+
 def _same_values(got, want) -> None:
     got = got if isinstance(got, tuple) else (got,)
     want = want if isinstance(want, tuple) else (want,)
@@ -109,6 +120,7 @@ def test_random_graphs_round_trip_to_the_same_tape(graph):
     F = graph.function()
     for G in _round_trips(F):
         assert _same_plain(function_to_data(G), function_to_data(F))
+        _same_tape(G.tape, F.tape)
         assert G.listing(None) == F.listing(None)
         assert to_bytes(G) == to_bytes(F)  # a loaded Function saves to the same bytes
 
@@ -145,6 +157,7 @@ def test_maps_with_shared_and_reduce_nested_and_called_round_trip(flags, outer, 
     for G in _round_trips(F):
         assert type(G) is type(F)
         assert _same_plain(function_to_data(G), function_to_data(F))
+        _same_tape(G.tape, F.tape)
         _same_values(G(*args), F(*args))
         if not called:
             assert isinstance(G, StructuredFunction)
@@ -197,6 +210,7 @@ def test_shared_callees_stay_shared():
     y = sg.symbols("y", 2)
     F = sg.Function("outer", [y], [inner(y[0]) + inner(y[1]) * inner.map(2)(y).sum()])
     G = from_bytes(to_bytes(F))
+    _same_tape(G.tape, F.tape)
     callees = G.tape.callees
     assert {c.name for c in callees} == {"inner", "inner_map2"}
     body = next(c for c in callees if c.name == "inner_map2").structure.body
