@@ -41,7 +41,25 @@ accurate) and ``x + h sum_j b_j f(X_j)`` for Gauss.  A step whose Newton
 iteration fails gives NaN states from there on (the rootfinder's
 ``on_failure="nan"``), never a silently wrong trajectory.
 
-Steps are fixed (no adaptivity): the grid and ``steps_per_interval`` must
+**Adaptive steps** (``method="dopri5", adaptive=True``): inside each
+interval the steps are chosen by the embedded error estimate, as an
+adaptive solver does: a step of size ``h`` is accepted when
+``sqrt(mean((x5 - x4)_i / (atol + rtol max(|x_i|, |x5_i|)))^2) <= 1``, and
+the next ``h`` is the last times ``clip(0.9 err^(-1/5), 0.2, 5)``, the last
+step of an interval shortened to end on the grid point, ``h`` carried over
+to the next interval.  A fold has a fixed trip count, so each interval is a
+fold of ``max_steps`` attempts (an attempt after the interval's end does
+nothing): the cost is ``N * max_steps`` steps whatever the problem needs,
+and an interval that ``max_steps`` attempts do not finish gives NaN states
+from there on.  Derivatives are those of the discrete scheme **with the step
+sizes held fixed** (they pass through ``stop_gradient``; which steps were
+accepted is piecewise constant): the exact derivative of the fixed-step
+Dormand-Prince scheme on the steps the controller chose, not the derivative
+of the step choice itself (which finite differences of the adaptive map
+would include; both approximate the ODE's sensitivity to about the
+tolerance).
+
+Otherwise steps are fixed: the grid and ``steps_per_interval`` must
 resolve the solution's fast transients.  L-stability lets Radau IIA take
 steps far beyond the stiff time scale where the solution is smooth (Van der
 Pol with mu = 1000: steps of 5 on its slow branch, ``h |lambda| ~ 1e4``), but
@@ -294,7 +312,8 @@ def _stage_solver(G: Any, newton: dict) -> Any:
 # ---------------------------------------------------------------- public
 
 def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per_interval: int = 1,
-               stages: int = 3, controls: Any = None, error: bool = False, newton: dict | None = None) -> Any:
+               stages: int = 3, controls: Any = None, error: bool = False, newton: dict | None = None,
+               adaptive: bool = False, rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100) -> Any:
     """The Function ``(x0, u, p) -> xs`` integrating ``x' = rhs(x, u, p)`` over ``grid`` (module docstring).
 
     Args:
@@ -309,6 +328,11 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
             (one row per interval); default input 1 (``u``).
         error: with ``"dopri5"``, add the error estimate output ``err``.
         newton: options for the rootfinder of the collocation methods.
+        adaptive: with ``"dopri5"``, choose the steps inside each interval
+            by the embedded error estimate (see "Adaptive steps" in the
+            module docstring); ``steps_per_interval`` must then be 1.
+        rtol, atol: the adaptive error tolerances.
+        max_steps: adaptive step attempts per interval (the loop's trip count).
 
     Returns:
         A Function of ``x0`` (the state's shape) and ``rhs``'s other inputs
@@ -321,7 +345,8 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
         ShapeError: grid not 1-D with two times or more; ``rhs``'s output 0
             not shaped like its input 0.
         DTypeError: a grid that is not real numbers.
-        OptionError: bad ``steps_per_interval``, ``stages``, ``error`` or ``newton``.
+        OptionError: bad ``steps_per_interval``, ``stages``, ``error``,
+            ``newton``, ``adaptive``, ``rtol``, ``atol`` or ``max_steps``.
 
     >>> import numpy as np, symgraph as sg
     >>> from symgraph.integrator import integrator
@@ -360,6 +385,22 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
         raise OptionError(f"integrator: newton must be a dict of rootfinder options, got {newton!r}")
     if newton and not collocation:
         raise OptionError(f"integrator: newton options are for the collocation methods, not {method!r}")
+    if not isinstance(adaptive, (bool, np.bool_)):
+        raise OptionError(f"integrator: adaptive must be True or False, got {adaptive!r}")
+    if adaptive:
+        if method != "dopri5":
+            raise OptionError(f"integrator: adaptive=True needs the embedded pair method='dopri5', not {method!r}")
+        if error or M != 1:
+            raise OptionError("integrator: adaptive=True chooses its own steps; it takes neither error=True nor "
+                              f"steps_per_interval (got error={error!r}, steps_per_interval={M})")
+        for label, tol in (("rtol", rtol), ("atol", atol)):
+            if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)) \
+                    or not np.isfinite(tol) or tol < 0:
+                raise OptionError(f"integrator: {label} must be a finite number >= 0, got {tol!r}")
+        if rtol == 0 and atol == 0:
+            raise OptionError("integrator: rtol and atol cannot both be 0")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+            raise OptionError(f"integrator: max_steps must be a positive int, got {max_steps!r}")
     t = _check_grid(grid)
     is_control = _check_rhs(rhs, controls)
     N = t.size - 1
@@ -368,6 +409,10 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
     shape = tuple(rhs.input_shapes[0])
     nx = int(np.prod(shape))
     other_shapes = [tuple(s) for s in rhs.input_shapes[1:]]
+
+    if adaptive:
+        return _adaptive_integrator(name, rhs, t, shape, other_shapes, is_control, float(rtol), float(atol),
+                                    int(max_steps), uniform)
 
     # one step of the method: (x, [h], args...) -> x_next [, err]
     xsym = symbols("x", nx)
@@ -416,6 +461,70 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
         [rhs.input_names[k] for k in range(1, rhs.n_in)]
     return Function(name, [X0] + user, result, input_names=_unique(names_in),
                     output_names=["xs"] + (["err"] if error else []))
+
+
+def _adaptive_integrator(name, rhs, t, shape, other_shapes, is_control, rtol, atol, max_steps, uniform):
+    """Dormand-Prince with step size control: a fold of ``max_steps`` attempts per interval."""
+    from .custom import stop_gradient
+    from .expr import const
+    from .function import Function
+    from .array import builder
+
+    fmax, fmin, if_else, le, lt, sqrt = (builder(n) for n in ("fmax", "fmin", "if_else", "le", "lt", "sqrt"))
+    logical_and, logical_not = builder("and"), builder("not")
+
+    N, nx = t.size - 1, int(np.prod(shape))
+    dt = np.diff(t)
+    # one attempt: z = [x, tau (time done in the interval), h (the step to try)]
+    z, H = symbols("z", nx + 2), symbols("H")
+    args = [symbols(f"arg{k}", s) for k, s in enumerate(other_shapes)]
+    x, tau, h = z[:nx], z[nx], z[nx + 1]
+    remaining = H - tau
+    done = le(remaining, H * 1e-12)
+    hs = stop_gradient(if_else(done, h, fmin(h, remaining)))  # steps are not differentiated
+    x5, diff = _explicit_step(rhs, "dopri5", x, hs, args, shape, True)
+    scaled = [d / (atol + rtol * fmax(abs(a), abs(b))) for d, a, b in zip(diff, x, x5)]
+    errn = sqrt(sum(e * e for e in scaled) / nx)
+    accept = logical_and(logical_not(done), le(errn, 1.0))
+    factor = fmin(5.0, fmax(0.2, 0.9 * fmax(errn, 1e-10) ** -0.2))
+    nxt = [if_else(accept, a, b) for a, b in zip(x5, x)]
+    nxt += [if_else(accept, tau + hs, tau), stop_gradient(if_else(done, h, hs * factor))]
+    attempt = Function(f"{name}_attempt", [z, H] + args, [np.array(nxt, dtype=object)])
+    attempts = attempt.fold(max_steps, shared=list(range(1, attempt.n_in)), last=True)
+
+    # one interval: [x, h] -> [x at its end (NaN if max_steps attempts did not reach it), next h]
+    xh, Hi = symbols("xh", nx + 1), symbols("H")
+    ai = [symbols(f"arg{k}", s) for k, s in enumerate(other_shapes)]
+    H_int = float((t[-1] - t[0]) / N) if uniform else Hi
+    zf = _flat(attempts(np.concatenate([xh[:nx], [const(0.0)], xh[nx:]]), H_int, *ai))
+    finished = logical_not(lt(zf[nx], H_int * (1 - 1e-9)))
+    x_end = [if_else(finished, v, float("nan")) for v in zf[:nx]]
+    interval = Function(f"{name}_interval", [xh] + ([] if uniform else [Hi]) + ai,
+                        [np.array(x_end + [zf[nx + 1]], dtype=object)])
+    per_step = ([] if uniform else [True]) + list(is_control)
+    traj = interval.fold(N, shared=[k + 1 for k, f in enumerate(per_step) if not f])
+
+    X0 = symbols("x0", shape)
+    user = _user_inputs(rhs, other_shapes, is_control, N)
+    start = np.concatenate([_flat(X0), [const(float(dt[0]))]])
+    out = np.asarray(traj(start, *([] if uniform else [dt]), *user), dtype=object).reshape(N, nx + 1)
+    states = out[:, :nx].reshape((N,) + shape)
+    xs = np.concatenate([np.asarray(X0, dtype=object).reshape((1,) + shape), states], axis=0)
+    return Function(name, [X0] + user, [xs], input_names=_input_names(rhs), output_names=["xs"])
+
+
+def _user_inputs(rhs, other_shapes, is_control, N):
+    user = []
+    for k, (s, ctrl) in enumerate(zip(other_shapes, is_control)):
+        label = rhs.input_names[k + 1]
+        user.append(symbols(label if label.isidentifier() else f"arg{k}", ((N,) + s) if ctrl else s))
+    return user
+
+
+def _input_names(rhs):
+    names_in = [rhs.input_names[0] + "0" if rhs.input_names[0].isidentifier() else "x0"] + \
+        [rhs.input_names[k] for k in range(1, rhs.n_in)]
+    return _unique(names_in)
 
 
 def _unique(names: list) -> list:

@@ -309,3 +309,68 @@ def test_van_der_pol_jump_on_adaptive_grid_and_failure_is_nan():
     bad = np.flatnonzero(np.isnan(coarse).any(axis=1))
     assert bad.size and 780 < bad[0] < 830 and np.isnan(coarse[bad[0]:]).all()
     assert np.all(np.isfinite(coarse[:bad[0]])) and np.all(np.abs(coarse[:bad[0], 0]) < 2.1)
+
+
+# ---------------------------------------------------------------- adaptive steps
+
+def adaptive_vdp(rtol, max_steps=200, grid=np.linspace(0, 10, 11)):
+    x, m = sg.symbols("x", 2), sg.symbols("mu")
+    f = sg.Function("vdp", [x, m], [np.array([x[1], m * (1 - x[0] ** 2) * x[1] - x[0]], dtype=object)])
+    return integrator("A", f, grid, "dopri5", controls=(), adaptive=True, rtol=rtol, atol=rtol * 1e-2,
+                      max_steps=max_steps)
+
+
+def test_adaptive_accuracy_follows_the_tolerance_vm_and_c():
+    grid = np.array([0.0, 0.5, 2.0, 3.0, 6.0, 10.0])
+    ref = solve_ivp(lambda t, y: [y[1], 5 * (1 - y[0] ** 2) * y[1] - y[0]], (0, 10), [2.0, 0.0], method="DOP853",
+                    rtol=1e-13, atol=1e-13, t_eval=grid).y.T
+    errors = []
+    for rtol in (1e-4, 1e-6, 1e-8):
+        I = adaptive_vdp(rtol, grid=grid)
+        xs = I.compile()(np.array([2.0, 0.0]), 5.0)
+        np.testing.assert_allclose(I(np.array([2.0, 0.0]), 5.0), xs, rtol=1e-10, atol=1e-12)
+        errors.append(np.abs(xs - ref).max())
+    assert errors[0] < 1e-2 and errors[1] < 1e-4 and errors[2] < 1e-6
+    assert errors[0] > 10 * errors[1] > 100 * errors[2]
+
+
+def test_adaptive_too_few_attempts_gives_nan_and_c_size_fixed():
+    xs = adaptive_vdp(1e-8, max_steps=20)(np.array([2.0, 0.0]), 5.0)
+    bad = np.flatnonzero(np.isnan(xs).any(axis=1))
+    assert bad.size and np.isnan(xs[bad[0]:]).all() and np.isfinite(xs[:bad[0]]).all()
+    sizes = [len(adaptive_vdp(1e-6, 50, np.linspace(0, 1, n + 1)).c_code().splitlines()) for n in (5, 500)]
+    assert sizes[0] == sizes[1]
+
+
+def test_adaptive_derivative_holds_the_steps_fixed():
+    I = adaptive_vdp(1e-8)
+    X0, P = sg.symbols("X0", 2), sg.symbols("P")
+    xT = I(X0, P)[-1]
+    v0 = np.array([2.0, 0.0, 5.0])
+    J = sg.Function("J", [X0, P], [sg.jacobian(xT, np.append(X0, P)).to_dense()]).compile()(v0[:2], v0[2])
+    S = I.compile()
+    fd = np.zeros((2, 3))
+    for k, h in enumerate((1e-6, 1e-6, 1e-5)):
+        e = np.zeros(3)
+        e[k] = h
+        fd[:, k] = (S((v0 + e)[:2], (v0 + e)[2])[-1] - S((v0 - e)[:2], (v0 - e)[2])[-1]) / (2 * h)
+    # the adaptive map's differences include the step choice; the frozen-step derivative differs by ~ the tolerance
+    np.testing.assert_allclose(J, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_adaptive_bad_options():
+    x = sg.symbols("x")
+    f = sg.Function("f", [x], [-x])
+    grid = [0.0, 1.0]
+    with pytest.raises(OptionError, match="adaptive=True needs the embedded pair"):
+        integrator("I", f, grid, "rk4", adaptive=True)
+    with pytest.raises(OptionError, match="neither error=True nor steps_per_interval"):
+        integrator("I", f, grid, "dopri5", adaptive=True, steps_per_interval=2)
+    with pytest.raises(OptionError, match="rtol must be a finite number >= 0, got -1"):
+        integrator("I", f, grid, "dopri5", adaptive=True, rtol=-1.0)
+    with pytest.raises(OptionError, match="cannot both be 0"):
+        integrator("I", f, grid, "dopri5", adaptive=True, rtol=0.0, atol=0.0)
+    with pytest.raises(OptionError, match="max_steps must be a positive int, got 0"):
+        integrator("I", f, grid, "dopri5", adaptive=True, max_steps=0)
+    with pytest.raises(OptionError, match="adaptive must be True or False"):
+        integrator("I", f, grid, "dopri5", adaptive="yes")
