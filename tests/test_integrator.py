@@ -374,3 +374,15 @@ def test_adaptive_bad_options():
         integrator("I", f, grid, "dopri5", adaptive=True, max_steps=0)
     with pytest.raises(OptionError, match="adaptive must be True or False"):
         integrator("I", f, grid, "dopri5", adaptive="yes")
+
+
+@pytest.mark.parametrize("method", ["rk4", "radau"])
+def test_batch_and_map_over_initial_states(method):
+    x, m = sg.symbols("x", 2), sg.symbols("mu")
+    f = sg.Function("vdp", [x, m], [np.array([x[1], m * (1 - x[0] ** 2) * x[1] - x[0]], dtype=object)])
+    I = integrator("I", f, np.linspace(0, 2, 9), method, controls=())
+    X, mus = np.array([[2.0, 0.0], [1.0, 0.5], [0.1, -1.0]]), np.array([1.0, 2.0, 3.0])
+    one = np.array([I(X[k], mus[k]) for k in range(3)])
+    np.testing.assert_allclose(I.batch(X, mus), one, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(I.compile().batch(X, mus), one, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(I.map(3)(X, mus), one, rtol=1e-14, atol=1e-15)
