@@ -166,8 +166,23 @@ def is_lookup(F: Any) -> bool:
 
 def _c_numbers(values: np.ndarray, per_line: int = 8) -> str:
     """Numbers as a C initializer body (shortest round-trip decimals), a few per line."""
-    text = [repr(float(v)) for v in values.reshape(-1)]
+    text = list(map(repr, np.asarray(values, dtype=float).reshape(-1).tolist()))
     return ",\n".join("    " + ", ".join(text[i:i + per_line]) for i in range(0, len(text), per_line))
+
+
+def _nearly_uniform(g: np.ndarray) -> bool:
+    """Whether every point of ``g`` is within a quarter of the smallest step of ``g[0] + i * mean step``.
+
+    Then the C finds the cell from the mean step, off by one at most, and
+    corrects it with comparisons (exact whatever the grid: only the speed
+    depends on this).
+
+    >>> _nearly_uniform(np.linspace(0.0, 1.0, 11)), _nearly_uniform(np.array([0.0, 1.0, 3.0]))
+    (True, False)
+    """
+    c = g.size - 1
+    h = (g[-1] - g[0]) / c
+    return bool(np.max(np.abs(g - (g[0] + h * np.arange(c + 1)))) < 0.25 * np.min(np.diff(g)))
 
 
 def _factors(degrees: tuple, orders: tuple) -> np.ndarray:
@@ -227,6 +242,7 @@ class _TableStructure(NativeStructure):
         self.cells = tuple(g.size - 1 for g in axes)
         self.degrees = tuple(c - 1 for c in coef.shape[self.n:])
         super().__init__([() if flat else (self.n,), (self.n,)], [()], ["x", "orders"], ["y"])
+        self._tables: list | None = None
         self.label = (f"interpolant table of {root}: {'x'.join(str(c + 1) for c in self.cells)} grid, degree "
                       f"{'x'.join(map(str, self.degrees))}, {coef.size} coefficients, binary search")
 
@@ -248,11 +264,14 @@ class _TableStructure(NativeStructure):
     def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
         n, block = self.n, int(np.prod([k + 1 for k in self.degrees]))
         sizes = [k + 1 for k in self.degrees]
+        if self._tables is None:  # the numbers as C text once (the backend may ask more than once)
+            self._tables = []
+            for j, g in enumerate(self.axes):
+                self._tables += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
+            self._tables += [f"  static const double cf[{self.coef.size}] = {{", _c_numbers(self.coef), "  };"]
         lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
-                 f"  /* {self.label} */"]
-        for j, g in enumerate(self.axes):
-            lines += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
-        lines += [f"  static const double cf[{self.coef.size}] = {{", _c_numbers(self.coef), "  };",
+                 f"  /* {self.label} */",
+                 *self._tables,
                   f"  static const long size[{n}] = {{{', '.join(map(str, sizes))}}};",
                   "  const double *x = arg[0];",
                   f"  double t[{n}], r[{block}];",
@@ -261,13 +280,32 @@ class _TableStructure(NativeStructure):
                   f"  for (long j = 0; j < {n}; ++j) o[j] = (long)arg[1][j];"]
         for j, g in enumerate(self.axes):
             c = self.cells[j]
+            if c > 1 and _nearly_uniform(g):
+                h = float(g[-1] - g[0]) / c
+                lines += ["  {",
+                          f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN); */",
+                          "    /* nearly uniform: a guess from the mean step, off by one at most, then fixed */",
+                          f"    const double xj = x[{j}];",
+                          f"    double u = (xj - {float(g[0])!r}) * {1.0 / h!r};",
+                          "    long lo;",
+                          "    u = u > 0.0 ? u : 0.0;",
+                          f"    u = u < {c - 1}.0 ? u : {c - 1}.0;",
+                          "    lo = (long)u;",
+                          f"    while (lo < {c - 1} && g{j}[lo + 1] <= xj) ++lo;",
+                          f"    while (lo > 0 && g{j}[lo] > xj) --lo;",
+                          f"    t[{j}] = xj - g{j}[lo];",
+                          f"    cell = cell * {c} + lo;",
+                          "  }"]
+                continue
             lines += ["  {",
-                      f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN) */",
+                      f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN); */",
+                      "    /* branch-free halving (a conditional move), the answer in [lo, lo + len) */",
                       f"    const double xj = x[{j}];",
-                      f"    long lo = 0, hi = {c - 1};",
-                      "    while (lo < hi) {",
-                      "      long mid = lo + (hi - lo + 1) / 2;",
-                      f"      if (g{j}[mid] <= xj) lo = mid; else hi = mid - 1;",
+                      f"    long lo = 0, len = {c};",
+                      "    while (len > 1) {",
+                      "      long half = len / 2;",
+                      f"      lo = g{j}[lo + half] <= xj ? lo + half : lo;",
+                      "      len -= half;",
                       "    }",
                       f"    t[{j}] = xj - g{j}[lo];",
                       f"    cell = cell * {c} + lo;",

@@ -306,6 +306,30 @@ def test_compiled_c_matches_vm_1d_with_derivatives_nan_and_out_of_grid():
 
 
 @needs_gcc
+def test_c_cell_search_on_uniform_grids_matches_the_vm_at_grid_points_and_their_neighbours():
+    # a uniform axis is searched from the mean step (then fixed), a jittered one too, an irregular
+    # one by halving: all must pick the cell numpy.searchsorted picks, even one ulp either side
+    uniform = np.linspace(-1.0, 2.0, 301)
+    jittered = uniform + RNG.uniform(-0.2, 0.2, 301) * 0.01
+    F = interpolant("f", "linear", [uniform, jittered, _grid(5)], RNG.normal(size=(301, 301, 5)))
+    x = sg.symbols("x", 3)
+    D = sg.Function("d", [x], [F(x), sg.grad(F(x), x)])
+    C = D.compile()
+    picks = RNG.integers(0, 301, 40)
+    pts = []
+    for k in picks:
+        for a in (uniform[k], jittered[k]):
+            for v in (a, np.nextafter(a, -np.inf), np.nextafter(a, np.inf)):
+                pts.append([v, jittered[(k * 7) % 301], 0.1])
+                pts.append([uniform[(k * 3) % 301], v, -0.3])
+    pts += [[-1e300, 0.0, 0.0], [1e300, 0.5, 0.0], [-np.inf, 0.0, 0.0], [np.inf, 0.0, 0.0], [0.3, -5.0, 9.0]]
+    for p in np.array(pts):
+        for a, b in zip(D(p), C(p)):
+            np.testing.assert_allclose(np.asarray(b, dtype=float), np.asarray(a, dtype=float), rtol=1e-12, atol=1e-12)
+    assert all(np.isnan(np.asarray(v, dtype=float)).all() for v in C(np.array([np.nan, 0.0, 0.0])))
+
+
+@needs_gcc
 @pytest.mark.parametrize("method", ["linear", "bspline"])
 def test_compiled_c_matches_vm_nd(method):
     axes = [_grid(20), _grid(15, 0.0, 1.0), _grid(6, -1.0, 1.0)]
