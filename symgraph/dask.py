@@ -34,6 +34,7 @@ import io
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ _CALLBACKS = ("f", "grad_f", "g", "jac_g", "hess_l")
 # ---------------------------------------------------------------- per-process state (one per worker process)
 _MEMO: dict[str, Any] = {}  # key -> CompiledFunction (batch) or NLP (map_solve)
 _LOCK = threading.Lock()  # one build per key, even with several threads per worker
-_STATS = {"functions_compiled": 0, "nlps_built": 0, "cache_hits": 0, "blocks": 0, "solves": 0}
+_STATS = {"functions_compiled": 0, "nlps_built": 0, "cache_hits": 0, "blocks": 0, "block_seconds": 0.0, "solves": 0}
 
 
 def worker_stats() -> dict:
@@ -58,11 +59,12 @@ def worker_stats() -> dict:
 
     Keys: ``pid``; ``functions_compiled`` (Functions compiled for :func:`batch`), ``nlps_built``
     (NLPs rebuilt from a payload), ``cache_hits`` (of the compiled Functions, those whose code came
-    from the disk cache), ``blocks`` (``C.batch`` calls run), ``solves`` and ``memo`` (entries held).
+    from the disk cache), ``blocks`` (``C.batch`` calls run) and ``block_seconds`` (their time),
+    ``solves`` and ``memo`` (entries held).
     On a cluster, ``client.run(worker_stats)`` gives it per worker.
 
     >>> sorted(worker_stats())
-    ['blocks', 'cache_hits', 'functions_compiled', 'memo', 'nlps_built', 'pid', 'solves']
+    ['block_seconds', 'blocks', 'cache_hits', 'functions_compiled', 'memo', 'nlps_built', 'pid', 'solves']
     """
     with _LOCK:
         return dict(_STATS, pid=os.getpid(), memo=len(_MEMO))
@@ -132,9 +134,12 @@ def _compiled(key: str, payload: Any, options: dict) -> Any:
 def _run_block(key: str, payload: Any, options: dict, *args: Any) -> tuple:
     """One block: one ``C.batch`` call; its outputs as plain arrays (a sparse one: its ``(n, nnz)`` values)."""
     C = _compiled(key, payload, options)
+    start = time.perf_counter()
     out = C.batch(*args)
+    seconds = time.perf_counter() - start
     with _LOCK:
         _STATS["blocks"] += 1
+        _STATS["block_seconds"] += seconds
     out = (out,) if C.function.n_out == 1 else out
     return tuple(getattr(o, "data", o) if not isinstance(o, np.ndarray) else o for o in out)
 
