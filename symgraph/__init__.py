@@ -13,7 +13,8 @@ from .errors import (ArgumentCountError, ArityError, CompileError, Differentiati
                      FreeSymbolError, InvalidInputError, NonNumericConstantError, ShapeError,
                      SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError,
                      OptimizerOptionError, CompilerNotFoundError, BackendWarning, OptionError,
-                     OverwriteError, UnknownOpError, InvalidOpError, SerializationError, NotPicklableError)
+                     OverwriteError, UnknownOpError, InvalidOpError, SerializationError, NotPicklableError,
+                     MissingToolError)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -37,6 +38,8 @@ from .custom import custom_jvp, custom_rules, custom_vjp, stop_gradient  # user 
 from .interpolant import interpolant  # sg.interpolant: expanded linear (1-D/N-D) and cubic spline interpolants
 from .external import external  # sg.external: a user's C function as a call node with user-given derivatives
 from .interop.casadi import from_casadi  # sg.from_casadi: a CasADi SX Function as a symgraph Function
+from .pictures import draw, spy, to_dot  # Graphviz pictures of graphs, sparsity plots (symgraph/pictures.py)
+from .printing import debugprint  # PyTensor-style text dump of a Function's graph
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
 add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
@@ -74,5 +77,5 @@ __all__ = [
     "jvp", "vjp", "grad", "value_and_grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
     "gather", "IndexOutOfRangeError", "hoist", "taylor", "linalg", "custom_jvp", "custom_vjp", "custom_rules", "stop_gradient", "interpolant",
-    "external", "from_casadi",
+    "external", "from_casadi", "to_dot", "draw", "spy", "debugprint", "MissingToolError",
 ]

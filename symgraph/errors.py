@@ -100,6 +100,10 @@ class NotPicklableError(SymgraphError, TypeError):
     """An object that cannot be pickled on its own (a bare Expr: pickle a Function of it)."""
 
 
+class MissingToolError(MissingSolverError):
+    """An optional tool is not installed: Graphviz's ``dot``, matplotlib, casadi, dask (the message says how to get it)."""
+
+
 class BackendWarning(UserWarning):
     """A note from the C backend: a fallback was taken (cache dir, compiler choice)."""
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInputError, MissingSolverError, OptionError, ShapeError
+from .errors import InvalidInputError, MissingToolError, OptionError, ShapeError
 from .ops import OP_LIST, OPS
 
 __all__ = ["to_dot", "draw", "spy", "GraphSummary", "graph_summary", "DEFAULT_MAX_NODES"]
@@ -447,7 +447,7 @@ def draw(F: Any, path: Any, *, format: str | None = None, timeout: float = DOT_T
     Raises:
         OptionError: no format given and ``path`` has no known suffix, or an
             unknown format; a bad ``timeout``.
-        MissingSolverError: the ``dot`` program is not installed (Debian:
+        MissingToolError: the ``dot`` program is not installed (Debian:
             ``apt-get install graphviz``).
         InvalidInputError: ``dot`` failed or ran out of time (its message is
             included); ``path`` cannot be written.
@@ -479,7 +479,7 @@ def draw(F: Any, path: Any, *, format: str | None = None, timeout: float = DOT_T
         return path
     dot = shutil.which("dot")
     if dot is None:
-        raise MissingSolverError("draw: Graphviz's 'dot' program is not installed (on Debian/Ubuntu: "
+        raise MissingToolError("draw: Graphviz's 'dot' program is not installed (on Debian/Ubuntu: "
                                  "apt-get install graphviz); F.to_dot() gives the DOT text without it")
     try:
         done = subprocess.run([dot, "-T" + format], input=text.encode(), capture_output=True, timeout=timeout)
@@ -487,7 +487,7 @@ def draw(F: Any, path: Any, *, format: str | None = None, timeout: float = DOT_T
         raise InvalidInputError(f"draw: Graphviz's dot ran longer than {timeout} s on {F.name}'s graph; "
                                 "pass a smaller max_nodes to draw a summary") from None
     except OSError as exc:
-        raise MissingSolverError(f"draw: cannot run Graphviz's dot at {dot} ({exc})") from None
+        raise MissingToolError(f"draw: cannot run Graphviz's dot at {dot} ({exc})") from None
     if done.returncode != 0 or not done.stdout:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise InvalidInputError(f"draw: Graphviz's dot failed on {F.name}'s graph (exit {done.returncode}): "
@@ -524,7 +524,7 @@ def spy(pattern_or_matrix: Any, ax: Any = None, **kwargs: Any) -> Any:
     drawn instead (``ax.images[0]``), so a huge pattern stays quick.
 
     Raises:
-        MissingSolverError: matplotlib is not installed (``pip install "symgraph[plot]"``).
+        MissingToolError: matplotlib is not installed (``pip install "symgraph[plot]"``).
         InvalidInputError: an object that is none of the above.
         ShapeError: an array that is not 2-D.
 
@@ -540,7 +540,7 @@ def spy(pattern_or_matrix: Any, ax: Any = None, **kwargs: Any) -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise MissingSolverError("spy needs matplotlib: pip install \"symgraph[plot]\" "
+        raise MissingToolError("spy needs matplotlib: pip install \"symgraph[plot]\" "
                                  "(or pip install matplotlib)") from None
     if ax is None:
         import matplotlib.pyplot as plt

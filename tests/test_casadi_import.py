@@ -15,7 +15,7 @@ from hypothesis import assume, given, strategies as st
 ca = pytest.importorskip("casadi", reason="casadi is an optional extra: pip install 'symgraph[casadi]'")
 
 import symgraph as sg  # noqa: E402
-from symgraph.errors import InvalidInputError, MissingSolverError, UnknownOpError  # noqa: E402
+from symgraph.errors import InvalidInputError, MissingToolError, UnknownOpError  # noqa: E402
 from symgraph.interop.casadi import OP_MAP, from_casadi  # noqa: E402
 from strategies import module_cache  # noqa: E402,F401  (compiles into a cache of this module's own)
 
@@ -485,7 +485,7 @@ def test_not_a_casadi_function(bad):
 
 def test_missing_casadi_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "casadi", None)  # import casadi now raises ImportError
-    with pytest.raises(MissingSolverError, match=r"pip install 'symgraph\[casadi\]'"):
+    with pytest.raises(MissingToolError, match=r"pip install 'symgraph\[casadi\]'"):
         from_casadi(object())
 
 
@@ -494,4 +494,4 @@ def test_symgraph_imports_without_casadi():
             "import symgraph, symgraph.interop.casadi as m\n"
             "try:\n    m.from_casadi(None)\nexcept symgraph.SymgraphError as e:\n    print(type(e).__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "MissingSolverError"
+    assert out.stdout.strip() == "MissingToolError"

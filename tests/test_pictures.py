@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from symgraph.errors import InvalidInputError, MissingSolverError, OptionError, ShapeError, SymgraphError
+from symgraph.errors import InvalidInputError, MissingToolError, OptionError, ShapeError, SymgraphError
 from symgraph.pictures import draw, graph_summary, spy, to_dot
 from symgraph.printing import debugprint
 
@@ -218,7 +218,7 @@ def test_draw_dot_text_needs_no_graphviz(tmp_path):
 
 def test_draw_without_graphviz(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no dot on PATH
-    with pytest.raises(MissingSolverError, match="apt-get install graphviz") as info:
+    with pytest.raises(MissingToolError, match="apt-get install graphviz") as info:
         draw(shared_example(), tmp_path / "f.svg")
     assert isinstance(info.value, SymgraphError) and isinstance(info.value, ImportError)
     assert not (tmp_path / "f.svg").exists()
@@ -305,7 +305,7 @@ def test_spy_bad_input(plt):
 
 def test_spy_without_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
-    with pytest.raises(MissingSolverError, match=r"pip install \"symgraph\[plot\]\""):
+    with pytest.raises(MissingToolError, match=r"pip install \"symgraph\[plot\]\""):
         spy(np.eye(3))
 
 

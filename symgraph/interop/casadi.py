@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..array import symbols
-from ..errors import InvalidInputError, MissingSolverError, UnknownOpError
+from ..errors import InvalidInputError, MissingToolError, UnknownOpError
 from ..expr import Expr, apply, building, const, power
 from ..ops import OPS
 from ..sparse import SparseExpr
@@ -110,7 +110,7 @@ def _casadi():
     try:
         import casadi
     except ImportError:
-        raise MissingSolverError(f"from_casadi needs CasADi, which is not installed: {INSTALL_HINT}") from None
+        raise MissingToolError(f"from_casadi needs CasADi, which is not installed: {INSTALL_HINT}") from None
     return casadi
 
 
@@ -166,7 +166,7 @@ def from_casadi(f: Any, *, name: str | None = None):
         name: the new Function's name (default: CasADi's name).
 
     Raises:
-        MissingSolverError: CasADi is not installed.
+        MissingToolError: CasADi is not installed.
         InvalidInputError: ``f`` is not a CasADi Function, is not an SX
             Function, or has free variables.
         UnknownOpError: ``f`` uses an op symgraph lacks (named by its
