@@ -447,19 +447,14 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
 
     # the integrator: (x0, controls with a leading N, constants) -> xs
     X0 = symbols("x0", shape)
-    user = []
-    for k, (s, ctrl) in enumerate(zip(other_shapes, is_control)):
-        label = rhs.input_names[k + 1]
-        user.append(symbols(label if label.isidentifier() else f"arg{k}", ((N,) + s) if ctrl else s))
+    user = _user_inputs(rhs, other_shapes, is_control, N)
     call_args = [_flat(X0)] + ([] if uniform else [np.asarray(dt, dtype=float)]) + user
     outs = traj(*call_args)
     outs = list(outs) if error else [outs]
     states = np.asarray(outs[0], dtype=object).reshape((N,) + shape)
     xs = np.concatenate([np.asarray(X0, dtype=object).reshape((1,) + shape), states], axis=0)
     result = [xs] + ([np.asarray(outs[1], dtype=object).reshape((N,) + shape)] if error else [])
-    names_in = [rhs.input_names[0] + "0" if rhs.input_names[0].isidentifier() else "x0"] + \
-        [rhs.input_names[k] for k in range(1, rhs.n_in)]
-    return Function(name, [X0] + user, result, input_names=_unique(names_in),
+    return Function(name, [X0] + user, result, input_names=_input_names(rhs),
                     output_names=["xs"] + (["err"] if error else []))
 
 
