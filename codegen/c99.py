@@ -711,6 +711,10 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                        for i in np.flatnonzero(tape.opcodes == CALL.code).tolist()} if tape.n_calls else {}
         finder = _LoopFinder(tape, outputs.place_table, wslot_of, reader_part, last_part, result_base)
     loaded = [-1] * tape.n_slots  # part in which a slot was last loaded into a local
+    done_at, resume_at = done.tolist(), resume.tolist()
+    # per op: the C format and the helper it needs, for the plain ones (_statement does the others)
+    plain = {op: (op.c.format, op.name if op.name in C_HELPERS else None) for op in set(ops)
+             if op is not CALL and op is not RESULT and op is not _POWI and op.c is not None}
     results_at: dict[int, int] = {}  # call slot -> where its results start in w
     scratch = 0  # doubles after the crossing slots that calls use
     emitted = 0  # statements of instructions written (a loop's body once)
@@ -739,8 +743,8 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
         def emit(i: int) -> int:
             """Emit instruction ``i``; the next instruction to emit (results stored with their call are skipped)."""
             nonlocal scratch, emitted
-            if done[i]:
-                return int(resume[i])
+            if done_at[i]:
+                return resume_at[i]
             op = ops[i]
             s = first + i
             if op is CALL:
@@ -759,12 +763,25 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                 emitted += 1
                 return i + 1
             emitted += 1
-            if op is RESULT:
+            fast = plain.get(op)
+            if fast is not None:
+                fmt, helper = fast
+                row = operands[i]
+                if op.arity == 2:
+                    line = f"  const double v{s} = {fmt(operand(row[0]), operand(row[1]))};"
+                else:
+                    line = f"  const double v{s} = {fmt(*[operand(a) for a in row[: op.arity]])};"
+                lines.append(line)
+                if helper is not None:
+                    helpers.add(helper)
+            elif op is RESULT:
                 lines.append(f"  const double v{s} = w[{results_at[operands[i][0]] + immediates[i]}];")
             else:
                 lines.extend(_statement(f"v{s}", op, [operand(a) for a in operands[i][: op.arity]],
                                         operands[i], tape, helpers))
-            lines.extend(_computed_stores(places.get(s, ()), f"v{s}"))
+            stored = places.get(s)
+            if stored:
+                lines.extend(_computed_stores(stored, f"v{s}"))
             if s in wslot:
                 lines.append(f"  w[{wslot[s]}] = v{s};")
             return i + 1
