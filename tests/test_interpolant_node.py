@@ -311,11 +311,13 @@ def test_c_cell_search_on_uniform_grids_matches_the_vm_at_grid_points_and_their_
     # one by halving: all must pick the cell numpy.searchsorted picks, even one ulp either side
     uniform = np.linspace(-1.0, 2.0, 301)
     jittered = uniform + RNG.uniform(-0.2, 0.2, 301) * 0.01
-    F = interpolant("f", "linear", [uniform, jittered, _grid(5)], RNG.normal(size=(301, 301, 5)))
+    F1, F2 = (interpolant("f", "linear", g, RNG.normal(size=301)) for g in (uniform, jittered))
+    F3 = interpolant("f", "bspline", [uniform[::30], jittered[::30], _grid(4)], RNG.normal(size=(11, 11, 4)))
     x = sg.symbols("x", 3)
-    D = sg.Function("d", [x], [F(x), sg.grad(F(x), x)])
+    D = sg.Function("d", [x], [F1(x[0]), sg.grad(F1(x[0]), x), F2(x[1]), sg.grad(F2(x[1]), x),
+                               F3(x), sg.grad(F3(x), x)])
     C = D.compile()
-    picks = RNG.integers(0, 301, 40)
+    picks = np.concatenate([RNG.integers(0, 301, 30), RNG.integers(0, 11, 10) * 30])
     pts = []
     for k in picks:
         for a in (uniform[k], jittered[k]):
@@ -326,7 +328,10 @@ def test_c_cell_search_on_uniform_grids_matches_the_vm_at_grid_points_and_their_
     for p in np.array(pts):
         for a, b in zip(D(p), C(p)):
             np.testing.assert_allclose(np.asarray(b, dtype=float), np.asarray(a, dtype=float), rtol=1e-12, atol=1e-12)
-    assert all(np.isnan(np.asarray(v, dtype=float)).all() for v in C(np.array([np.nan, 0.0, 0.0])))
+    out = C(np.array([np.nan, 0.0, 0.0]))
+    assert np.isnan(out[0]) and np.isnan(out[1][0]) and np.isnan(out[4]) and np.isnan(out[5]).all()
+    out = C(np.array([0.0, np.nan, 0.0]))
+    assert np.isnan(out[2]) and np.isnan(out[3][1]) and np.isnan(out[4]) and not np.isnan(out[0])
 
 
 @needs_gcc
