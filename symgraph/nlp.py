@@ -25,6 +25,7 @@ Solvers: :meth:`NLP.solve_ipopt` (cyipopt, optional extra ``ipopt``),
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import chain
@@ -88,8 +89,6 @@ class NLP:
             self._set_up(x, f, g, p, jit, compile_options, name)
 
     def _set_up(self, x: Any, f: Any, g: Any, p: Any, jit: bool, compile_options: dict | None, name: str) -> None:
-        from .tiled import tiled_derivatives
-
         if not isinstance(name, str) or not name:
             raise InvalidInputError(f"NLP name must be a non-empty str, got {name!r}")
         if compile_options is not None and not isinstance(compile_options, dict):
@@ -104,6 +103,38 @@ class NLP:
         self.g = expr_array(g, "NLP constraints g").reshape(-1) if g is not None else np.empty(0, dtype=object)
         self.n, self.m = len(self.x), len(self.g)
         _check_free(self.x, self.p, [self.f, *self.g])
+        self.jit = jit
+        self.stats = CallbackStats()
+        self._p_value = np.zeros(len(self.p))
+        self._name = name
+        self._functions: dict | None = None
+        options = dict(compile_options or {})
+        options.setdefault("tier", "auto")  # IPOPT starts on tcc's code; the optimized code follows
+        key = _set_up_key(self, options) if jit else None
+        if key is not None and _load_set_up(self, key, options):
+            return
+        self._derive(name)
+        self._eval = _compile_all(self._functions, options) if jit else dict(self._functions)
+        if key is not None:
+            _store_set_up(self, key, options)
+
+    @property
+    def functions(self) -> dict:
+        """The five callback Functions (``f``, ``grad_f``, ``g``, ``jac_g``, ``hess_l``).
+
+        After a warm start (the whole set-up found in the cache) they are
+        derived on first use: the compiled callbacks did not need them.
+        """
+        if self._functions is None:
+            with _DERIVE_LOCK:
+                if self._functions is None:
+                    with building():
+                        self._derive(self._name)
+        return self._functions
+
+    def _derive(self, name: str) -> None:
+        """Differentiate and build the callback Functions (and the sparsity structures and sums)."""
+        from .tiled import tiled_derivatives
         from .progress import phase
 
         with building(), phase("differentiate", name, self.n + self.m, "variables and constraints") as step:
@@ -111,13 +142,15 @@ class NLP:
             lam = symbols("lambda", self.m)
             t = tiled_derivatives(self.x, self.f, self.g, sigma, lam)
             step.detail = "tiled (mapped terms)" if t.tiled else "general sparse AD"
-        # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
-        self.tiled = t.tiled
-        # tiled values come instance by instance, so a position may repeat: each callback's values are
-        # summed into the distinct positions (CSC order) by one precomputed bincount
-        self.jacobian_structure, self._jacobian_sum = _distinct(t.jacobian.rows, t.jacobian.cols, (self.m, self.n))
-        self.hessian_structure, self._hessian_sum = _distinct(t.hessian.rows, t.hessian.cols, (self.n, self.n))
-        self._gradient_cols = t.gradient.cols
+        if self._functions is None and not hasattr(self, "tiled"):  # a warm start keeps the cached structures
+            # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
+            self.tiled = t.tiled
+            # tiled values come instance by instance, so a position may repeat: each callback's values are
+            # summed into the distinct positions (CSC order) by one precomputed bincount
+            self.jacobian_structure, self._jacobian_sum = _distinct(t.jacobian.rows, t.jacobian.cols,
+                                                                    (self.m, self.n))
+            self.hessian_structure, self._hessian_sum = _distinct(t.hessian.rows, t.hessian.cols, (self.n, self.n))
+            self._gradient_cols = t.gradient.cols
         xp = [self.x, self.p]
         names = ["x", "p"]
         functions = {
@@ -129,13 +162,7 @@ class NLP:
             "hess_l": t.hessian.function(f"{name}_hess_l", [self.x, self.p, sigma, lam],
                                          ["x", "p", "sigma", "lambda"]),
         }
-        self.functions = functions
-        self.jit = jit
-        options = dict(compile_options or {})
-        options.setdefault("tier", "auto")  # IPOPT starts on tcc's code; the optimized code follows
-        self._eval = _compile_all(functions, options) if jit else dict(functions)
-        self.stats = CallbackStats()
-        self._p_value = np.zeros(len(self.p))
+        self._functions = functions
 
     # ------------------------------------------------------------ parameters
     def set_parameters(self, p: Any) -> None:
@@ -234,6 +261,165 @@ class NLP:
         from .interop.scipy import minimize
 
         return minimize(self, x0, bounds, constraint_bounds, method, p, **kwargs)
+
+
+# ------------------------------------------------------------ the whole set-up, cached
+NLP_ENTRY_VERSION = 1
+# modules whose change changes the callbacks or the structures (beside codegen.runtime.code_fingerprint's)
+_NLP_MODULES = ("nlp.py", "tiled.py", "ad.py", "assemble.py", "sparsity.py", "sparse.py", "calldiff.py",
+                "structdiff.py", "map.py", "fold.py")
+_DERIVE_LOCK = threading.Lock()
+_CALLBACKS = ("f", "grad_f", "g", "jac_g", "hess_l")
+
+
+def _set_up_key(nlp: "NLP", options: dict) -> str | None:
+    """The cache key of the whole set-up (a hash of x, p, f, g as one Tape, the name and the compile options),
+    or None where the set-up is not cached (``tier="fast"``, unusual options)."""
+    import hashlib
+    import json
+
+    from codegen.runtime import check_options, code_fingerprint, function_digest
+
+    checked = check_options(**options)
+    if checked["tier"] not in ("auto", "best") or not isinstance(checked["compiler"], (str, type(None))):
+        return None
+    fg = Function(f"{nlp._name}_fg", [nlp.x, nlp.p], [np.asarray(nlp.f, dtype=object), nlp.g],
+                  input_names=["x", "p"])
+    header = [NLP_ENTRY_VERSION, nlp._name, code_fingerprint(), _module_fingerprint(), nlp.n, nlp.m, len(nlp.p),
+              {k: v for k, v in sorted(checked.items()) if k not in ("verbose", "cache_dir")}]
+    h = hashlib.sha256(json.dumps(header, default=str).encode())
+    h.update(function_digest(fg).encode())
+    return h.hexdigest()
+
+
+_FINGERPRINT: list = []
+
+
+def _module_fingerprint() -> str:
+    import hashlib
+
+    if not _FINGERPRINT:
+        h = hashlib.blake2b(digest_size=32)
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in _NLP_MODULES:
+            try:
+                with open(os.path.join(here, name), "rb") as fh:
+                    h.update(name.encode() + fh.read())
+            except OSError:
+                pass
+        _FINGERPRINT.append(h.hexdigest())
+    return _FINGERPRINT[0]
+
+
+def _store_set_up(nlp: "NLP", key: str, options: dict) -> None:
+    """Record the set-up (structures, sums, callback signatures and their function keys) beside the libraries."""
+    from codegen import build
+    from codegen.runtime import check_options, function_key
+
+    checked = check_options(**options)
+    arrays: list = []
+
+    def put(a: Any) -> int | None:
+        if a is None:
+            return None
+        arrays.append(np.asarray(a))
+        return len(arrays) - 1
+
+    def put_sum(how: tuple | None) -> list | None:
+        return None if how is None else [put(how[0]), how[1]]
+
+    callbacks = {}
+    root = None
+    for k in _CALLBACKS:
+        F, C = nlp._functions[k], nlp._eval[k]
+        root = os.path.dirname(C.library.path)
+        callbacks[k] = {"key": function_key(F, checked, "best"), "name": F.name,
+                        "input_shapes": [list(s) for s in F.input_shapes], "input_names": list(F.input_names),
+                        "output_shapes": [list(s) for s in F.output_shapes], "output_names": list(F.output_names),
+                        "sparsity": [None if sp is None else [put(sp[0]), put(sp[1]), list(sp[2])]
+                                     for sp in F.output_sparsity]}
+    meta = {"version": NLP_ENTRY_VERSION, "tiled": bool(nlp.tiled), "callbacks": callbacks,
+            "jacobian": [put(nlp.jacobian_structure.rows), put(nlp.jacobian_structure.cols),
+                         put_sum(nlp._jacobian_sum)],
+            "hessian": [put(nlp.hessian_structure.rows), put(nlp.hessian_structure.cols), put_sum(nlp._hessian_sum)],
+            "gradient_cols": put(nlp._gradient_cols), "tables": len(arrays)}
+    if root is not None:
+        build.store_entry(root, "nlp-" + key, meta, arrays)
+
+
+def _load_set_up(nlp: "NLP", key: str, options: dict) -> bool:
+    """Set ``nlp`` up from the cache (structures and the optimized callbacks); False where anything is missing."""
+    from codegen import build
+    from codegen.runtime import _from_entry, check_options
+
+    from .progress import phase
+
+    found = build.load_entry("nlp-" + key, check_options(**options)["cache_dir"])
+    if found is None:
+        return False
+    meta, arrays = found
+    checked = check_options(**options)
+    try:
+        with phase("load", nlp._name, len(_CALLBACKS), "callbacks"):
+            get = (lambda i: None if i is None else arrays[i])
+
+            def get_sum(how):
+                return None if how is None else (get(how[0]), how[1])
+
+            compiled = {}
+            for k in _CALLBACKS:
+                c = meta["callbacks"][k]
+                stub = _Signature(nlp, k, c, get)
+                C = _from_entry(stub, checked, "best", c["key"])
+                if C is None:
+                    return False
+                compiled[k] = C
+            jac, hess = meta["jacobian"], meta["hessian"]
+            structures = (Sparsity(get(jac[0]), get(jac[1]), (nlp.m, nlp.n)), get_sum(jac[2]),
+                          Sparsity(get(hess[0]), get(hess[1]), (nlp.n, nlp.n)), get_sum(hess[2]))
+            gradient_cols = get(meta["gradient_cols"])
+            tiled = bool(meta["tiled"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    for C in compiled.values():  # first calls map code pages and bind symbols (as _compile_all does)
+        C(*[np.zeros(shape) for shape in C.function.input_shapes])
+    nlp.jacobian_structure, nlp._jacobian_sum, nlp.hessian_structure, nlp._hessian_sum = structures
+    nlp._gradient_cols, nlp.tiled, nlp._eval = gradient_cols, tiled, compiled
+    return True
+
+
+class _Signature:
+    """A callback's signature (name, shapes, names, output sparsity) standing in for its Function after a
+    warm start; anything else (evaluating, pickling, the Tape) derives the real Function first."""
+
+    def __init__(self, nlp: "NLP", key: str, meta: dict, get: Any) -> None:
+        self._nlp, self._key = nlp, key
+        self.name = meta["name"]
+        self.input_shapes = tuple(tuple(int(n) for n in s) for s in meta["input_shapes"])
+        self.output_shapes = tuple(tuple(int(n) for n in s) for s in meta["output_shapes"])
+        self.input_names = tuple(meta["input_names"])
+        self.output_names = tuple(meta["output_names"])
+        self.output_sparsity = tuple(None if sp is None else (get(sp[0]), get(sp[1]), tuple(sp[2]))
+                                     for sp in meta["sparsity"])
+        self.n_in, self.n_out = len(self.input_shapes), len(self.output_shapes)
+
+    def resolve(self) -> Function:
+        """The real Function (derived on first use)."""
+        return self._nlp.functions[self._key]
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr in ("_nlp", "_key"):
+            raise AttributeError(attr)
+        return getattr(self.resolve(), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __reduce__(self):
+        return self.resolve().__reduce__()
+
+    def __repr__(self) -> str:
+        return f"Function({self.name}: derived on first use)"
 
 
 def _compile_all(functions: dict[str, Function], options: dict) -> dict:

@@ -252,3 +252,73 @@ def test_compiled_functions_travel_to_spawned_processes(tmp_path, monkeypatch):
     for v, (value, grad) in zip(points, got):
         assert value == pytest.approx(float(F(v)[0]), rel=1e-14)
         np.testing.assert_allclose(grad, F(v)[1], rtol=1e-13)
+
+
+# ------------------------------------------------------------ the whole NLP set-up
+def small_nlp(name: str, cache: str, jit: bool = True):
+    x, p = sg.symbols("x", 5), sg.symbols("p")
+    f = sum((x[i + 1] - x[i] ** 2) ** 2 * p + (1 - x[i]) ** 2 for i in range(4))
+    g = np.array([x[0] * x[1] - p, sg.sin(x[2]) + x[3] * x[4]])
+    return sg.NLP(x=x, f=f, g=g, p=p, name=name, jit=jit, compile_options={"cache_dir": cache})
+
+
+def nlp_values(nlp) -> dict:
+    nlp.set_parameters(2.0)
+    v = np.linspace(0.1, 0.9, 5)
+    return {"f": nlp.objective(v), "grad": nlp.gradient(v).tolist(), "g": nlp.constraints(v).tolist(),
+            "jac": nlp.jacobian_values(v).tolist(), "hess": nlp.hessian_values(v, [0.3, -0.7], 1.5).tolist(),
+            "jac_rows": nlp.jacobian_structure.rows.tolist(), "hess_cols": nlp.hessian_structure.cols.tolist()}
+
+
+NLP_CHILD = """
+    import json, sys
+    import numpy as np, symgraph as sg
+    import symgraph.tiled
+    from codegen import build
+    sys.path.insert(0, {tests!r})
+    from test_startup import small_nlp, nlp_values
+
+    def refuse(*a, **k):
+        raise AssertionError("a warm NLP set-up must not differentiate")
+
+    real = symgraph.tiled.tiled_derivatives
+    symgraph.tiled.tiled_derivatives = refuse
+    nlp = small_nlp("warm_nlp", {cache!r})
+    out = nlp_values(nlp)
+    out["stats"] = build.STATS
+    out["tiers"] = sorted({{C.tier for C in nlp._eval.values()}})
+    symgraph.tiled.tiled_derivatives = real
+    v = np.linspace(0.1, 0.9, 5)
+    out["vm_f"] = float(nlp.functions["f"](v, np.array([2.0])))  # the Functions are derived on first use
+    out["pickled"] = float(__import__("pickle").loads(__import__("pickle").dumps(nlp._eval["f"]))(v, np.array([2.0])))
+    print(json.dumps(out))
+"""
+
+
+def test_a_warm_nlp_set_up_skips_the_differentiation(tmp_path):
+    reference = nlp_values(small_nlp("warm_nlp", str(tmp_path), jit=False))
+    first = small_nlp("warm_nlp", str(tmp_path))
+    for C in first._eval.values():
+        assert C.wait(120)
+    assert any(n.startswith(build.ENTRY_PREFIX + "nlp-") for n in os.listdir(tmp_path))
+    out = child(NLP_CHILD.format(tests=os.path.dirname(__file__), cache=str(tmp_path)), str(tmp_path))
+    assert out["stats"]["compiles"] == 0 and out["tiers"] == ["best"]
+    for k in ("f", "grad", "g", "jac", "hess"):
+        np.testing.assert_allclose(out[k], reference[k], rtol=1e-13, atol=1e-14)
+    assert out["jac_rows"] == reference["jac_rows"] and out["hess_cols"] == reference["hess_cols"]
+    assert out["vm_f"] == pytest.approx(reference["f"], rel=1e-14) and out["pickled"] == out["vm_f"]
+
+
+def test_a_corrupt_nlp_entry_is_rebuilt(tmp_path):
+    first = small_nlp("corrupt_nlp", str(tmp_path))
+    for C in first._eval.values():
+        assert C.wait(120)
+    [entry] = [tmp_path / n for n in os.listdir(tmp_path) if n.startswith(build.ENTRY_PREFIX + "nlp-")]
+    entry.write_bytes(b"PK\x03\x04 damaged")
+    build.clear_memory_cache()
+    again = small_nlp("corrupt_nlp", str(tmp_path))
+    assert again._functions is not None  # differentiated again
+    assert nlp_values(again) == nlp_values(first)
+    build.clear_memory_cache()
+    third = small_nlp("corrupt_nlp", str(tmp_path))  # the entry was written again
+    assert third._functions is None and nlp_values(third) == nlp_values(first)
