@@ -16,10 +16,16 @@ Sections (``--only NAME``, several allowed; default all):
   ``integrator("collocation")`` on the same steps, and the integrator's
   sensitivities against central differences of ``solve_ivp``.
 
+* ``interpolant``: the interpolant lookup node (``sg.interpolant(...,
+  expand=False)``, 1-D at 10^3 and 10^5 grid points, 2-D at 100 x 100):
+  build and compile time, C size (the tables are static arrays in the C),
+  time per lookup in C and in the VM beside ``numpy.interp``,
+  ``make_interp_spline`` and ``RegularGridInterpolator``.
+
 Not measurable yet (the issue's other benchmarks): implicit vs unrolled
 Newton solves (needs ``sg.rootfinder``), CasADi's rootfinder.
 
-Run: python3 bench/solvers.py [--quick] [--only linalg|taylor|integrators]
+Run: python3 bench/solvers.py [--quick] [--only linalg|taylor|integrators|interpolant]
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ sys.path.insert(0, ROOT)
 
 import symgraph as sg  # noqa: E402
 
-SECTIONS = ("linalg", "taylor", "integrators")
+SECTIONS = ("linalg", "taylor", "integrators", "interpolant")
 
 
 def load_bench(name: str):
@@ -215,6 +221,65 @@ def bench_integrators(quick: bool) -> None:
     print(f"    J = {np.array2string(J, precision=6)}")
 
 
+def bench_interpolant(quick: bool) -> None:
+    """The interpolant lookup node: build, compile, C size, time per lookup beside numpy/scipy."""
+    from scipy.interpolate import RegularGridInterpolator, make_interp_spline
+    from scipy.sparse.linalg import spsolve
+
+    per_call = load_bench("structure").per_call
+    rng = np.random.default_rng(0)
+    n_q = 100000  # random queries in the grid's range, evaluated in one batch by each contender
+    print(f"\n== sg.interpolant lookup node (sg.interpolant(..., expand=False)): tables as static C arrays, "
+          f"gcc -O2, cold cache; time per lookup over {n_q} random queries in one batch")
+    print(f"  {'grid':>9}  {'spacing':>9}  {'method':>7}  {'build s':>7}  {'compile s':>9}  {'C MB':>5}  "
+          f"{'+d,d2 MB':>8}  {'C ns':>6}  {'VM ns':>6}  {'ref ns':>6}  {'ref':>22}  {'max err':>8}")
+    sizes = (1000, 10000) if quick else (1000, 100000)
+    cases = [((m,), spacing, method) for m in sizes for spacing in ("irregular", "uniform")
+             for method in ("linear", "bspline")]
+    cases += [((100, 100), "irregular", "linear"), ((40, 40) if quick else (100, 100), "irregular", "bspline")]
+    for shape, spacing, method in cases:
+        if spacing == "uniform":
+            axes = [np.linspace(0.0, 10.0, m) for m in shape]
+        else:
+            axes = [np.concatenate([[0.0], np.sort(rng.uniform(0.0, 10.0, m - 2)), [10.0]]) for m in shape]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        V = np.sin(mesh[0]) * (np.cos(0.5 * mesh[1]) if len(shape) > 1 else 1.0)
+        start = time.perf_counter()
+        F = sg.interpolant("f", method, axes[0] if len(shape) == 1 else axes, V, expand=False)
+        build = time.perf_counter() - start
+        q = rng.uniform(0.0, 10.0, (n_q, len(shape)))
+        q = q[:, 0] if len(shape) == 1 else q
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            C = F.compile(cache_dir=cache)
+            compile_s = time.perf_counter() - start
+        c_ns = per_call(C.batch, q) / n_q * 1e9
+        vm_ns = per_call(F.batch, q, budget=0.1) / n_q * 1e9
+        got = np.asarray(C.batch(q), dtype=float).reshape(-1)
+        if len(shape) == 1:
+            ref = (make_interp_spline(axes[0], V, k=3) if method == "bspline"
+                   else (lambda p, g=axes[0], v=V: np.interp(p, g, v)))
+            ref_name = "make_interp_spline k=3" if method == "bspline" else "numpy.interp"
+            x = sg.symbols("x")
+        else:
+            ref = RegularGridInterpolator(axes, V, method="linear" if method == "linear" else "cubic",
+                                          **({"solver": spsolve} if method == "bspline" else {}))
+            ref_name = f"RGI {ref.method}"
+            x = sg.symbols("x", len(shape))
+        ref_ns = per_call(ref, q, budget=0.1) / n_q * 1e9
+        err = float(np.max(np.abs(got - ref(q))))
+        size = len(F.c_code()) / 1e6
+        D = sg.Function("d", [x], [F(x), sg.grad(F(x), x), sg.hessian(F(x), x)])
+        size_d = len(D.c_code()) / 1e6
+        grid = "x".join(map(str, shape))
+        print(f"  {grid:>9}  {spacing:>9}  {method:>7}  {build:>7.3f}  {compile_s:>9.2f}  {size:>5.2f}  "
+              f"{size_d:>8.2f}  {c_ns:>6.1f}  {vm_ns:>6.1f}  {ref_ns:>6.1f}  {ref_name:>22}  {err:>8.1e}")
+    print("  C ns / VM ns / ref ns: per lookup, CompiledFunction.batch / Function.batch (numpy VM) / the reference, "
+          "each over the whole batch;\n  C MB: the lookup's C text (~20 bytes a number: (m-1)(k+1)^N "
+          "coefficients + breakpoints); +d,d2 MB: value, gradient and Hessian together (one shared table);\n"
+          "  uniform: the cell is guessed from the mean step, irregular: branch-free binary search")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and low orders")
@@ -229,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         load_bench("taylor").main(["--quick"] if args.quick else [])
     if "integrators" in sections:
         bench_integrators(args.quick)
+    if "interpolant" in sections:
+        bench_interpolant(args.quick)
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
 
 
