@@ -82,6 +82,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 import zlib
 from typing import Any, Callable
 
@@ -336,11 +337,12 @@ def _put(value: Any, parts: list) -> None:
 # ------------------------------------------------------------------ reading
 def _read_file(data: bytes) -> list:
     """The ``FUNC`` records of a file, after checking magic, version, sections and checksum."""
-    if len(data) < _HEADER.size + _CRC.size or data[:8] != MAGIC:
-        if data[:8] != MAGIC[:len(data[:8])] or len(data) >= 8:
-            raise SerializationError(f"not a symgraph file: it does not start with the symgraph magic bytes "
-                                     f"({MAGIC!r}); got {data[:8]!r}")
-        raise SerializationError(f"truncated symgraph file: {len(data)} bytes, shorter than a header")
+    if data[:8] != MAGIC[:len(data[:8])]:
+        raise SerializationError(f"not a symgraph file: it does not start with the symgraph magic bytes "
+                                 f"({MAGIC!r}); got {data[:8]!r}")
+    if len(data) < _HEADER.size + _CRC.size:
+        raise SerializationError(f"truncated symgraph file: {len(data)} bytes, shorter than a header and "
+                                 f"checksum ({_HEADER.size + _CRC.size})")
     magic, version, flags, n_sections = _HEADER.unpack_from(data, 0)
     if version > FORMAT_VERSION:
         raise SerializationError(f"symgraph file format version {version} was written by a newer symgraph; "
@@ -608,7 +610,8 @@ def _load_tape_entry(name: str, input_names: tuple, output_names: tuple, sparsit
                                  f"{n_out} outputs")
     patterns = tuple(_pattern(p, slots, f"{label}: output {k}")
                      for k, (p, slots) in enumerate(zip(sparsity, tape.output_slots)))
-    return _function_of_tape(_RuleFunction if rules else Function, name, tape, input_names, output_names, patterns)
+    cls = _RuleFunction if rules else Function if tape.n_instructions < LAZY_OUTPUTS else _LazyOutputsFunction
+    return _function_of_tape(cls, name, tape, input_names, output_names, patterns)
 
 
 def _function_of_tape(cls: type, name: str, tape: Any, input_names: tuple, output_names: tuple,
@@ -618,9 +621,8 @@ def _function_of_tape(cls: type, name: str, tape: Any, input_names: tuple, outpu
     What ``Function(name, inputs, outputs)`` would give, without freezing
     the graph into a Tape again: the Tape is the file's.
     """
-    from .expr import building, new_symbols
+    from .expr import new_symbols
     from .function import _names
-    from .tape import tape_exprs
 
     F = cls.__new__(cls)
     F.name = name
@@ -629,14 +631,56 @@ def _function_of_tape(cls: type, name: str, tape: Any, input_names: tuple, outpu
     flat = np.empty(tape.n_input_scalars, dtype=object)
     flat[:] = new_symbols(list(tape.symbol_names))
     F.inputs = tuple(_gathered(flat, slots) for slots in tape.input_slots)
-    with building():
-        values = np.empty(tape.n_slots, dtype=object)
-        values[:] = tape_exprs(tape, [flat])
-    F.outputs = tuple(_gathered(values, slots) for slots in tape.output_slots)
     F.output_sparsity = patterns
     F.tape = tape
     F._program = None
+    if cls is not _LazyOutputsFunction:
+        F.outputs = _outputs_of_tape(tape, F.inputs)
     return F
+
+
+def _outputs_of_tape(tape: Any, inputs: tuple) -> tuple:
+    """The output graphs of ``tape`` over the input symbol arrays ``inputs``, one node per instruction."""
+    from .expr import building
+    from .tape import tape_exprs
+
+    with building():
+        values = np.empty(tape.n_slots, dtype=object)
+        values[:] = tape_exprs(tape, list(inputs))
+    return tuple(_gathered(values, slots) for slots in tape.output_slots)
+
+
+LAZY_OUTPUTS = 1 << 16
+"""A loaded Tape of at least this many instructions gets its output graphs rebuilt on first use, not at load."""
+
+_LAZY_LOCK = threading.Lock()
+
+
+class _LazyOutputsFunction(Function):
+    """A loaded Function of a large Tape: ``outputs`` (the graph) is rebuilt from the Tape when first read.
+
+    Evaluating (the VM) and compiling a cached library read only the
+    Tape; a model of millions of operations loads in the time its Tape
+    takes to be checked.
+    """
+
+    @property
+    def outputs(self) -> tuple:  # type: ignore[override]
+        found = self.__dict__.get("_outputs")
+        if found is None:
+            with _LAZY_LOCK:
+                found = self.__dict__.get("_outputs")
+                if found is None:
+                    found = self.__dict__["_outputs"] = _outputs_of_tape(self.tape, self.inputs)
+        return found
+
+    @property
+    def n_out(self) -> int:
+        return len(self.tape.output_slots)
+
+    @property
+    def output_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(s.shape if sp is None else sp[2] for s, sp in zip(self.tape.output_slots, self.output_sparsity))
 
 
 def _gathered(values: np.ndarray, slots: np.ndarray) -> np.ndarray:

@@ -387,6 +387,7 @@ def _sealed(body: bytes) -> bytes:
 @pytest.mark.parametrize("data, message", [
     (b"", "shorter than a header"),
     (b"\x89SG", "shorter than a header"),
+    (MAGIC + b"\x01\x00", "truncated symgraph file: 10 bytes"),
     (b"PK\x03\x04 a zip file", "magic"),
     (_sealed(_header(version=FORMAT_VERSION + 1)), "newer symgraph"),
     (_sealed(_header(version=0)), "does not exist"),
@@ -542,3 +543,21 @@ def test_files_save_load_and_refuse_to_overwrite(tmp_path):
         from_bytes("text")
     with pytest.raises(sg.SerializationError, match="expected a symgraph Function"):
         to_bytes(x)
+
+
+def test_a_large_tape_loads_with_its_graph_made_on_first_use():
+    from symgraph.serialize import LAZY_OUTPUTS
+
+    x, f, g = sg.models.luksan(LAZY_OUTPUTS // 25 + 100)
+    F = sg.Function("luksan", [x], [f, g])
+    assert F.n_ops >= LAZY_OUTPUTS
+    G = from_bytes(to_bytes(F))
+    assert "_outputs" not in G.__dict__ and G.output_shapes == F.output_shapes and G.n_out == 2
+    _same_tape(G.tape, F.tape)
+    point = np.linspace(0.5, 1.5, x.size)
+    _same_values(G(point), F(point))
+    assert "_outputs" not in G.__dict__  # evaluation reads the Tape only
+    grad = sg.Function("grad", [G.inputs[0]], [sg.grad(G.outputs[0][()], G.inputs[0])])
+    want = sg.Function("grad", [x], [sg.grad(f, x)])
+    assert np.array_equal(grad(point), want(point))
+    assert str(G.outputs[1][7]) == str(g[7])
