@@ -91,12 +91,14 @@ import numpy as np
 from .array import symbols
 from .errors import DTypeError, InvalidInputError, OptionError, ShapeError
 
-__all__ = ["integrator", "tableau", "METHODS", "NEWTON_DEFAULTS"]
+__all__ = ["integrator", "tableau", "METHODS", "NEWTON_DEFAULTS", "NEWTON_OPTIONS"]
 
 #: The rootfinder options of the collocation methods unless ``newton=`` says otherwise: an absolute
 #: tolerance on the stage equations (in the state's units), and convergence on a full Newton step
 #: below ``step_tol`` relative, where rounding keeps the residual of a stiff step above ``tol``.
 NEWTON_DEFAULTS = {"tol": 1e-12, "step_tol": 1e-13, "max_iter": 50}
+#: The rootfinder options ``newton=`` may set (its ``status`` and ``on_failure`` are the integrator's own).
+NEWTON_OPTIONS = ("tol", "step_tol", "max_iter", "line_search")
 
 #: The methods ``integrator`` knows, with their order (``s`` = stages).
 METHODS = {"rk4": "explicit, order 4", "dopri5": "explicit Dormand-Prince 5(4), order 5",
@@ -313,7 +315,8 @@ def _stage_solver(G: Any, newton: dict) -> Any:
 
 def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per_interval: int = 1,
                stages: int = 3, controls: Any = None, error: bool = False, newton: dict | None = None,
-               adaptive: bool = False, rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100) -> Any:
+               adaptive: bool = False, rtol: float | None = None, atol: float | None = None,
+               max_steps: int | None = None) -> Any:
     """The Function ``(x0, u, p) -> xs`` integrating ``x' = rhs(x, u, p)`` over ``grid`` (module docstring).
 
     Args:
@@ -331,8 +334,9 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
         adaptive: with ``"dopri5"``, choose the steps inside each interval
             by the embedded error estimate (see "Adaptive steps" in the
             module docstring); ``steps_per_interval`` must then be 1.
-        rtol, atol: the adaptive error tolerances.
-        max_steps: adaptive step attempts per interval (the loop's trip count).
+        rtol, atol: the adaptive error tolerances (default ``1e-6``, ``1e-9``).
+        max_steps: adaptive step attempts per interval, the loop's trip
+            count (default 100).
 
     Returns:
         A Function of ``x0`` (the state's shape) and ``rhs``'s other inputs
@@ -385,8 +389,18 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
         raise OptionError(f"integrator: newton must be a dict of rootfinder options, got {newton!r}")
     if newton and not collocation:
         raise OptionError(f"integrator: newton options are for the collocation methods, not {method!r}")
+    unknown = sorted(set(newton) - set(NEWTON_OPTIONS))
+    if unknown:
+        raise OptionError(f"integrator: unknown newton option(s) {unknown}; expected some of {list(NEWTON_OPTIONS)}")
     if not isinstance(adaptive, (bool, np.bool_)):
         raise OptionError(f"integrator: adaptive must be True or False, got {adaptive!r}")
+    given = [k for k, v in (("rtol", rtol), ("atol", atol), ("max_steps", max_steps)) if v is not None]
+    if given and not adaptive:
+        raise OptionError(f"integrator: {', '.join(given)} set the adaptive steps; pass adaptive=True "
+                          f"(method='dopri5') with them")
+    rtol = 1e-6 if rtol is None else rtol
+    atol = 1e-9 if atol is None else atol
+    max_steps = 100 if max_steps is None else max_steps
     if adaptive:
         if method != "dopri5":
             raise OptionError(f"integrator: adaptive=True needs the embedded pair method='dopri5', not {method!r}")

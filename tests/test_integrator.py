@@ -283,6 +283,10 @@ def test_bad_rhs_and_options():
         integrator("I", f, grid, "rk4", error=True)
     with pytest.raises(OptionError, match="newton options are for the collocation methods"):
         integrator("I", f, grid, "rk4", newton={"tol": 1e-9})
+    with pytest.raises(OptionError, match=r"unknown newton option\(s\) \['on_failure'\]"):
+        integrator("I", f, grid, "radau", newton={"on_failure": "last"})
+    with pytest.raises(OptionError, match="tol"):  # the rootfinder checks the values
+        integrator("I", f, grid, "radau", newton={"tol": -1.0})
     with pytest.raises(OptionError, match="newton must be a dict"):
         integrator("I", f, grid, "radau", newton=3)
     with pytest.raises(InvalidInputError, match="controls names 'v'"):
@@ -372,6 +376,8 @@ def test_adaptive_bad_options():
         integrator("I", f, grid, "dopri5", adaptive=True, rtol=0.0, atol=0.0)
     with pytest.raises(OptionError, match="max_steps must be a positive int, got 0"):
         integrator("I", f, grid, "dopri5", adaptive=True, max_steps=0)
+    with pytest.raises(OptionError, match="rtol, max_steps set the adaptive steps; pass adaptive=True"):
+        integrator("I", f, grid, "dopri5", rtol=1e-8, max_steps=10)
     with pytest.raises(OptionError, match="adaptive must be True or False"):
         integrator("I", f, grid, "dopri5", adaptive="yes")
 
