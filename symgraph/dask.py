@@ -328,8 +328,19 @@ def nlp_payload(nlp: Any) -> bytes:
             arrays[f"{name}_sum_index"] = np.asarray(how[0], dtype=np.int64)
     for name in _CALLBACKS:
         arrays[f"function_{name}"] = np.frombuffer(to_bytes(nlp.functions[name]), dtype=np.uint8)
+    return _npz(arrays)
+
+
+def _npz(arrays: dict) -> bytes:
+    """An ``.npz`` archive (read by ``np.load``) with fixed timestamps: the same arrays give the same bytes,
+    so a payload's hash (the workers' memo key) does not depend on when it was made."""
+    import zipfile
+
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w") as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -376,7 +387,11 @@ def nlp_from_payload(payload: bytes | bytearray | memoryview) -> Any:
             setattr(nlp, f"{name}_structure", pattern)
             setattr(nlp, f"_{name}_sum", how)
         nlp._gradient_cols = arrays["gradient_cols"]
-        nlp.functions = functions
+        nlp._name = f_fn.name[:-2] if f_fn.name.endswith("_f") else f_fn.name
+        if isinstance(getattr(NLP, "functions", None), property):  # derived on demand: its store is _functions
+            nlp._functions = functions
+        else:
+            nlp.functions = functions
         nlp.jit = header["jit"]
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in header["options"].items()}
         nlp._eval = _compile_all(functions, options) if nlp.jit else dict(functions)

@@ -160,6 +160,29 @@ def test_single_output_returns_one_array(client):
     assert out.compute().tolist() == [1.0, 7.0, 21.0, 43.0, 73.0]
 
 
+def test_no_points_and_the_threaded_scheduler(compiled):
+    s, y, J = batch(compiled, da.zeros((0, 3), chunks=(1, 3)), 1.0, np.eye(2))
+    assert [a.compute(scheduler="threads").shape for a in (s, y, J)] == [(0,), (0, 3), (0, compiled.output_pattern(2).nnz)]
+    X = _points(9, seed=5)
+    y = batch(compiled, da.from_array(X, chunks=4), 0.5, np.eye(2))[1].compute(scheduler="threads")
+    assert np.array_equal(y, compiled.batch(X, 0.5, np.eye(2))[1])
+
+
+def test_compiled_batch_takes_dask_arrays(compiled):
+    """``C.batch`` hands dask arrays to symgraph.dask.batch (the hook in codegen/runtime.py)."""
+    import inspect
+
+    from codegen.runtime import CompiledFunction
+
+    if "symgraph.dask" not in inspect.getsource(CompiledFunction.batch):
+        pytest.skip("CompiledFunction.batch does not hand dask arrays to symgraph.dask yet")
+    X = _points(10, seed=6)
+    s, y, J = compiled.batch(da.from_array(X, chunks=3), 2.0, np.eye(2))
+    assert isinstance(y, da.Array) and y.chunks[0] == (3, 3, 3, 1)
+    ref = compiled.batch(X, 2.0, np.eye(2))
+    assert np.array_equal(J.compute(), ref[2].data) and np.array_equal(s.compute(), ref[0])
+
+
 # ------------------------------------------------------------------------------------ bad input
 def test_chunked_along_the_wrong_axis(compiled):
     X = da.from_array(_points(8), chunks=(4, 2))
@@ -275,6 +298,22 @@ def test_payload_round_trip_gives_the_same_callbacks(hs071):
     assert np.array_equal(rebuilt.jacobian_values(xs), hs071.jacobian_values(xs))
     lam = np.array([0.3, -1.2])
     assert np.array_equal(rebuilt.hessian_values(xs, lam, 0.5), hs071.hessian_values(xs, lam, 0.5))
+
+
+def test_payload_of_a_second_nlp_of_the_same_model(hs071, monkeypatch):
+    """A second NLP of one model (set up from the cache where the NLP caches its set-up) gives the same
+    payload bytes, made at any time (the workers' memo is keyed by their hash)."""
+    import time
+
+    again = _hs071()
+    first = nlp_payload(hs071)
+    later = time.time() + 3600.0
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert nlp_payload(again) == first
+    rebuilt = nlp_from_payload(nlp_payload(again))
+    xs = np.array([1.0, 4.0, 4.0, 1.5])
+    again.set_parameters([1.3]), rebuilt.set_parameters([1.3])
+    assert np.array_equal(rebuilt.hessian_values(xs, [1.0, 2.0]), again.hessian_values(xs, [1.0, 2.0]))
 
 
 def test_payload_of_a_tiled_nlp():
