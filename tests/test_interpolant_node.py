@@ -450,3 +450,7 @@ def test_lookup_function_directly():
     axes, coef = tensor_coefficients([g], g**2, "linear")
     F = lookup_function("sq", axes, coef, flat=True)
     assert [float(F(v)) for v in (0.5, 3.0, 5.0)] == [0.5, 10.0, 22.0]  # the end piece continued: 16 + 6 * 1
+    S = interpolant("s", "bspline", np.linspace(0.0, 1.0, 300), np.linspace(0.0, 1.0, 300) ** 3)
+    T = S.structure.table  # the shared evaluator, derivative orders as its second input
+    got = [float(T(0.5, np.array([float(o)]))) for o in range(4)]
+    np.testing.assert_allclose(got, [0.125, 0.75, 3.0, 6.0], rtol=1e-8)
