@@ -397,7 +397,7 @@ def nlp_from_payload(payload: bytes | bytearray | memoryview) -> Any:
         nlp._eval = _compile_all(functions, options) if nlp.jit else dict(functions)
         nlp.stats = CallbackStats()
         nlp._p_value = np.zeros(len(nlp.p))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if isinstance(exc, SerializationError):
             raise
         raise SerializationError(f"NLP payload: malformed ({type(exc).__name__}: {exc})") from None
