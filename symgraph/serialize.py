@@ -74,6 +74,16 @@ most :func:`called_scalar_limit` scalars (legitimate files have far fewer:
 their callers' operands are in the file).  Structured Functions are
 rebuilt lazily, as in memory: a map over 10^12 instances loads in
 microseconds (and evaluating it costs what it costs).
+
+What comes back: an ordinary Function keeps the file's Tape as it is
+(callees in the order of their first call, as when it was built), with
+new input symbols of the saved names and its output graphs rebuilt over
+them, one node per instruction; from ``LAZY_OUTPUTS`` instructions on,
+the graphs are rebuilt when first read (evaluation and compilation read
+only the Tape).  A structured Function is rebuilt by its structure's
+loader over its loaded body, a Function with rules carries them again
+(``custom_rules(G)``), and each Function of the table is made once, so
+callees shared in the original are shared in the copy.
 """
 
 from __future__ import annotations
@@ -430,7 +440,7 @@ def _decode(data: bytes, pos: int, end: int, label: str) -> Any:
             pos += 4
             need(n, "a string")
             try:
-                value = str(view[pos:pos + n], "utf-8")
+                value = str(view[pos:pos + n], "utf-8", "surrogatepass")
             except UnicodeDecodeError as exc:
                 raise SerializationError(f"{label}: a string is not valid UTF-8 ({exc.reason})") from None
             pos += n
