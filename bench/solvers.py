@@ -22,10 +22,15 @@ Sections (``--only NAME``, several allowed; default all):
   time per lookup in C and in the VM beside ``numpy.interp``,
   ``make_interp_spline`` and ``RegularGridInterpolator``.
 
-Not measurable yet (the issue's other benchmarks): implicit vs unrolled
-Newton solves (needs ``sg.rootfinder``), CasADi's rootfinder.
+* ``rootfinder``: the gradient of a Newton solve's result (a nonlinear
+  system of size 10 and 200): ``sg.rootfinder`` (implicit derivative, one
+  linear solve with dG/dz) against 50 Newton steps unrolled into a graph
+  with ``sg.linalg.solve`` and CasADi's ``rootfinder("newton")``: ops,
+  build and compile time, time per point, gradient time / solve time.  At
+  n = 200 the unrolled graph is built with 5 steps and scaled to 50 unless
+  ``--full``.
 
-Run: python3 bench/solvers.py [--quick] [--only linalg|taylor|integrators|interpolant]
+Run: python3 bench/solvers.py [--quick] [--full] [--only linalg|taylor|integrators|interpolant|rootfinder]
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ sys.path.insert(0, ROOT)
 
 import symgraph as sg  # noqa: E402
 
-SECTIONS = ("linalg", "taylor", "integrators", "interpolant")
+SECTIONS = ("linalg", "taylor", "integrators", "interpolant", "rootfinder")
 
 
 def load_bench(name: str):
@@ -280,10 +285,142 @@ def bench_interpolant(quick: bool) -> None:
           "  uniform: the cell is guessed from the mean step, irregular: branch-free binary search")
 
 
+# ------------------------------------------------------------------ rootfinder (implicit vs unrolled Newton)
+def _rf_residual(z: np.ndarray, p: Any, c: np.ndarray, cos: bool = False) -> np.ndarray:
+    """``3 z_i - z_{i-1} - z_{i+1} + 0.1 z_i^3 + c_i sin z_i - p_i``, and with ``cos`` the Jacobian's diagonal."""
+    if cos:
+        return 3.0 + 0.3 * z * z + c * np.asarray([sg.cos(e) for e in z], dtype=object)
+    zz = np.concatenate([[0.0], z, [0.0]]).astype(object)
+    return 3 * z - zz[:-2] - zz[2:] + 0.1 * z**3 + c * np.asarray([sg.sin(e) for e in z], dtype=object) - p
+
+
+def _rf_times(fns: Sequence[Any], args: Sequence[Any], rounds: int = 5, budget: float = 0.2) -> list[float]:
+    """Seconds per call of each ``fns[k](*args[k])``: the best of ``rounds`` interleaved batches (a shared machine)."""
+    reps = []
+    for fn, a in zip(fns, args):
+        fn(*a)
+        start = time.perf_counter()
+        fn(*a)
+        reps.append(max(1, min(2000, int(budget / max(time.perf_counter() - start, 1e-7)))))
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for k, (fn, a) in enumerate(zip(fns, args)):
+            start = time.perf_counter()
+            for _ in range(reps[k]):
+                fn(*a)
+            best[k] = min(best[k], (time.perf_counter() - start) / reps[k])
+    return best
+
+
+def _rf_ops(F: Any) -> int:
+    """Operations of ``F`` and of every Function it calls, each once (a native call counts its results)."""
+    from codegen.c99 import callee_order
+
+    return F.n_ops + sum(G.n_ops for G in callee_order(F))
+
+
+def _rf_compile(F: Any) -> tuple[Any, float]:
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        C = F.compile(cache_dir=cache)
+        return C, time.perf_counter() - start
+
+
+def bench_rootfinder(sizes: Sequence[int], unrolled_steps: dict) -> None:
+    """Gradient of a Newton solve's result: sg.rootfinder (implicit) vs 50 unrolled Newton steps vs CasADi."""
+    from symgraph.rootfinder import rootfinder
+
+    steps = 50
+    print(f"\n== rootfinder: f(p) = |z(p)|^2 / 2 with G(z, p) = 0 (tridiagonal + cubic + sine, size n), Newton "
+          f"(at most {steps} steps, tol 1e-10), gradient df/dp")
+    print("  ops: the Function's and its callees' (each once; CasADi: MX instructions); compile: gcc -O2, cold "
+          "cache; solve s, grad s: per point of a C batch (CasADi: one call from Python)")
+    head = (f"  {'n':>3}  {'method':<22}  {'solve ops':>9}  {'grad ops':>8}  {'build s':>7}  {'compile s':>9}  "
+            f"{'solve s':>9}  {'grad s':>9}  {'grad/solve':>10}  {'|grad - implicit|':>17}")
+    print(head)
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        c, pv = rng.uniform(0.2, 0.5, n), rng.normal(size=n) * 2
+        batch = 100 if n <= 20 else 4
+        P = np.tile(pv, (batch, 1))
+        z, p = sg.symbols("z", n), sg.symbols("p", n)
+        rows: list = []
+
+        def row(method, S, Gr, build, ref=None, repeat=1.0):
+            CS, ts = _rf_compile(S)
+            CG, tg = _rf_compile(Gr)
+            t_s, t_g = (t / batch for t in _rf_times([CS.batch, CG.batch], [(P,), (P,)]))
+            g = CG(pv)
+            err = "-" if ref is None else f"{float(np.max(np.abs(g - ref))):.1e}"
+            note = "" if repeat == 1.0 else f" (x{repeat:g})"
+            print(f"  {n:>3}  {method:<22}  {_rf_ops(S):>9}  {_rf_ops(Gr):>8}  {build * repeat:>7.2f}  "
+                  f"{(ts + tg) * repeat:>9.2f}  {t_s * repeat:>9.2e}  {t_g * repeat:>9.2e}  {t_g / t_s:>10.2f}  "
+                  f"{err:>17}{note}", flush=True)
+            return g
+
+        start = time.perf_counter()
+        with sg.building():
+            R = rootfinder("newton", sg.Function("g", [z, p], [_rf_residual(z, p, c)]), max_iter=steps)
+            zi = R(np.zeros(n), p)
+            f = 0.5 * np.sum(zi * zi)
+            S = sg.Function("solve", [p], [zi])
+            Gr = sg.Function("grad", [p], [sg.grad(f, p)])
+            Gi = Gr.inline()
+        build = time.perf_counter() - start
+        ref = row("implicit (rootfinder)", S, Gr, build)
+        row("implicit, grad inlined", S, Gi, build, ref)
+
+        k = unrolled_steps.get(n, steps)
+        start = time.perf_counter()
+        off = -(np.eye(n, k=1) + np.eye(n, k=-1))
+        with sg.building():
+            zu = np.zeros(n, dtype=object)
+            zu[:] = 0.0
+            for _ in range(k):
+                J = off.astype(object) + np.diag(_rf_residual(zu, p, c, cos=True))
+                zu = zu - sg.linalg.solve(J, _rf_residual(zu, p, c))
+            f = 0.5 * np.sum(zu * zu)
+            Su = sg.Function("usolve", [p], [zu])
+            Gu = sg.Function("ugrad", [p], [sg.grad(f, p)])
+        build = time.perf_counter() - start
+        row(f"unrolled, {k} steps", Su, Gu, build, ref if k == steps else None, steps / k)
+        _rf_casadi(n, c, pv, steps, ref)
+    print("  grad/solve: time of the gradient Function over time of the solve Function (the target: about 2, one "
+          "extra solve at most).  The plain gradient calls newton_vjp, which solves again (custom/native rules "
+          "get the primal outputs by calling the Function on its operands); inlined (Function.inline()), that "
+          "call is the primal one and only the linear solve with dG/dz is added.  (xK): a shorter unrolled "
+          "run, its build/compile/time figures scaled by K to 50 steps (--full runs all 50); grad/solve is the "
+          "measured one.")
+
+
+def _rf_casadi(n: int, c: np.ndarray, pv: np.ndarray, steps: int, ref: np.ndarray) -> None:
+    try:
+        import casadi as ca
+    except ImportError:
+        print(f"  {n:>3}  {'casadi':<22}  (casadi not installed)")
+        return
+    start = time.perf_counter()
+    z, p = ca.SX.sym("z", n), ca.SX.sym("p", n)
+    zz = ca.vertcat(0, z, 0)
+    r = 3 * z - zz[:-2] - zz[2:] + 0.1 * z**3 + ca.DM(c) * ca.sin(z) - p
+    rf = ca.rootfinder("rf", "newton", ca.Function("g", [z, p], [r]), {"abstol": 1e-10, "max_iter": steps})
+    P = ca.MX.sym("p", n)
+    zc = rf(ca.DM.zeros(n), P)
+    f = 0.5 * ca.dot(zc, zc)
+    S = ca.Function("S", [P], [zc])
+    Gr = ca.Function("G", [P], [ca.gradient(f, P)])
+    build = time.perf_counter() - start
+    t_s, t_g = _rf_times([S, Gr], [(pv,), (pv,)])
+    err = float(np.max(np.abs(np.asarray(Gr(pv)).ravel() - ref)))
+    print(f"  {n:>3}  {'casadi newton (MX)':<22}  {S.n_instructions():>9}  {Gr.n_instructions():>8}  {build:>7.2f}  "
+          f"{'-':>9}  {t_s:>9.2e}  {t_g:>9.2e}  {t_g / t_s:>10.2f}  {err:>17.1e}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and low orders")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    parser.add_argument("--full", action="store_true", help="rootfinder: all 50 unrolled steps at n = 200 (minutes)")
     args = parser.parse_args(argv)
     sections = args.only or list(SECTIONS)
     start = time.perf_counter()
@@ -296,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_integrators(args.quick)
     if "interpolant" in sections:
         bench_interpolant(args.quick)
+    if "rootfinder" in sections:
+        bench_rootfinder([10] if args.quick else [10, 200], {} if args.full else {200: 5})
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
 
 
