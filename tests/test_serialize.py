@@ -178,7 +178,7 @@ def test_folds_round_trip(last):
 
 @pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
 def test_structured_functions_compile_to_bitwise_equal_results():
-    F = golden_function(stop=False)  # (a stop_gradient callee has an empty Tape: see the report)
+    F = golden_function()
     G = from_bytes(to_bytes(F))
     _same_values(G.compile()(*GOLDEN_ARGS), F.compile()(*GOLDEN_ARGS))
 
