@@ -50,7 +50,8 @@ _CALLBACKS = ("f", "grad_f", "g", "jac_g", "hess_l")
 
 # ---------------------------------------------------------------- per-process state (one per worker process)
 _MEMO: dict[str, Any] = {}  # key -> CompiledFunction (batch) or NLP (map_solve)
-_LOCK = threading.Lock()  # one build per key, even with several threads per worker
+_BUILD_LOCK = threading.Lock()  # one build per key, even with several threads per worker
+_LOCK = threading.Lock()  # the counters
 _STATS = {"functions_compiled": 0, "nlps_built": 0, "cache_hits": 0, "blocks": 0, "block_seconds": 0.0, "solves": 0}
 
 
@@ -116,7 +117,7 @@ def _compiled(key: str, payload: Any, options: dict) -> Any:
     C = _MEMO.get(key)
     if C is not None:
         return C
-    with _LOCK:
+    with _BUILD_LOCK:
         C = _MEMO.get(key)
         if C is None:
             from codegen.runtime import compile_function
@@ -125,9 +126,10 @@ def _compiled(key: str, payload: Any, options: dict) -> Any:
 
             F = from_bytes(bytes(payload)) if isinstance(payload, (bytes, bytearray, memoryview)) else payload
             C = compile_function(F, **options)
-            _STATS["functions_compiled"] += 1
-            _STATS["cache_hits"] += bool(getattr(C, "cache_hit", False))
-            _MEMO[key] = C
+            with _LOCK:
+                _STATS["functions_compiled"] += 1
+                _STATS["cache_hits"] += bool(getattr(C, "cache_hit", False))
+                _MEMO[key] = C
     return C
 
 
@@ -140,8 +142,10 @@ def _run_block(key: str, payload: Any, options: dict, *args: Any) -> tuple:
     with _LOCK:
         _STATS["blocks"] += 1
         _STATS["block_seconds"] += seconds
+    from .batch import SparseBatch
+
     out = (out,) if C.function.n_out == 1 else out
-    return tuple(getattr(o, "data", o) if not isinstance(o, np.ndarray) else o for o in out)
+    return tuple(o.data if isinstance(o, SparseBatch) else o for o in out)
 
 
 def _callee(C: Any, options: dict | None) -> tuple[Any, dict, Any]:
@@ -444,12 +448,13 @@ def _nlp_for(key: str, payload: Any) -> Any:
     """The NLP of ``payload`` in this process: rebuilt at the first task, then the memo's."""
     nlp = _MEMO.get(key)
     if nlp is None:
-        with _LOCK:
+        with _BUILD_LOCK:
             nlp = _MEMO.get(key)
             if nlp is None:
                 nlp = nlp_from_payload(payload)
-                _STATS["nlps_built"] += 1
-                _MEMO[key] = nlp
+                with _LOCK:
+                    _STATS["nlps_built"] += 1
+                    _MEMO[key] = nlp
     return nlp
 
 
