@@ -291,9 +291,9 @@ def interpolant(name: str, method: str, grid: Any, values: Any, *, expand: bool 
     axes, flat = _check_grid(grid, method)
     vals = _check_values(values, axes)
     if not _check_expand(expand, method, axes):
-        from .lookup import lookup_function, tensor_coefficients
+        from .lookup import lookup_function
 
-        return lookup_function(name, *tensor_coefficients(axes, vals, method), flat=flat)
+        return lookup_function(name, method, axes, vals, flat=flat)
     x = symbols("x") if flat else symbols("x", len(axes))
     xs = [x] if flat else list(x)
     body = _cubic(xs[0], axes[0], vals) if method == "bspline" else _linear(xs, axes, vals)

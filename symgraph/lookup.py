@@ -7,37 +7,40 @@ native Function (:mod:`symgraph.native`) made here by
 
 * the breakpoints of each axis ``j`` (``m_j`` strictly increasing numbers,
   ``m_j - 1`` cells);
-* per cell, the coefficients of a polynomial of degree ``k_j`` in each
-  local coordinate ``t_j = x_j - g_j[i_j]`` (power basis), an array of shape
-  ``(m_1 - 1, ..., m_N - 1, k_1 + 1, ..., k_N + 1)``.
+* **nodal data** per grid point (:func:`nodal_data`): for ``"linear"`` the
+  value, for ``"bspline"`` the value and the spline's second derivative
+  along each axis, tensor-wise (``f``, ``f_xx``, ``f_yy``, ``f_xxyy`` in
+  2-D): ``2^N`` numbers a point, an array of shape ``(m_1, ..., m_N, s, ...,
+  s)`` with ``s`` = 1 or 2.
 
-A query finds its cell on each axis by **binary search** (the last
-breakpoint ``<=`` the coordinate, clipped to the first and last cells:
-out-of-grid queries continue the end pieces, a query on a grid point takes
-the piece to its right) and evaluates the cell's polynomial by Horner's
-rule, the last axis first.  The VM does this with ``numpy.searchsorted``
-over all points at once; the C has the tables as ``static const double``
-arrays and the same binary search and Horner loops (so its text grows with
-the table: about 20 bytes per number).  A query with a NaN coordinate gives
-NaN.
+A query finds its cell on each axis (the last breakpoint ``<=`` the
+coordinate, clipped to the first and last cells: out-of-grid queries
+continue the end pieces, a query on a grid point takes the piece to its
+right), gathers the nodal data of the cell's corners, turns it into the
+cell's power coefficients in ``t_j = x_j - g_j[i_j]`` (per axis a small
+matrix of the cell width ``h``: ``(y0, (y1 - y0) / h)`` for degree 1, the
+cubic through ``y0, y1`` with second derivatives ``M0, M1`` for degree 3),
+and evaluates them by Horner's rule, the last axis first.  The VM does this
+with ``numpy.searchsorted`` over all points at once; the C has the tables as
+``static const double`` arrays (its text grows with the table: about 20
+bytes per number), a branch-free binary search (or, on a nearly uniform
+axis, a guess from the mean step corrected by comparisons) and the same
+loops, in the same order.  A query with a NaN coordinate gives NaN.
 
-The derivative with respect to ``x_j`` is the same kind of node with the
-coefficients differentiated along axis ``j`` (degree ``k_j - 1``; a degree 0
-axis has derivative 0), so derivatives of every order are lookups again,
-exact for the piecewise polynomial.  All the derivatives of one lookup share
-one cache, so ``d/dx d/dy`` and ``d/dy d/dx`` are the same Function (one
-node), and one **table** Function (their only child): the C of the tables
-and of the evaluator is emitted once, and each lookup is a three-line C
-function calling it with its derivative orders (the evaluator multiplies
-each coefficient by the exact integer ``prod p_j! / (p_j - o_j)!`` and skips
-the powers below the order).
+The derivative with respect to ``x_j`` is the same kind of node with one
+more derivative order on axis ``j`` (the power coefficients differentiated:
+degree ``k_j - 1``; past the degree it is 0), so derivatives of every order
+are lookups again, exact for the piecewise polynomial.  All the derivatives
+of one lookup share one cache, so ``d/dx d/dy`` and ``d/dy d/dx`` are the
+same Function (one node), and one **table** Function (their only child): the
+C of the tables and of the evaluator is emitted once, and each lookup is a
+three-line C function calling it with its derivative orders (the evaluator
+multiplies each coefficient by the exact integer ``prod p_j! / (p_j -
+o_j)!`` and skips the powers below the order).
 
 >>> import numpy as np, symgraph as sg
 >>> g = np.linspace(0.0, 2.0, 5)
->>> axes, coef = tensor_coefficients([g], 3.0 * g, "linear")  # f(x) = 3 x: (3 g_i, 3) per cell
->>> coef.shape
-(4, 2)
->>> L = lookup_function("l", [g], coef, flat=True)
+>>> L = lookup_function("l", "linear", [g], 3.0 * g, flat=True)   # f(x) = 3 x
 >>> x = sg.symbols("x")
 >>> D = sg.Function("d", [x], [L(x), sg.grad(L(x), x)])
 >>> [float(v) for v in D(0.75)]
@@ -52,31 +55,31 @@ import numpy as np
 
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
-__all__ = ["lookup_function", "tensor_coefficients", "is_lookup"]
+__all__ = ["lookup_function", "nodal_data", "is_lookup", "DEGREES"]
+
+#: The degree of the pieces along each axis, and the nodal numbers per point and axis, per method.
+DEGREES = {"linear": (1, 1), "bspline": (3, 2)}
 
 
-# ------------------------------------------------------------------ coefficients
-def _linear_axis(g: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Per-cell ``(v_i, (v_{i+1} - v_i) / h_i)`` along the first axis of ``V``: shape ``(m - 1, 2, ...)``."""
-    h = np.diff(g).reshape((-1,) + (1,) * (V.ndim - 1))
-    return np.stack([V[:-1], np.diff(V, axis=0) / h], axis=1)
+# ------------------------------------------------------------------ nodal data
+def _second_derivatives(g: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """The not-a-knot cubic spline's second derivatives at the grid points, along the first axis of ``V``.
 
-
-def _cubic_axis(g: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Per-cell not-a-knot cubic coefficients along the first axis of ``V``: shape ``(m - 1, 4, ...)``.
-
-    The second derivatives ``M`` at the grid points solve the C2 conditions
-    plus a continuous third derivative at ``g[1]`` and ``g[-2]`` (the system
-    of :func:`symgraph.interpolant.not_a_knot_coefficients`), for all the
+    They solve the C2 conditions at the interior points plus a continuous
+    third derivative at ``g[1]`` and ``g[-2]`` (the system of
+    :func:`symgraph.interpolant.not_a_knot_coefficients`), for all the
     columns of ``V`` at once.  The system is tridiagonal but for one entry in
     the first and the last row; those are eliminated with rows 1 and
     ``m - 2``, and LAPACK's banded LU with partial pivoting
     (``scipy.linalg.solve_banded``) does the rest, in ``O(m)``.
+
+    >>> g = np.array([0.0, 1.0, 2.0, 4.0])
+    >>> _second_derivatives(g, g**3).round(12).tolist()   # (x^3)'' = 6 x
+    [0.0, 6.0, 12.0, 24.0]
     """
     from scipy.linalg import solve_banded
 
     m = g.size
-    rest = V.shape[1:]
     Y = V.reshape(m, -1)
     h = np.diff(g)
     slope = np.diff(Y, axis=0) / h[:, None]
@@ -88,66 +91,60 @@ def _cubic_axis(g: np.ndarray, V: np.ndarray) -> np.ndarray:
     f = h[0] / h[1]
     diag[0], upper[0] = h[1] - f * h[0], -(h[0] + h[1]) - f * 2.0 * (h[0] + h[1])
     rhs[0] = -f * rhs[1]
-    # row m-1: h[-1] M[-3] - (h[-2] + h[-1]) M[-2] + h[-2] M[-1] = 0; minus (h[-1] / h[-3]) row m-2
+    # row m-1: h[-1] M[-3] - (h[-2] + h[-1]) M[-2] + h[-2] M[-1] = 0; minus (h[-1] / h[-2]) row m-2
     f = h[-1] / h[-2]
     lower[-1], diag[-1] = -(h[-2] + h[-1]) - f * 2.0 * (h[-2] + h[-1]), h[-2] - f * h[-1]
     rhs[-1] = -f * rhs[-2]
     ab = np.zeros((3, m))
     ab[0, 1:], ab[1], ab[2, :-1] = upper[:-1], diag, lower[1:]
-    M = solve_banded((1, 1), ab, rhs)
-    b = slope - h[:, None] * (2.0 * M[:-1] + M[1:]) / 6.0
-    d = (M[1:] - M[:-1]) / (6.0 * h[:, None])
-    out = np.stack([Y[:-1], b, M[:-1] / 2.0, d], axis=1)
-    return out.reshape((m - 1, 4) + rest)
+    return solve_banded((1, 1), ab, rhs).reshape(V.shape)
 
 
-def tensor_coefficients(axes: Sequence[np.ndarray], values: np.ndarray, method: str) -> tuple[list, np.ndarray]:
-    """The breakpoints and per-cell power coefficients interpolating ``values`` on the grid ``axes``.
+def nodal_data(axes: Sequence[np.ndarray], values: np.ndarray, method: str) -> np.ndarray:
+    """What a lookup stores per grid point: shape ``(m_1, ..., m_N, s, ..., s)``.
 
-    ``method`` ``"linear"`` (degree 1 on every axis: multilinear) or
-    ``"bspline"`` (degree 3: the tensor product of 1-D not-a-knot cubic
-    splines, as ``make_interp_spline(k=3)`` along each axis).  Inputs are
-    checked by :func:`symgraph.interpolant.interpolant`, not here.
+    ``"linear"`` (``s = 1``): the values.  ``"bspline"`` (``s = 2``): along
+    each axis in turn, the data so far and the not-a-knot spline's second
+    derivatives of it along that axis (a linear map along the axis), so entry
+    ``[..., a_1, ..., a_N]`` is ``d^(2 a_1) ... d^(2 a_N) f`` at the point, of
+    the tensor-product spline.  Inputs are checked by
+    :func:`symgraph.interpolant.interpolant`, not here.
 
-    Returns ``(axes, coef)``, ``coef`` of shape ``(m_1 - 1, ..., m_N - 1,
-    k + 1, ..., k + 1)``.
-
-    >>> g = np.array([0.0, 1.0, 3.0])
-    >>> _, c = tensor_coefficients([g], np.array([0.0, 2.0, 3.0]), "linear")
-    >>> c.tolist()
-    [[0.0, 2.0], [2.0, 0.5]]
+    >>> g = np.array([0.0, 1.0, 2.0, 4.0])
+    >>> nodal_data([g], g**3, "bspline").round(12).tolist()   # (x^3, 6 x)
+    [[0.0, 0.0], [1.0, 6.0], [8.0, 12.0], [64.0, 24.0]]
     """
-    axes = [np.asarray(g, dtype=float) for g in axes]
-    per_axis = _linear_axis if method == "linear" else _cubic_axis
-    C = np.asarray(values, dtype=float)
+    W = np.asarray(values, dtype=float)
     n = len(axes)
+    if method == "linear":
+        return W.reshape(W.shape + (1,) * n)
     for j, g in enumerate(axes):
-        # axis j (now at position j) to the front, its cells and powers back at j and at the end
-        C = np.moveaxis(per_axis(g, np.moveaxis(C, j, 0)), (0, 1), (j, C.ndim))
-    # C now has the cell axes at 0..n-1 and the power axes at n..2n-1 in axis order
-    assert C.ndim == 2 * n
-    return axes, np.ascontiguousarray(C)
+        M = np.moveaxis(_second_derivatives(np.asarray(g, dtype=float), np.moveaxis(W, j, 0)), 0, j)
+        W = np.stack([W, M], axis=-1)
+    return np.ascontiguousarray(W)
 
 
 # ------------------------------------------------------------------ the Function
-def lookup_function(name: str, axes: Sequence[np.ndarray], coef: np.ndarray, flat: bool) -> Any:
-    """The native Function ``x -> p(x)`` of a tensor-product piecewise polynomial (see the module docstring).
+def lookup_function(name: str, method: str, axes: Sequence[np.ndarray], values: np.ndarray, flat: bool) -> Any:
+    """The native Function interpolating ``values`` on the grid ``axes`` by ``method`` (see the module docstring).
 
     Args:
         name: the Function's name.
-        axes: the breakpoints of each axis, strictly increasing (not checked).
-        coef: per-cell power coefficients, shape ``(m_1 - 1, ..., m_N - 1, k_1 + 1, ..., k_N + 1)``.
+        method: ``"linear"`` or ``"bspline"``.
+        axes: the breakpoints of each axis, strictly increasing (not checked:
+            :func:`symgraph.interpolant.interpolant` checks its arguments).
+        values: shape ``(m_1, ..., m_N)``.
         flat: the Function takes a scalar (1-D only) instead of a vector of length ``N``.
 
     >>> import numpy as np
-    >>> g = np.array([0.0, 1.0, 2.0])
-    >>> F = lookup_function("sq", [g], np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 1.0]]), flat=True)  # x^2
-    >>> [float(F(v)) for v in (0.5, 1.5, 3.0, -1.0)]
-    [0.25, 2.25, 9.0, 1.0]
+    >>> g = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> F = lookup_function("cube", "bspline", [g], g**3, flat=True)
+    >>> [round(float(F(v)), 12) for v in (0.5, 2.5, 4.0, -1.0)]
+    [0.125, 15.625, 64.0, -1.0]
     """
     axes = [np.ascontiguousarray(g, dtype=float) for g in axes]
-    coef = np.ascontiguousarray(coef, dtype=float)
-    table = _TableStructure(axes, coef, bool(flat), name).function(f"{name}_table")
+    table = _TableStructure(method, axes, nodal_data(axes, values, method), bool(flat), name).function(
+        f"{name}_table")
     s = _LookupStructure(table, {}, (0,) * len(axes), name)
     F = s.function(name)
     s.family[s.orders] = F
@@ -204,19 +201,58 @@ def _factors(degrees: tuple, orders: tuple) -> np.ndarray:
     return out
 
 
-def _evaluate(axes: list, coef: np.ndarray, orders: tuple, X: np.ndarray) -> np.ndarray:
-    """The order-``orders`` derivative of the piecewise polynomial at the rows of ``X`` (``(width, N)``)."""
+def _transform_rows(kind: int, h: Any) -> list:
+    """Per power ``p``, the weights of the cell's nodal numbers (``y0, y1`` or ``y0, M0, y1, M1``) in ``a_p``.
+
+    ``h`` is the cell width (a number or an array); a weight is a number or
+    an array like ``h``.  The C computes the same expressions (see
+    ``_TableStructure.c_function``).
+
+    >>> _transform_rows(1, 2.0)
+    [[1.0, 0.0], [-0.5, 0.5]]
+    """
+    ih = 1.0 / h
+    if kind == 1:
+        return [[1.0, 0.0], [-ih, ih]]
+    return [[1.0, 0.0, 0.0, 0.0],
+            [-ih, -(h / 3.0), ih, -(h / 6.0)],
+            [0.0, 0.5, 0.0, 0.0],
+            [0.0, -(ih / 6.0), 0.0, ih / 6.0]]
+
+
+def _evaluate(axes: list, nodal: np.ndarray, degrees: tuple, orders: tuple, X: np.ndarray) -> np.ndarray:
+    """The order-``orders`` derivative of the piecewise polynomial at the rows of ``X`` (``(width, N)``).
+
+    The operations of the C evaluator (``_TableStructure.c_function``), in
+    the same order, over all rows at once.
+    """
     n, width = len(axes), X.shape[0]
-    degrees = tuple(c - 1 for c in coef.shape[n:])
-    idx, ts = [], []
+    s = nodal.shape[n:]
+    idx, ts, hs = [], [], []
     for j, g in enumerate(axes):
         xj = X[:, j]
         i = np.clip(np.searchsorted(g, xj.real, side="right") - 1, 0, g.size - 2)
-        idx.append(i)
+        shape = [width] + [1] * n
+        shape[1 + j] = 2
+        idx.append((i[:, None] + np.arange(2)).reshape(shape))
         ts.append(xj - g[i])
-    C = coef[tuple(idx)] * _factors(degrees, orders)  # (width, k_1 + 1, ..., k_N + 1)
+        hs.append(g[i + 1] - g[i])
+    G = nodal[tuple(idx)]  # (width, 2, ..., 2, s_1, ..., s_N): the cell's corners
+    G = G.transpose([0] + [a for j in range(n) for a in (1 + j, 1 + n + j)])
+    C = G.reshape((width,) + tuple(2 * sj for sj in s))
     if np.iscomplexobj(X):
         C = C.astype(X.dtype)
+    for j in range(n):  # nodal numbers to power coefficients, axis by axis
+        Cm = np.moveaxis(C, 1 + j, 1)
+        rows = _transform_rows(degrees[j], hs[j])
+        out = []
+        for row in rows:
+            acc = _weight(row[0], Cm.ndim) * Cm[:, 0]
+            for a in range(1, len(row)):
+                acc = acc + _weight(row[a], Cm.ndim) * Cm[:, a]
+            out.append(acc)
+        C = np.moveaxis(np.stack(out, axis=1), 1, 1 + j)
+    C = C * _factors(degrees, orders)  # (width, k_1 + 1, ..., k_N + 1)
     for j in range(n - 1, -1, -1):  # Horner along the last power axis, the last coordinate first
         t = ts[j].reshape((width,) + (1,) * (C.ndim - 2))
         acc = C[..., -1]
@@ -224,6 +260,11 @@ def _evaluate(axes: list, coef: np.ndarray, orders: tuple, X: np.ndarray) -> np.
             acc = C[..., p] + t * acc
         C = acc
     return np.where(np.isnan(X).any(axis=1), np.nan, C)
+
+
+def _weight(w: Any, ndim: int) -> Any:
+    """A transform weight (number, or one per row) shaped to multiply a ``(width, ...)`` slice of ``ndim - 1`` axes."""
+    return w if np.ndim(w) == 0 else np.reshape(w, (-1,) + (1,) * (ndim - 2))
 
 
 class _TableStructure(NativeStructure):
@@ -236,80 +277,91 @@ class _TableStructure(NativeStructure):
 
     savable = False
 
-    def __init__(self, axes: list, coef: np.ndarray, flat: bool, root: str) -> None:
-        self.axes, self.coef, self.flat = axes, coef, flat
+    def __init__(self, method: str, axes: list, nodal: np.ndarray, flat: bool, root: str) -> None:
+        self.method, self.axes, self.nodal, self.flat = method, axes, nodal, flat
         self.n = len(axes)
         self.cells = tuple(g.size - 1 for g in axes)
-        self.degrees = tuple(c - 1 for c in coef.shape[self.n:])
+        self.degrees = (DEGREES[method][0],) * self.n
         super().__init__([() if flat else (self.n,), (self.n,)], [()], ["x", "orders"], ["y"])
         self._tables: list | None = None
-        self.label = (f"interpolant table of {root}: {'x'.join(str(c + 1) for c in self.cells)} grid, degree "
-                      f"{'x'.join(map(str, self.degrees))}, {coef.size} coefficients, binary search")
+        self.label = (f"interpolant table of {root}: {method} on a {'x'.join(str(c + 1) for c in self.cells)} "
+                      f"grid, {nodal.size} nodal numbers, cell search")
 
     def to_data(self, index: dict) -> tuple:
         """An identity record for the compile cache's digest: the tables by their hash (not loadable)."""
         import hashlib
 
         h = hashlib.blake2b(digest_size=32)
-        for a in (*self.axes, self.coef):
+        for a in (*self.axes, self.nodal):
             h.update(repr(a.shape).encode())
             h.update(a.tobytes())
-        return ("native", "lookup_table", self.flat, self.coef.shape, h.hexdigest())
+        return ("native", "lookup_table", self.method, self.flat, self.nodal.shape, h.hexdigest())
 
     def evaluate(self, columns: list, width: int) -> list:
         X, orders = columns_as_arrays(columns, self.in_shapes, width)
         (o,) = {tuple(int(v) for v in row.real) for row in np.asarray(orders).reshape(width, self.n)}
-        return arrays_as_columns([_evaluate(self.axes, self.coef, o, X.reshape(width, self.n))], width)
+        y = _evaluate(self.axes, self.nodal, self.degrees, o, X.reshape(width, self.n))
+        return arrays_as_columns([y], width)
 
     def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
-        n, block = self.n, int(np.prod([k + 1 for k in self.degrees]))
+        n, kind, s = self.n, self.degrees[0], DEGREES[self.method][1]
         sizes = [k + 1 for k in self.degrees]
+        block = int(np.prod(sizes))
+        gathered = (2 * s) ** n
+        points = [g.size for g in self.axes]
+        pstride = [int(np.prod(points[j + 1:])) for j in range(n)]
+        tstride = [s ** (n - 1 - j) for j in range(n)]
         if self._tables is None:  # the numbers as C text once (the backend may ask more than once)
             self._tables = []
             for j, g in enumerate(self.axes):
                 self._tables += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
-            self._tables += [f"  static const double cf[{self.coef.size}] = {{", _c_numbers(self.coef), "  };"]
+            self._tables += [f"  static const double nd[{self.nodal.size}] = {{", _c_numbers(self.nodal), "  };"]
         lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
                  f"  /* {self.label} */",
                  *self._tables,
-                  f"  static const long size[{n}] = {{{', '.join(map(str, sizes))}}};",
-                  "  const double *x = arg[0];",
-                  f"  double t[{n}], r[{block}];",
-                  f"  long o[{n}], cell = 0;",
-                  "  (void)w;",
-                  f"  for (long j = 0; j < {n}; ++j) o[j] = (long)arg[1][j];"]
+                 f"  static const long size[{n}] = {{{', '.join(map(str, sizes))}}};",
+                 f"  static const long pstride[{n}] = {{{', '.join(map(str, pstride))}}};",
+                 f"  static const long tstride[{n}] = {{{', '.join(map(str, tstride))}}};",
+                 "  const double *x = arg[0];",
+                 f"  double t[{n}], h[{n}], r[{gathered}], tmp[{gathered}];",
+                 f"  long o[{n}], lo[{n}];",
+                 "  (void)w;",
+                 f"  for (long j = 0; j < {n}; ++j) o[j] = (long)arg[1][j];"]
         for j, g in enumerate(self.axes):
-            c = self.cells[j]
-            if c > 1 and _nearly_uniform(g):
-                h = float(g[-1] - g[0]) / c
-                lines += ["  {",
-                          f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN); */",
-                          "    /* nearly uniform: a guess from the mean step, off by one at most, then fixed */",
-                          f"    const double xj = x[{j}];",
-                          f"    double u = (xj - {float(g[0])!r}) * {1.0 / h!r};",
-                          "    long lo;",
-                          "    u = u > 0.0 ? u : 0.0;",
-                          f"    u = u < {c - 1}.0 ? u : {c - 1}.0;",
-                          "    lo = (long)u;",
-                          f"    while (lo < {c - 1} && g{j}[lo + 1] <= xj) ++lo;",
-                          f"    while (lo > 0 && g{j}[lo] > xj) --lo;",
-                          f"    t[{j}] = xj - g{j}[lo];",
-                          f"    cell = cell * {c} + lo;",
-                          "  }"]
-                continue
-            lines += ["  {",
-                      f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN); */",
-                      "    /* branch-free halving (a conditional move), the answer in [lo, lo + len) */",
-                      f"    const double xj = x[{j}];",
-                      f"    long lo = 0, len = {c};",
-                      "    while (len > 1) {",
-                      "      long half = len / 2;",
-                      f"      lo = g{j}[lo + half] <= xj ? lo + half : lo;",
-                      "      len -= half;",
-                      "    }",
-                      f"    t[{j}] = xj - g{j}[lo];",
-                      f"    cell = cell * {c} + lo;",
+            lines += ["  {", *self._search_c(j, g), f"    t[{j}] = xj - g{j}[c];", f"    h[{j}] = g{j}[c + 1] - g{j}[c];",
+                      f"    lo[{j}] = c;", "  }"]
+        lines += [f"  for (long q = 0; q < {gathered}; ++q) {{",
+                  "    /* the cell's corners: per axis the node (0, 1) and the nodal number (value, M) */",
+                  "    long rem = q, pt = 0, ty = 0;",
+                  f"    for (long j = {n - 1}; j >= 0; --j) {{",
+                  f"      long a = rem % {2 * s};",
+                  f"      rem /= {2 * s};",
+                  f"      pt += (lo[j] + a / {s}) * pstride[j];",
+                  f"      ty += (a % {s}) * tstride[j];",
+                  "    }",
+                  f"    r[q] = nd[pt * {s ** n} + ty];",
+                  "  }"]
+        done = 1  # nodal numbers to power coefficients, axis by axis (the rows of _transform_rows)
+        for j in range(n):
+            inner = (2 * s) ** (n - 1 - j)
+            lines += ["  {", f"    const double hj = h[{j}], ih = 1.0 / hj;"]
+            if kind == 1:
+                rows = [["1.0", "0.0"], ["-ih", "ih"]]
+            else:
+                rows = [["1.0", "0.0", "0.0", "0.0"], ["-ih", "-(hj / 3.0)", "ih", "-(hj / 6.0)"],
+                        ["0.0", "0.5", "0.0", "0.0"], ["0.0", "-(ih / 6.0)", "0.0", "ih / 6.0"]]
+            lines += [f"    const double T[{len(rows)}][{2 * s}] = {{"
+                      + ", ".join("{" + ", ".join(row) + "}" for row in rows) + "};",
+                      f"    for (long u = 0; u < {done}; ++u)",
+                      f"      for (long p = 0; p < {kind + 1}; ++p)",
+                      f"        for (long i = 0; i < {inner}; ++i) {{",
+                      f"          double acc = T[p][0] * r[(u * {2 * s}) * {inner} + i];",
+                      f"          for (long a = 1; a < {2 * s}; ++a) acc = acc + T[p][a] * r[(u * {2 * s} + a) * {inner} + i];",
+                      f"          tmp[(u * {kind + 1} + p) * {inner} + i] = acc;",
+                      "        }",
+                      f"    for (long q = 0; q < {done * (kind + 1) * inner}; ++q) r[q] = tmp[q];",
                       "  }"]
+            done *= kind + 1
         lines += [f"  for (long q = 0; q < {block}; ++q) {{",
                   "    /* the derivative's factor prod_j p_j! / (p_j - o_j)!, an exact integer */",
                   "    double f = 1.0;",
@@ -319,7 +371,7 @@ class _TableStructure(NativeStructure):
                   "      rem /= size[j];",
                   "      for (long i = 0; i < o[j]; ++i) f *= (double)(p - i);",
                   "    }",
-                  f"    r[q] = cf[cell * {block} + q] * f;",
+                  "    r[q] = r[q] * f;",
                   "  }"]
         outer = block
         for j in range(n - 1, -1, -1):
@@ -334,6 +386,29 @@ class _TableStructure(NativeStructure):
         lines += [f"  res[0][0] = ({nan}) ? NAN : r[0];", "}\n"]
         return "\n".join(lines), 0
 
+    def _search_c(self, j: int, g: np.ndarray) -> list[str]:
+        """C lines setting ``c``: the last of ``g_j[0..cells-1]`` ``<=`` ``xj``, else 0 (below the grid, NaN)."""
+        c = self.cells[j]
+        lines = [f"    /* axis {j}: the last of g{j}[0..{c - 1}] <= x[{j}], else 0 (below the grid, NaN) */",
+                 f"    const double xj = x[{j}];"]
+        if c > 1 and _nearly_uniform(g):
+            step = float(g[-1] - g[0]) / c
+            return lines + ["    /* nearly uniform: a guess from the mean step, off by one at most, then fixed */",
+                            f"    double u = (xj - {float(g[0])!r}) * {1.0 / step!r};",
+                            "    long c;",
+                            "    u = u > 0.0 ? u : 0.0;",
+                            f"    u = u < {c - 1}.0 ? u : {c - 1}.0;",
+                            "    c = (long)u;",
+                            f"    while (c < {c - 1} && g{j}[c + 1] <= xj) ++c;",
+                            f"    while (c > 0 && g{j}[c] > xj) --c;"]
+        return lines + ["    /* branch-free halving (a conditional move), the answer in [c, c + len) */",
+                        f"    long c = 0, len = {c};",
+                        "    while (len > 1) {",
+                        "      long half = len / 2;",
+                        f"      c = g{j}[c + half] <= xj ? c + half : c;",
+                        "      len -= half;",
+                        "    }"]
+
 
 class _LookupStructure(NativeStructure):
     """A lookup: derivative ``orders`` of the piecewise polynomial of ``table``; see the module docstring."""
@@ -346,10 +421,8 @@ class _LookupStructure(NativeStructure):
         self.children = (table,)
         self.n, self.flat = t.n, t.flat
         self.degrees = tuple(k - o for k, o in zip(t.degrees, orders))
-        self._factors = _factors(t.degrees, orders)
         super().__init__([() if t.flat else (t.n,)], [()], ["x"], ["y"])
-        self.label = (f"interpolant lookup, {'x'.join(str(c + 1) for c in t.cells)} grid, degree "
-                      f"{'x'.join(map(str, t.degrees))}, binary search"
+        self.label = (f"interpolant lookup, {t.method} on a {'x'.join(str(c + 1) for c in t.cells)} grid"
                       + (f", derivative {orders} of {root}" if sum(orders) else ""))
 
     def to_data(self, index: dict) -> tuple:
@@ -399,7 +472,8 @@ class _LookupStructure(NativeStructure):
     def evaluate(self, columns: list, width: int) -> list:
         (X,) = columns_as_arrays(columns, self.in_shapes, width)
         t = self.table.structure
-        return arrays_as_columns([_evaluate(t.axes, t.coef, self.orders, X.reshape(width, self.n))], width)
+        y = _evaluate(t.axes, t.nodal, t.degrees, self.orders, X.reshape(width, self.n))
+        return arrays_as_columns([y], width)
 
     def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
         table = callees[self.table]

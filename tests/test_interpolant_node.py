@@ -20,7 +20,7 @@ from scipy.sparse.linalg import spsolve
 import symgraph as sg
 from symgraph.errors import InvalidInputError, OptionError, ShapeError, SymgraphError
 from symgraph.interpolant import MAX_EXPANDED_POINTS, interpolant
-from symgraph.lookup import is_lookup, lookup_function, tensor_coefficients
+from symgraph.lookup import is_lookup, lookup_function, nodal_data
 
 RNG = np.random.default_rng(1101)
 HAVE_GCC = shutil.which("gcc") is not None
@@ -361,8 +361,8 @@ def test_value_gradient_and_hessian_share_one_table_in_c():
     x = sg.symbols("x", 2)
     D = sg.Function("d", [x], [F(x), sg.grad(F(x), x), sg.hessian(F(x), x)])
     code = D.c_code()
-    assert code.count("static const double cf[") == 1
-    assert code.count("static const double cf[") == F.c_code().count("static const double cf[")
+    assert code.count("static const double nd[") == 1
+    assert code.count("static const double nd[") == F.c_code().count("static const double nd[")
     assert len(code) < 1.5 * len(F.c_code())
 
 
@@ -373,7 +373,7 @@ def test_c_size_grows_linearly_with_the_table():
         g = np.linspace(0.0, 1.0, m)
         F = interpolant("f", "bspline", g, np.sin(g))
         sizes.append(len(F.c_code()))
-    per_number = (sizes[1] - sizes[0]) / (5 * 3000)  # 4 coefficients per cell + 1 breakpoint per point
+    per_number = (sizes[1] - sizes[0]) / (3 * 3000)  # value and M + 1 breakpoint per point
     assert 5.0 < per_number < 30.0
 
 
@@ -447,8 +447,8 @@ def test_the_node_cannot_be_saved_but_says_why():
 
 def test_lookup_function_directly():
     g = np.array([0.0, 1.0, 2.0, 4.0])
-    axes, coef = tensor_coefficients([g], g**2, "linear")
-    F = lookup_function("sq", axes, coef, flat=True)
+    assert nodal_data([g], g**2, "linear").shape == (4, 1)
+    F = lookup_function("sq", "linear", [g], g**2, flat=True)
     assert [float(F(v)) for v in (0.5, 3.0, 5.0)] == [0.5, 10.0, 22.0]  # the end piece continued: 16 + 6 * 1
     S = interpolant("s", "bspline", np.linspace(0.0, 1.0, 300), np.linspace(0.0, 1.0, 300) ** 3)
     T = S.structure.table  # the shared evaluator, derivative orders as its second input
