@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 from ..call import rebuild
-from ..expr import RESULT, Expr, apply, building, const, topological
+from ..expr import RESULT, Expr, _binary, apply, building, const, topological
 from .analysis import Context
 from .pattern import OP, alternatives, compile_matcher
 from .rules import Rule
@@ -170,7 +170,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 if len(args) == 2:  # the common case, unrolled
                     a0, a1 = args
                     b0, b1 = new_get(a0, a0), new_get(a1, a1)  # operands not walked are normal
-                    rebuilt = node if (b0 is a0 and b1 is a1) else apply(node.op, b0, b1)
+                    rebuilt = node if (b0 is a0 and b1 is a1) else _binary(node.op, b0, b1)
                 else:
                     nargs = [new_get(a, a) for a in args]
                     changed = any(a is not b for a, b in zip(args, nargs))

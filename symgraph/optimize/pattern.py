@@ -29,7 +29,7 @@ import keyword
 from typing import Any
 
 from ..errors import OptimizerOptionError
-from ..expr import CONST, Expr, apply, const
+from ..expr import CONST, Expr, _binary, _unary, apply, const
 from ..ops import OPS, Op
 
 OP, VAR, CST, LIT = 0, 1, 2, 3
@@ -170,6 +170,10 @@ class _GraphBuilders:
         if name not in OPS:
             raise AttributeError(f"no op {name!r} in the op table")
         op = OPS[name]
+        if op.arity == 2 and not op.has("structural"):  # what apply does for two operands, without its checks
+            return lambda a, b: _binary(op, a, b)
+        if op.arity == 1 and not op.has("structural"):
+            return lambda a: _unary(op, a)
         return lambda *args: apply(op, *args)
 
     __getitem__ = __getattr__
