@@ -211,13 +211,22 @@ def _transform_rows(kind: int, h: Any) -> list:
     >>> _transform_rows(1, 2.0)
     [[1.0, 0.0], [-0.5, 0.5]]
     """
-    ih = 1.0 / h
+    if isinstance(h, _Named):  # the C expressions of the same weights
+        one, zero, ih, m_ih, m_h3, m_h6, half, m_ih6, ih6 = ("1.0", "0.0", "ih", "-ih", "-(hj / 3.0)",
+                                                           "-(hj / 6.0)", "0.5", "-(ih / 6.0)", "ih / 6.0")
+    else:
+        ih = 1.0 / h
+        one, zero, m_ih, m_h3, m_h6, half, m_ih6, ih6 = 1.0, 0.0, -ih, -(h / 3.0), -(h / 6.0), 0.5, -(ih / 6.0), ih / 6.0
     if kind == 1:
-        return [[1.0, 0.0], [-ih, ih]]
-    return [[1.0, 0.0, 0.0, 0.0],
-            [-ih, -(h / 3.0), ih, -(h / 6.0)],
-            [0.0, 0.5, 0.0, 0.0],
-            [0.0, -(ih / 6.0), 0.0, ih / 6.0]]
+        return [[one, zero], [m_ih, ih]]
+    return [[one, zero, zero, zero],
+            [m_ih, m_h3, ih, m_h6],
+            [zero, half, zero, zero],
+            [zero, m_ih6, zero, ih6]]
+
+
+class _Named:
+    """Stands for the cell width in :func:`_transform_rows`: the weights as C expressions."""
 
 
 def _evaluate(axes: list, nodal: np.ndarray, degrees: tuple, orders: tuple, X: np.ndarray) -> np.ndarray:
@@ -246,9 +255,10 @@ def _evaluate(axes: list, nodal: np.ndarray, degrees: tuple, orders: tuple, X: n
         Cm = np.moveaxis(C, 1 + j, 1)
         rows = _transform_rows(degrees[j], hs[j])
         out = []
-        for row in rows:
-            acc = _weight(row[0], Cm.ndim) * Cm[:, 0]
-            for a in range(1, len(row)):
+        for row in rows:  # as the C: zero weights skipped, the others added left to right
+            terms = [a for a, wt in enumerate(row) if not (np.ndim(wt) == 0 and wt == 0.0)]
+            acc = _weight(row[terms[0]], Cm.ndim) * Cm[:, terms[0]]
+            for a in terms[1:]:
                 acc = acc + _weight(row[a], Cm.ndim) * Cm[:, a]
             out.append(acc)
         C = np.moveaxis(np.stack(out, axis=1), 1, 1 + j)
@@ -282,7 +292,9 @@ class _TableStructure(NativeStructure):
         self.n = len(axes)
         self.cells = tuple(g.size - 1 for g in axes)
         self.degrees = (DEGREES[method][0],) * self.n
-        super().__init__([() if flat else (self.n,), (self.n,)], [()], ["x", "orders"], ["y"])
+        self.block = (self.degrees[0] + 1) ** self.n
+        super().__init__([() if flat else (self.n,), (self.n,), (self.block,)], [()], ["x", "orders", "factors"],
+                         ["y"])
         self._tables: list | None = None
         self.label = (f"interpolant table of {root}: {method} on a {'x'.join(str(c + 1) for c in self.cells)} "
                       f"grid, {nodal.size} nodal numbers, cell search")
@@ -298,84 +310,64 @@ class _TableStructure(NativeStructure):
         return ("native", "lookup_table", self.method, self.flat, self.nodal.shape, h.hexdigest())
 
     def evaluate(self, columns: list, width: int) -> list:
-        X, orders = columns_as_arrays(columns, self.in_shapes, width)
+        X, orders, _ = columns_as_arrays(columns, self.in_shapes, width)
         (o,) = {tuple(int(v) for v in row.real) for row in np.asarray(orders).reshape(width, self.n)}
         y = _evaluate(self.axes, self.nodal, self.degrees, o, X.reshape(width, self.n))
         return arrays_as_columns([y], width)
 
     def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
         n, kind, s = self.n, self.degrees[0], DEGREES[self.method][1]
-        sizes = [k + 1 for k in self.degrees]
-        block = int(np.prod(sizes))
+        block = (kind + 1) ** n
         gathered = (2 * s) ** n
         points = [g.size for g in self.axes]
-        pstride = [int(np.prod(points[j + 1:])) for j in range(n)]
-        tstride = [s ** (n - 1 - j) for j in range(n)]
+        span = s ** n  # nodal numbers per point
+        pstride = [int(np.prod(points[j + 1:], dtype=np.int64)) * span for j in range(n)]
+        off = []  # corner q: per axis (last fastest) node a // s and nodal number a % s
+        for q in range(gathered):
+            rem, total = q, 0
+            for j in range(n - 1, -1, -1):
+                a = rem % (2 * s)
+                rem //= 2 * s
+                total += (a // s) * pstride[j] + (a % s) * s ** (n - 1 - j)
+            off.append(total)
         if self._tables is None:  # the numbers as C text once (the backend may ask more than once)
             self._tables = []
             for j, g in enumerate(self.axes):
                 self._tables += [f"  static const double g{j}[{g.size}] = {{", _c_numbers(g), "  };"]
             self._tables += [f"  static const double nd[{self.nodal.size}] = {{", _c_numbers(self.nodal), "  };"]
         lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
-                 f"  /* {self.label} */",
+                 f"  /* {self.label}; arg[1]: derivative orders, arg[2]: their factors (_factors) */",
                  *self._tables,
-                 f"  static const long size[{n}] = {{{', '.join(map(str, sizes))}}};",
-                 f"  static const long pstride[{n}] = {{{', '.join(map(str, pstride))}}};",
-                 f"  static const long tstride[{n}] = {{{', '.join(map(str, tstride))}}};",
-                 "  const double *x = arg[0];",
+                 f"  static const long off[{gathered}] = {{{', '.join(map(str, off))}}};",
+                 "  const double *x = arg[0], *fac = arg[2];",
                  f"  double t[{n}], h[{n}], r[{gathered}], tmp[{gathered}];",
-                 f"  long o[{n}], lo[{n}];",
+                 f"  long o[{n}], base = 0;",
                  "  (void)w;",
                  f"  for (long j = 0; j < {n}; ++j) o[j] = (long)arg[1][j];"]
         for j, g in enumerate(self.axes):
             lines += ["  {", *self._search_c(j, g), f"    t[{j}] = xj - g{j}[c];", f"    h[{j}] = g{j}[c + 1] - g{j}[c];",
-                      f"    lo[{j}] = c;", "  }"]
-        lines += [f"  for (long q = 0; q < {gathered}; ++q) {{",
-                  "    /* the cell's corners: per axis the node (0, 1) and the nodal number (value, M) */",
-                  "    long rem = q, pt = 0, ty = 0;",
-                  f"    for (long j = {n - 1}; j >= 0; --j) {{",
-                  f"      long a = rem % {2 * s};",
-                  f"      rem /= {2 * s};",
-                  f"      pt += (lo[j] + a / {s}) * pstride[j];",
-                  f"      ty += (a % {s}) * tstride[j];",
-                  "    }",
-                  f"    r[q] = nd[pt * {s ** n} + ty];",
-                  "  }"]
-        done = 1  # nodal numbers to power coefficients, axis by axis (the rows of _transform_rows)
+                      f"    base += c * {pstride[j]}L;", "  }"]
+        lines.append(f"  for (long q = 0; q < {gathered}; ++q) r[q] = nd[base + off[q]];  /* the cell's corners */")
+        names = ["1.0", "0.0", "-ih", "ih", "-(hj / 3.0)", "-(hj / 6.0)", "0.5", "-(ih / 6.0)", "ih / 6.0"]
+        rows = _transform_rows(kind, _Named())
+        done = 1  # nodal numbers to power coefficients, axis by axis (the rows of _transform_rows), zeros skipped
         for j in range(n):
             inner = (2 * s) ** (n - 1 - j)
             lines += ["  {", f"    const double hj = h[{j}], ih = 1.0 / hj;"]
-            if kind == 1:
-                rows = [["1.0", "0.0"], ["-ih", "ih"]]
-            else:
-                rows = [["1.0", "0.0", "0.0", "0.0"], ["-ih", "-(hj / 3.0)", "ih", "-(hj / 6.0)"],
-                        ["0.0", "0.5", "0.0", "0.0"], ["0.0", "-(ih / 6.0)", "0.0", "ih / 6.0"]]
-            lines += [f"    const double T[{len(rows)}][{2 * s}] = {{"
-                      + ", ".join("{" + ", ".join(row) + "}" for row in rows) + "};",
-                      f"    for (long u = 0; u < {done}; ++u)",
-                      f"      for (long p = 0; p < {kind + 1}; ++p)",
-                      f"        for (long i = 0; i < {inner}; ++i) {{",
-                      f"          double acc = T[p][0] * r[(u * {2 * s}) * {inner} + i];",
-                      f"          for (long a = 1; a < {2 * s}; ++a) acc = acc + T[p][a] * r[(u * {2 * s} + a) * {inner} + i];",
-                      f"          tmp[(u * {kind + 1} + p) * {inner} + i] = acc;",
-                      "        }",
-                      f"    for (long q = 0; q < {done * (kind + 1) * inner}; ++q) r[q] = tmp[q];",
-                      "  }"]
+            for u in range(done):
+                for p, row in enumerate(rows):
+                    for i in range(inner):
+                        terms = [f"r[{(u * 2 * s + a) * inner + i}]" if wt == "1.0" else f"{wt} * r[{(u * 2 * s + a) * inner + i}]"
+                                 for a, wt in enumerate(row) if wt != "0.0"]
+                        lines.append(f"    tmp[{(u * (kind + 1) + p) * inner + i}] = {' + '.join(terms)};")
+            size = done * (kind + 1) * inner
+            lines += [f"    for (long q = 0; q < {size}; ++q) r[q] = tmp[q];", "  }"]
             done *= kind + 1
-        lines += [f"  for (long q = 0; q < {block}; ++q) {{",
-                  "    /* the derivative's factor prod_j p_j! / (p_j - o_j)!, an exact integer */",
-                  "    double f = 1.0;",
-                  "    long rem = q;",
-                  f"    for (long j = {n - 1}; j >= 0; --j) {{",
-                  "      long p = rem % size[j];",
-                  "      rem /= size[j];",
-                  "      for (long i = 0; i < o[j]; ++i) f *= (double)(p - i);",
-                  "    }",
-                  "    r[q] = r[q] * f;",
-                  "  }"]
+        assert all(wt in names for row in rows for wt in row)
+        lines.append(f"  for (long q = 0; q < {block}; ++q) r[q] = r[q] * fac[q];  /* d^o t^p = p!/(p-o)! t^(p-o) */")
         outer = block
         for j in range(n - 1, -1, -1):
-            inner = self.degrees[j] + 1
+            inner = kind + 1
             outer //= inner
             lines += [f"  for (long u = 0; u < {outer}; ++u) {{",
                       f"    double acc = r[u * {inner} + {inner - 1}];",
@@ -421,6 +413,7 @@ class _LookupStructure(NativeStructure):
         self.children = (table,)
         self.n, self.flat = t.n, t.flat
         self.degrees = tuple(k - o for k, o in zip(t.degrees, orders))
+        self.factors = _factors(t.degrees, orders).reshape(-1)
         super().__init__([() if t.flat else (t.n,)], [()], ["x"], ["y"])
         self.label = (f"interpolant lookup, {t.method} on a {'x'.join(str(c + 1) for c in t.cells)} grid"
                       + (f", derivative {orders} of {root}" if sum(orders) else ""))
@@ -477,10 +470,12 @@ class _LookupStructure(NativeStructure):
 
     def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
         table = callees[self.table]
+        t = self.table.structure
         lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
                  f"  /* {self.label} */",
                  f"  static const double orders[{self.n}] = {{{', '.join(f'{o}.0' for o in self.orders)}}};",
-                 "  const double *const a[2] = {arg[0], orders};",
+                 f"  static const double factors[{t.block}] = {{{', '.join(map(repr, self.factors.tolist()))}}};",
+                 "  const double *const a[3] = {arg[0], orders, factors};",
                  f"  {table.name}(a, res, w);",
                  "}\n"]
         return "\n".join(lines), table.work_size

@@ -9,6 +9,7 @@ central finite differences and complex step; the compiled C against the VM.
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
@@ -451,6 +452,7 @@ def test_lookup_function_directly():
     F = lookup_function("sq", "linear", [g], g**2, flat=True)
     assert [float(F(v)) for v in (0.5, 3.0, 5.0)] == [0.5, 10.0, 22.0]  # the end piece continued: 16 + 6 * 1
     S = interpolant("s", "bspline", np.linspace(0.0, 1.0, 300), np.linspace(0.0, 1.0, 300) ** 3)
-    T = S.structure.table  # the shared evaluator, derivative orders as its second input
-    got = [float(T(0.5, np.array([float(o)]))) for o in range(4)]
+    T = S.structure.table  # the shared evaluator: derivative orders and their factors p!/(p-o)! as inputs
+    got = [float(T(0.5, np.array([float(o)]), np.array([float(math.perm(p, o)) for p in range(4)])))
+           for o in range(4)]
     np.testing.assert_allclose(got, [0.125, 0.75, 3.0, 6.0], rtol=1e-8)
