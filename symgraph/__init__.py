@@ -40,6 +40,8 @@ from .external import external  # sg.external: a user's C function as a call nod
 from .interop.casadi import from_casadi  # sg.from_casadi: a CasADi SX Function as a symgraph Function
 from .pictures import draw, spy, to_dot  # Graphviz pictures of graphs, sparsity plots (symgraph/pictures.py)
 from .printing import debugprint  # PyTensor-style text dump of a Function's graph
+from .serialize import from_bytes, load, save, to_bytes  # symgraph's file format (symgraph/serialize.py)
+from . import dask  # symgraph.dask: C.batch over dask arrays, map_solve on a dask.distributed cluster
 
 # Elementwise builders, one per op of the table (sg.sin, sg.atan2, sg.if_else, ...).
 add, sub, mul, div, neg = (builder(n) for n in ("add", "sub", "mul", "div", "neg"))
@@ -78,4 +80,5 @@ __all__ = [
     "simplify", "OptimizeReport", "OptimizerOptionError",
     "gather", "IndexOutOfRangeError", "hoist", "taylor", "linalg", "custom_jvp", "custom_vjp", "custom_rules", "stop_gradient", "interpolant",
     "external", "from_casadi", "to_dot", "draw", "spy", "debugprint", "MissingToolError",
+    "save", "load", "to_bytes", "from_bytes", "dask",
 ]

@@ -31,7 +31,8 @@ The Jacobian pattern of a call (sparsity, which operands and results a
 derivative reads) is the wrapped Function's own, from its graph: entries of
 the rule outside it are not seen.  :func:`symgraph.inline` copies the body
 into the caller and so **drops the rule** (the inlined graph is
-differentiated as written), and so does saving a Function to a file.
+differentiated as written); saving a Function to a file (``sg.save``,
+pickling) keeps the rule.
 
 >>> import numpy as np, symgraph as sg
 >>> x = sg.symbols("x")

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import (ArgumentCountError, DTypeError, InvalidInputError, MissingSolverError, OptionError,
+from .errors import (ArgumentCountError, DTypeError, InvalidInputError, MissingToolError, OptionError,
                      SerializationError, ShapeError, SymgraphError)
 
 __all__ = ["batch", "map_solve", "nlp_payload", "nlp_from_payload", "worker_stats", "is_dask_array"]
@@ -76,7 +76,7 @@ def _require_dask() -> Any:
         import dask
         import dask.array  # noqa: F401
     except ImportError:
-        raise MissingSolverError("symgraph.dask needs Dask: pip install 'symgraph[dask]' "
+        raise MissingToolError("symgraph.dask needs Dask: pip install 'symgraph[dask]' "
                                  "(dask[array] and distributed)") from None
     return dask
 
@@ -562,7 +562,7 @@ def _client(client: Any) -> Any:
     try:
         from distributed import default_client
     except ImportError:
-        raise MissingSolverError("map_solve needs distributed: pip install 'symgraph[dask]'") from None
+        raise MissingToolError("map_solve needs distributed: pip install 'symgraph[dask]'") from None
     try:
         return default_client()
     except ValueError:

@@ -471,7 +471,7 @@ def _entry(F: Function, index: dict) -> tuple:
         raise NotPicklableError(
             f"Function {F.name!r} carries a user derivative rule (sg.custom_jvp, sg.custom_vjp or "
             f"sg.stop_gradient), which this format cannot hold; saved without it, its derivatives would "
-            f"silently change. Pickle the Function without the rule and attach the rule again after loading")
+            f"silently change. Save it with sg.save / sg.to_bytes (or pickle it), which keep the rule")
     structure = F.structure
     tape = tape_to_data(F.tape, index) if structure is None else None
     return (F.name, tuple(F.input_names), tuple(F.output_names), tape, _sparsity_data(F),

@@ -43,7 +43,7 @@ import numpy as np
 
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
-__all__ = ["solve_function", "slogdet_function", "lu_factor_batch", "lu_solve_c"]
+__all__ = ["solve_function", "slogdet_function", "lu_factor_batch", "lu_solve_c", "load_native"]
 
 _SOLVES: dict = {}
 _SLOGDETS: dict = {}
@@ -82,6 +82,39 @@ def slogdet_function(n: int) -> Any:
     if F is None:
         F = _SLOGDETS.setdefault(int(n), _SlogdetStructure(int(n)).function(f"slogdet{int(n)}"))
     return F
+
+
+#: Largest sizes a file may declare for a solve node (a forged record must not allocate without bound).
+MAX_LOADED_N, MAX_LOADED_RHS = 4096, 1 << 16
+
+
+def load_native(record: Any, table: list, label: str) -> Any:
+    """The Function of a ``("native", "solve", n, rhs)`` or ``("native", "slogdet", n)`` record, validated.
+
+    >>> load_native(("native", "slogdet", 4), [], "r").name
+    'slogdet4'
+    >>> load_native(("native", "solve", -1, ()), [], "r")
+    Traceback (most recent call last):
+      ...
+    symgraph.errors.SerializationError: r: a native solve record is ('native', 'solve', n, rhs) with 1 <= n <= 4096 and rhs () or (k,), 1 <= k <= 65536; got ('native', 'solve', -1, ())
+    """
+    from .errors import SerializationError
+    from .function import data_repr
+
+    def size(v: Any, top: int) -> bool:
+        return type(v) is int and 1 <= v <= top
+
+    if record[1] == "solve":
+        if len(record) == 4 and size(record[2], MAX_LOADED_N) and isinstance(record[3], tuple) and (
+                record[3] == () or len(record[3]) == 1 and size(record[3][0], MAX_LOADED_RHS)):
+            return solve_function(record[2], record[3])
+        raise SerializationError(f"{label}: a native solve record is ('native', 'solve', n, rhs) with 1 <= n <= "
+                                 f"{MAX_LOADED_N} and rhs () or (k,), 1 <= k <= {MAX_LOADED_RHS}; got "
+                                 f"{data_repr(record)}")
+    if len(record) == 3 and size(record[2], MAX_LOADED_N):
+        return slogdet_function(record[2])
+    raise SerializationError(f"{label}: a native slogdet record is ('native', 'slogdet', n) with 1 <= n <= "
+                             f"{MAX_LOADED_N}; got {data_repr(record)}")
 
 
 # ------------------------------------------------------------------ numpy (the VM)

@@ -45,7 +45,8 @@ from .errors import DifferentiationError, NotPicklableError
 from .map import sizes
 from .structured import StructuredFunction
 
-__all__ = ["NativeStructure", "NativeFunction", "columns_as_arrays", "arrays_as_columns", "is_native"]
+__all__ = ["NativeStructure", "NativeFunction", "columns_as_arrays", "arrays_as_columns", "is_native", "load_native",
+           "NATIVE_MODULES"]
 
 
 class NativeStructure:
@@ -157,6 +158,32 @@ class NativeFunction(StructuredFunction):
     @property
     def derivative_rule(self) -> Any:
         return self.structure.rule(self)
+
+
+#: Native kinds a file may hold -> the module whose ``load_native(record, table, label)`` rebuilds them.
+#: Only these modules are ever imported by a loader (a file names a kind, never a module).
+NATIVE_MODULES = {"solve": "symgraph.linsolve", "slogdet": "symgraph.linsolve"}
+
+
+def load_native(record: Any, table: list, label: str) -> Any:
+    """The native Function a ``("native", kind, ...)`` record describes (:data:`symgraph.serialize.STRUCTURE_LOADERS`).
+
+    >>> load_native(("native", "solve", 3, ()), [], "record").name
+    'solve3'
+    >>> load_native(("native", "shell", 1), [], "record")
+    Traceback (most recent call last):
+      ...
+    symgraph.errors.SerializationError: record: unknown native kind 'shell' (known: slogdet, solve)
+    """
+    import importlib
+
+    from .errors import SerializationError
+
+    kind = record[1] if isinstance(record, tuple) and len(record) > 1 else None
+    module = NATIVE_MODULES.get(kind) if type(kind) is str else None
+    if module is None:
+        raise SerializationError(f"{label}: unknown native kind {kind!r} (known: {', '.join(sorted(NATIVE_MODULES))})")
+    return importlib.import_module(module).load_native(record, table, label)
 
 
 def is_native(F: Any) -> bool:

@@ -238,6 +238,9 @@ def _dependencies(G: Function) -> list:
     from .structured import children
 
     deps = list(children(G))
+    structure = G.structure
+    if structure is not None and structure.kind == "native":  # its rules are rebuilt from its structure
+        return deps
     rule = getattr(G, "derivative_rule", None)
     if isinstance(rule, _Rule):
         deps += [rule.rules[mode] for mode in sorted(rule.rules)]
@@ -268,9 +271,13 @@ def _entry(G: Function, index: dict) -> tuple:
     from .function import _sparsity_data
     from .tape import tape_to_data
 
-    rule = getattr(G, "derivative_rule", None)
-    head = (G.name, tuple(G.input_names), tuple(G.output_names), _sparsity_data(G))
     structure = G.structure
+    native = structure is not None and structure.kind == "native"  # its rules come with its structure
+    rule = None if native else getattr(G, "derivative_rule", None)
+    if native and not structure.savable:
+        raise NotPicklableError(f"Function {G.name!r} ({structure.describe()}) cannot be saved to a file: it would "
+                                f"carry code to compile")
+    head = (G.name, tuple(G.input_names), tuple(G.output_names), _sparsity_data(G))
     if rule is not None and not isinstance(rule, (_Rule, _ZeroRule)) or rule is not None and structure is not None:
         raise NotPicklableError(f"Function {G.name!r} carries a derivative rule of type {type(rule).__name__}, "
                                 f"which the symgraph file format cannot hold; saved without it, its derivatives "
@@ -529,7 +536,15 @@ def _load_fold(record: Any, table: list, label: str) -> Function:
     return structure_from_data(record, table, label)
 
 
-STRUCTURE_LOADERS: dict[str, Callable[[Any, list, str], Function]] = {"map": _load_map, "fold": _load_fold}
+def _load_native(record: Any, table: list, label: str) -> Function:
+    """A native record (a solve, a rootfinder...): see :func:`symgraph.native.load_native`."""
+    from .native import load_native
+
+    return load_native(record, table, label)
+
+
+STRUCTURE_LOADERS: dict[str, Callable[[Any, list, str], Function]] = {"map": _load_map, "fold": _load_fold,
+                                                                      "native": _load_native}
 """Structure kind -> ``loader(record, table, label)`` rebuilding the structured Function of a record.
 
 ``record`` is what the structure's ``to_data(index)`` wrote (its first

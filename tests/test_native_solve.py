@@ -237,3 +237,27 @@ def test_bad_shapes_for_the_native_path_raise_clearly():
         la.det(sg.symbols("A", (n, n + 1)))
     with pytest.raises(sg.ShapeError, match=r"expected shape \(10, 10\)"):
         solve_function(n, ())(sg.symbols("B", (n, 2)), sg.symbols("b", n))
+
+
+def test_functions_calling_solve_nodes_save_load_and_pickle():
+    from symgraph.serialize import from_bytes, to_bytes
+
+    n = N
+    rng = np.random.default_rng(11)
+    A, b, x, F = _function(n)
+    G = sg.Function("g", [A, b], [x, sg.grad(x.sum(), A)])
+    Av, bv = _matrix(rng, n, 3.0), rng.normal(size=n)
+    for H in (from_bytes(to_bytes(G)), pickle.loads(pickle.dumps(G))):
+        assert H.listing(None) == G.listing(None)
+        for got, want in zip(H.compile()(Av, bv), G.compile()(Av, bv)):
+            np.testing.assert_array_equal(got, want)
+    assert from_bytes(to_bytes(solve_function(n, (2,)))) is solve_function(n, (2,))
+
+
+def test_forged_native_records_are_refused():
+    from symgraph.native import load_native
+
+    for record in [("native", "solve", 10 ** 6, ()), ("native", "solve", 3, (0,)), ("native", "slogdet", "3"),
+                   ("native", "solve", True, ()), ("native", "os.system", 1), ("native",)]:
+        with pytest.raises(sg.SerializationError, match="record"):
+            load_native(record, [], "record")
