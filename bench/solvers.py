@@ -280,8 +280,9 @@ def bench_interpolant(quick: bool) -> None:
         print(f"  {grid:>9}  {spacing:>9}  {method:>7}  {build:>7.3f}  {compile_s:>9.2f}  {size:>5.2f}  "
               f"{size_d:>8.2f}  {c_ns:>6.1f}  {vm_ns:>6.1f}  {ref_ns:>6.1f}  {ref_name:>22}  {err:>8.1e}")
     print("  C ns / VM ns / ref ns: per lookup, CompiledFunction.batch / Function.batch (numpy VM) / the reference, "
-          "each over the whole batch;\n  C MB: the lookup's C text (~20 bytes a number: (m-1)(k+1)^N "
-          "coefficients + breakpoints); +d,d2 MB: value, gradient and Hessian together (one shared table);\n"
+          "each over the whole batch;\n  C MB: the lookup's C text (~20 bytes a number: per grid point 1 "
+          "(linear) or 2^N (bspline) nodal numbers, + breakpoints); +d,d2 MB: value, gradient and Hessian "
+          "together (one shared table);\n"
           "  uniform: the cell is guessed from the mean step, irregular: branch-free binary search")
 
 
