@@ -25,10 +25,12 @@ Two implementations compute the same piecewise polynomials:
   coefficients are constants, and the piece is evaluated as a polynomial in
   ``x - g_k``.  So it compiles to straight-line C.
 * a *lookup node* (:mod:`symgraph.lookup`; larger grids, N-D ``"bspline"``,
-  or any grid with ``expand=False``): one native call holding the per-cell
-  coefficients as tables, a binary search per axis (``numpy.searchsorted``
-  in the VM, a loop in C) and Horner's rule.  Its derivatives are lookups of
-  the differentiated coefficients, so every order exists.
+  or any grid with ``expand=False``): one native call holding the grid and
+  its nodal data (values, and for ``"bspline"`` the spline's second
+  derivatives) as tables, a cell search per axis (``numpy.searchsorted`` in
+  the VM, a binary search in C) and Horner's rule on the cell's
+  coefficients.  Its derivatives are lookups again (one more derivative
+  order on one axis), so every order exists.
 
 Either way derivatives are exact derivatives of the selected piece (first
 derivatives of ``"linear"``, any order of ``"bspline"``, which is C2 across
