@@ -40,8 +40,8 @@ resolved too.)
 **Derivatives** (implicit function theorem, at the root, with ``J =
 dG/dz`` and ``Gp = dG/dp``; none w.r.t. ``z0``, none of ``status``):
 forward ``dz = -J^-1 (Gp dp)``, reverse ``lam = J^-T zbar``, ``pbar =
--Gp^T lam``.  The rules are graphs that call ``J`` and ``Gp`` as
-Functions built from ``G``'s graph, ``R`` itself and
+-Gp^T lam``.  The rules are graphs of ``J`` and ``Gp`` (``G``'s graph
+differentiated and written out at the root), ``R`` itself and
 :func:`symgraph.linalg.solve` (a solve node beyond small ``n``), so their
 own derivatives exist: Hessians through a rootfinder work.  The derivative
 costs one linear solve with ``J`` at the root, not a differentiated
@@ -67,7 +67,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidInputError, OptionError, ShapeError, SymgraphError
-from .linsolve import _back_substitute, lu_factor_batch, lu_solve_c
+from .linsolve import _back_substitute, lu_factor_batch
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
 __all__ = ["rootfinder", "check_status", "solve", "ConvergenceError", "STATUS_FIELDS"]
@@ -225,9 +225,9 @@ class _RootfinderStructure(NativeStructure):
         self.p_shapes = [tuple(s) for s in G.input_shapes[1:]]
         z = np.asarray(G.inputs[0], dtype=object).reshape(-1)
         r = np.asarray(G.outputs[0], dtype=object).reshape(-1)
-        J = jacobian(r, z).to_dense()
-        #: dG/dz, dense (n, n) row-major, on G's own inputs: called by the C and the rules
-        self.Jz = Function(f"{name}_dGdz", list(G.inputs), [J], input_names=list(G.input_names)).optimize()
+        #: dG/dz, dense (n, n), over G's own inputs; as a Function (row-major output) called by the VM and the C
+        self.J = jacobian(r, z).to_dense()
+        self.Jz = Function(f"{name}_dGdz", list(G.inputs), [self.J], input_names=list(G.input_names)).optimize()
         self.children = (G, self.Jz)
         outputs = [self.z_shape] + ([(len(STATUS_FIELDS),)] if options["status"] else [])
         names = ["z"] + (["status"] if options["status"] else [])
@@ -363,7 +363,7 @@ class _RootfinderStructure(NativeStructure):
             "    a[0] = z; q[0] = J;",
             f"    {jz.name}(a, q, cw);",
             f"    for (long i = 0; i < {n}; ++i) dz[i] = -r[i];",
-            *lu_solve_c(n, 1, "J", "dz", "    "),
+            *_lu_solve_skipping_zeros_c(n, "J", "dz", "    "),
             "    int finite = 1;",
             f"    for (long i = 0; i < {n}; ++i) if (!isfinite(dz[i])) finite = 0;",
             "    if (!finite) break;",
@@ -395,65 +395,91 @@ class _RootfinderStructure(NativeStructure):
         return "\n".join(lines), 5 * n + n * n + max(g.work_size, jz.work_size)
 
     # ------------------------------------------------------------ derivatives
-    def _helpers(self) -> tuple[Any, Any]:
-        """``(z, p..., tp) -> Gp tp`` and ``(z, p..., lam) -> Gp^T lam`` (flat ``tp``, ``lam``), from ``G``'s graph."""
-        from .ad import jvp, vjp
-        from .array import symbols
-        from .function import Function
-
-        G = self.G
-        r = np.asarray(G.outputs[0], dtype=object).reshape(-1)
-        pflat = np.concatenate([np.asarray(p, dtype=object).reshape(-1) for p in G.inputs[1:]])
-        tp = np.asarray(symbols("tp", pflat.size), dtype=object).reshape(-1)
-        lam = np.asarray(symbols("lam", self.n), dtype=object).reshape(-1)
-        names = list(G.input_names)
-        Gp = Function(f"{G.name}_dGdp_jvp", list(G.inputs) + [tp], [np.asarray(jvp(r, pflat, tp), dtype=object)],
-                      input_names=names + ["tp"])
-        GpT = Function(f"{G.name}_dGdp_vjp", list(G.inputs) + [lam], [np.asarray(vjp(r, pflat, lam), dtype=object)],
-                       input_names=names + ["lam"])
-        return Gp, GpT
-
     def make_rules(self, F: Any) -> dict:
+        """The jvp and vjp rules: ``G``'s Jacobians written out at the root (substituted, so their zeros and
+        constants stay visible to the optimizer) and :func:`symgraph.linalg.solve`."""
+        from .ad import jvp as jvp_of, vjp as vjp_of
         from .call import call_function
         from .function import Function
         from .linalg import solve
+        from .substitution import substitute
 
-        n, status = self.n, self.options["status"]
+        n, status, G = self.n, self.options["status"], self.G
         zeros_z = np.zeros(self.z_shape, dtype=object)
         zeros_z[...] = 0.0
-        z0 = _symbols("z0", self.z_shape)
+        z0, tz0 = _symbols("z0", self.z_shape), _symbols("tz0", self.z_shape)
         ps = [_symbols(f"p{k}", s) for k, s in enumerate(self.p_shapes)]
-        tz0 = _symbols("tz0", self.z_shape)
         tps = [_symbols(f"tp{k}", s) for k, s in enumerate(self.p_shapes)]
         zs, zbar = _symbols("z", self.z_shape), _symbols("zbar", self.z_shape)
-        st, stbar = (_symbols("status", (3,)), _symbols("statusbar", (3,))) if status else (None, None)
+        st_in = [_symbols("status", (3,)), _symbols("statusbar", (3,))] if status else []
         extra_out = [np.zeros(3, dtype=object) + 0.0] if status else []
+        vjp_inputs = [z0, *ps, zs] + st_in[:1] + [zbar] + st_in[1:]
+        if not self.p_shapes:  # no parameters: z does not change
+            return {"jvp": Function(f"{F.name}_jvp_rule", [z0, tz0], [zeros_z] + extra_out),
+                    "vjp": Function(f"{F.name}_vjp_rule", vjp_inputs, [zeros_z])}
+        old = [np.asarray(a, dtype=object) for a in G.inputs]
+        r = np.asarray(G.outputs[0], dtype=object).reshape(-1)
+        pflat = np.concatenate([a.reshape(-1) for a in old[1:]])
 
         out = call_function(F, [z0, *ps])
         zc = np.asarray(out[0] if status else out, dtype=object)
-        if not self.p_shapes:  # no parameters: z does not change
-            jvp = Function(f"{F.name}_jvp_rule", [z0, tz0], [zeros_z] + extra_out)
-            vjp = Function(f"{F.name}_vjp_rule", [z0, zs] + ([st] if status else []) + [zbar] +
-                           ([stbar] if status else []), [zeros_z])
-            return {"jvp": jvp, "vjp": vjp}
-        Gp, GpT = self._helpers()
-        tpflat = np.concatenate([t.reshape(-1) for t in tps])
-        J = np.asarray(call_function(self.Jz, [zc, *ps]), dtype=object).reshape(n, n)
-        d = np.asarray(call_function(Gp, [zc, *ps, tpflat]), dtype=object).reshape(n)
+        J = np.asarray(substitute(self.J, old, [zc, *ps]), dtype=object).reshape(n, n)
+        tflat = np.concatenate([t.reshape(-1) for t in tps])
+        d = np.asarray(substitute(np.asarray(jvp_of(r, pflat, tflat), dtype=object), old, [zc, *ps]),
+                       dtype=object).reshape(n)
         tz = np.asarray(solve(J, -d), dtype=object).reshape(self.z_shape)
         jvp = Function(f"{F.name}_jvp_rule", [z0, *ps, tz0, *tps], [tz] + extra_out)
 
-        Jr = np.asarray(call_function(self.Jz, [zs, *ps]), dtype=object).reshape(n, n)
+        Jr = np.asarray(substitute(self.J, old, [zs, *ps]), dtype=object).reshape(n, n)
         lam = np.asarray(solve(Jr.T, zbar.reshape(n)), dtype=object).reshape(n)
-        pbar = -np.asarray(call_function(GpT, [zs, *ps, lam]), dtype=object).reshape(-1)
+        mu = _symbols("lam", (n,))
+        pbar = -np.asarray(substitute(np.asarray(vjp_of(r, pflat, mu), dtype=object), old + [mu], [zs, *ps, lam]),
+                           dtype=object).reshape(-1)
         pbars, k = [], 0
         for shape in self.p_shapes:
             size = int(np.prod(shape, dtype=np.int64))
             pbars.append(pbar[k:k + size].reshape(shape))
             k += size
-        vjp = Function(f"{F.name}_vjp_rule", [z0, *ps, zs] + ([st] if status else []) + [zbar] +
-                       ([stbar] if status else []), [zeros_z, *pbars])
+        vjp = Function(f"{F.name}_vjp_rule", vjp_inputs, [zeros_z, *pbars])
         return {"jvp": jvp, "vjp": vjp}
+
+
+def _lu_solve_skipping_zeros_c(n: int, a: str, x: str, indent: str) -> list[str]:
+    """C lines solving ``a x = x`` in place (``a``: ``n*n`` doubles, overwritten; ``x``: one right-hand side).
+
+    Gaussian elimination with partial pivoting as :func:`symgraph.linsolve.lu_solve_c` (the same pivots and
+    operations), except that a row whose multiplier is zero is left alone: a sparse Jacobian (banded, block
+    diagonal) costs about ``n`` times its fill-in instead of ``n^3 / 3``.
+
+    >>> "if (l == 0.0) continue;" in "\\n".join(_lu_solve_skipping_zeros_c(3, "a", "x", ""))
+    True
+    """
+    t = indent
+    return [f"{t}{{",
+            f"{t}  for (long c = 0; c < {n}; ++c) {{",
+            f"{t}    long p = c; double best = fabs({a}[c * {n} + c]);",
+            f"{t}    for (long i = c + 1; i < {n}; ++i) {{ double v = fabs({a}[i * {n} + c]); "
+            f"if (v > best) {{ best = v; p = i; }} }}",
+            f"{t}    if (p != c) {{",
+            f"{t}      for (long j = 0; j < {n}; ++j) {{ double s = {a}[c * {n} + j]; "
+            f"{a}[c * {n} + j] = {a}[p * {n} + j]; {a}[p * {n} + j] = s; }}",
+            f"{t}      {{ double s = {x}[c]; {x}[c] = {x}[p]; {x}[p] = s; }}",
+            f"{t}    }}",
+            f"{t}    for (long i = c + 1; i < {n}; ++i) {{",
+            f"{t}      if ({a}[i * {n} + c] == 0.0) continue;",
+            f"{t}      double l = {a}[i * {n} + c] / {a}[c * {n} + c];",
+            f"{t}      if (l == 0.0) continue;",
+            f"{t}      for (long j = c + 1; j < {n}; ++j) {a}[i * {n} + j] -= l * {a}[c * {n} + j];",
+            f"{t}      {x}[i] -= l * {x}[c];",
+            f"{t}      {a}[i * {n} + c] = 0.0;",
+            f"{t}    }}",
+            f"{t}  }}",
+            f"{t}  for (long c = {n} - 1; c >= 0; --c) {{",
+            f"{t}    double s = {x}[c];",
+            f"{t}    for (long i = c + 1; i < {n}; ++i) s -= {a}[c * {n} + i] * {x}[i];",
+            f"{t}    {x}[c] = s / {a}[c * {n} + c];",
+            f"{t}  }}",
+            f"{t}}}"]
 
 
 def _symbols(name: str, shape: tuple) -> np.ndarray:
