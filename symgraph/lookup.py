@@ -216,7 +216,8 @@ def _transform_rows(kind: int, h: Any) -> list:
                                                            "-(hj / 6.0)", "0.5", "-(ih / 6.0)", "ih / 6.0")
     else:
         ih = 1.0 / h
-        one, zero, m_ih, m_h3, m_h6, half, m_ih6, ih6 = 1.0, 0.0, -ih, -(h / 3.0), -(h / 6.0), 0.5, -(ih / 6.0), ih / 6.0
+        one, zero, m_ih, m_h3, m_h6 = 1.0, 0.0, -ih, -(h / 3.0), -(h / 6.0)
+        half, m_ih6, ih6 = 0.5, -(ih / 6.0), ih / 6.0
     if kind == 1:
         return [[one, zero], [m_ih, ih]]
     return [[one, zero, zero, zero],
@@ -345,10 +346,9 @@ class _TableStructure(NativeStructure):
                  "  (void)w;",
                  f"  for (long j = 0; j < {n}; ++j) o[j] = (long)arg[1][j];"]
         for j, g in enumerate(self.axes):
-            lines += ["  {", *self._search_c(j, g), f"    t[{j}] = xj - g{j}[c];", f"    h[{j}] = g{j}[c + 1] - g{j}[c];",
-                      f"    base += c * {pstride[j]}L;", "  }"]
+            lines += ["  {", *self._search_c(j, g), f"    t[{j}] = xj - g{j}[c];",
+                      f"    h[{j}] = g{j}[c + 1] - g{j}[c];", f"    base += c * {pstride[j]}L;", "  }"]
         lines.append(f"  for (long q = 0; q < {gathered}; ++q) r[q] = nd[base + off[q]];  /* the cell's corners */")
-        names = ["1.0", "0.0", "-ih", "ih", "-(hj / 3.0)", "-(hj / 6.0)", "0.5", "-(ih / 6.0)", "ih / 6.0"]
         rows = _transform_rows(kind, _Named())
         done = 1  # nodal numbers to power coefficients, axis by axis (the rows of _transform_rows), zeros skipped
         for j in range(n):
@@ -357,13 +357,12 @@ class _TableStructure(NativeStructure):
             for u in range(done):
                 for p, row in enumerate(rows):
                     for i in range(inner):
-                        terms = [f"r[{(u * 2 * s + a) * inner + i}]" if wt == "1.0" else f"{wt} * r[{(u * 2 * s + a) * inner + i}]"
-                                 for a, wt in enumerate(row) if wt != "0.0"]
+                        at = [(wt, f"r[{(u * 2 * s + a) * inner + i}]") for a, wt in enumerate(row) if wt != "0.0"]
+                        terms = [r if wt == "1.0" else f"{wt} * {r}" for wt, r in at]
                         lines.append(f"    tmp[{(u * (kind + 1) + p) * inner + i}] = {' + '.join(terms)};")
             size = done * (kind + 1) * inner
             lines += [f"    for (long q = 0; q < {size}; ++q) r[q] = tmp[q];", "  }"]
             done *= kind + 1
-        assert all(wt in names for row in rows for wt in row)
         lines.append(f"  for (long q = 0; q < {block}; ++q) r[q] = r[q] * fac[q];  /* d^o t^p = p!/(p-o)! t^(p-o) */")
         outer = block
         for j in range(n - 1, -1, -1):
