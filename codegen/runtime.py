@@ -184,6 +184,7 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
         except CompilerNotFoundError:
             cc_name = "cc"
         warn(tcc_notice(F.name, estimate, cc_name, flags, options["compile_budget"]), BackendWarning)
+        _alias(function_key(F, options, "fast"), best_key, C, options)  # "best" would choose tcc too
         return C
     _start_upgrade(C, F, options, best_key, prepared)
     return C
@@ -252,6 +253,13 @@ def _store(key: str, library: Any, prog: Any, flags: tuple, tier: str) -> None:
             "tables": len(prog.tables), "flags": list(flags), "tier": tier,
             "compiler": library.compiler.path if library.compiler else None}
     _build.store_entry(os.path.dirname(library.path), key, meta, prog.tables)
+
+
+def _alias(key: str, other: str, C: "CompiledFunction", options: dict) -> None:
+    """Store the entry ``key`` under ``other`` too (the same code answers both), beside ``C``'s library."""
+    found = _build.load_entry(key, options["cache_dir"])
+    if found is not None:
+        _build.store_entry(os.path.dirname(C.library.path), other, found[0], found[1])
 
 
 def _from_entry(F: Any, options: dict, tier: str, key: str) -> "CompiledFunction | None":
