@@ -199,6 +199,36 @@ def test_node_agrees_with_expanded_1d(m, seed, method):
             assert float(b) == pytest.approx(float(a), rel=1e-10, abs=1e-10)
 
 
+@settings(deadline=None, max_examples=15)
+@given(st.lists(st.integers(2, 9), min_size=1, max_size=3), st.integers(0, 2**31 - 1),
+       st.sampled_from(["linear", "bspline"]))
+def test_random_nd_grids_match_scipy(counts, seed, method):
+    rng = np.random.default_rng(seed)
+    if method == "bspline":
+        counts = [max(c, 4) for c in counts]
+    axes = [_grid(c, rng.uniform(-2.0, 0.0), rng.uniform(0.5, 3.0), rng=rng) for c in counts]
+    V = rng.normal(size=counts)
+    F = interpolant("f", method, axes, V, expand=False)
+    pts = np.column_stack([rng.uniform(a[0] - 0.5, a[-1] + 0.5, 12) for a in axes])
+    got = np.asarray(F.map(len(pts))(pts), dtype=float).reshape(-1)
+    if method == "linear":
+        ref = RegularGridInterpolator(axes, V, method="linear", bounds_error=False, fill_value=None)(pts)
+    else:
+        ref = [_tensor_spline(axes, V, p) for p in pts]
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_two_point_axes():
+    F = interpolant("f", "linear", [[1.0, 3.0], [0.0, 1.0]], [[2.0, 2.0], [6.0, 8.0]], expand=False)
+    x = sg.symbols("x", 2)
+    G = sg.Function("g", [x], [F(x), sg.grad(F(x), x)])
+    f = lambda x, y: 2.0 + 2.0 * (x - 1.0) + (x - 1.0) * y  # noqa: E731  (the bilinear through the corners)
+    for p in ([2.0, 0.5], [5.0, -1.0], [0.0, 3.0], [3.0, 1.0]):  # inside, extrapolated, on the last corner
+        v, g = G(np.array(p))
+        assert float(v) == pytest.approx(f(*p), rel=1e-14, abs=1e-14)
+        assert g.tolist() == pytest.approx([2.0 + p[1], p[0] - 1.0], rel=1e-14)
+
+
 def test_node_agrees_with_expanded_2d_linear_with_gradient():
     axes = [_grid(8), _grid(6, 0.0, 1.0)]
     V = RNG.normal(size=(8, 6))
