@@ -475,7 +475,12 @@ def _upgrade_result(F: Any, options: dict, key: str, prepared: tuple | None) -> 
             opts = dict(options, tier="best")
             if opts.get("compiler") is None:
                 opts["compiler"] = _build.find_compiler(None)  # no switch to tcc: the fast tier is tcc already
-            shared["result"] = _compile_tier(F, opts, "best", key, prepared, background=True)[0]
+            try:
+                shared["result"] = _compile_tier(F, opts, "best", key, prepared, background=True)[0]
+            finally:
+                with _UPGRADE_LOCK:  # later requests find the entry in the cache
+                    if _UPGRADES.get(key) is shared:
+                        del _UPGRADES[key]
         return shared["result"]
 @dataclass(frozen=True)
 class BuildEstimate:
