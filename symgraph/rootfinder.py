@@ -67,7 +67,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidInputError, OptionError, ShapeError, SymgraphError
-from .linsolve import _back_substitute, lu_factor_batch
+from .linsolve import _back_substitute, _SolveStructure, lu_factor_batch
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
 __all__ = ["rootfinder", "check_status", "solve", "ConvergenceError", "STATUS_FIELDS"]
@@ -363,7 +363,7 @@ class _RootfinderStructure(NativeStructure):
             "    a[0] = z; q[0] = J;",
             f"    {jz.name}(a, q, cw);",
             f"    for (long i = 0; i < {n}; ++i) dz[i] = -r[i];",
-            *_lu_solve_skipping_zeros_c(n, "J", "dz", "    "),
+            *_lu_solve_skipping_zeros_c(n, 1, "J", "dz", "    "),
             "    int finite = 1;",
             f"    for (long i = 0; i < {n}; ++i) if (!isfinite(dz[i])) finite = 0;",
             "    if (!finite) break;",
@@ -401,7 +401,6 @@ class _RootfinderStructure(NativeStructure):
         from .ad import jvp as jvp_of, vjp as vjp_of
         from .call import call_function
         from .function import Function
-        from .linalg import solve
         from .substitution import substitute
 
         n, status, G = self.n, self.options["status"], self.G
@@ -427,11 +426,11 @@ class _RootfinderStructure(NativeStructure):
         tflat = np.concatenate([t.reshape(-1) for t in tps])
         d = np.asarray(substitute(np.asarray(jvp_of(r, pflat, tflat), dtype=object), old, [zc, *ps]),
                        dtype=object).reshape(n)
-        tz = np.asarray(solve(J, -d), dtype=object).reshape(self.z_shape)
+        tz = _solve(J, -d).reshape(self.z_shape)
         jvp = Function(f"{F.name}_jvp_rule", [z0, *ps, tz0, *tps], [tz] + extra_out)
 
         Jr = np.asarray(substitute(self.J, old, [zs, *ps]), dtype=object).reshape(n, n)
-        lam = np.asarray(solve(Jr.T, zbar.reshape(n)), dtype=object).reshape(n)
+        lam = _solve(Jr.T, zbar.reshape(n)).reshape(n)
         mu = _symbols("lam", (n,))
         pbar = -np.asarray(substitute(np.asarray(vjp_of(r, pflat, mu), dtype=object), old + [mu], [zs, *ps, lam]),
                            dtype=object).reshape(-1)
@@ -444,14 +443,14 @@ class _RootfinderStructure(NativeStructure):
         return {"jvp": jvp, "vjp": vjp}
 
 
-def _lu_solve_skipping_zeros_c(n: int, a: str, x: str, indent: str) -> list[str]:
-    """C lines solving ``a x = x`` in place (``a``: ``n*n`` doubles, overwritten; ``x``: one right-hand side).
+def _lu_solve_skipping_zeros_c(n: int, k: int, a: str, x: str, indent: str) -> list[str]:
+    """C lines solving ``a x = x`` in place (``a``: ``n*n`` doubles, overwritten; ``x``: ``n*k``, ``k >= 1``).
 
-    Gaussian elimination with partial pivoting as :func:`symgraph.linsolve.lu_solve_c` (the same pivots and
-    operations), except that a row whose multiplier is zero is left alone: a sparse Jacobian (banded, block
-    diagonal) costs about ``n`` times its fill-in instead of ``n^3 / 3``.
+    Gaussian elimination with partial pivoting as :func:`symgraph.linsolve.lu_solve_c` (the same pivots and,
+    for finite entries, the same values), except that a row whose multiplier is zero is left alone: a
+    sparse matrix (banded, block diagonal) costs about ``n`` times its fill-in instead of ``n^3 / 3``.
 
-    >>> "if (l == 0.0) continue;" in "\\n".join(_lu_solve_skipping_zeros_c(3, "a", "x", ""))
+    >>> "if (l == 0.0) continue;" in "\\n".join(_lu_solve_skipping_zeros_c(3, 1, "a", "x", ""))
     True
     """
     t = indent
@@ -463,23 +462,65 @@ def _lu_solve_skipping_zeros_c(n: int, a: str, x: str, indent: str) -> list[str]
             f"{t}    if (p != c) {{",
             f"{t}      for (long j = 0; j < {n}; ++j) {{ double s = {a}[c * {n} + j]; "
             f"{a}[c * {n} + j] = {a}[p * {n} + j]; {a}[p * {n} + j] = s; }}",
-            f"{t}      {{ double s = {x}[c]; {x}[c] = {x}[p]; {x}[p] = s; }}",
+            f"{t}      for (long j = 0; j < {k}; ++j) {{ double s = {x}[c * {k} + j]; "
+            f"{x}[c * {k} + j] = {x}[p * {k} + j]; {x}[p * {k} + j] = s; }}",
             f"{t}    }}",
             f"{t}    for (long i = c + 1; i < {n}; ++i) {{",
             f"{t}      if ({a}[i * {n} + c] == 0.0) continue;",
             f"{t}      double l = {a}[i * {n} + c] / {a}[c * {n} + c];",
             f"{t}      if (l == 0.0) continue;",
             f"{t}      for (long j = c + 1; j < {n}; ++j) {a}[i * {n} + j] -= l * {a}[c * {n} + j];",
-            f"{t}      {x}[i] -= l * {x}[c];",
+            f"{t}      for (long j = 0; j < {k}; ++j) {x}[i * {k} + j] -= l * {x}[c * {k} + j];",
             f"{t}      {a}[i * {n} + c] = 0.0;",
             f"{t}    }}",
             f"{t}  }}",
             f"{t}  for (long c = {n} - 1; c >= 0; --c) {{",
-            f"{t}    double s = {x}[c];",
-            f"{t}    for (long i = c + 1; i < {n}; ++i) s -= {a}[c * {n} + i] * {x}[i];",
-            f"{t}    {x}[c] = s / {a}[c * {n} + c];",
+            f"{t}    for (long j = 0; j < {k}; ++j) {{",
+            f"{t}      double s = {x}[c * {k} + j];",
+            f"{t}      for (long i = c + 1; i < {n}; ++i) s -= {a}[c * {n} + i] * {x}[i * {k} + j];",
+            f"{t}      {x}[c * {k} + j] = s / {a}[c * {n} + c];",
+            f"{t}    }}",
             f"{t}  }}",
             f"{t}}}"]
+
+
+class _SkippingSolveStructure(_SolveStructure):
+    """The solve node of :mod:`symgraph.linsolve` whose C skips zero multipliers (sparse Jacobians at a root)."""
+
+    def __init__(self, n: int, rhs: tuple) -> None:
+        super().__init__(n, rhs)
+        self.label = self.label.replace("LU with partial pivoting", "LU with partial pivoting, zero rows skipped")
+
+    def to_data(self, index: dict) -> tuple:
+        return ("native", "solve_skipping_zeros", self.n, self.rhs)
+
+    def c_function(self, fname: str, callees: dict) -> tuple[str, int]:
+        n, k = self.n, self.k
+        lines = [f"void {fname}(const double *const *arg, double *const *res, double *w) {{",
+                 f"  /* {self.label} */",
+                 "  double *x = res[0];",
+                 f"  for (long i = 0; i < {n * n}; ++i) w[i] = arg[0][i];",
+                 f"  for (long i = 0; i < {n * k}; ++i) x[i] = arg[1][i];",
+                 *_lu_solve_skipping_zeros_c(n, k, "w", "x", "  "),
+                 "}\n"]
+        return "\n".join(lines), n * n
+
+
+_SKIPPING_SOLVES: dict = {}
+
+
+def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``A^-1 b`` in a graph (``b`` a vector): expanded for small ``n``, else a solve node skipping zeros in C."""
+    from .call import call_function
+    from .linalg import MAX_EXPANDED_SIZE, solve
+
+    n = A.shape[0]
+    if n <= MAX_EXPANDED_SIZE:
+        return np.asarray(solve(A, b), dtype=object)
+    F = _SKIPPING_SOLVES.get(n)
+    if F is None:
+        F = _SKIPPING_SOLVES.setdefault(n, _SkippingSolveStructure(n, ()).function(f"solve{n}_skipping_zeros"))
+    return np.asarray(call_function(F, [A, b]), dtype=object)
 
 
 def _symbols(name: str, shape: tuple) -> np.ndarray:
