@@ -41,31 +41,35 @@ accurate) and ``x + h sum_j b_j f(X_j)`` for Gauss.  A step whose Newton
 iteration fails gives NaN states from there on (the rootfinder's
 ``on_failure="nan"``), never a silently wrong trajectory.
 
-**Adaptive steps** (``method="dopri5", adaptive=True``): inside each
-interval the steps are chosen by the embedded error estimate, as an
-adaptive solver does: a step of size ``h`` is accepted when
-``sqrt(mean((x5 - x4)_i / (atol + rtol max(|x_i|, |x5_i|)))^2) <= 1``, and
-the next ``h`` is the last times ``clip(0.9 err^(-1/5), 0.2, 5)``, the last
-step of an interval shortened to end on the grid point, ``h`` carried over
-to the next interval.  A fold has a fixed trip count, so each interval is a
-fold of ``max_steps`` attempts (an attempt after the interval's end does
-nothing): the cost is ``N * max_steps`` steps whatever the problem needs,
-and an interval that ``max_steps`` attempts do not finish gives NaN states
-from there on.  Derivatives are those of the discrete scheme **with the step
-sizes held fixed** (they pass through ``stop_gradient``; which steps were
-accepted is piecewise constant): the exact derivative of the fixed-step
-Dormand-Prince scheme on the steps the controller chose, not the derivative
-of the step choice itself (which finite differences of the adaptive map
-would include; both approximate the ODE's sensitivity to about the
-tolerance).
+**Adaptive steps** (``adaptive=True``, ``"dopri5"``, ``"radau"`` or
+``"legendre"``): inside each interval the steps are chosen by an error
+estimate, as an adaptive solver does.  Dormand-Prince uses its embedded
+4th-order solution; the collocation methods use step doubling (one step of
+``h`` against two of ``h / 2``, whose difference over ``2^p - 1`` estimates
+the error of the latter, which is kept), and a step whose Newton iteration
+failed counts as rejected, so the step shrinks until Newton converges.  A
+step is accepted when ``sqrt(mean(e_i / (atol + rtol max(|x_i|,
+|x_new_i|)))^2) <= 1``; the next ``h`` is the last times ``clip(0.9
+err^(-1/q), 0.2, 5)`` (``q = 5`` for Dormand-Prince, ``p + 1`` for
+collocation of order ``p``), the last step of an interval is shortened to
+end on the grid point, and ``h`` carries over to the next interval.  A fold
+has a fixed trip count, so each interval is a fold of ``max_steps`` attempts
+(an attempt after the interval's end is a step of size 0, which costs no
+Newton step): an interval that ``max_steps`` attempts do not finish gives
+NaN states from there on.  Derivatives are those of the discrete scheme
+**with the step sizes held fixed** (they pass through ``stop_gradient``;
+which attempts were accepted is piecewise constant): the exact derivative of
+the scheme on the steps the controller chose, not of the step choice itself
+(which finite differences of the adaptive map include; the two differ by
+about the tolerance, and both approximate the ODE's sensitivity to it).
 
 Otherwise steps are fixed: the grid and ``steps_per_interval`` must
 resolve the solution's fast transients.  L-stability lets Radau IIA take
 steps far beyond the stiff time scale where the solution is smooth (Van der
 Pol with mu = 1000: steps of 5 on its slow branch, ``h |lambda| ~ 1e4``), but
 across a relaxation jump the steps must be about as short as the jump, as
-an adaptive solver's are; a grid of the times ``solve_ivp`` chose is one way
-to get such steps (``bench/solvers.py``).  A uniform grid's step is a
+an adaptive solver's are (``adaptive=True``, or a grid of the times an
+adaptive solver chose).  A uniform grid's step is a
 constant of the loop body; a non-uniform grid's ``N`` step sizes are a
 table in the C code.
 
@@ -331,9 +335,10 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
             (one row per interval); default input 1 (``u``).
         error: with ``"dopri5"``, add the error estimate output ``err``.
         newton: options for the rootfinder of the collocation methods.
-        adaptive: with ``"dopri5"``, choose the steps inside each interval
-            by the embedded error estimate (see "Adaptive steps" in the
-            module docstring); ``steps_per_interval`` must then be 1.
+        adaptive: choose the steps inside each interval by an error
+            estimate (``"dopri5"``, ``"radau"``, ``"legendre"``; see
+            "Adaptive steps" in the module docstring); ``steps_per_interval``
+            must then be 1.
         rtol, atol: the adaptive error tolerances (default ``1e-6``, ``1e-9``).
         max_steps: adaptive step attempts per interval, the loop's trip
             count (default 100).
@@ -402,8 +407,9 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
     atol = 1e-9 if atol is None else atol
     max_steps = 100 if max_steps is None else max_steps
     if adaptive:
-        if method != "dopri5":
-            raise OptionError(f"integrator: adaptive=True needs the embedded pair method='dopri5', not {method!r}")
+        if method == "rk4":
+            raise OptionError("integrator: adaptive=True needs an error estimate: method 'dopri5', 'radau' or "
+                              "'legendre', not 'rk4'")
         if error or M != 1:
             raise OptionError("integrator: adaptive=True chooses its own steps; it takes neither error=True nor "
                               f"steps_per_interval (got error={error!r}, steps_per_interval={M})")
@@ -426,7 +432,7 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
 
     if adaptive:
         return _adaptive_integrator(name, rhs, t, shape, other_shapes, is_control, float(rtol), float(atol),
-                                    int(max_steps), uniform)
+                                    int(max_steps), uniform, method, stages, newton)
 
     # one step of the method: (x, [h], args...) -> x_next [, err]
     xsym = symbols("x", nx)
@@ -472,12 +478,13 @@ def integrator(name: str, rhs: Any, grid: Any, method: str = "rk4", *, steps_per
                     output_names=["xs"] + (["err"] if error else []))
 
 
-def _adaptive_integrator(name, rhs, t, shape, other_shapes, is_control, rtol, atol, max_steps, uniform):
-    """Dormand-Prince with step size control: a fold of ``max_steps`` attempts per interval."""
+def _adaptive_integrator(name, rhs, t, shape, other_shapes, is_control, rtol, atol, max_steps, uniform, method,
+                         stages, newton):
+    """Steps chosen by an error estimate: a fold of ``max_steps`` attempts per interval."""
+    from .array import builder
     from .custom import stop_gradient
     from .expr import const
     from .function import Function
-    from .array import builder
 
     fmax, fmin, if_else, le, lt, sqrt = (builder(n) for n in ("fmax", "fmin", "if_else", "le", "lt", "sqrt"))
     logical_and, logical_not = builder("and"), builder("not")
@@ -490,13 +497,28 @@ def _adaptive_integrator(name, rhs, t, shape, other_shapes, is_control, rtol, at
     x, tau, h = z[:nx], z[nx], z[nx + 1]
     remaining = H - tau
     done = le(remaining, H * 1e-12)
-    hs = stop_gradient(if_else(done, h, fmin(h, remaining)))  # steps are not differentiated
-    x5, diff = _explicit_step(rhs, "dopri5", x, hs, args, shape, True)
-    scaled = [d / (atol + rtol * fmax(abs(a), abs(b))) for d, a, b in zip(diff, x, x5)]
-    errn = sqrt(sum(e * e for e in scaled) / nx)
+    # the step tried (0 once the interval is done: a collocation step of size 0 needs no Newton step);
+    # step sizes are not differentiated
+    hs = stop_gradient(if_else(done, 0.0, fmin(h, remaining)))
+    if method == "dopri5":
+        new, diff = _explicit_step(rhs, "dopri5", x, hs, args, shape, True)
+        exponent = 1 / 5  # the error of the embedded 4th-order solution
+    else:  # step doubling: one step of hs against two of hs / 2 (Richardson's estimate of the latter's error)
+        order = 2 * stages - 1 if method == "radau" else 2 * stages
+        xa, ha = symbols("x", nx), symbols("h")
+        aa = [symbols(f"arg{k}", s) for k, s in enumerate(other_shapes)]
+        step = Function(f"{name}_step", [xa, ha] + aa,
+                        [_collocation_step(rhs, method, stages, xa, ha, aa, shape, newton)])
+        full = _flat(step(x, hs, *args))
+        new = _flat(step(_flat(step(x, hs / 2, *args)), hs / 2, *args))
+        diff = (new - full) / (2.0 ** order - 1)
+        exponent = 1 / (order + 1)
+    scaled = [d / (atol + rtol * fmax(abs(a), abs(b))) for d, a, b in zip(diff, x, new)]
+    errn = sqrt(sum(e * e for e in scaled) / nx)  # NaN where a Newton iteration failed: rejected, h / 5
     accept = logical_and(logical_not(done), le(errn, 1.0))
-    factor = fmin(5.0, fmax(0.2, 0.9 * fmax(errn, 1e-10) ** -0.2))
-    nxt = [if_else(accept, a, b) for a, b in zip(x5, x)]
+    errc = if_else(le(errn, 1e300), fmax(errn, 1e-10), 1e300)  # NaN (a failed Newton iteration): shrink
+    factor = fmin(5.0, fmax(0.2, 0.9 * errc ** -exponent))
+    nxt = [if_else(accept, a, b) for a, b in zip(new, x)]
     nxt += [if_else(accept, tau + hs, tau), stop_gradient(if_else(done, h, hs * factor))]
     attempt = Function(f"{name}_attempt", [z, H] + args, [np.array(nxt, dtype=object)])
     attempts = attempt.fold(max_steps, shared=list(range(1, attempt.n_in)), last=True)

@@ -366,7 +366,7 @@ def test_adaptive_bad_options():
     x = sg.symbols("x")
     f = sg.Function("f", [x], [-x])
     grid = [0.0, 1.0]
-    with pytest.raises(OptionError, match="adaptive=True needs the embedded pair"):
+    with pytest.raises(OptionError, match="adaptive=True needs an error estimate: method 'dopri5', 'radau' or"):
         integrator("I", f, grid, "rk4", adaptive=True)
     with pytest.raises(OptionError, match="neither error=True nor steps_per_interval"):
         integrator("I", f, grid, "dopri5", adaptive=True, steps_per_interval=2)
@@ -392,3 +392,39 @@ def test_batch_and_map_over_initial_states(method):
     np.testing.assert_allclose(I.batch(X, mus), one, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(I.compile().batch(X, mus), one, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(I.map(3)(X, mus), one, rtol=1e-14, atol=1e-15)
+
+
+def test_adaptive_radau_crosses_van_der_pol_jumps():
+    """mu = 1000 over two relaxation jumps with 30 output intervals: step doubling, Newton failures rejected."""
+    mu, T = 1000.0, 3000.0
+    grid = np.linspace(0, T, 31)
+    ref = solve_ivp(lambda t, y: [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]], (0, T), [2.0, 0.0], method="Radau",
+                    rtol=1e-10, atol=1e-12, t_eval=grid).y.T
+    for rtol, bound in ((1e-6, 5e-5), (1e-8, 1e-6)):
+        I = integrator("vdp", vdp_rhs(mu), grid, "radau", adaptive=True, rtol=rtol, atol=rtol * 1e-3, max_steps=200)
+        xs = I.compile()(np.array([2.0, 0.0]))
+        assert np.abs(xs - ref).max() < bound
+    assert np.sum(np.abs(np.diff(np.sign(xs[:, 0]))) > 0) >= 2  # x changed sign twice: two jumps
+
+
+def test_adaptive_radau_robertson_and_derivative():
+    y, k = sg.symbols("y", 3), sg.symbols("k", 3)
+    f = sg.Function("rober", [y, k], [np.array([-k[0] * y[0] + k[1] * y[1] * y[2],
+                                                k[0] * y[0] - k[1] * y[1] * y[2] - k[2] * y[1] ** 2,
+                                                k[2] * y[1] ** 2], dtype=object)])
+    kv = np.array([0.04, 1e4, 3e7])
+    grid = np.concatenate([[0.0], np.geomspace(1e-4, 1e5, 19)])
+    ref = solve_ivp(lambda t, y: [-kv[0] * y[0] + kv[1] * y[1] * y[2],
+                                  kv[0] * y[0] - kv[1] * y[1] * y[2] - kv[2] * y[1] ** 2, kv[2] * y[1] ** 2],
+                    (0, grid[-1]), [1.0, 0.0, 0.0], method="Radau", rtol=1e-10, atol=1e-14, t_eval=grid).y.T
+    I = integrator("rober", f, grid, "radau", controls=(), adaptive=True, rtol=1e-6, atol=1e-12, max_steps=100)
+    xs = I.compile()(np.array([1.0, 0.0, 0.0]), kv)
+    assert np.all(np.abs(xs - ref) <= 1e-6 * np.abs(ref).max(axis=0))
+    # frozen-step derivative of the final state w.r.t. the rate constants against central differences
+    K = sg.symbols("K", 3)
+    yT = I(np.array([1.0, 0.0, 0.0]), K)[-1]
+    J = sg.Function("J", [K], [sg.jacobian(yT, K).to_dense()]).compile()(kv)
+    S = I.compile()
+    fd = np.column_stack([(S(np.array([1.0, 0.0, 0.0]), kv + e)[-1] - S(np.array([1.0, 0.0, 0.0]), kv - e)[-1])
+                          / (2 * e.max()) for e in np.diag(kv * 1e-6)])
+    np.testing.assert_allclose(J, fd, rtol=1e-4, atol=1e-6 * np.abs(J).max())
