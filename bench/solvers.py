@@ -386,12 +386,12 @@ def bench_rootfinder(sizes: Sequence[int], unrolled_steps: dict) -> None:
         build = time.perf_counter() - start
         row(f"unrolled, {k} steps", Su, Gu, build, ref if k == steps else None, steps / k)
         _rf_casadi(n, c, pv, steps, ref)
-    print("  grad/solve: time of the gradient Function over time of the solve Function (the target: about 2, one "
-          "extra solve at most).  The plain gradient calls newton_vjp, which solves again (custom/native rules "
-          "get the primal outputs by calling the Function on its operands); inlined (Function.inline()), that "
-          "call is the primal one and only the linear solve with dG/dz is added.  (xK): a shorter unrolled "
-          "run, its build/compile/time figures scaled by K to 50 steps (--full runs all 50); grad/solve is the "
-          "measured one.")
+    print("  grad/solve: the gradient Function's time over the solve Function's (target: at most about 2, one "
+          "extra solve).  The plain gradient calls newton_vjp, which runs Newton again (a native or custom rule "
+          "gets the primal outputs by calling the Function on its operands); inlined (Function.inline()), that "
+          "call is the primal one and only one linear solve with dG/dz at the root is added.  (xK): a shorter "
+          "unrolled run, its build/compile/time figures scaled by K to 50 steps (--full runs all 50); its "
+          "grad/solve is the measured one.")
 
 
 def _rf_casadi(n: int, c: np.ndarray, pv: np.ndarray, steps: int, ref: np.ndarray) -> None:
