@@ -7,7 +7,9 @@ The script integrates across the first relaxation jump on the steps scipy's
 adaptive Radau chose, checks the result against ``scipy.integrate.solve_ivp``
 at tight tolerances, and differentiates the final state with respect to
 ``x0`` and ``mu`` (the exact derivative of the discrete scheme, by implicit
-differentiation of each step), compared with central differences.
+differentiation of each step), compared with central differences.  Then it
+lets the integrator choose its own steps (``adaptive=True``: step doubling,
+a failed Newton iteration rejects the step) over two jumps.
 
 Run: python examples/vanderpol_integrator.py
 """
@@ -59,3 +61,12 @@ for k, h in enumerate([1e-7, 1e-7, 1e-4]):
 print("d x(T)/d(x0, mu)\n", J)
 print("central differences\n", fd)
 assert np.allclose(J, fd, rtol=2e-3, atol=1e-9)
+
+# Its own steps: 25 output intervals over two relaxation jumps, at most 200 attempts each.
+T2 = 2500.0
+out = np.linspace(0.0, T2, 26)
+reference = solve_ivp(f, (0, T2), x0, method="Radau", rtol=1e-9, atol=1e-11, t_eval=out).y.T
+A = integrator("vdp_adaptive", vdp, out, "radau", controls=(), adaptive=True, rtol=1e-6, atol=1e-9, max_steps=200)
+xs = A.compile()(x0, mu)
+print(f"adaptive Radau IIA, rtol 1e-6: max error over 25 output times {np.abs(xs - reference).max():.1e}")
+assert np.abs(xs - reference).max() < 1e-4
