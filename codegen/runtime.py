@@ -55,6 +55,7 @@ from typing import Any, Sequence
 import cffi
 import numpy as np
 
+from symgraph.dask import batch as _dask_batch, is_dask_array
 from symgraph.errors import (ArgumentCountError, BackendWarning, CompileError, CompilerNotFoundError,
                              DTypeError, OptionError, ShapeError)
 from symgraph.batch import SparseBatch, batch_arguments, csc_order
@@ -1165,6 +1166,8 @@ class CompiledFunction:
         >>> J.data.tolist(), J.indices.tolist()
         ([[1.0, 2.0], [3.0, 4.0]], [0, 1])
         """
+        if any(map(is_dask_array, args)):  # dask arrays: a lazy batch, block by block (symgraph.dask)
+            return _dask_batch(self, *args)
         if len(args) != self._n_in:
             self._count_error(args)
         arrays, batched, n = batch_arguments(self.function, args, self._batch_argument)
