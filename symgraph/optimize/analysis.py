@@ -161,6 +161,19 @@ class Context:
                 keys[n] = hash((n.op.code,) + tuple([keys[a] for a in args]))
         return keys[node]
 
+    def numbers_symbols(self, nodes: Iterable[Expr]) -> bool:
+        """True if every symbol among ``nodes`` has its number from the symbol order given.
+
+        Then the key of any node above them is the same whenever it is computed.
+
+        >>> import symgraph as sg
+        >>> x, y = sg.symbols("x"), sg.symbols("y")
+        >>> Context([x]).numbers_symbols([x, x + 1]), Context([x]).numbers_symbols([x, y])
+        (True, False)
+        """
+        numbered = self._symbols
+        return all(n in numbered for n in nodes if n.op is SYMBOL)
+
     def _leaf_key(self, n: Expr) -> int:
         if n.op is SYMBOL:
             index = self._symbols.setdefault(n, len(self._symbols))

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 from ..call import rebuild
-from ..expr import RESULT, Expr, _binary, apply, building, const, topological
+from ..expr import RESULT, Expr, _binary, _unary, apply, building, const, topological
 from .analysis import Context
 from .pattern import OP, alternatives, compile_matcher
 from .rules import Rule
@@ -149,6 +149,8 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     counts: Counter = Counter()
     normal: set[Expr] = set()
     passes = 0
+    keys, key_of = ctx.keys, ctx.key
+    eager = None  # key every node as it is made: its users' guards then find their operands' keys
     with building():
         while passes < max_passes:
             passes += 1
@@ -157,6 +159,8 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 ctx.count_uses(order)
             else:
                 order = pending(roots, normal)
+            if eager is None:  # only where every symbol has its number already: keys do not depend on when
+                eager = ctx.numbers_symbols(order)  # they are computed then (a symbol's number would)
             new: dict[Expr, Expr] = {}
             new_get = new.get
             for node in order:
@@ -171,6 +175,10 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     a0, a1 = args
                     b0, b1 = new_get(a0, a0), new_get(a1, a1)  # operands not walked are normal
                     rebuilt = node if (b0 is a0 and b1 is a1) else _binary(node.op, b0, b1)
+                elif len(args) == 1:
+                    a0 = args[0]
+                    b0 = new_get(a0, a0)
+                    rebuilt = node if b0 is a0 else _unary(node.op, b0)
                 else:
                     nargs = [new_get(a, a) for a in args]
                     changed = any(a is not b for a, b in zip(args, nargs))
@@ -197,6 +205,8 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 elif settled and not whole_graph and all(not a.args or a in normal for a in result.args):
                     normal.add(result)  # a new node in normal form: later passes need not walk it
                 new[node] = result
+                if eager and result not in keys:
+                    key_of(result)
             new_roots = [new.get(r, r) for r in roots]
             if all(a is b for a, b in zip(new_roots, roots)):
                 break
