@@ -219,7 +219,7 @@ class _RootfinderStructure(NativeStructure):
         from .ad import jacobian
         from .function import Function
 
-        self.G, self.options = G, options
+        self.G, self.options, self.name = G, options, name
         self.z_shape = tuple(G.input_shapes[0])
         self.n = int(np.prod(self.z_shape, dtype=np.int64))
         self.p_shapes = [tuple(s) for s in G.input_shapes[1:]]
@@ -236,9 +236,17 @@ class _RootfinderStructure(NativeStructure):
                       f"{G.name}, n = {self.n}")
         self._programs: dict = {}
 
+    @property
+    def savable(self) -> bool:  # type: ignore[override]
+        return _registered("rootfinder")
+
     def to_data(self, index: dict) -> tuple:
-        """The record naming the residual and its Jacobian by ``index`` (the build cache's key reads it)."""
-        return ("native", "rootfinder", index[self.G], index[self.Jz], tuple(sorted(self.options.items())))
+        """``("native", "rootfinder", name, G, options)``: ``G`` by ``index``; the Jacobian is rebuilt from it.
+
+        (``index[self.Jz]`` only in the build cache's key, which must see the Jacobian's C.)
+        """
+        jz = () if isinstance(index[self.G], int) else (index[self.Jz],)
+        return ("native", "rootfinder", self.name, index[self.G], tuple(sorted(self.options.items()))) + jz
 
     def pattern(self) -> Any:
         """``z`` depends on every parameter and not on ``z0``; ``status`` has no derivative."""
@@ -491,6 +499,10 @@ class _SkippingSolveStructure(_SolveStructure):
         super().__init__(n, rhs)
         self.label = self.label.replace("LU with partial pivoting", "LU with partial pivoting, zero rows skipped")
 
+    @property
+    def savable(self) -> bool:  # type: ignore[override]
+        return _registered("solve_skipping_zeros")
+
     def to_data(self, index: dict) -> tuple:
         return ("native", "solve_skipping_zeros", self.n, self.rhs)
 
@@ -517,10 +529,64 @@ def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = A.shape[0]
     if n <= MAX_EXPANDED_SIZE:
         return np.asarray(solve(A, b), dtype=object)
+    return np.asarray(call_function(_skipping_solve_function(n), [A, b]), dtype=object)
+
+
+def _skipping_solve_function(n: int) -> Any:
+    """The native ``(A, b) -> A^-1 b`` (``b`` a vector) whose C skips zero multipliers; one per ``n``."""
     F = _SKIPPING_SOLVES.get(n)
     if F is None:
         F = _SKIPPING_SOLVES.setdefault(n, _SkippingSolveStructure(n, ()).function(f"solve{n}_skipping_zeros"))
-    return np.asarray(call_function(F, [A, b]), dtype=object)
+    return F
+
+
+def _registered(kind: str) -> bool:
+    """Whether :data:`symgraph.native.NATIVE_MODULES` sends ``kind`` here (a file may then hold it)."""
+    from . import native
+
+    return getattr(native, "NATIVE_MODULES", {}).get(kind) == __name__
+
+
+def load_native(record: Any, table: list, label: str) -> Any:
+    """The Function of a ``("native", "rootfinder", ...)`` or ``("native", "solve_skipping_zeros", n, rhs)`` record.
+
+    ``record`` is what ``to_data`` wrote, ``table`` the Functions loaded
+    before it (the residual among them); anything else raises
+    :class:`~symgraph.errors.SerializationError` starting with ``label``.
+
+    >>> import symgraph as sg
+    >>> z, p = sg.symbols("z"), sg.symbols("p")
+    >>> G = sg.Function("g", [z, p], [z * z - p])
+    >>> R = load_native(("native", "rootfinder", "sq", 0, (("max_iter", 20), ("tol", 1e-12))), [G], "record")
+    >>> R.name, abs(float(R(1.0, 4.0)) - 2.0) < 1e-12
+    ('sq', True)
+    >>> load_native(("native", "rootfinder", "sq", 5, ()), [G], "record")
+    Traceback (most recent call last):
+    ...
+    symgraph.errors.SerializationError: record: a native rootfinder record is ('native', 'rootfinder', name, residual, options) with the residual an earlier Function of the file and options (name, value) pairs; got ('native', 'rootfinder', 'sq', 5, ())
+    """
+    from .errors import SerializationError
+    from .function import Function, data_repr
+
+    if record[1] == "solve_skipping_zeros":
+        if len(record) == 4 and type(record[2]) is int and 1 <= record[2] <= 4096 and record[3] == ():
+            return _skipping_solve_function(record[2])
+        raise SerializationError(f"{label}: a native solve_skipping_zeros record is ('native', "
+                                 f"'solve_skipping_zeros', n, ()) with 1 <= n <= 4096; got {data_repr(record)}")
+    ok = (len(record) == 5 and type(record[2]) is str and record[2] and type(record[3]) is int
+          and 0 <= record[3] < len(table) and isinstance(table[record[3]], Function) and isinstance(record[4], tuple)
+          and all(isinstance(o, tuple) and len(o) == 2 and o[0] in _OPTION_NAMES for o in record[4]))
+    if not ok:
+        raise SerializationError(f"{label}: a native rootfinder record is ('native', 'rootfinder', name, residual, "
+                                 f"options) with the residual an earlier Function of the file and options (name, "
+                                 f"value) pairs; got {data_repr(record)}")
+    try:
+        return rootfinder(record[2], table[record[3]], **dict(record[4]))
+    except SymgraphError as exc:
+        raise SerializationError(f"{label}: {exc}") from exc
+
+
+_OPTION_NAMES = ("tol", "max_iter", "line_search", "step_tol", "status", "on_failure")
 
 
 def _symbols(name: str, shape: tuple) -> np.ndarray:
