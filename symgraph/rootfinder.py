@@ -32,7 +32,7 @@ C of the dense Jacobian ``dG/dz``, both emitted once as callees)::
 did not converge, ``z`` is NaN (``on_failure="nan"``, the default) or the
 last iterate (``on_failure="last"``): never a silent wrong answer.
 :func:`check_status` raises :class:`ConvergenceError` for a status (one
-point's or a batch's) that reports a failure; :func:`solve` evaluates and
+point's or a batch's) that reports a failure; :func:`find_root` evaluates and
 checks in one go.  (In complex arithmetic, the VM's complex step, one more
 full Newton step is taken after convergence so the imaginary part is
 resolved too.)
@@ -41,11 +41,23 @@ resolved too.)
 dG/dz`` and ``Gp = dG/dp``; none w.r.t. ``z0``, none of ``status``):
 forward ``dz = -J^-1 (Gp dp)``, reverse ``lam = J^-T zbar``, ``pbar =
 -Gp^T lam``.  The rules are graphs of ``J`` and ``Gp`` (``G``'s graph
-differentiated and written out at the root), ``R`` itself and
-:func:`symgraph.linalg.solve` (a solve node beyond small ``n``), so their
-own derivatives exist: Hessians through a rootfinder work.  The derivative
+differentiated and written out at the root, so zeros and constants of ``J``
+stay visible), ``R`` itself and a linear solve (expanded up to
+``linalg.MAX_EXPANDED_SIZE``, else a solve node like
+:mod:`symgraph.linsolve`'s whose C skips zero multipliers), so their own
+derivatives exist: Hessians through a rootfinder work.  The derivative
 costs one linear solve with ``J`` at the root, not a differentiated
-iteration.
+iteration.  One caveat of the call-node machinery: a derivative Function
+of ``R`` (``R_vjp``) gets ``z`` by calling ``R`` on its operands, so a
+gradient Function that calls it runs Newton once more; ``F.inline()`` of
+the gradient Function makes that call the primal one (hash-consed), and
+the gradient then costs the primal solve plus one linear solve.
+
+**Cost.**  Each Newton step evaluates ``dG/dz`` densely (``n^2`` numbers)
+and factors it by LU with partial pivoting; the C skips rows whose
+multiplier is zero, so banded and block-sparse Jacobians cost about ``n``
+times their fill-in rather than ``n^3 / 3``.  The VM runs the same
+iteration with numpy over all points (dense LU).
 
 >>> import numpy as np, symgraph as sg
 >>> z, p = sg.symbols("z"), sg.symbols("p")
@@ -70,7 +82,7 @@ from .errors import InvalidInputError, OptionError, ShapeError, SymgraphError
 from .linsolve import _back_substitute, _SolveStructure, lu_factor_batch
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
-__all__ = ["rootfinder", "check_status", "solve", "ConvergenceError", "STATUS_FIELDS"]
+__all__ = ["rootfinder", "check_status", "find_root", "ConvergenceError", "STATUS_FIELDS", "load_native"]
 
 #: what the entries of a status output mean
 STATUS_FIELDS = ("converged", "iterations", "residual")
@@ -166,7 +178,7 @@ def check_status(status: Any, name: str = "rootfinder") -> None:
                                f"(first: {where}{int(flat[k, 1])} Newton steps, max|G| = {flat[k, 2]:.3g})")
 
 
-def solve(R: Any, *args: Any) -> np.ndarray:
+def find_root(R: Any, *args: Any) -> np.ndarray:
     """``z`` from a rootfinder Function made with ``status=True``, evaluated (VM) and checked.
 
     Batched arguments (a leading axis of points, as for ``Function.batch``)
@@ -175,16 +187,16 @@ def solve(R: Any, *args: Any) -> np.ndarray:
     >>> import symgraph as sg
     >>> z, p = sg.symbols("z"), sg.symbols("p")
     >>> R = rootfinder("sqrt", sg.Function("g", [z, p], [z * z - p]), status=True)
-    >>> abs(float(solve(R, 1.0, 2.0)) - 2 ** 0.5) < 1e-11
+    >>> abs(float(find_root(R, 1.0, 2.0)) - 2 ** 0.5) < 1e-11
     True
-    >>> solve(R, 0.0, -1.0)
+    >>> find_root(R, 0.0, -1.0)
     Traceback (most recent call last):
     ...
     symgraph.rootfinder.ConvergenceError: sqrt did not converge at 1 of 1 point(s) (first: 0 Newton steps, max|G| = 1)
     """
     s = getattr(R, "structure", None)
     if not isinstance(s, _RootfinderStructure) or not s.options["status"]:
-        raise InvalidInputError(f"solve: expected a rootfinder Function made with status=True, got {R!r}")
+        raise InvalidInputError(f"find_root: expected a rootfinder Function made with status=True, got {R!r}")
     batched = any(np.ndim(a) > len(shape) for a, shape in zip(args, R.input_shapes))
     z, st = R.batch(*args) if batched else R(*args)
     check_status(st, R.name)

@@ -13,7 +13,7 @@ import pytest
 import symgraph as sg
 from symgraph.errors import InvalidInputError, OptionError, ShapeError, SymgraphError
 from symgraph.native import is_native
-from symgraph.rootfinder import ConvergenceError, check_status, rootfinder, solve
+from symgraph.rootfinder import ConvergenceError, check_status, find_root, rootfinder
 
 from strategies import module_cache  # noqa: F401  autouse: a cache per module
 
@@ -295,9 +295,9 @@ def test_non_convergence_gives_nan_and_a_status_and_check_status_raises():
         with pytest.raises(ConvergenceError, match="noroot did not converge at 2 of 3 point"):
             check_status(st, "noroot")
     with pytest.raises(ConvergenceError, match="did not converge"):
-        solve(R, 1.0, 1.0)
-    assert abs(float(solve(R, 1.0, -4.0)) - 2.0) < 1e-10
-    np.testing.assert_allclose(solve(R, np.ones(2), np.array([-4.0, -9.0])), [2.0, 3.0])
+        find_root(R, 1.0, 1.0)
+    assert abs(float(find_root(R, 1.0, -4.0)) - 2.0) < 1e-10
+    np.testing.assert_allclose(find_root(R, np.ones(2), np.array([-4.0, -9.0])), [2.0, 3.0])
     assert issubclass(ConvergenceError, SymgraphError)
 
 
@@ -370,7 +370,7 @@ def test_bad_names_and_status_helpers():
     with pytest.raises(ShapeError, match=r"\(3,\) or \(N, 3\)"):
         check_status(np.ones(2))
     with pytest.raises(InvalidInputError, match="status=True"):
-        solve(rootfinder("r", G), 0.0, 1.0)
+        find_root(rootfinder("r", G), 0.0, 1.0)
 
 
 # ------------------------------------------------------------------ more edges
