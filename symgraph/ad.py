@@ -848,11 +848,9 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
     return J
 
 
-_LINEAR_OPS = frozenset((ADD.code, SUB.code, NEG.code, MUL.code, DIV.code))
-
-
 def _map_piece_reached(roots: list) -> bool:
-    """Whether a result of a map call is reached from ``roots`` through ``+ - * /`` and negation.
+    """Whether a result of a map call is reached from ``roots`` through ``+``, ``-``, negation and
+    products and quotients by constants.
 
     Only then can :mod:`symgraph.tiled` find a mapped piece to tile (it looks
     through the same ops, as a tree); this walk visits each node once, so an
@@ -869,17 +867,27 @@ def _map_piece_reached(roots: list) -> bool:
 
     seen: set[int] = set()
     stack = [r for r in roots if type(r) is Expr]
-    linear = _LINEAR_OPS
     while stack:
         node = stack.pop()
         key = id(node)
         if key in seen:
             continue
         seen.add(key)
-        code = node.op.code
-        if code in linear:
+        op = node.op
+        if op is ADD or op is SUB:
             stack.extend(node.args)
-        elif node.op is RESULT and _is_map_call(node.args[0]):
+        elif op is NEG:
+            stack.append(node.args[0])
+        elif op is MUL:
+            a, b = node.args
+            if a.op is CONST:
+                stack.append(b)
+            elif b.op is CONST:
+                stack.append(a)
+        elif op is DIV:
+            if node.args[1].op is CONST:
+                stack.append(node.args[0])
+        elif op is RESULT and _is_map_call(node.args[0]):
             return True
     return False
 
