@@ -428,3 +428,16 @@ def test_adaptive_radau_robertson_and_derivative():
     fd = np.column_stack([(S(np.array([1.0, 0.0, 0.0]), kv + e)[-1] - S(np.array([1.0, 0.0, 0.0]), kv - e)[-1])
                           / (2 * e.max()) for e in np.diag(kv * 1e-6)])
     np.testing.assert_allclose(J, fd, rtol=1e-4, atol=1e-6 * np.abs(J).max())
+
+
+@pytest.mark.parametrize("method", ["rk4", "radau"])
+def test_matrix_state_and_extra_rhs_outputs(method):
+    """A state of shape (3, 3) (X' = A X, so X(t) = expm(A t) X0); rhs outputs after the first are ignored."""
+    X = sg.symbols("X", (3, 3))
+    f = sg.Function("mat", [X], [A3 @ X, (X ** 2).sum()])
+    I = integrator("I", f, np.linspace(0, 1, 5), method, steps_per_interval=8)
+    assert I.input_shapes == ((3, 3),) and I.output_shapes == ((5, 3, 3),)
+    X0 = np.eye(3) + 0.1 * np.arange(9.0).reshape(3, 3)
+    xs = I(X0)
+    for k, t in enumerate(np.linspace(0, 1, 5)):
+        np.testing.assert_allclose(xs[k], expm(A3 * t) @ X0, rtol=0, atol=1e-7)
