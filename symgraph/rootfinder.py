@@ -92,7 +92,7 @@ _MAX_HALVINGS = 40
 
 
 class ConvergenceError(SymgraphError, ArithmeticError):
-    """A rootfinder did not converge (raised by :func:`check_status` and :func:`solve`)."""
+    """A rootfinder did not converge (raised by :func:`check_status` and :func:`find_root`)."""
 
 
 # ------------------------------------------------------------------ public API
