@@ -441,3 +441,13 @@ def test_matrix_state_and_extra_rhs_outputs(method):
     xs = I(X0)
     for k, t in enumerate(np.linspace(0, 1, 5)):
         np.testing.assert_allclose(xs[k], expm(A3 * t) @ X0, rtol=0, atol=1e-7)
+
+
+def test_dopri5_error_estimate_sums_over_the_steps_of_an_interval():
+    rhs, _ = forced_rhs()
+    u, p = np.array([1.0, -1.0]), np.array([0.1, 0.2, 0.3])
+    xs2, err2 = integrator("c", rhs, np.linspace(0, 1, 3), "dopri5", steps_per_interval=2, error=True)(X0, u, p)
+    xs1, err1 = integrator("f", rhs, np.linspace(0, 1, 5), "dopri5", error=True)(X0, np.repeat(u, 2), p)
+    np.testing.assert_allclose(xs2, xs1[::2], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(err2, err1[0::2] + err1[1::2], rtol=1e-12, atol=1e-20)
+    assert err2.shape == (2, 3) and np.all(err2 > 0)
