@@ -414,3 +414,21 @@ def test_the_status_output_has_no_derivative_and_saving_is_refused():
     s = R.structure
     R3 = load_native(s.to_data({s.G: 0, s.Jz: 1}), [s.G, s.Jz], "record")
     assert R3.output_shapes == R.output_shapes and float(R3(1.0, 27.0)[0]) == float(R(1.0, 27.0)[0])
+
+
+def test_an_inlined_gradient_runs_newton_once():
+    from symgraph.tape import CALL
+
+    R, A, c = _system(10)
+    q = sg.symbols("q", 10)
+    zq = R(np.zeros(10), q)[0]
+    Gr = sg.Function("g", [q], [sg.grad(np.sum(zq * zq), q)])
+    Gi = Gr.inline()
+
+    def newton_calls(F):
+        t = F.tape
+        return sum(1 for i in np.flatnonzero(t.opcodes == CALL.code).tolist() if t.call(i)[0] is R)
+
+    assert newton_calls(Gi) == 1
+    pv = np.linspace(-1, 1, 10)
+    np.testing.assert_allclose(Gi.compile()(pv), Gr(pv), rtol=1e-12, atol=1e-14)
