@@ -55,7 +55,7 @@ import numpy as np
 
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
-__all__ = ["lookup_function", "nodal_data", "is_lookup", "DEGREES"]
+__all__ = ["lookup_function", "nodal_data", "is_lookup", "DEGREES", "load_native"]
 
 #: The degree of the pieces along each axis, and the nodal numbers per point and axis, per method.
 DEGREES = {"linear": (1, 1), "bspline": (3, 2)}
@@ -145,10 +145,68 @@ def lookup_function(name: str, method: str, axes: Sequence[np.ndarray], values: 
     axes = [np.ascontiguousarray(g, dtype=float) for g in axes]
     table = _TableStructure(method, axes, nodal_data(axes, values, method), bool(flat), name).function(
         f"{name}_table")
-    s = _LookupStructure(table, {}, (0,) * len(axes), name)
+    s = _LookupStructure(table, table.structure.family, (0,) * len(axes), name)
     F = s.function(name)
     s.family[s.orders] = F
     return F
+
+
+def load_native(record: Any, table: list, label: str) -> Any:
+    """The table or lookup Function a ``("native", "lookup_table" | "lookup", ...)`` record describes, validated.
+
+    A table record holds the method, ``flat``, the root name, the axes
+    (strictly increasing finite float arrays) and the nodal data (its shape
+    fixed by them and the method); a lookup record the position of its
+    table Function in ``table`` (loaded before it) and its derivative
+    orders.  Anything else raises SerializationError starting with ``label``.
+
+    >>> g = np.array([0.0, 1.0, 2.0])
+    >>> T = load_native(("native", "lookup_table", "linear", True, "f", (g,), np.zeros((3, 1))), [], "r")
+    >>> float(load_native(("native", "lookup", 0, (0,)), [T], "r")(0.5))
+    0.0
+    >>> load_native(("native", "lookup_table", "linear", True, "f", (g[::-1],), np.zeros((3, 1))), [], "r")
+    Traceback (most recent call last):
+      ...
+    symgraph.errors.SerializationError: r: lookup table axis 0 must be a 1-D float array of at least 2 strictly increasing finite numbers
+    """
+    from .errors import SerializationError
+    from .function import data_repr
+
+    if record[1] == "lookup_table":
+        if not (len(record) == 7 and record[2] in DEGREES and type(record[3]) is bool and type(record[4]) is str
+                and record[4] and isinstance(record[5], tuple) and 1 <= len(record[5]) <= 8
+                and isinstance(record[6], np.ndarray)):
+            raise SerializationError(f"{label}: a lookup table record is ('native', 'lookup_table', method, flat, "
+                                     f"root, axes, nodal); got {data_repr(record)[:200]}")
+        method, flat, root, axes, nodal = record[2:]
+        for j, g in enumerate(axes):
+            if not (isinstance(g, np.ndarray) and g.ndim == 1 and g.dtype.kind == "f" and g.size >= 2
+                    and np.all(np.isfinite(g)) and np.all(np.diff(g) > 0)):
+                raise SerializationError(f"{label}: lookup table axis {j} must be a 1-D float array of at least 2 "
+                                         f"strictly increasing finite numbers")
+        s = DEGREES[method][1]
+        want = tuple(g.size for g in axes) + (s,) * len(axes)
+        if nodal.shape != want or nodal.dtype.kind != "f" or flat and len(axes) != 1:
+            raise SerializationError(f"{label}: lookup table nodal data must be floats of shape {want} for "
+                                     f"{method} on these axes{' (flat: 1-D only)' if flat else ''}, got "
+                                     f"{nodal.dtype} {nodal.shape}")
+        return _TableStructure(method, [np.ascontiguousarray(g) for g in axes], np.ascontiguousarray(nodal),
+                               flat, root).function(f"{root}_table")
+    if not (len(record) == 4 and type(record[2]) is int and 0 <= record[2] < len(table)
+            and isinstance(getattr(table[record[2]], "structure", None), _TableStructure)):
+        raise SerializationError(f"{label}: a lookup record is ('native', 'lookup', position of its table "
+                                 f"Function, orders); got {data_repr(record)[:200]}")
+    T = table[record[2]]
+    t, orders = T.structure, record[3]
+    if not (isinstance(orders, tuple) and len(orders) == t.n
+            and all(type(o) is int and 0 <= o <= k for o, k in zip(orders, t.degrees))):
+        raise SerializationError(f"{label}: lookup orders must be {t.n} int(s) from 0 to the degree "
+                                 f"{t.degrees[0]}, got {data_repr(orders)}")
+    found = t.family.get(orders)
+    if found is None:
+        suffix = "".join(f"_d{j}" * o for j, o in enumerate(orders))
+        found = t.family.setdefault(orders, _LookupStructure(T, t.family, orders, t.root).function(t.root + suffix))
+    return found
 
 
 def is_lookup(F: Any) -> bool:
@@ -286,10 +344,9 @@ class _TableStructure(NativeStructure):
     gradient and Hessian holds the tables once.
     """
 
-    savable = False
-
     def __init__(self, method: str, axes: list, nodal: np.ndarray, flat: bool, root: str) -> None:
-        self.method, self.axes, self.nodal, self.flat = method, axes, nodal, flat
+        self.method, self.axes, self.nodal, self.flat, self.root = method, axes, nodal, flat, root
+        self.family: dict = {}  # the lookups over this table, by derivative orders (loading rebuilds them here)
         self.n = len(axes)
         self.cells = tuple(g.size - 1 for g in axes)
         self.degrees = (DEGREES[method][0],) * self.n
@@ -301,14 +358,8 @@ class _TableStructure(NativeStructure):
                       f"grid, {nodal.size} nodal numbers, cell search")
 
     def to_data(self, index: dict) -> tuple:
-        """An identity record for the compile cache's digest: the tables by their hash (not loadable)."""
-        import hashlib
-
-        h = hashlib.blake2b(digest_size=32)
-        for a in (*self.axes, self.nodal):
-            h.update(repr(a.shape).encode())
-            h.update(a.tobytes())
-        return ("native", "lookup_table", self.method, self.flat, self.nodal.shape, h.hexdigest())
+        """``("native", "lookup_table", method, flat, root, axes, nodal)``: everything, tables included."""
+        return ("native", "lookup_table", self.method, self.flat, self.root, tuple(self.axes), self.nodal)
 
     def evaluate(self, columns: list, width: int) -> list:
         X, orders, _ = columns_as_arrays(columns, self.in_shapes, width)
@@ -404,8 +455,6 @@ class _TableStructure(NativeStructure):
 class _LookupStructure(NativeStructure):
     """A lookup: derivative ``orders`` of the piecewise polynomial of ``table``; see the module docstring."""
 
-    savable = False
-
     def __init__(self, table: Any, family: dict, orders: tuple, root: str) -> None:
         t = table.structure
         self.table, self.family, self.orders, self.root = table, family, orders, root
@@ -418,7 +467,7 @@ class _LookupStructure(NativeStructure):
                       + (f", derivative {orders} of {root}" if sum(orders) else ""))
 
     def to_data(self, index: dict) -> tuple:
-        """An identity record for the compile cache's digest (the table is a child)."""
+        """``("native", "lookup", table, orders)``: the table Function's position, the derivative orders."""
         return ("native", "lookup", index[self.table], self.orders)
 
     # ------------------------------------------------------------ derivatives

@@ -467,13 +467,13 @@ def test_expand_must_be_a_bool_or_none(expand):
         interpolant("f", "linear", [0.0, 1.0], [0.0, 1.0], expand=expand)
 
 
-def test_the_node_cannot_be_saved_but_says_why():
-    from symgraph.errors import NotPicklableError
-    from symgraph.serialize import to_bytes
+def test_a_saved_node_is_the_same_lookup():
+    from symgraph.serialize import from_bytes, to_bytes
 
-    F = interpolant("f", "linear", np.arange(300.0), np.zeros(300))
-    with pytest.raises(NotPicklableError):
-        to_bytes(F)
+    F = interpolant("f", "linear", np.arange(300.0), np.arange(300.0) ** 2)
+    G = from_bytes(to_bytes(F))
+    assert is_lookup(G) and G.name == "f"
+    assert [float(G(v)) for v in (2.5, 299.5)] == [float(F(v)) for v in (2.5, 299.5)]
 
 
 def test_lookup_function_directly():
@@ -486,3 +486,34 @@ def test_lookup_function_directly():
     got = [float(T(0.5, np.array([float(o)]), np.array([float(math.perm(p, o)) for p in range(4)])))
            for o in range(4)]
     np.testing.assert_allclose(got, [0.125, 0.75, 3.0, 6.0], rtol=1e-8)
+
+
+def test_lookup_nodes_and_their_derivatives_save_load_and_pickle():
+    import pickle
+
+    from symgraph.native import load_native
+    from symgraph.serialize import from_bytes, to_bytes
+
+    axes = [np.linspace(0.0, 1.0, 30), np.linspace(-1.0, 1.0, 20)]
+    X, Y = np.meshgrid(*axes, indexing="ij")
+    T = sg.interpolant("t", "bspline", axes, np.sin(3 * X) * Y ** 2)
+    p = sg.symbols("p", 2)
+    G = sg.Function("g", [p], [T(p), sg.grad(T(p), p), sg.hessian(T(p), p)])
+    pt = np.array([0.3, -0.4])
+    want = G.compile()(pt)
+    for H in (from_bytes(to_bytes(G)), pickle.loads(pickle.dumps(G))):
+        got = H.compile()(pt)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[2].toarray(), want[2].toarray())
+        np.testing.assert_array_equal(H(pt)[1], G(pt)[1])
+        assert any(is_lookup(C) for C in H.tape.callees)
+    Tl = from_bytes(to_bytes(T))
+    q = sg.symbols("q", 2)
+    D = sg.Function("d", [q], [sg.hessian(Tl(q), q)])
+    np.testing.assert_allclose(D(pt).toarray(), sg.Function("d0", [q], [sg.hessian(T(q), q)])(pt).toarray(),
+                               rtol=1e-14)
+    with pytest.raises(sg.SerializationError, match="nodal data must be floats of shape"):
+        load_native(("native", "lookup_table", "bspline", False, "t", tuple(axes), np.zeros((30, 20, 2))), [], "r")
+    with pytest.raises(sg.SerializationError, match="lookup orders"):
+        load_native(("native", "lookup", 0, (4, 0)), [T.tape.callees[0].structure.table], "r")
