@@ -170,7 +170,14 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
         return _compile_tier(F, options, "fast")[0]
     if fast is None:  # no fast compiler: "auto" is "best"
         return _compile_tier(F, options, "best")[0]
-    best_key = function_key(F, options, "best")
+    try:
+        best_key = function_key(F, options, "best")
+    except CompilerNotFoundError as exc:  # tcc alone: its code, and one warning that nothing better follows
+        from symgraph.progress import current_site
+
+        C = _compile_tier(F, options, "fast")[0]
+        C._upgrade_failed(exc, current_site())
+        return C
     hit = _from_entry(F, options, "best", best_key)
     if hit is not None:
         return hit

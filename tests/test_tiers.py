@@ -234,3 +234,20 @@ def test_nlp_starts_on_the_fast_tier_and_solves_correctly(slow_cc):
     again = nlp.solve_ipopt([0.0, 0.0, 0.0], lbg=1.0, ubg=1.0)
     assert sol.success and again.success
     np.testing.assert_allclose(again.x, sol.x, rtol=1e-9, atol=1e-12)
+
+
+def test_no_optimizing_compiler_keeps_tcc_and_warns(tmp_path, monkeypatch):
+    real = build.find_compiler
+
+    def tcc_only(name=None):
+        if name != "tcc":
+            raise sg.CompilerNotFoundError("no C compiler found (looked for cc, gcc, clang on PATH)")
+        return real(name)
+
+    monkeypatch.setattr(build, "find_compiler", tcc_only)
+    F = model("tiers_tcc_only")
+    with pytest.warns(sg.BackendWarning, match="no C compiler found") as record:
+        C = F.compile(cache_dir=str(tmp_path), tier="auto")
+    assert record[0].filename == __file__ and C.tier == "fast" and C.wait(0)
+    assert isinstance(C.upgrade_error, sg.CompilerNotFoundError)
+    check(F, C, np.linspace(-1, 1, 8))
