@@ -37,6 +37,8 @@ from . import linalg  # sg.linalg: solve, inv, det, slogdet, logdet, cholesky on
 from .custom import custom_jvp, custom_rules, custom_vjp, stop_gradient  # user derivative rules
 from .interpolant import interpolant  # sg.interpolant: expanded linear (1-D/N-D) and cubic spline interpolants
 from .external import external  # sg.external: a user's C function as a call node with user-given derivatives
+from .rootfinder import rootfinder  # sg.rootfinder: Newton in C, implicit-function derivatives
+from .integrator import integrator  # sg.integrator: RK and collocation on fold, exact sensitivities
 from .interop.casadi import from_casadi  # sg.from_casadi: a CasADi SX Function as a symgraph Function
 from .pictures import draw, spy, to_dot  # Graphviz pictures of graphs, sparsity plots (symgraph/pictures.py)
 from .printing import debugprint  # PyTensor-style text dump of a Function's graph
@@ -79,6 +81,6 @@ __all__ = [
     "jvp", "vjp", "grad", "value_and_grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
     "gather", "IndexOutOfRangeError", "hoist", "taylor", "linalg", "custom_jvp", "custom_vjp", "custom_rules", "stop_gradient", "interpolant",
-    "external", "from_casadi", "to_dot", "draw", "spy", "debugprint", "MissingToolError",
+    "external", "rootfinder", "integrator", "from_casadi", "to_dot", "draw", "spy", "debugprint", "MissingToolError",
     "save", "load", "to_bytes", "from_bytes", "dask",
 ]
