@@ -768,7 +768,11 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                 fmt, helper = fast
                 row = operands[i]
                 if op.arity == 2:
-                    line = f"  const double v{s} = {fmt(operand(row[0]), operand(row[1]))};"
+                    a, b = row[0], row[1]
+                    if a >= part_first and b >= part_first and not spilled:  # values of this part (usual)
+                        line = f"  const double v{s} = {fmt(f'v{a}', f'v{b}')};"
+                    else:
+                        line = f"  const double v{s} = {fmt(operand(a), operand(b))};"
                 else:
                     line = f"  const double v{s} = {fmt(*[operand(a) for a in row[: op.arity]])};"
                 lines.append(line)
