@@ -376,7 +376,8 @@ class _RootfinderStructure(NativeStructure):
             "  long it = 0; int ok = 0;",
             f"  for (long i = 0; i < {n}; ++i) z[i] = arg[0][i];",
             f"  {g.name}(a, q, cw);",
-            f"  for (long i = 0; i < {n}; ++i) {{ f += r[i] * r[i]; if (!(fabs(r[i]) <= rn)) rn = fabs(r[i]); }}",
+            f"  for (long i = 0; i < {n}; ++i) {{ double v = fabs(r[i]); f += r[i] * r[i]; "
+            "if (v != v || v > rn) rn = v; }",  # a NaN entry makes rn NaN
             "  for (;;) {",
             f"    if (rn <= {tol}) {{ ok = 1; break; }}",
             f"    if (!isfinite(rn) || it >= {o['max_iter']}) break;",
@@ -404,7 +405,7 @@ class _RootfinderStructure(NativeStructure):
             "    if (!found) break;",
             f"    for (long i = 0; i < {n}; ++i) {{ z[i] = zt[i]; r[i] = rt[i]; }}",
             "    f = ft; rn = 0.0; ++it;",
-            f"    for (long i = 0; i < {n}; ++i) if (!(fabs(r[i]) <= rn)) rn = fabs(r[i]);",
+            f"    for (long i = 0; i < {n}; ++i) {{ double v = fabs(r[i]); if (v != v || v > rn) rn = v; }}",
             "    if (small) { ok = 1; break; }",
             "  }",
             f"  for (long i = 0; i < {n}; ++i) res[0][i] = {'ok ? z[i] : NAN' if nan else 'z[i]'};",

@@ -323,6 +323,11 @@ def test_singular_jacobian_and_nan_inputs_fail_cleanly():
         assert np.isnan(zv) and st[0] == 0.0 and st[1] == 0.0
         zv, st = F(1.0, np.nan)
         assert np.isnan(zv) and st[0] == 0.0
+    w, b = sg.symbols("w", 2), sg.symbols("b")
+    R2 = rootfinder("half_nan", sg.Function("g", [w, b], [np.array([sg.sqrt(w[0] - 5.0), w[1] - b])]), status=True)
+    for F in (R2, R2.compile()):
+        zv, st = F(np.ones(2), 1.0)   # r = [NaN, 0]: not converged, no step taken
+        assert np.all(np.isnan(zv)) and st[0] == 0.0 and st[1] == 0.0 and np.isnan(st[2])
 
 
 # ------------------------------------------------------------------ bad input
