@@ -14,7 +14,7 @@ from .errors import (ArgumentCountError, ArityError, CompileError, Differentiati
                      SymbolicBoolError, SymgraphError, SympyConversionError, MissingSolverError,
                      OptimizerOptionError, CompilerNotFoundError, BackendWarning, OptionError,
                      OverwriteError, UnknownOpError, InvalidOpError, SerializationError, NotPicklableError,
-                     MissingToolError)
+                     MissingToolError, ConvergenceError)
 from .expr import Expr, apply, building, collect, const, count_ops, free_symbols, symbol, walk
 from .array import as_expr_array, builder, symbols
 from .function import Function
@@ -37,7 +37,7 @@ from . import linalg  # sg.linalg: solve, inv, det, slogdet, logdet, cholesky on
 from .custom import custom_jvp, custom_rules, custom_vjp, stop_gradient  # user derivative rules
 from .interpolant import interpolant  # sg.interpolant: expanded linear (1-D/N-D) and cubic spline interpolants
 from .external import external  # sg.external: a user's C function as a call node with user-given derivatives
-from .rootfinder import rootfinder  # sg.rootfinder: Newton in C, implicit-function derivatives
+from .rootfinder import check_status, find_root, rootfinder  # sg.rootfinder: Newton in C, implicit derivatives
 from .integrator import integrator  # sg.integrator: RK and collocation on fold, exact sensitivities
 from .interop.casadi import from_casadi  # sg.from_casadi: a CasADi SX Function as a symgraph Function
 from .pictures import draw, spy, to_dot  # Graphviz pictures of graphs, sparsity plots (symgraph/pictures.py)
@@ -81,6 +81,6 @@ __all__ = [
     "jvp", "vjp", "grad", "value_and_grad", "jacobian", "hessian", "substitute", "inline", "jacobian_sparsity", "hessian_sparsity", "Sparsity",
     "simplify", "OptimizeReport", "OptimizerOptionError",
     "gather", "IndexOutOfRangeError", "hoist", "taylor", "linalg", "custom_jvp", "custom_vjp", "custom_rules", "stop_gradient", "interpolant",
-    "external", "rootfinder", "integrator", "from_casadi", "to_dot", "draw", "spy", "debugprint", "MissingToolError",
+    "external", "rootfinder", "check_status", "find_root", "ConvergenceError", "integrator", "from_casadi", "to_dot", "draw", "spy", "debugprint", "MissingToolError",
     "save", "load", "to_bytes", "from_bytes", "dask",
 ]

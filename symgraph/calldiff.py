@@ -353,6 +353,12 @@ def _results(D: Derivative, operands: tuple, seeds: list, split: tuple | None = 
     With ``split = (backward map, residual nodes)`` the backward map is
     called in its place, on the residuals as well.
     """
+    if getattr(D.function, "splice", False):  # a rule's derivative: its graph on the operands (see custom._Rule)
+        from .substitution import _rebuild
+
+        G = D.function
+        keys = [s for arr in G.inputs for s in arr.reshape(-1).tolist()]
+        return list(_rebuild(list(G.outputs[0].reshape(-1)), dict(zip(keys, list(operands) + list(seeds)))))
     direct = getattr(D.function, "direct", None)
     if direct is not None:  # a map's derivative: call its mapped wrapper itself, pick the results
         mapped, seed_index, where = direct

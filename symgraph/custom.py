@@ -190,9 +190,13 @@ class _Rule:
         seeds = np.asarray(symbols("tx" if mode == "jvp" else "ybar", len(cols if mode == "jvp" else rows)),
                            dtype=object).reshape(-1)
         values = self.graph(F, mode, rows, cols, seeds)
-        return Function(f"{F.name}_{mode}", [flat_inputs(F), seeds], [values],
-                        input_names=["x", "tx" if mode == "jvp" else "ybar"],
-                        output_names=["ty" if mode == "jvp" else "xbar"])
+        D = Function(f"{F.name}_{mode}", [flat_inputs(F), seeds], [values],
+                     input_names=["x", "tx" if mode == "jvp" else "ybar"],
+                     output_names=["ty" if mode == "jvp" else "xbar"])
+        # Spliced into the caller on the call's own operands (symgraph/calldiff.py), not called: the rule's
+        # call of F on x then IS the primal call (hash-consed), so a rootfinder or solve is not run twice.
+        D.splice = True
+        return D
 
     def graph(self, F: Any, mode: str, rows: tuple, cols: tuple, seeds: np.ndarray) -> np.ndarray:
         """What ``F_jvp`` / ``F_vjp`` computes, over ``F``'s own input symbols and the Exprs ``seeds`` (flat).

@@ -100,6 +100,10 @@ class NotPicklableError(SymgraphError, TypeError):
     """An object that cannot be pickled on its own (a bare Expr: pickle a Function of it)."""
 
 
+class ConvergenceError(SymgraphError, ArithmeticError):
+    """A rootfinder did not converge (raised by ``check_status`` and ``find_root`` of :mod:`symgraph.rootfinder`)."""
+
+
 class MissingToolError(MissingSolverError):
     """An optional tool is not installed: Graphviz's ``dot``, matplotlib, casadi, dask (the message says how to get it)."""
 

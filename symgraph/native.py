@@ -163,7 +163,8 @@ class NativeFunction(StructuredFunction):
 #: Native kinds a file may hold -> the module whose ``load_native(record, table, label)`` rebuilds them.
 #: Only these modules are ever imported by a loader (a file names a kind, never a module).
 NATIVE_MODULES = {"solve": "symgraph.linsolve", "slogdet": "symgraph.linsolve", "lookup": "symgraph.lookup",
-                  "lookup_table": "symgraph.lookup"}
+                  "lookup_table": "symgraph.lookup", "rootfinder": "symgraph.rootfinder",
+                  "solve_skipping_zeros": "symgraph.rootfinder"}
 
 
 def load_native(record: Any, table: list, label: str) -> Any:
@@ -174,7 +175,7 @@ def load_native(record: Any, table: list, label: str) -> Any:
     >>> load_native(("native", "shell", 1), [], "record")
     Traceback (most recent call last):
       ...
-    symgraph.errors.SerializationError: record: unknown native kind 'shell' (known: lookup, lookup_table, slogdet, solve)
+    symgraph.errors.SerializationError: record: unknown native kind 'shell' (known: lookup, lookup_table, rootfinder, slogdet, solve, solve_skipping_zeros)
     """
     import importlib
 

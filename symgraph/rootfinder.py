@@ -78,6 +78,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import ConvergenceError  # noqa: F401 - raised here, defined with the others
 from .errors import InvalidInputError, OptionError, ShapeError, SymgraphError
 from .linsolve import _back_substitute, _SolveStructure, lu_factor_batch
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
@@ -89,10 +90,6 @@ STATUS_FIELDS = ("converged", "iterations", "residual")
 
 _ARMIJO = 1e-4  # sufficient decrease of |r|^2 / 2 along the Newton step: f(z + a dz) <= (1 - 2 c a) f(z)
 _MAX_HALVINGS = 40
-
-
-class ConvergenceError(SymgraphError, ArithmeticError):
-    """A rootfinder did not converge (raised by :func:`check_status` and :func:`find_root`)."""
 
 
 # ------------------------------------------------------------------ public API
