@@ -767,12 +767,15 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
             if fast is not None:
                 fmt, helper = fast
                 row = operands[i]
-                if op.arity == 2:
+                if spilled:
+                    line = f"  const double v{s} = {fmt(*[operand(a) for a in row[: op.arity]])};"
+                elif op.arity == 2:  # values of this part written inline (the usual operands), the others loaded
                     a, b = row[0], row[1]
-                    if a >= part_first and b >= part_first and not spilled:  # values of this part (usual)
-                        line = f"  const double v{s} = {fmt(f'v{a}', f'v{b}')};"
-                    else:
-                        line = f"  const double v{s} = {fmt(operand(a), operand(b))};"
+                    ta = f"v{a}" if a >= part_first else operand(a)
+                    line = f"  const double v{s} = {fmt(ta, f'v{b}' if b >= part_first else operand(b))};"
+                elif op.arity == 1:
+                    a = row[0]
+                    line = f"  const double v{s} = {fmt(f'v{a}' if a >= part_first else operand(a))};"
                 else:
                     line = f"  const double v{s} = {fmt(*[operand(a) for a in row[: op.arity]])};"
                 lines.append(line)
