@@ -45,7 +45,8 @@ import numpy as np
 
 from .errors import ShapeError
 from . import calldiff
-from .expr import ADD, CALL, CONST, DIV, IF_ELSE, MUL, NEG, RESULT, SUB, Expr, _binary, apply, building, const, topological
+from .expr import (ADD, CALL, CONST, DIV, IF_ELSE, MUL, NEG, RESULT, SUB, _TABLE_GET, Expr, _binary, _insert, apply,
+                   building, const, topological)
 from .ops import OP_LIST
 from .sparse import SparseExpr
 from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_coloring, star_coloring,
@@ -53,6 +54,7 @@ from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_color
 
 ZERO = const(0.0)
 ONE = const(1.0)
+_MUL_CODE, _ADD_CODE = MUL.code, ADD.code
 
 
 def _mul(a: Expr, b: Expr) -> Expr:
@@ -114,7 +116,25 @@ def _scale(p: Any, v: Expr) -> Expr:
             return _mul(const(c * v.args[0].data), v.args[1])
         if vop is NEG:  # c * -w -> (-c) * w
             return _mul(const(-c), v.args[0])
-    return _mul(p, v)
+        return _mul(p, v)
+    if v.op is CONST:
+        return _mul(p, v)
+    return _product(p, v)
+
+
+def _product(a: Expr, b: Expr) -> Expr:
+    """``a * b`` for two non-constant nodes: :func:`symgraph.expr._binary`'s lookup, its checks skipped
+    (with no constant operand there is nothing to simplify or reorder)."""
+    key = ((id(a) << 48 | id(b)) << 7) | _MUL_CODE
+    node = _TABLE_GET(key)
+    return node if node is not None else _insert(MUL, (a, b), key)
+
+
+def _sum(a: Expr, b: Expr) -> Expr:
+    """``a + b`` for two non-constant nodes, as :func:`_product`."""
+    key = ((id(a) << 48 | id(b)) << 7) | _ADD_CODE
+    node = _TABLE_GET(key)
+    return node if node is not None else _insert(ADD, (a, b), key)
 
 
 def _is_const_zero(e: Expr) -> bool:
@@ -281,8 +301,11 @@ def _masked_product(p: Expr, v: Expr) -> Expr:
 
 def _plus(a: Expr, b: Expr) -> Expr:
     """``a + b``, folding two constants in Python floats, ``a + -w`` as ``a - w``."""
-    if a.op is CONST and b.op is CONST:
-        return const(a.data + b.data)
+    if a.op is CONST:
+        if b.op is CONST:
+            return const(a.data + b.data)
+    elif b.op is not CONST and b.op is not NEG and a.op is not NEG:
+        return _sum(a, b)
     if b.op is NEG:  # a + -w -> a - w, as CasADi
         return _binary(SUB, a, b.args[0])
     if a.op is NEG:
@@ -788,7 +811,7 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
     ``(outputs.size, inputs.size)`` :class:`~symgraph.SparseExpr` with
     nonzeros in column-major (CSC) order.  The pattern comes from
     :func:`~symgraph.sparsity.jacobian_sparsity`; columns (forward mode) or
-    rows (reverse mode) are colored with networkx's greedy coloring of the
+    rows (reverse mode) are colored greedily, largest degree first (as networkx) in the
     intersection graph, the mode with fewer colors is used (``mode`` =
     ``"forward"`` or ``"reverse"`` forces one), and one compressed sweep per
     color (all colors in a single pass) yields the nonzeros.  The result

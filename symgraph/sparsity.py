@@ -14,7 +14,7 @@ pattern reads (cached on the callee, :mod:`symgraph.calldiff`).
 
 Colorings compress a sparse Jacobian into few directional derivatives:
 :func:`column_coloring` (forward mode: structurally orthogonal columns,
-networkx greedy coloring of the column-intersection graph), :func:`row_coloring`
+greedy largest-first coloring of the column-intersection graph), :func:`row_coloring`
 (reverse mode) and :func:`star_coloring` (symmetric Hessians: fewer colors,
 each nonzero still recovered directly).
 
@@ -472,22 +472,38 @@ def _intersection_edges(s: Sparsity) -> tuple[np.ndarray, np.ndarray]:
 def greedy_coloring(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Colors of vertices ``0..n-1`` of the graph with edges ``(a[k], b[k])``.
 
-    networkx's greedy coloring, largest degree first.
+    Greedy coloring, largest degree first: vertices in decreasing order of
+    degree (ties: lower vertex first), each given the least color none of its
+    colored neighbours has.  The same colors as networkx's
+    ``greedy_color(G, strategy="largest_first")`` on the simple graph of the
+    edges (repeated edges once, a loop counting twice in the degree), without
+    building the graph.
 
     >>> greedy_coloring(3, np.array([0, 1]), np.array([1, 2])).tolist()
     [1, 0, 1]
     """
-    import networkx as nx
-
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n))
-    graph.add_edges_from(zip(a.tolist(), b.tolist()))
-    colors = nx.greedy_color(graph, strategy="largest_first")
-    out = np.zeros(n, dtype=np.int64)
-    if colors:
-        out[np.fromiter(colors.keys(), np.int64, len(colors))] = np.fromiter(colors.values(), np.int64,
-                                                                           len(colors))
-    return out
+    a, b = np.asarray(a, dtype=np.int64).reshape(-1), np.asarray(b, dtype=np.int64).reshape(-1)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    pairs = np.unique(lo * n + hi) if len(lo) else np.zeros(0, dtype=np.int64)
+    lo, hi = pairs // n, pairs % n
+    loop = lo == hi
+    ends = np.concatenate([lo, hi[~loop]])  # each end of each edge; a loop once here ...
+    others = np.concatenate([hi, lo[~loop]])
+    degree = np.bincount(ends, minlength=n) + np.bincount(lo[loop], minlength=n)  # ... and twice in the degree
+    order = np.argsort(-degree, kind="stable")
+    by_end = np.argsort(ends, kind="stable")
+    neighbours = others[by_end].tolist()
+    start = np.searchsorted(ends[by_end], np.arange(n + 1)).tolist()
+    colors = [-1] * n
+    for u in order.tolist():
+        taken = {colors[v] for v in neighbours[start[u]:start[u + 1]]}
+        c = 0
+        while c in taken:
+            c += 1
+        colors[u] = c
+    return np.array(colors, dtype=np.int64)
 
 
 def column_coloring(s: Sparsity) -> np.ndarray:
