@@ -166,15 +166,27 @@ class _GraphBuilders:
     'log1p(x)'
     """
 
+    def __init__(self) -> None:
+        self._made: dict = {}
+
     def __getattr__(self, name: str):
+        made = self.__dict__.get("_made")
+        if made is None:
+            raise AttributeError(name)
+        builder = made.get(name)
+        if builder is not None:  # made once per op: replacements call G["add"](...) for every firing
+            return builder
         if name not in OPS:
             raise AttributeError(f"no op {name!r} in the op table")
         op = OPS[name]
         if op.arity == 2 and not op.has("structural"):  # what apply does for two operands, without its checks
-            return lambda a, b: _binary(op, a, b)
-        if op.arity == 1 and not op.has("structural"):
-            return lambda a: _unary(op, a)
-        return lambda *args: apply(op, *args)
+            builder = lambda a, b: _binary(op, a, b)  # noqa: E731
+        elif op.arity == 1 and not op.has("structural"):
+            builder = lambda a: _unary(op, a)  # noqa: E731
+        else:
+            builder = lambda *args: apply(op, *args)  # noqa: E731
+        made[name] = builder
+        return builder
 
     __getitem__ = __getattr__
 
