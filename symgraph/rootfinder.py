@@ -161,7 +161,7 @@ def check_status(status: Any, name: str = "rootfinder") -> None:
     >>> check_status(np.array([[1.0, 4.0, 1e-12], [0.0, 50.0, 0.3]]), "steady")
     Traceback (most recent call last):
     ...
-    symgraph.rootfinder.ConvergenceError: steady did not converge at 1 of 2 point(s) (first: point 1, 50 Newton steps, max|G| = 0.3)
+    symgraph.errors.ConvergenceError: steady did not converge at 1 of 2 point(s) (first: point 1, 50 Newton steps, max|G| = 0.3)
     """
     st = np.asarray(status, dtype=np.float64)
     if st.ndim == 0 or st.shape[-1] != len(STATUS_FIELDS):
@@ -189,7 +189,7 @@ def find_root(R: Any, *args: Any) -> np.ndarray:
     >>> find_root(R, 0.0, -1.0)
     Traceback (most recent call last):
     ...
-    symgraph.rootfinder.ConvergenceError: sqrt did not converge at 1 of 1 point(s) (first: 0 Newton steps, max|G| = 1)
+    symgraph.errors.ConvergenceError: sqrt did not converge at 1 of 1 point(s) (first: 0 Newton steps, max|G| = 1)
     """
     s = getattr(R, "structure", None)
     if not isinstance(s, _RootfinderStructure) or not s.options["status"]:
