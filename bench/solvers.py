@@ -422,9 +422,9 @@ def bench_rootfinder(sizes: Sequence[int], unrolled_steps: dict) -> None:
         row(f"unrolled, {k} steps", Su, Gu, build, ref if k == steps else None, steps / k)
         _rf_casadi(n, c, pv, steps, ref, batch)
     print("  grad/solve: the gradient Function's time over the solve Function's (target: at most about 2, one "
-          "extra solve).  The plain gradient calls newton_vjp, which runs Newton again (a native or custom rule "
-          "gets the primal outputs by calling the Function on its operands); inlined (Function.inline()), that "
-          "call is the primal one and only one linear solve with dG/dz at the root is added.  (xK): a shorter "
+          "extra solve).  The rule's derivative is spliced into the gradient on the call's own operands, so its "
+          "call of the rootfinder is the primal one: only one linear solve with dG/dz at the root is added "
+          "(inlining the gradient Function changes nothing more).  (xK): a shorter "
           "unrolled run, its build/compile/time figures scaled by K to 50 steps (--full runs all 50); its "
           "grad/solve is the measured one.")
 
