@@ -261,3 +261,18 @@ def test_forged_native_records_are_refused():
                    ("native", "solve", True, ()), ("native", "os.system", 1), ("native",)]:
         with pytest.raises(sg.SerializationError, match="record"):
             load_native(record, [], "record")
+
+
+def test_cuda_source_of_rootfinder_and_lookup_nodes_builds_for_the_host():
+    z, p, q = sg.symbols("z"), sg.symbols("p"), sg.symbols("q")
+    R = sg.rootfinder("cubic", sg.Function("c", [z, p], [z ** 3 + z - p]))
+    g = np.linspace(0.0, 10.0, 1001)
+    S = sg.interpolant("s", "bspline", g, np.sin(g))
+    F = sg.Function("f", [q], [R(1.0, q), sg.grad(R(1.0, q), q), S(q), sg.grad(S(q), q)])
+    try:
+        C = F.compile(target="cuda-host")
+    except sg.CompileError as exc:   # no C++ compiler on this machine
+        pytest.skip(f"no host C++ build: {exc}")
+    pts = np.array([10.0, 2.0, 5.5])
+    for got, want in zip(C.batch(pts), F.compile().batch(pts)):
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
