@@ -202,10 +202,22 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                         result, settled = _apply(rebuilt, dispatch, ctx, counts, cands)
                 if result is node:
                     normal.add(node)
-                elif settled and not whole_graph and all(not a.args or a in normal for a in result.args):
-                    normal.add(result)  # a new node in normal form: later passes need not walk it
+                elif settled and not whole_graph:
+                    rargs = result.args
+                    if len(rargs) == 2:  # the common case, unrolled
+                        a0, a1 = rargs
+                        if (not a0.args or a0 in normal) and (not a1.args or a1 in normal):
+                            normal.add(result)
+                    elif all(not a.args or a in normal for a in rargs):
+                        normal.add(result)  # a new node in normal form: later passes need not walk it
                 new[node] = result
                 if eager and result not in keys:
+                    rargs = result.args
+                    if len(rargs) == 2 and result.data is None:  # Context.key's fast path, inlined
+                        k0, k1 = keys.get(rargs[0]), keys.get(rargs[1])
+                        if k0 is not None and k1 is not None:
+                            keys[result] = hash((result.op.code, k0, k1))
+                            continue
                     key_of(result)
             new_roots = [new.get(r, r) for r in roots]
             if all(a is b for a, b in zip(new_roots, roots)):
