@@ -211,5 +211,11 @@ def warn(message: str, category: type = UserWarning, site: tuple | None = None) 
         return
     filename, lineno, module_globals = site
     registry = module_globals.setdefault("__warningregistry__", {})
-    warnings.warn_explicit(message, category, filename, lineno, module=module_globals.get("__name__"),
-                           registry=registry, module_globals=module_globals)
+    # the module's globals let the warning show its source line; a script read from stdin has none to give
+    source = module_globals if os.path.isfile(filename) else None
+    try:
+        warnings.warn_explicit(message, category, filename, lineno, module=module_globals.get("__name__"),
+                               registry=registry, module_globals=source)
+    except ImportError:  # a loader that cannot give the source
+        warnings.warn_explicit(message, category, filename, lineno, module=module_globals.get("__name__"),
+                               registry=registry)

@@ -322,3 +322,19 @@ def test_a_corrupt_nlp_entry_is_rebuilt(tmp_path):
     build.clear_memory_cache()
     third = small_nlp("corrupt_nlp", str(tmp_path))  # the entry was written again
     assert third._functions is None and nlp_values(third) == nlp_values(first)
+
+
+def test_warnings_from_a_script_read_from_stdin(tmp_path):
+    code = textwrap.dedent("""
+        import warnings
+        import symgraph as sg
+        x = sg.symbols("x", 2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sg.Function("stdin_start", [x], [x.sum() * 3.5]).compile(compile_budget=1e-9)
+        print(caught[0].filename, caught[0].lineno)
+    """)
+    done = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["<stdin>", "7"]
