@@ -80,7 +80,7 @@ import numpy as np
 
 from .errors import ConvergenceError  # noqa: F401 - raised here, defined with the others
 from .errors import InvalidInputError, OptionError, ShapeError, SymgraphError
-from .linsolve import _back_substitute, _SolveStructure, lu_factor_batch
+from .linsolve import _back_substitute, _SolveStructure, lu_factor_batch, lu_solve_c
 from .native import NativeStructure, arrays_as_columns, columns_as_arrays
 
 __all__ = ["rootfinder", "check_status", "find_root", "ConvergenceError", "STATUS_FIELDS", "load_native"]
@@ -381,7 +381,7 @@ class _RootfinderStructure(NativeStructure):
             "    a[0] = z; q[0] = J;",
             f"    {jz.name}(a, q, cw);",
             f"    for (long i = 0; i < {n}; ++i) dz[i] = -r[i];",
-            *_lu_solve_skipping_zeros_c(n, 1, "J", "dz", "    "),
+            *lu_solve_c(n, 1, "J", "dz", "    ", skip_zeros=True),
             "    int finite = 1;",
             f"    for (long i = 0; i < {n}; ++i) if (!isfinite(dz[i])) finite = 0;",
             "    if (!finite) break;",
@@ -461,47 +461,6 @@ class _RootfinderStructure(NativeStructure):
         return {"jvp": jvp, "vjp": vjp}
 
 
-def _lu_solve_skipping_zeros_c(n: int, k: int, a: str, x: str, indent: str) -> list[str]:
-    """C lines solving ``a x = x`` in place (``a``: ``n*n`` doubles, overwritten; ``x``: ``n*k``, ``k >= 1``).
-
-    Gaussian elimination with partial pivoting as :func:`symgraph.linsolve.lu_solve_c` (the same pivots and,
-    for finite entries, the same values), except that a row whose multiplier is zero is left alone: a
-    sparse matrix (banded, block diagonal) costs about ``n`` times its fill-in instead of ``n^3 / 3``.
-
-    >>> "if (l == 0.0) continue;" in "\\n".join(_lu_solve_skipping_zeros_c(3, 1, "a", "x", ""))
-    True
-    """
-    t = indent
-    return [f"{t}{{",
-            f"{t}  for (long c = 0; c < {n}; ++c) {{",
-            f"{t}    long p = c; double best = fabs({a}[c * {n} + c]);",
-            f"{t}    for (long i = c + 1; i < {n}; ++i) {{ double v = fabs({a}[i * {n} + c]); "
-            f"if (v > best) {{ best = v; p = i; }} }}",
-            f"{t}    if (p != c) {{",
-            f"{t}      for (long j = 0; j < {n}; ++j) {{ double s = {a}[c * {n} + j]; "
-            f"{a}[c * {n} + j] = {a}[p * {n} + j]; {a}[p * {n} + j] = s; }}",
-            f"{t}      for (long j = 0; j < {k}; ++j) {{ double s = {x}[c * {k} + j]; "
-            f"{x}[c * {k} + j] = {x}[p * {k} + j]; {x}[p * {k} + j] = s; }}",
-            f"{t}    }}",
-            f"{t}    for (long i = c + 1; i < {n}; ++i) {{",
-            f"{t}      if ({a}[i * {n} + c] == 0.0) continue;",
-            f"{t}      double l = {a}[i * {n} + c] / {a}[c * {n} + c];",
-            f"{t}      if (l == 0.0) continue;",
-            f"{t}      for (long j = c + 1; j < {n}; ++j) {a}[i * {n} + j] -= l * {a}[c * {n} + j];",
-            f"{t}      for (long j = 0; j < {k}; ++j) {x}[i * {k} + j] -= l * {x}[c * {k} + j];",
-            f"{t}      {a}[i * {n} + c] = 0.0;",
-            f"{t}    }}",
-            f"{t}  }}",
-            f"{t}  for (long c = {n} - 1; c >= 0; --c) {{",
-            f"{t}    for (long j = 0; j < {k}; ++j) {{",
-            f"{t}      double s = {x}[c * {k} + j];",
-            f"{t}      for (long i = c + 1; i < {n}; ++i) s -= {a}[c * {n} + i] * {x}[i * {k} + j];",
-            f"{t}      {x}[c * {k} + j] = s / {a}[c * {n} + c];",
-            f"{t}    }}",
-            f"{t}  }}",
-            f"{t}}}"]
-
-
 class _SkippingSolveStructure(_SolveStructure):
     """The solve node of :mod:`symgraph.linsolve` whose C skips zero multipliers (sparse Jacobians at a root)."""
 
@@ -523,7 +482,7 @@ class _SkippingSolveStructure(_SolveStructure):
                  "  double *x = res[0];",
                  f"  for (long i = 0; i < {n * n}; ++i) w[i] = arg[0][i];",
                  f"  for (long i = 0; i < {n * k}; ++i) x[i] = arg[1][i];",
-                 *_lu_solve_skipping_zeros_c(n, k, "w", "x", "  "),
+                 *lu_solve_c(n, k, "w", "x", "  ", skip_zeros=True),
                  "}\n"]
         return "\n".join(lines), n * n
 
