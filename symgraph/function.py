@@ -551,7 +551,17 @@ def _function_from_entry(name: Any, input_names: Any, output_names: Any, tape_da
                                  f"but a Tape is given too")
     from .structured import structure_from_data
 
-    F = structure_from_data(structure, callees, label)
+    return rebuilt_as_saved(structure_from_data(structure, callees, label), name, input_names, output_names,
+                            sparsity, label)
+
+
+def rebuilt_as_saved(F: Function, name: Any, input_names: Any, output_names: Any, sparsity: Any,
+                     label: str) -> Function:
+    """A structured Function rebuilt from its record, checked against the saved names and sparsity, named ``name``.
+
+    Raises SerializationError (starting with ``label``) where the record
+    gives other names or sparsity than the saved ones.
+    """
     for what, saved, rebuilt in (("input names", input_names, F.input_names),
                                  ("output names", output_names, F.output_names),
                                  ("output sparsity", sparsity, _sparsity_data(F))):

@@ -756,7 +756,7 @@ def _pattern(pattern: Any, slots: np.ndarray, label: str) -> tuple | None:
 
 def _load_structure_entry(name: str, input_names: tuple, output_names: tuple, sparsity: Any, record: Any,
                           table: list, label: str) -> Function:
-    from .function import _same_data, _sparsity_data
+    from .function import rebuilt_as_saved
 
     if not (isinstance(record, tuple) and record and type(record[0]) is str):
         raise SerializationError(f"{label}: a structure record must be a tuple starting with its kind, got "
@@ -765,14 +765,7 @@ def _load_structure_entry(name: str, input_names: tuple, output_names: tuple, sp
     if loader is None:
         raise SerializationError(f"{label}: unknown structure kind {record[0]!r} (this symgraph knows "
                                  f"{', '.join(sorted(STRUCTURE_LOADERS))})")
-    F = loader(record, table, label)
-    for what, saved, rebuilt in (("input names", input_names, F.input_names),
-                                 ("output names", output_names, F.output_names),
-                                 ("output sparsity", sparsity, _sparsity_data(F))):
-        if not _same_data(saved, tuple(rebuilt)):
-            raise SerializationError(f"{label}: saved {what} {_shown(saved)}, but its structure gives "
-                                     f"{_shown(tuple(rebuilt))}")
-    return F if F.name == name else F.structure.function(name)
+    return rebuilt_as_saved(loader(record, table, label), name, input_names, output_names, sparsity, label)
 
 
 def _load_stop_gradient(name: str, input_names: tuple, output_names: tuple, sparsity: Any, n: Any,
