@@ -213,31 +213,64 @@ def split_terms(e: Any) -> tuple[list[tuple[float, Expr]], list[tuple[float, Exp
     >>> [c for c, _ in mapped], [(c, str(e)) for c, e in rest]
     ([2.0, -0.25], [(1.0, 'sin(x)')])
     """
+    root = e if isinstance(e, Expr) else const(e)
+    # Each node once (a shared sum is not walked once per path): the linear nodes in reverse postorder
+    # (parents first), then the coefficients pushed down them; pieces in order of first visit, left first.
+    factors: dict = {}  # linear node -> ((child, factor), ...)
+    first: list = []  # non-linear nodes in order of first visit
+    post: list = []
+    seen = {root}
+    stack: list = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            post.append(node)
+            continue
+        children = _linear_children(node)
+        if children is None:
+            first.append(node)
+            continue
+        factors[node] = children
+        stack.append((node, True))
+        for child, _, _ in reversed(children):
+            if child not in seen:
+                seen.add(child)
+                stack.append((child, False))
+    coef = {root: 1.0}
+    for node in reversed(post):
+        c = coef[node]
+        for child, k, divide in factors[node]:
+            share = c / k if divide else c * k
+            coef[child] = coef[child] + share if child in coef else share
     mapped: list[tuple[float, Expr]] = []
     rest: list[tuple[float, Expr]] = []
-    stack = [(1.0, e if isinstance(e, Expr) else const(e))]
-    while stack:
-        c, node = stack.pop()
-        name = node.op.name
-        if name in ("add", "sub"):
-            a, b = node.args
-            stack.append((-c if name == "sub" else c, b))
-            stack.append((c, a))
-        elif name == "neg":
-            stack.append((-c, node.args[0]))
-        elif name == "mul" and (node.args[0].op is CONST or node.args[1].op is CONST):
-            k, other = (node.args[0], node.args[1]) if node.args[0].op is CONST else (node.args[1], node.args[0])
-            if k.data != 0.0 and np.isfinite(k.data):
-                stack.append((c * k.data, other))
-            else:
-                rest.append((c, node))
-        elif name == "div" and node.args[1].op is CONST and node.args[1].data != 0.0 and np.isfinite(node.args[1].data):
-            stack.append((c / node.args[1].data, node.args[0]))
-        elif is_result(node) and _is_map_call(node.args[0]):
+    for node in first:
+        c = coef[node]
+        if is_result(node) and _is_map_call(node.args[0]):
             mapped.append((c, node))
         elif not (node.op is CONST and node.data == 0.0):
             rest.append((c, node))
     return mapped, rest
+
+
+def _linear_children(node: Expr) -> tuple | None:
+    """``((child, k, divide), ...)`` of ``+``, ``-``, negation, products and quotients by finite nonzero constants.
+
+    A child's coefficient is its parent's times ``k`` (divided by ``k`` where ``divide``), as
+    written, so a tree gets the very coefficients of a walk down it.
+    """
+    name = node.op.name
+    if name in ("add", "sub"):
+        a, b = node.args
+        return ((a, 1.0, False), (b, -1.0 if name == "sub" else 1.0, False))
+    if name == "neg":
+        return ((node.args[0], -1.0, False),)
+    if name == "mul" and (node.args[0].op is CONST or node.args[1].op is CONST):
+        k, other = (node.args[0], node.args[1]) if node.args[0].op is CONST else (node.args[1], node.args[0])
+        return ((other, k.data, False),) if k.data != 0.0 and np.isfinite(k.data) else None
+    if name == "div" and node.args[1].op is CONST and node.args[1].data != 0.0 and np.isfinite(node.args[1].data):
+        return ((node.args[0], node.args[1].data, True),)
+    return None
 
 
 def _rebuild(pieces: list[tuple[float, Expr]], zero: Expr) -> Any:

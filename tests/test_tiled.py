@@ -649,3 +649,21 @@ def test_hessian_function_with_multipliers_elsewhere_among_the_inputs():
     np.testing.assert_allclose(dense[0], dense[1], rtol=1e-14)
     with pytest.raises(sg.FreeSymbolError):
         t.hessian.function("H2", [x, sigma, lam2])
+
+
+def test_split_terms_visits_a_shared_sum_once_per_node():
+    """A sum whose terms are shared 60 levels deep has 2^60 paths: each node is visited once, coefficients add up."""
+    import time
+
+    from symgraph.tiled import split_terms
+
+    x, y = sg.symbols("x"), sg.symbols("y")
+    r = sg.Function("f", [x], [x * x]).map(2)([x, y])
+    e = r[0] - sg.sin(x) / 4
+    for _ in range(60):
+        e = e + 0.5 * e
+    start = time.perf_counter()
+    mapped, rest = split_terms(e)
+    assert time.perf_counter() - start < 5.0
+    assert len(mapped) == 1 and mapped[0][1] is r[0] and mapped[0][0] == pytest.approx(1.5 ** 60, rel=1e-12)
+    assert len(rest) == 1 and rest[0][0] == pytest.approx(-(1.5 ** 60) / 4, rel=1e-12)
