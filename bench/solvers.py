@@ -3,7 +3,9 @@
 Sections (``--only NAME``, several allowed; default all):
 
 * ``linalg``: ``sg.linalg.solve`` / ``logdet`` expanded symbolically
-  (LU with partial pivoting chosen in the graph) for n = 2..8: graph size,
+  (LU with partial pivoting chosen in the graph) for n = 2..8, and the
+  native solve node for n = 16..200 (C size, call time beside numpy, the
+  gradient's cost over the solve's): graph size,
   build + compile time, time per compiled call beside ``numpy.linalg``
   (whose per-call Python overhead dominates at these sizes), and the cost of
   the gradient of ``logdet`` relative to ``logdet`` itself.
@@ -90,6 +92,33 @@ def bench_linalg(sizes: Sequence[int]) -> None:
               f"{ops_both / ops_logdet:>11.2f}  {err:>8.1e}")
     print("  call us: compiled solve through CompiledFunction.__call__ (argument checks included); "
           "numpy us: numpy.linalg.solve")
+
+
+def bench_solve_node(sizes: Sequence[int]) -> None:
+    """The native solve node (n > MAX_EXPANDED_SIZE): prepare, call time beside numpy, gradient cost."""
+    per_call = load_bench("structure").per_call
+    rng = np.random.default_rng(1)
+    print("\n== sg.linalg.solve beyond 8x8: one native node (LU with partial pivoting in C), gcc -O2, cold cache")
+    print(f"  {'n':>3}  {'ops':>5}  {'C chars':>7}  {'prepare s':>9}  {'call us':>8}  {'numpy us':>8}  "
+          f"{'grad us':>8}  {'grad/solve':>10}  {'max err':>8}")
+    for n in sizes:
+        A, b = sg.symbols("A", (n, n)), sg.symbols("b", n)
+        start = time.perf_counter()
+        x = sg.linalg.solve(A, b)
+        F = sg.Function(f"solve{n}", [A, b], [x])
+        f = x @ x
+        G = sg.Function(f"grad{n}", [A, b], [f, sg.grad(f, A), sg.grad(f, b)])
+        with tempfile.TemporaryDirectory() as cache:
+            C, CG = F.compile(cache_dir=cache), G.compile(cache_dir=cache)
+        prepare = time.perf_counter() - start
+        An, bn = rng.normal(size=(n, n)) + n * np.eye(n), rng.normal(size=n)
+        err = float(np.max(np.abs(C(An, bn) - np.linalg.solve(An, bn))))
+        t_solve, t_grad = per_call(C, An, bn), per_call(CG, An, bn)
+        print(f"  {n:>3}  {F.n_ops:>5}  {len(F.c_code()):>7}  {prepare:>9.3f}  {t_solve * 1e6:>8.2f}  "
+              f"{per_call(np.linalg.solve, An, bn) * 1e6:>8.2f}  {t_grad * 1e6:>8.2f}  {t_grad / t_solve:>10.2f}  "
+              f"{err:>8.1e}")
+    print("  grad: f = |x|^2 with its gradients w.r.t. A and b (one more solve, with A^T: a second factorization); "
+          "target about 2-3x the solve")
 
 
 def _vdp_problem(mu: float):
@@ -463,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     if "linalg" in sections:
         bench_linalg([2, 4] if args.quick else [2, 3, 4, 6, 8])
+        bench_solve_node([16] if args.quick else [16, 64, 200])
     if "taylor" in sections:
         print()
         load_bench("taylor").main(["--quick"] if args.quick else [])
