@@ -804,11 +804,7 @@ def load_entry(key: str, directory: str | None = None) -> tuple[dict, tuple] | N
         if key in _ENTRIES:
             STATS["function_hits"] += 1
             return _ENTRIES[key]
-    wanted = _wanted(directory)
-    roots = [wanted] if untrusted_reason(wanted) is None else []
-    with _MUTEX:
-        if wanted in _FALLBACK:
-            roots.append(_FALLBACK[wanted])
+    roots = _readable_roots(directory)
     for root in roots:
         found = _read_function_entry(_entry_path(root, key))
         if found is not None:
@@ -836,6 +832,16 @@ def _read_function_entry(path: str) -> tuple[dict, tuple] | None:
     return meta, tables
 
 
+def _readable_roots(directory: str | None) -> list[str]:
+    """The cache directories an entry is looked up in: the wanted one (if trusted), then its fallback."""
+    wanted = _wanted(directory)
+    roots = [wanted] if untrusted_reason(wanted) is None else []
+    with _MUTEX:
+        if wanted in _FALLBACK:
+            roots.append(_FALLBACK[wanted])
+    return roots
+
+
 def load_library(key: str, cdef: str, directory: str | None = None, compiler: Compiler | None = None
                  ) -> Library | None:
     """The cached library ``key`` (from memory, or verified from the cache), or None: no compiler runs.
@@ -849,11 +855,7 @@ def load_library(key: str, cdef: str, directory: str | None = None, compiler: Co
             lib = _LOADED[key]
             return Library(lib.ffi, lib.lib, lib.path, key, "memory", 0.0, compiler or lib.compiler)
     start = time.perf_counter()
-    wanted = _wanted(directory)
-    roots = [wanted] if untrusted_reason(wanted) is None else []
-    with _MUTEX:
-        if wanted in _FALLBACK:
-            roots.append(_FALLBACK[wanted])
+    roots = _readable_roots(directory)
     for root in roots:
         found = _load_verified(*_entry(root, key), cdef)
         if found is not None:

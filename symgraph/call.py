@@ -388,8 +388,11 @@ def inline_roots(roots: Sequence[Expr]) -> list[Expr]:
         return _expand(roots, order, expanded)
 
 
-def callees_bottom_up(direct: list) -> list:
+def callees_bottom_up(direct: list, dependencies: Any = None) -> list:
     """The given callees and everything they call, once each, callees before callers (iterative).
+
+    ``dependencies(F)`` gives what ``F`` needs first (default: the Functions
+    it calls, :func:`children`).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
@@ -398,19 +401,20 @@ def callees_bottom_up(direct: list) -> list:
     >>> [F.name for F in callees_bottom_up([outer])]
     ['inner', 'outer']
     """
+    deps = children if dependencies is None else dependencies
     table: list = []
     seen: set = set()
     for F in direct:
         if F in seen:
             continue
         seen.add(F)
-        stack = [(F, iter(children(F)))]
+        stack = [(F, iter(deps(F)))]
         while stack:
             G, pending = stack[-1]
             for C in pending:
                 if C not in seen:
                     seen.add(C)
-                    stack.append((C, iter(children(C))))
+                    stack.append((C, iter(deps(C))))
                     break
             else:
                 stack.pop()

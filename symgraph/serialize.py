@@ -249,20 +249,9 @@ def _dependencies(G: Function) -> list:
 
 def _table(F: Function) -> list:
     """Every Function ``F`` needs and ``F`` itself, each once, dependencies first (iterative post-order)."""
-    table: list = []
-    seen = {F}
-    stack = [(F, iter(_dependencies(F)))]
-    while stack:
-        G, pending = stack[-1]
-        for C in pending:
-            if C not in seen:
-                seen.add(C)
-                stack.append((C, iter(_dependencies(C))))
-                break
-        else:
-            stack.pop()
-            table.append(G)
-    return table
+    from .call import callees_bottom_up
+
+    return callees_bottom_up([F], _dependencies)
 
 
 def _entry(G: Function, index: dict) -> tuple:
