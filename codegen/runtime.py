@@ -181,7 +181,12 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
     hit = _from_entry(F, options, "best", best_key)
     if hit is not None:
         return hit
-    C, prepared = _compile_tier(F, options, "fast")
+    fast_options = options
+    if options["optimize"] and F.n_ops >= FAST_UNOPTIMIZED_MIN:  # the optimizer is most of a large cold start
+        fast_options = dict(options, optimize=0)
+    C, prepared = _compile_tier(F, fast_options, "fast")
+    if fast_options is not options:
+        prepared = None  # the optimized code is made by the background build, for itself
     flags = tuple(_build.DEFAULT_FLAGS if options["flags"] is None else options["flags"])
     estimate = estimate_build(C._code.n_ops, C._code.n_parts, flags, options["jobs"])
     if options["auto_tcc"] and estimate.cc_seconds > options["compile_budget"]:
@@ -192,10 +197,16 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
         except CompilerNotFoundError:
             cc_name = "cc"
         warn(tcc_notice(F.name, estimate, cc_name, flags, options["compile_budget"]), BackendWarning)
-        _alias(function_key(F, options, "fast"), best_key, C, options)  # "best" would choose tcc too
+        _alias(function_key(F, fast_options, "fast"), best_key, C, options)  # "best" would choose tcc too
         return C
     _start_upgrade(C, F, options, best_key, prepared)
     return C
+
+
+#: Functions of at least this many operations get their "auto" fast tier without the optimizer: on an
+#: unrolled model the optimizer takes most of a cold start (a 800,000-op Hessian: tens of seconds) for a few
+#: percent fewer operations; the background build optimizes as asked.
+FAST_UNOPTIMIZED_MIN = 100_000
 
 
 def _fast_compiler() -> "_build.Compiler | None":

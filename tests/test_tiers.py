@@ -221,8 +221,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_nlp_starts_on_the_fast_tier_and_solves_correctly(slow_cc):
+def test_nlp_starts_on_the_fast_tier_and_solves_correctly(slow_cc, monkeypatch):
     pytest.importorskip("cyipopt")
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(slow_cc / "nlp-cache"))  # cold: no earlier run's entries
     x = sg.symbols("x", 3)
     f = (x[0] - 1) ** 2 + 10 * (x[1] - x[0] ** 2) ** 2 + (x[2] - 0.5) ** 2
     nlp = sg.NLP(x=x, f=f, g=x[0] + x[1] + x[2], name="tiers_nlp")
@@ -251,3 +252,17 @@ def test_no_optimizing_compiler_keeps_tcc_and_warns(tmp_path, monkeypatch):
     assert record[0].filename == __file__ and C.tier == "fast" and C.wait(0)
     assert isinstance(C.upgrade_error, sg.CompilerNotFoundError)
     check(F, C, np.linspace(-1, 1, 8))
+
+
+def test_a_large_function_starts_on_unoptimized_fast_code_and_switches_to_optimized(tmp_path, monkeypatch):
+    x = sg.symbols("x", 4)
+    y = (x + 0.0) * 1.0 + x * x - x * x          # the optimizer removes work here
+    F = sg.Function("tiers_unoptimized", [x], [(y * 2).sum(), y])
+    monkeypatch.setattr(runtime, "FAST_UNOPTIMIZED_MIN", 1)   # "large" for this test
+    C = F.compile(cache_dir=str(tmp_path), tier="auto")
+    fast_ops = C._code.n_ops                          # compiled as given: no optimizer before the first result
+    assert C.tier == "fast" and fast_ops >= F.n_ops - F.tape.n_input_scalars
+    v = np.linspace(-1.0, 1.0, 4)
+    check(F, C, v)
+    assert C.wait(120) and C.tier == "best" and C._code.n_ops < fast_ops   # the background build optimized it
+    check(F, C, v)
