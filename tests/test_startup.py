@@ -210,7 +210,9 @@ def test_the_tcc_notice_points_at_the_callers_line(tmp_path):
         assert words in message
 
 
-def test_nlp_warnings_from_worker_threads_point_at_the_callers_line():
+def test_nlp_warnings_from_worker_threads_point_at_the_callers_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))  # cold: an earlier run's entries would skip the build
+    build.clear_memory_cache()
     x = sg.symbols("x", 2)
     with pytest.warns(sg.BackendWarning, match="so tcc builds them instead") as record:
         sg.NLP(x=x, f=sg.exp(x[0]) + x[1] ** 2 + 0.123, g=x[0] - x[1],
