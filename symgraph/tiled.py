@@ -214,12 +214,49 @@ def split_terms(e: Any) -> tuple[list[tuple[float, Expr]], list[tuple[float, Exp
     ([2.0, -0.25], [(1.0, 'sin(x)')])
     """
     root = e if isinstance(e, Expr) else const(e)
+    with building():  # a tuple per linear node stays alive until the end: no cyclic-GC passes over them
+        found = _split_tree(root)
+        return found if found is not None else _split_shared(root)
+
+
+def _split_tree(root: Expr) -> tuple[list, list] | None:
+    """:func:`split_terms` by one walk down the linear part, or None where a linear node is shared.
+
+    A walk visits a shared node once per path (2^depth times for ``s = s + s``
+    repeated): it stops at the first linear node reached twice, and
+    :func:`_split_shared` takes over.
+    """
+    mapped: list[tuple[float, Expr]] = []
+    rest: list[tuple[float, Expr]] = []
+    seen: set = set()
+    stack = [(1.0, root)]
+    while stack:
+        c, node = stack.pop()
+        children = _linear_children(node)
+        if children is None:
+            if is_result(node) and _is_map_call(node.args[0]):
+                mapped.append((c, node))
+            elif not (node.op is CONST and node.data == 0.0):
+                rest.append((c, node))
+            continue
+        key = id(node)
+        if key in seen:
+            return None
+        seen.add(key)
+        for child, k, divide in reversed(children):
+            stack.append((c / k if divide else c * k, child))
+    return mapped, rest
+
+
+def _split_shared(root: Expr) -> tuple[list[tuple[float, Expr]], list[tuple[float, Expr]]]:
+    """:func:`split_terms` where linear nodes are shared: each node once, coefficients summed."""
     # Each node once (a shared sum is not walked once per path): the linear nodes in reverse postorder
     # (parents first), then the coefficients pushed down them; pieces in order of first visit, left first.
-    factors: dict = {}  # linear node -> ((child, factor), ...)
+    # Keys are ids (the graph holds every node for the duration): no Python-level hashing per lookup.
+    factors: dict = {}  # id of a linear node -> ((child, k, divide), ...)
     first: list = []  # non-linear nodes in order of first visit
     post: list = []
-    seen = {root}
+    seen = {id(root)}
     stack: list = [(root, False)]
     while stack:
         node, done = stack.pop()
@@ -230,22 +267,25 @@ def split_terms(e: Any) -> tuple[list[tuple[float, Expr]], list[tuple[float, Exp
         if children is None:
             first.append(node)
             continue
-        factors[node] = children
+        factors[id(node)] = children
         stack.append((node, True))
         for child, _, _ in reversed(children):
-            if child not in seen:
-                seen.add(child)
+            if id(child) not in seen:
+                seen.add(id(child))
                 stack.append((child, False))
-    coef = {root: 1.0}
+    coef = {id(root): 1.0}
+    get = coef.get
     for node in reversed(post):
-        c = coef[node]
-        for child, k, divide in factors[node]:
+        c = coef[id(node)]
+        for child, k, divide in factors[id(node)]:
             share = c / k if divide else c * k
-            coef[child] = coef[child] + share if child in coef else share
+            key = id(child)
+            total = get(key)
+            coef[key] = share if total is None else total + share
     mapped: list[tuple[float, Expr]] = []
     rest: list[tuple[float, Expr]] = []
     for node in first:
-        c = coef[node]
+        c = coef[id(node)]
         if is_result(node) and _is_map_call(node.args[0]):
             mapped.append((c, node))
         elif not (node.op is CONST and node.data == 0.0):
