@@ -205,7 +205,9 @@ def _info(args: argparse.Namespace) -> int:
         structure = getattr(G, "structure", None)
         entry = {"name": G.name, "kind": structure.kind if structure is not None else "function"}
         if structure is not None:
-            entry.update(description=structure.describe(), n=int(structure.n), body=structure.body.name)
+            entry["description"] = structure.describe()
+            if structure.body is not None:  # a map or fold (a native has no body)
+                entry.update(n=int(structure.n), body=structure.body.name)
         else:
             entry["operations"] = graph_summary(G, max_cones=0).n_ops
         functions.append(entry)
@@ -228,7 +230,8 @@ def _info(args: argparse.Namespace) -> int:
         extra = f", sparse, nnz {o['nnz']}" if o.get("sparse") else ""
         lines.append(f"  {o['name']}: {_shape(o['shape'])}{extra}")
     if structure is not None:
-        lines.append(f"operations: one {structure.kind} node ({data['structure']}); body: {structure.body.name}")
+        body = f"; body: {structure.body.name}" if structure.body is not None else ""
+        lines.append(f"operations: one {structure.kind} node ({data['structure']}){body}")
     else:
         lines.append(f"operations: {facts.n_ops}")
         lines += [f"  {name}: {n}" for name, n in facts.op_counts.items()]

@@ -255,11 +255,13 @@ def _unit(G: Any, c: int, index: dict, summary: bool) -> list[str]:
     structure = getattr(G, "structure", None)
     if structure is not None:
         lines += outputs
-        text = f"{structure.kind} x{structure.n}\n{structure.describe()}"
+        head = structure.kind if structure.kind == "native" else f"{structure.kind} x{structure.n}"
+        text = f"{head}\n{structure.describe()}"
         lines.append(f"{p}s [label={_quote(text)}, shape=box3d, style=filled, fillcolor=thistle];")
         lines += [f"{p}i{k} -> {p}s;" for k in range(G.n_in)]
         lines += [f"{p}s -> {p}o{k};" for k in range(G.n_out)]
-        lines += _calls_edge(f"{p}s", structure.body, index)
+        for child in structure.children:  # a map's or fold's body; the Functions a native's C calls
+            lines += _calls_edge(f"{p}s", child, index)
         return lines
     if summary:
         return _summary_unit(G, p, lines, outputs, index)

@@ -290,7 +290,8 @@ def debugprint(F: Any, *, file: Any = None, limit: int | None = None, max_depth:
         out.add(_header(G))
         structure = getattr(G, "structure", None)
         if structure is not None and c > 0:
-            out.add(f"  {structure.describe()}{_structure_details(G)}; body: {structure.body.name}")
+            body = f"; body: {structure.body.name}" if structure.body is not None else ""
+            out.add(f"  {structure.describe()}{_structure_details(G)}{body}")
         else:
             _function_trees(G, offset, out, max_depth)
         offset += G.tape.n_slots
@@ -331,6 +332,8 @@ def _header(G: Any) -> str:
 def _structure_details(G: Any) -> str:
     structure = G.structure
     parts = []
+    if structure.body is None:  # a native: what its C calls
+        return "".join(f"; calls {C.name}" for C in structure.children)
     shared = [n for n, f in zip(structure.body.input_names, getattr(structure, "shared", ())) if f]
     if shared:
         parts.append("shared: " + ", ".join(shared))

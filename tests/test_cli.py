@@ -305,3 +305,24 @@ def test_main_in_process(capsys, tmp_path):
     serialize.save(rosen(3), tmp_path / "r.sgf")
     assert main(["info", str(tmp_path / "r.sgf")]) == 0
     assert "Function rosen" in capsys.readouterr().out
+
+
+def test_info_draw_and_debugprint_of_native_nodes(run, tmp_path):
+    A, b, p = sg.symbols("A", (10, 10)), sg.symbols("b", 10), sg.symbols("p")
+    z = sg.symbols("z")
+    R = sg.rootfinder("cr", sg.Function("c", [z, p], [z ** 3 + z - p]))
+    grid = np.linspace(0.0, 1.0, 300)
+    S = sg.interpolant("s", "linear", grid, grid ** 2)
+    y = R(1.0, p) + S(p)
+    sg.Function("mix", [A, b, p], [sg.linalg.solve(A, b), y, sg.grad(y, p)]).save(tmp_path / "mix.sgf")
+    code, out, err = run("info", "mix.sgf")
+    assert code == 0, err
+    assert "solve10 x1: linear solve, LU with partial pivoting, n = 10" in out
+    assert "cr x1: rootfinder, Newton with line search on c, n = 1" in out
+    data = json.loads(run("info", "mix.sgf", "--json")[1])
+    natives = {f["name"]: f for f in data["functions_called"] if f["kind"] == "native"}
+    assert {"solve10", "cr", "s"} <= set(natives) and "body" not in natives["cr"]
+    code, out, err = run("draw", "mix.sgf", "--out", "mix.svg")
+    assert code == 0 and (tmp_path / "mix.svg").stat().st_size > 0, err
+    code, out, err = run("debugprint", "mix.sgf")
+    assert code == 0 and "calls s_table" in out, err
