@@ -373,7 +373,11 @@ def _build_locked(units, cdef, cc: Compiler, flags, jobs, root: str, key: str, h
 
 
 def clear_memory_cache() -> None:
-    """Forget libraries and function entries loaded in this process (the next build checks the disk again)."""
+    """Forget libraries and function entries loaded in this process (the next build checks the disk again).
+
+    >>> clear_memory_cache(); STATS["memory_hits"] >= 0
+    True
+    """
     with _MUTEX:
         _LOADED.clear()
         _ENTRIES.clear()
@@ -799,6 +803,9 @@ def load_entry(key: str, directory: str | None = None) -> tuple[dict, tuple] | N
     a read-only one too) or the fallback one.  An entry that cannot be read,
     is not a valid archive, holds a pickle, or whose tables fail their
     checksum is treated as missing (and rebuilt by the caller).
+
+    >>> load_entry("00" * 32) is None
+    True
     """
     with _MUTEX:
         if key in _ENTRIES:

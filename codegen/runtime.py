@@ -57,7 +57,7 @@ import numpy as np
 
 from symgraph.dask import batch as _dask_batch, is_dask_array
 from symgraph.errors import (ArgumentCountError, BackendWarning, CompileError, CompilerNotFoundError,
-                             DTypeError, OptionError, ShapeError)
+                             DTypeError, NotPicklableError, OptionError, ShapeError)
 from symgraph.batch import SparseBatch, batch_arguments, csc_order
 from symgraph.expr import building
 from symgraph.function import as_number_array, check_argument
@@ -355,11 +355,25 @@ def function_digest(F: Any) -> str:
     return memo[F]
 
 
+def _unsaved_identity(structure: Any) -> tuple:
+    """A key part for a structure without ``to_data`` (a user's native): unique to the object, so never a false hit."""
+    token = getattr(structure, "_cache_token", None)
+    if token is None:
+        import uuid
+
+        token = structure._cache_token = uuid.uuid4().hex
+    return ("unsaved", type(structure).__qualname__, token)
+
+
 def _digest_one(G: Any, structure: Any, memo: dict) -> str:
     h = hashlib.blake2b(digest_size=32)
     h.update(repr((G.input_shapes, G.output_shapes)).encode())
     if structure is not None:
-        h.update(repr(structure.to_data({c: memo[c] for c in structure.children})).encode())
+        try:
+            record = structure.to_data({c: memo[c] for c in structure.children})
+        except NotPicklableError:  # a native that cannot describe itself: this object's own, fresh identity
+            record = _unsaved_identity(structure)
+        h.update(repr(record).encode())
         return h.hexdigest()
     t = G.tape
     arrays = [*t.input_slots, t.constants, t.opcodes, t.operands, *t.output_slots, t.immediates, t.call_callee,

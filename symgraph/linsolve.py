@@ -93,10 +93,10 @@ def load_native(record: Any, table: list, label: str) -> Any:
 
     >>> load_native(("native", "slogdet", 4), [], "r").name
     'slogdet4'
-    >>> load_native(("native", "solve", -1, ()), [], "r")
+    >>> load_native(("native", "solve", -1, ()), [], "r")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
       ...
-    symgraph.errors.SerializationError: r: a native solve record is ('native', 'solve', n, rhs) with 1 <= n <= 4096 and rhs () or (k,), 1 <= k <= 65536; got ('native', 'solve', -1, ())
+    symgraph.errors.SerializationError: r: a native solve record is ('native', 'solve', n, rhs) with 1 <= n <= ...
     """
     from .errors import SerializationError
     from .function import data_repr
@@ -222,7 +222,8 @@ class _SolveStructure(NativeStructure):
         self.n, self.rhs = n, rhs
         self.k = int(np.prod(rhs, dtype=np.int64))
         super().__init__([(n, n), (n,) + rhs], [(n,) + rhs], ["A", "b"], ["x"])
-        self.label = f"linear solve, LU with partial pivoting, n = {n}" + (f", {self.k} right-hand sides" if rhs else "")
+        columns = f", {self.k} right-hand sides" if rhs else ""
+        self.label = f"linear solve, LU with partial pivoting, n = {n}{columns}"
 
     def to_data(self, index: dict) -> tuple:
         return ("native", "solve", self.n, self.rhs)

@@ -55,6 +55,18 @@ class NativeStructure:
     Args:
         input_shapes, output_shapes: the shapes of the Function's inputs and outputs.
         input_names, output_names: their names.
+
+    >>> import numpy as np
+    >>> class Twice(NativeStructure):
+    ...     label = "twice"
+    ...     def evaluate(self, columns, width):
+    ...         return [2.0 * np.asarray(c) for c in columns]
+    ...     def c_function(self, fname, callees):
+    ...         return (f"void {fname}(const double *const *arg, double *const *res, double *w) "
+    ...                 f"{{ (void)w; res[0][0] = 2.0 * arg[0][0]; }}\\n", 0)
+    >>> T = Twice([()], [()], ["x"], ["y"]).function("twice")
+    >>> float(T(1.5)), float(T.compile()(1.5))
+    (3.0, 3.0)
     """
 
     kind = "native"
@@ -147,6 +159,11 @@ class NativeFunction(StructuredFunction):
 
     It is never optimized into something else (``optimize`` returns it) and
     never expanded (``inline`` keeps its call).
+
+    >>> from symgraph.linsolve import solve_function
+    >>> S = solve_function(9, ())
+    >>> type(S).__name__, S.optimize() is S, S.structure.kind
+    ('NativeFunction', True, 'native')
     """
 
     def optimize(self, level: int = 1) -> "NativeFunction":
@@ -172,10 +189,10 @@ def load_native(record: Any, table: list, label: str) -> Any:
 
     >>> load_native(("native", "solve", 3, ()), [], "record").name
     'solve3'
-    >>> load_native(("native", "shell", 1), [], "record")
+    >>> load_native(("native", "shell", 1), [], "record")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
       ...
-    symgraph.errors.SerializationError: record: unknown native kind 'shell' (known: lookup, lookup_table, rootfinder, slogdet, solve, solve_skipping_zeros)
+    symgraph.errors.SerializationError: record: unknown native kind 'shell' (known: lookup, lookup_table, ...)
     """
     import importlib
 
@@ -189,7 +206,13 @@ def load_native(record: Any, table: list, label: str) -> Any:
 
 
 def is_native(F: Any) -> bool:
-    """Whether ``F`` is a native Function (its calls run numpy in the VM and hand-written C)."""
+    """Whether ``F`` is a native Function (its calls run numpy in the VM and hand-written C).
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x")
+    >>> is_native(sg.rootfinder("r", sg.Function("g", [x], [x * x - 2.0]))), is_native(sg.Function("f", [x], [x]))
+    (True, False)
+    """
     s = getattr(F, "structure", None)
     return s is not None and s.kind == "native"
 

@@ -191,7 +191,12 @@ def call_site() -> Iterator[Any]:
 
 
 def current_site() -> tuple[str, int, dict] | None:
-    """The call site recorded by :func:`call_site` in this context, else the innermost user frame."""
+    """The call site recorded by :func:`call_site` in this context, else the innermost user frame.
+
+    >>> site = current_site()
+    >>> site is None or isinstance(site[1], int)
+    True
+    """
     return _SITE.get() or user_frame()
 
 
