@@ -592,7 +592,7 @@ def read_values(roots: list, valued: dict) -> list:
     settled = {both for both in read_from.values() if calls.isdisjoint(inner_order(list(both.args)))}
     done: dict = {}
     get, untouched = done.get, done.keys().isdisjoint
-    for node in _changing_order(roots, settled):
+    for node in inner_order(roots, skip=settled):  # not below a call known to stay
         args = node.args
         if node.op is RESULT and args[0] in read_from:
             both = read_from[args[0]]
@@ -608,47 +608,6 @@ def read_values(roots: list, valued: dict) -> list:
             if any(a is not b for a, b in zip(args, new_args)):
                 done[node] = rebuild(node, new_args)
     return [get(r, r) for r in roots]
-
-
-_EMIT = object()  # stack marker of _changing_order: the entry below it is complete
-
-
-def _changing_order(roots: list, settled: set) -> list:
-    """:func:`symgraph.hoist.inner_order` of ``roots`` less the calls in ``settled`` and their results.
-
-    What :func:`read_values` may have to rebuild: nodes with operands, not
-    below a call known to stay (a gradient is mostly results of vjp calls).
-
-    >>> import symgraph as sg
-    >>> x = sg.symbols("x")
-    >>> [str(n) for n in _changing_order([sg.sin(x) + 1], set())]
-    ['sin(x)', '1 + sin(x)']
-    """
-    order: list = []
-    emit = order.append
-    expanded: set = set()
-
-    def kept(a: Any) -> bool:
-        return bool(a.args) and a not in settled and not (a.op is RESULT and a.args[0] in settled)
-
-    for root in roots:
-        if type(root) is not Expr or root in expanded or not kept(root):
-            continue
-        stack = [root]
-        push, pop = stack.append, stack.pop
-        while stack:
-            node = pop()
-            if node is _EMIT:
-                emit(pop())
-            elif node not in expanded:
-                expanded.add(node)
-                push(node)
-                push(_EMIT)
-                for a in reversed(node.args):
-                    if a.args and a not in expanded and a not in settled and not (
-                            a.op is RESULT and a.args[0] in settled):
-                        push(a)
-    return order
 
 
 def _widened(F: Any, args: tuple, rows: list) -> tuple[int, ...]:
