@@ -70,6 +70,16 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[Any, float]:
 
 # ------------------------------------------------------------------ models
 
+def _sibling(name: str):
+    """A sibling bench script as a module (``bench/optimize.py`` holds the unrolled RK4 model)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(ROOT, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def luksan_jacobian(ops: int) -> sg.Function:
     """Luksan constraints and their sparse Jacobian, N chosen for about ``ops`` operations (~33 per N)."""
     n = max(10, ops // 33)
@@ -82,18 +92,7 @@ def rk4_sensitivity(ops: int) -> sg.Function:
     steps = max(1, ops // 186)
     with building():
         z = sg.symbols("z", 4)
-        s, p, h = [z[0], z[1]], z[2:], 0.01
-
-        def rhs(u):
-            return [u[1], p[0] * (1 - u[0] * u[0]) * u[1] - u[0] + p[1]]
-
-        for _ in range(steps):
-            k1 = rhs(s)
-            k2 = rhs([s[i] + h / 2 * k1[i] for i in range(2)])
-            k3 = rhs([s[i] + h / 2 * k2[i] for i in range(2)])
-            k4 = rhs([s[i] + h * k3[i] for i in range(2)])
-            s = [s[i] + h / 6 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]) for i in range(2)]
-        final = np.array(s, dtype=object)
+        final = np.array(_sibling("optimize").rk4_final(sg, [z[0], z[1]], z[2:], steps, 0.01), dtype=object)
     return sg.Function("rk4_sens", [z], [final, sg.jacobian(final, z)])
 
 
