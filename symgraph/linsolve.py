@@ -165,7 +165,8 @@ def _back_substitute(U: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ C
-def lu_solve_c(n: int, k: int, a: str, x: str, indent: str = "  ", skip_zeros: bool = False) -> list[str]:
+def lu_solve_c(n: int, k: int, a: str, x: str, indent: str = "  ", skip_zeros: bool = False,
+               sign: str | None = None) -> list[str]:
     """C lines solving ``a x = x`` in place: ``a`` (``n*n`` doubles, overwritten), ``x`` (``n*k``, rhs then solution).
 
     Gaussian elimination with partial pivoting (first largest ``|a[i][c]|``),
@@ -174,7 +175,8 @@ def lu_solve_c(n: int, k: int, a: str, x: str, indent: str = "  ", skip_zeros: b
     With ``skip_zeros`` a row whose multiplier is zero is left alone (the
     same pivots and, for finite entries, the same values): a sparse matrix
     (banded, block diagonal) costs about ``n`` times its fill-in instead of
-    ``n^3 / 3`` (the rootfinder's Jacobians).
+    ``n^3 / 3`` (the rootfinder's Jacobians).  With ``sign`` (the name of a
+    double in scope) each row exchange negates it: the permutation's sign.
 
     >>> "fabs" in "\\n".join(lu_solve_c(3, 1, "a", "x"))
     True
@@ -188,6 +190,7 @@ def lu_solve_c(n: int, k: int, a: str, x: str, indent: str = "  ", skip_zeros: b
              f"{t}    for (long i = c + 1; i < {n}; ++i) {{ double v = fabs({a}[i * {n} + c]); "
              f"if (v > best) {{ best = v; p = i; }} }}",
              f"{t}    if (p != c) {{",
+             *([f"{t}      {sign} = -{sign};"] if sign else []),
              f"{t}      for (long j = 0; j < {n}; ++j) {{ double s = {a}[c * {n} + j]; "
              f"{a}[c * {n} + j] = {a}[p * {n} + j]; {a}[p * {n} + j] = s; }}"]
     if k:
@@ -295,22 +298,7 @@ class _SlogdetStructure(NativeStructure):
                  f"  /* {self.label} */",
                  "  double sign = 1.0, logabs = 0.0;",
                  f"  for (long i = 0; i < {n * n}; ++i) w[i] = arg[0][i];",
-                 "  {",
-                 f"    for (long c = 0; c < {n}; ++c) {{",
-                 f"      long p = c; double best = fabs(w[c * {n} + c]);",
-                 f"      for (long i = c + 1; i < {n}; ++i) {{ double v = fabs(w[i * {n} + c]); "
-                 "if (v > best) { best = v; p = i; } }",
-                 "      if (p != c) {",
-                 "        sign = -sign;",
-                 f"        for (long j = 0; j < {n}; ++j) {{ double s = w[c * {n} + j]; "
-                 f"w[c * {n} + j] = w[p * {n} + j]; w[p * {n} + j] = s; }}",
-                 "      }",
-                 f"      for (long i = c + 1; i < {n}; ++i) {{",
-                 f"        double l = w[i * {n} + c] / w[c * {n} + c];",
-                 f"        for (long j = c + 1; j < {n}; ++j) w[i * {n} + j] -= l * w[c * {n} + j];",
-                 "      }",
-                 "    }",
-                 "  }",
+                 *lu_solve_c(n, 0, "w", "", sign="sign"),
                  f"  for (long c = 0; c < {n}; ++c) {{",
                  f"    double d = w[c * {n} + c];",
                  "    sign *= (d > 0.0) - (d < 0.0);",
