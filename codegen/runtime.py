@@ -365,6 +365,35 @@ def _unsaved_identity(structure: Any) -> tuple:
     return ("unsaved", type(structure).__qualname__, token)
 
 
+def _hash_record(h: Any, record: Any) -> None:
+    """Feed a structure record to ``h``: arrays by dtype, shape and every byte (``repr`` elides large ones).
+
+    >>> import hashlib
+    >>> a, b = np.zeros(5000), np.zeros(5000)
+    >>> b[2500] = 1.0
+    >>> digests = []
+    >>> for arr in (a, b):
+    ...     h = hashlib.blake2b()
+    ...     _hash_record(h, ("native", "lookup_table", (arr,)))
+    ...     digests.append(h.hexdigest())
+    >>> digests[0] != digests[1]
+    True
+    """
+    stack = [record]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            a = np.ascontiguousarray(item)
+            h.update(f"<array {a.dtype.str}{a.shape}>".encode())
+            h.update(a.view(np.uint8).reshape(-1).tobytes() if a.size else b"")
+        elif isinstance(item, (tuple, list)):
+            h.update(f"<{type(item).__name__} {len(item)}>".encode())
+            stack.extend(reversed(item))
+        else:
+            h.update(repr(item).encode())
+            h.update(b"\x00")
+
+
 def _digest_one(G: Any, structure: Any, memo: dict) -> str:
     h = hashlib.blake2b(digest_size=32)
     h.update(repr((G.input_shapes, G.output_shapes)).encode())
@@ -373,7 +402,7 @@ def _digest_one(G: Any, structure: Any, memo: dict) -> str:
             record = structure.to_data({c: memo[c] for c in structure.children})
         except NotPicklableError:  # a native that cannot describe itself: this object's own, fresh identity
             record = _unsaved_identity(structure)
-        h.update(repr(record).encode())
+        _hash_record(h, record)
         return h.hexdigest()
     t = G.tape
     arrays = [*t.input_slots, t.constants, t.opcodes, t.operands, *t.output_slots, t.immediates, t.call_callee,

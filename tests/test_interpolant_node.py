@@ -517,3 +517,16 @@ def test_lookup_nodes_and_their_derivatives_save_load_and_pickle():
         load_native(("native", "lookup_table", "bspline", False, "t", tuple(axes), np.zeros((30, 20, 2))), [], "r")
     with pytest.raises(sg.SerializationError, match="lookup orders"):
         load_native(("native", "lookup", 0, (4, 0)), [T.tape.callees[0].structure.table], "r")
+
+
+def test_tables_differing_in_one_entry_never_share_compiled_code(tmp_path):
+    """The compile cache keys a lookup by every byte of its tables (a repr of a large array elides its middle)."""
+    g = np.linspace(0.0, 1.0, 2000)
+    v = g ** 2
+    w = v.copy()
+    w[1000] += 1.0
+    A = interpolant("same_name", "linear", g, v)
+    B = interpolant("same_name", "linear", g, w)
+    q = 0.5 * (g[999] + g[1000])
+    a, b = A.compile(cache_dir=str(tmp_path)), B.compile(cache_dir=str(tmp_path))
+    assert float(a(q)) == float(A(q)) and float(b(q)) == float(B(q)) and float(a(q)) != float(b(q))
