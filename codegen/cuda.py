@@ -2,8 +2,34 @@
 
 The per-point code is the C99 backend's (:func:`codegen.c99.program`, which
 reads the Tape): its part functions, callees, maps, folds, helpers and output
-stores, each made a device function by a qualifier macro.  Around it this
-module emits, for a Function named ``NAME`` (C identifier ``sgf_NAME``):
+stores, each made a device function by a qualifier macro.  What keeps a
+thread's values in registers rather than in local memory (see docs/gpu.md):
+
+* **Calls are expanded** (:func:`symgraph.Function.inline`: maps and folds
+  unrolled, nested calls too) when the expanded program has at most
+  :data:`INLINE_MAX` instructions (:func:`expanded_size`, counted without
+  expanding).  The C backend's calls pass operands, results and the callee's
+  work area through the work array ``w``; expanded, every value is an SSA
+  local of one device function and ``w`` is empty: liveness (which values
+  share a register) is then the CUDA compiler's register allocation over
+  the straight-line code.  Values crossing device functions (a program of
+  more than ``chunk_size`` instructions) still go through ``w``, in slots
+  reused by liveness (the C backend's allocation: a slot is free after the
+  last part that reads it).  Native callees stay calls.
+* **No rerolled loops** below :data:`INLINE_MAX` instructions (``loops``):
+  a rerolled loop keeps values read after it in small arrays indexed by the
+  iteration, which live in local memory; straight-line code has none.
+* **Strided views instead of copies**: when the program has no call left,
+  the per-point code reads ``arg[i][j]`` and writes ``res[k][j]`` through
+  :c:`sg_strided_in` / :c:`sg_strided_out` (a pointer and a component
+  stride, ``p[j * s]``), so component-major (SoA) arguments and results are
+  read and written in place, with no per-thread copy into ``xin``/``xout``.
+
+:attr:`CudaProgram.thread_doubles` counts the doubles of thread-local arrays
+the per-point code declares (work array, argument copies, loop arrays).
+
+Around the per-point code this module emits, for a Function named ``NAME``
+(C identifier ``sgf_NAME``):
 
 * ``SG_DEVICE static int CNAME__eval(arg, res, w)``: one point, the C99
   entry point's body (constant and input stores, then the parts);
@@ -12,9 +38,11 @@ module emits, for a Function named ``NAME`` (C identifier ``sgf_NAME``):
   point ``p`` is ``ai[p * ai_p + j * ai_j]`` (a strided view): component-major
   (SoA, ``ai_p = 1``, ``ai_j = N``: coalesced), point-major (AoS,
   ``ai_p = size``, ``ai_j = 1``) and shared (``ai_p = 0``, ``ai_j = 1``)
-  arguments are all one kernel.  An argument with ``ai_j == 1`` is read in
-  place; a strided one is copied into a thread-local array first (likewise
-  for the outputs, copied out after the point);
+  arguments are all one kernel.  Strided views (above) read and write every
+  argument in place; a program that still calls functions (which take plain
+  pointers) reads an argument with ``ai_j == 1`` in place and copies a
+  strided one into a thread-local array first (likewise for the outputs,
+  copied out after the point);
 * ``extern "C" SG_GLOBAL void CNAME__kernel(n, ..., gw)``: one thread per
   point, a grid-stride loop; the work array ``w`` is a thread-local array of
   ``work_size`` doubles, or, above :data:`LOCAL_WORK_MAX`, a slice of the
@@ -35,6 +63,11 @@ unless asked for fast math (:mod:`codegen.cuda_runtime`).
 >>> src = generate(sg.Function("f", [x], [sg.sin(x[0]) * x[1]]))
 >>> 'extern "C" SG_GLOBAL void sgf_f__kernel(' in src, "SG_DEVICE static void sgf_f__part0(" in src
 (True, True)
+>>> y = sg.symbols("y", (4, 2))
+>>> M = sg.Function("m", [y], [sg.Function("t", [x], [sg.sin(x[0]) * x[1]]).map(4)(y)])
+>>> p = program(M)
+>>> p.inlined, p.strided, p.work_size, p.thread_doubles    # the map unrolled: all values in locals
+(True, True, 0, 0)
 """
 
 from __future__ import annotations
@@ -49,9 +82,10 @@ from symgraph.map import sizes
 
 from . import c99
 
-__all__ = ["CudaProgram", "program", "generate", "CUDA_CODEGEN_VERSION", "CUDA_CHUNK", "LOCAL_WORK_MAX"]
+__all__ = ["CudaProgram", "program", "generate", "expanded_size", "CUDA_CODEGEN_VERSION", "CUDA_CHUNK",
+           "LOCAL_WORK_MAX", "INLINE_MAX"]
 
-CUDA_CODEGEN_VERSION = "symgraph-cuda-1"
+CUDA_CODEGEN_VERSION = "symgraph-cuda-2"
 # Work arrays up to this many doubles live in thread-local memory; larger ones in a global scratch
 # buffer (local memory is reserved for every thread the GPU can hold at once: 16 KiB x ~270k threads).
 LOCAL_WORK_MAX = 2048
@@ -59,6 +93,10 @@ LOCAL_WORK_MAX = 2048
 # through the work array in local memory, while one function keeps them in registers, and NVRTC compiles one
 # function faster than the same code in parts (cart-pole, 24,000 instructions: 52 s in one, 98 s in parts of 2000).
 CUDA_CHUNK = 25_000
+# Calls are expanded (maps and folds unrolled) when the program then has at most this many instructions: a
+# bound on the straight-line code the CUDA compiler sees (its time grows with it: cart-pole, 7,900
+# instructions, 5 s in NVRTC), while values of expanded calls live in registers rather than in the work array.
+INLINE_MAX = 20_000
 
 PRELUDE = """\
 #if defined(__CUDACC__)
@@ -79,10 +117,24 @@ PRELUDE = """\
 #ifndef NAN
 #define NAN (0.0 / 0.0)
 #endif
+/* One point's input and output in place: element j at p[j * s] (s = 1 point-major, N component-major). */
+struct sg_strided_in {
+  const double *SG_RESTRICT p;
+  long s;
+  SG_DEVICE double operator[](long j) const { return p[j * s]; }
+};
+struct sg_strided_out {
+  double *SG_RESTRICT p;
+  long s;
+  SG_DEVICE double &operator[](long j) const { return p[j * s]; }
+};
 """
+STRIDED_SIGNATURE = "(const sg_strided_in *arg, const sg_strided_out *res, double *w)"
 
 _STATIC = re.compile(r"^static ", re.M)
 _PART = re.compile(r"^void ", re.M)
+_ACCESS = re.compile(r"(&?)\b(arg|res)\[(\d+\]\[)?")  # a use of arg/res: a subscript arg[i][..] or not
+_LOCAL_ARRAY = re.compile(r"^\s*double \w+\[(\d+)\];", re.M)  # a thread-local array the per-point code declares
 
 
 @dataclass(frozen=True)
@@ -100,6 +152,11 @@ class CudaProgram:
         local_work: True when the work array is thread-local (``work_size <= LOCAL_WORK_MAX``),
             else the kernel takes a global scratch of ``work_size`` doubles per thread.
         n_ops: instructions emitted (the Function's and each distinct callee's once).
+        inlined: whether the calls were expanded (:func:`expanded_size` at most :data:`INLINE_MAX`).
+        strided: whether the per-point code reads and writes the arguments in place through
+            strided views (no call left), rather than through copies into thread-local arrays.
+        thread_doubles: doubles of thread-local arrays per thread: the work array when local,
+            argument and result copies, rerolled loops' arrays (what is not a scalar local).
     """
 
     name: str
@@ -111,6 +168,9 @@ class CudaProgram:
     work_size: int
     local_work: bool
     n_ops: int
+    inlined: bool = False
+    strided: bool = False
+    thread_doubles: int = 0
 
 
 def _refuse_host_only(F: Any) -> None:
@@ -125,17 +185,88 @@ def _refuse_host_only(F: Any) -> None:
                                f"it cannot be compiled for a GPU")
 
 
-def program(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optimize: int = 0) -> CudaProgram:
+def expanded_size(F: Any, limit: int | None = None) -> int:
+    """Instructions of ``F`` with every call expanded, as :meth:`symgraph.Function.inline` would give them.
+
+    Counted over each distinct callee once, bottom up (no expansion, no
+    recursion): a call counts its callee's expanded size, a map or fold ``n``
+    times its body's (plus the sums of a map's reduced outputs), a native
+    Function one (it stays a call); calls and their results count nothing.
+    An upper bound (expanding merges equal expressions); with ``limit``,
+    sizes above it are reported as ``limit + 1``.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 3)
+    >>> body = sg.Function("b", [x], [sg.sin(x) * x[0]])
+    >>> X = sg.symbols("X", (10, 3))
+    >>> F = sg.Function("f", [X], [body.map(10, reduce="sum")(X) + 1.0])
+    >>> body.n_ops, expanded_size(F), F.inline().n_ops
+    (6, 90, 90)
+    """
+    from symgraph.call import callees_bottom_up
+    from symgraph.tape import CALL, RESULT
+
+    cap = None if limit is None else limit + 1
+    size: dict = {}
+    for G in callees_bottom_up([F]):
+        structure = getattr(G, "structure", None)
+        if structure is not None:
+            if structure.kind == "native":
+                total = 1
+            else:
+                body = structure.body
+                total = structure.n * size[body]
+                for shape, reduced in zip(body.output_shapes, getattr(structure, "reduce", ())):
+                    total += (structure.n - 1) * int(np.prod(shape, dtype=np.int64)) if reduced else 0
+        else:
+            tape = G.tape
+            codes = tape.opcodes
+            total = int(np.count_nonzero((codes != CALL.code) & (codes != RESULT.code)))
+            if tape.n_calls:
+                per_callee = np.array([size[C] for C in tape.callees], dtype=object)
+                total += int(sum(per_callee[np.asarray(tape.call_callee, dtype=np.int64)]))
+        size[G] = total if cap is None else min(total, cap)
+    return size[F]
+
+
+def program(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optimize: int = 0,
+            inline: bool = True, loops: bool | None = None) -> CudaProgram:
     """The :class:`CudaProgram` of ``F`` (emitted as given; ``optimize`` is the level of its callees).
+
+    Args:
+        F: the Function.
+        name: the name C identifiers are made from (default ``F.name``).
+        chunk_size: instructions per device function.
+        optimize: the optimizer level of the callees that stay calls.
+        inline: expand the calls when the result has at most :data:`INLINE_MAX`
+            instructions (False: keep them, the C backend's structure).
+        loops: reroll repeated runs into loops (:mod:`codegen.reroll`); default: only
+            above :data:`INLINE_MAX` instructions, where the source size matters more than
+            the loops' arrays in local memory.
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> p = program(sg.Function("g", [x], [x * x + 1.5]))
     >>> p.kernel, p.in_sizes, p.out_sizes, p.work_size
     ('sgf_g__kernel', (1,), (1,), 0)
+    >>> sq = sg.Function("sq", [x], [x * x])
+    >>> G = sg.Function("k", [x], [sq(x) + sq(x + 1.0)])
+    >>> program(G).inlined, program(G, inline=False).inlined, program(G, inline=False).work_size > 0
+    (True, False, True)
     """
+    from symgraph.errors import OptionError
+
+    if not isinstance(inline, bool):
+        raise OptionError(f"inline must be True or False, got {inline!r}")
+    if loops is not None and not isinstance(loops, bool):
+        raise OptionError(f"loops must be True, False or None (automatic), got {loops!r}")
     _refuse_host_only(F)
-    prog = c99.program(F, name, chunk_size, optimize)
+    inlined = False
+    if inline and F.tape.n_calls and expanded_size(F, INLINE_MAX) <= INLINE_MAX:
+        F, inlined = F.inline(), True
+    if loops is None:
+        loops = F.n_ops > INLINE_MAX
+    prog = c99.program(F, name, chunk_size, optimize, loops=loops)
     in_sizes = tuple(sizes(F.input_shapes))
     tape = c99._prepared(F.tape)  # what c99.program emitted the top level from (deterministic)
     outputs = c99._output_layout(F, tape)
@@ -143,30 +274,49 @@ def program(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optim
     fills, copies = c99._copy_stores(tape, outputs)
     cname = prog.name
     local = prog.work_size <= LOCAL_WORK_MAX
+    strided = not tape.n_calls and _subscripts_only([*prog.parts, *fills, *copies])
+    signature = STRIDED_SIGNATURE if strided else c99.SIGNATURE
     text = [f"/* CUDA C++ code of {c99._describe(F)} -- generated by {CUDA_CODEGEN_VERSION}; do not edit.\n"
             f" * Compiles as CUDA (nvcc, NVRTC) and as host C++ (g++ -x c++). */\n", PRELUDE]
     text.extend(_STATIC.sub("SG_DEVICE static ", helper) + "\n" for helper in prog.helpers.values())
-    text.extend(_PART.sub("SG_DEVICE static void ", part, count=1) for part in prog.parts)
-    evaluate = [f"SG_DEVICE static int {cname}__eval{c99.SIGNATURE} {{", "  (void)arg; (void)res; (void)w;",
+    parts = [part.replace(c99.SIGNATURE, signature, 1) for part in prog.parts] if strided else prog.parts
+    text.extend(_PART.sub("SG_DEVICE static void ", part, count=1) for part in parts)
+    evaluate = [f"SG_DEVICE static int {cname}__eval{signature} {{", "  (void)arg; (void)res; (void)w;",
                 *fills, *(f"  {prog.part_names[i]}(arg, res, w);" for i in prog.entry_calls), *copies,
                 "  return 0;", "}\n"]
     text.append("\n".join(evaluate))
-    text.append(_point(cname, in_sizes, out_sizes))
+    text.append(_strided_point(cname, len(in_sizes), len(out_sizes)) if strided else
+                _point(cname, in_sizes, out_sizes))
     text.append(_kernel(cname, len(in_sizes), len(out_sizes), prog.work_size, local))
     text.append(_host_entry(cname, len(in_sizes), len(out_sizes)))
+    copied = 0 if strided else max(1, sum(in_sizes)) + max(1, sum(out_sizes))
+    arrays = sum(int(m) for part in prog.parts for m in _LOCAL_ARRAY.findall(part))
+    thread = (prog.work_size if local else 0) + copied + arrays
     return CudaProgram(cname, "\n".join(text), f"{cname}__kernel", f"{cname}__host_batch", in_sizes, out_sizes,
-                       prog.work_size, local, prog.n_ops)
+                       prog.work_size, local, prog.n_ops, inlined, strided, thread)
 
 
-def generate(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optimize: int = 0) -> str:
-    """The CUDA C++ source of ``F`` (``optimize``: the level applied to ``F`` and its callees first).
+def _subscripts_only(texts: list) -> bool:
+    """Whether ``arg`` and ``res`` appear in ``texts`` only as element accesses ``arg[i][...]``, never as
+    pointers (``arg[i] + j`` handed to a callee) or addresses: then strided views can stand for them."""
+    for text in texts:
+        for match in _ACCESS.finditer(text):
+            if match.group(1) or not match.group(3):
+                return False
+    return True
+
+
+def generate(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optimize: int = 0,
+             inline: bool = True, loops: bool | None = None) -> str:
+    """The CUDA C++ source of ``F`` (``optimize``: the level applied to ``F`` and its callees first;
+    ``inline``, ``loops``: see :func:`program`).
 
     >>> import symgraph as sg
     >>> x = sg.symbols("x")
     >>> generate(sg.Function("h", [x], [x + 1])) == generate(sg.Function("h", [x], [x + 1]))
     True
     """
-    return program(c99.optimized(F, optimize), name, chunk_size, optimize).source
+    return program(c99.optimized(F, optimize), name, chunk_size, optimize, inline, loops).source
 
 
 # ---------------------------------------------------------------- batch wrappers
@@ -207,6 +357,16 @@ def _point(cname: str, in_sizes: tuple, out_sizes: tuple) -> str:
                          f"r{k}[p * r{k}_p + j * r{k}_j] = xout[{out_at[k]} + j];")
     lines.append("}\n")
     return "\n".join(lines)
+
+
+def _strided_point(cname: str, n_in: int, n_out: int) -> str:
+    """``CNAME__point`` with strided views: point ``p``'s arguments read and written where they are."""
+    ins = ", ".join(f"{{a{i} + p * a{i}_p, a{i}_j}}" for i in range(n_in)) or "{0, 0}"
+    outs = ", ".join(f"{{r{k} + p * r{k}_p, r{k}_j}}" for k in range(n_out)) or "{0, 0}"
+    return "\n".join([f"SG_DEVICE static void {cname}__point(long p, {_params(n_in, n_out)}double *w) {{",
+                      f"  const sg_strided_in arg[{max(1, n_in)}] = {{{ins}}};",
+                      f"  const sg_strided_out res[{max(1, n_out)}] = {{{outs}}};",
+                      f"  {cname}__eval(arg, res, w);", "}\n"])
 
 
 def _call_point(cname: str, n_in: int, n_out: int, array: bool) -> str:
