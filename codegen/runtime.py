@@ -168,6 +168,11 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
             raise CompilerNotFoundError("compile(tier='fast') needs tcc, the fast compiler, and it is not on PATH; "
                                         "install it (e.g. 'apt-get install tcc') or pass tier='best'")
         return _compile_tier(F, options, "fast")[0]
+    if F.n_ops >= INTERP_MIN:  # a large Function starts on the Tape interpreter at once
+        best_key = function_key(F, options, "best")
+        C = _from_entry(F, options, "best", best_key) or _interpreter_first(F, options, best_key, fast)
+        if C is not None:
+            return C
     if fast is None:  # no fast compiler: "auto" is "best"
         return _compile_tier(F, options, "best")[0]
     try:
@@ -203,6 +208,42 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
     return C
 
 
+def _interpreter_first(F: Any, options: dict, best_key: str, fast: "_build.Compiler | None") -> "CompiledFunction | None":
+    """``F`` on the Tape interpreter (:mod:`codegen.interp`), its compiled code building in the background;
+    None where the interpreter cannot run ``F`` (calls of other Functions).
+
+    The compiler of the background build is chosen here, by the estimate of
+    :func:`estimate_build`, so that the tcc notice points at the user's line;
+    a large Function built by tcc is not optimized first (as the fast tier).
+    """
+    from symgraph.progress import phase, warn
+
+    from .interp import UnsupportedTape, interpreted
+
+    try:
+        with phase("interpret", F.name, F.n_ops, verbose=options.get("verbose")) as p:
+            C = interpreted(F, None, options["cache_dir"], _public(options), options.get("verbose"))
+            p.detail = f"{C.work_size:,} doubles of work"
+    except UnsupportedTape:
+        return None
+    flags = tuple(_build.DEFAULT_FLAGS if options["flags"] is None else options["flags"])
+    parts = max(1, math.ceil(F.n_ops / max(1, options["chunk_size"])))
+    estimate = estimate_build(F.n_ops, parts, flags, options["jobs"])
+    upgrade = dict(options, compiler=_build.find_compiler(None))
+    if options["auto_tcc"] and fast is not None and estimate.cc_seconds > options["compile_budget"]:
+        warn(tcc_notice(F.name, estimate, upgrade["compiler"].name, flags, options["compile_budget"]),
+             BackendWarning)
+        upgrade["compiler"] = fast
+        if F.n_ops >= FAST_UNOPTIMIZED_MIN:
+            upgrade["optimize"] = 0
+    _start_upgrade(C, F, upgrade, best_key, None)
+    return C
+
+
+#: Functions of at least this many operations start on the Tape interpreter under tier="auto": generating
+#: and compiling their C takes longer than a few calls of the interpreter (which needs no C of its own).
+INTERP_MIN = 10_000
+
 #: Functions of at least this many operations get their "auto" fast tier without the optimizer: on an
 #: unrolled model the optimizer takes most of a cold start (a 800,000-op Hessian: tens of seconds) for a few
 #: percent fewer operations; the background build optimizes as asked.
@@ -232,7 +273,8 @@ def _compile_tier(F: Any, options: dict, tier: str, key: str | None = None, prep
     optimize, chunk, verbose = options["optimize"], options["chunk_size"], options.get("verbose")
     jobs = max(1, options["jobs"] or os.cpu_count() or 1)
     flags = tuple(_build.DEFAULT_FLAGS if options["flags"] is None else options["flags"])
-    with building():  # millions of small objects, no cycles: the cyclic collector's passes are pure cost
+    pipeline = _BACKGROUND_PIPELINE if background and prepared is None else contextlib.nullcontext()
+    with pipeline, building():  # millions of small objects, no cycles: the cyclic collector's passes are pure cost
         if prepared is None:
             with phase("optimize", F.name, F.n_ops, expected=2e-5 * F.n_ops, verbose=verbose) as p:
                 G = F.optimize(optimize) if optimize else F
@@ -498,6 +540,9 @@ def function_key(F: Any, options: dict, tier: str) -> str:
 # ------------------------------------------------------------ the background upgrade ("auto")
 _UPGRADES: dict = {}  # best key -> the thread building it (one per key in this process)
 _UPGRADE_LOCK = threading.Lock()
+#: Background builds optimize and generate their C one at a time (Python work: threads would only share
+#: the GIL, with each other and with the caller); their compilers still run side by side.
+_BACKGROUND_PIPELINE = threading.Lock()
 
 
 def _start_upgrade(C: "CompiledFunction", F: Any, options: dict, key: str, prepared: tuple | None) -> None:
@@ -914,14 +959,16 @@ class CompiledFunction:
 
         self._upgrade_error = exc
         logger.warning("%s: the background build of the optimized code failed: %s", self.name, exc)
-        warn(f"{self.name}: building the optimized code in the background failed, so the tcc code keeps "
+        running = "the Tape interpreter keeps" if self._code.tier == "interp" else "the tcc code keeps"
+        warn(f"{self.name}: building the optimized code in the background failed, so {running} "
              f"running (correct, 2-5x slower per call): {type(exc).__name__}: {exc}. Pass tier='best' to "
              "compile with the optimizing compiler in the foreground (its errors are raised), or tier='fast' "
              "to use tcc alone", BackendWarning, site)
 
     @property
     def tier(self) -> str:
-        """Which code runs now: ``"fast"`` (tcc) or ``"best"`` (the optimizing compiler)."""
+        """Which code runs now: ``"interp"`` (the Tape interpreter, :mod:`codegen.interp`), ``"fast"`` (tcc)
+        or ``"best"`` (the optimizing compiler)."""
         return self._code.tier
 
     @property
@@ -1294,5 +1341,7 @@ def _to_csc(data: np.ndarray, pattern: tuple):
 
 
 def _compiler_name(code: _Code) -> str:
+    if code.tier == "interp":
+        return "the Tape interpreter"
     compiler = code.library.compiler
     return compiler.name if compiler is not None else "?"
