@@ -157,6 +157,9 @@ class CudaProgram:
             strided views (no call left), rather than through copies into thread-local arrays.
         thread_doubles: doubles of thread-local arrays per thread: the work array when local,
             argument and result copies, rerolled loops' arrays (what is not a scalar local).
+        peak_live: the most values live at once in the top-level code, in the order it is
+            emitted (:func:`peak_live`): the registers, in doubles, the straight-line code needs
+            not to spill (a callee's own values not counted).
     """
 
     name: str
@@ -171,6 +174,7 @@ class CudaProgram:
     inlined: bool = False
     strided: bool = False
     thread_doubles: int = 0
+    peak_live: int = 0
 
 
 def _refuse_host_only(F: Any) -> None:
@@ -293,7 +297,60 @@ def program(F: Any, name: str | None = None, chunk_size: int = CUDA_CHUNK, optim
     arrays = sum(int(m) for part in prog.parts for m in _LOCAL_ARRAY.findall(part))
     thread = (prog.work_size if local else 0) + copied + arrays
     return CudaProgram(cname, "\n".join(text), f"{cname}__kernel", f"{cname}__host_batch", in_sizes, out_sizes,
-                       prog.work_size, local, prog.n_ops, inlined, strided, thread)
+                       prog.work_size, local, prog.n_ops, inlined, strided, thread, peak_live(tape))
+
+
+def peak_live(tape: Any) -> int:
+    """The most values live at once over ``tape``'s instruction order: a linear scan of live ranges.
+
+    A computed value is live from its instruction to its last reader (only
+    stored: at its instruction), an input from its first reader to its last
+    (the per-point code loads it on first use; read once: not at all); a reader may reuse its
+    operand's register, so a value whose last reader is instruction ``i`` is
+    not counted live beside the value ``i`` makes.  Constants are literals.
+
+    >>> import symgraph as sg
+    >>> x = sg.symbols("x", 3)
+    >>> peak_live(sg.Function("chain", [x], [sg.sin(sg.cos(x[0]))]).tape)
+    1
+    >>> peak_live(sg.Function("sum", [x], [(x[0] * x[1]) + (x[1] * x[2])]).tape)
+    2
+    """
+    from symgraph.ops import OP_LIST
+    from symgraph.tape import CALL
+
+    n, first = tape.n_instructions, tape.first_instruction_slot
+    if n == 0:
+        return 0
+    codes = tape.opcodes.astype(np.int64)
+    arity = np.array([op.arity for op in OP_LIST], dtype=np.int64)[codes]
+    rows = np.arange(n, dtype=np.int64)
+    width = tape.operands.shape[1]
+    used = (np.arange(width) < arity[:, None]) & (tape.operands >= 0)
+    reader = [np.broadcast_to(rows[:, None], (n, width))[used]]
+    slot = [tape.operands[used]]
+    if tape.n_calls:
+        where = np.flatnonzero(codes == CALL.code)
+        row_of = np.zeros(tape.n_calls, dtype=np.int64)
+        row_of[tape.immediates[where]] = where
+        reader.append(np.repeat(row_of, np.diff(tape.call_offsets)))
+        slot.append(np.asarray(tape.call_operands, dtype=np.int64))
+    reader, slot = np.concatenate(reader), np.concatenate(slot)
+    inputs = slot < tape.n_input_scalars
+    keep = inputs | (slot >= first)
+    reader, slot = reader[keep], slot[keep]
+    last = np.full(tape.n_slots, -1, dtype=np.int64)
+    np.maximum.at(last, slot, reader)
+    begin = np.full(tape.n_slots, n, dtype=np.int64)
+    np.minimum.at(begin, slot, reader)
+    begin[first:] = rows
+    end = last.copy()  # an input read once is loaded straight into its reader's register
+    end[first:] = np.maximum(last[first:], rows + 1)
+    live = np.flatnonzero(begin < n)
+    change = np.zeros(n + 2, dtype=np.int64)
+    np.add.at(change, begin[live], 1)
+    np.add.at(change, np.minimum(end[live], n + 1), -1)
+    return int(np.cumsum(change).max())
 
 
 def _subscripts_only(texts: list) -> bool:

@@ -85,7 +85,7 @@ _MODULES: dict[str, Any] = {}
 def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | None = None,
                  chunk_size: int = CUDA_CHUNK, cache_dir: str | None = None, compiler: str | None = None,
                  fast_math: bool = False, device: int | None = None, block_size: int = BLOCK_SIZE,
-                 **unknown: Any) -> "CudaFunction | CudaHostFunction":
+                 inline: bool = True, **unknown: Any) -> "CudaFunction | CudaHostFunction":
     """Compile ``F`` for the GPU (``target="cuda"``) or its source for the CPU (``target="cuda-host"``).
 
     Args:
@@ -102,6 +102,9 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
             host: ``-ffast-math``); default IEEE double precision.
         device: the GPU's number (default: CuPy's current device).
         block_size: threads per block.
+        inline: expand calls (maps and folds unrolled) when the program then has at most
+            :data:`codegen.cuda.INLINE_MAX` instructions, so a thread's values stay in registers
+            (False: keep the calls, whose operands and results go through the work array).
 
     Raises :class:`~symgraph.errors.CudaUnavailableError` (a ``CompileError``)
     naming what is missing when CuPy, a GPU or a CUDA compiler is absent;
@@ -117,7 +120,7 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
     label = f"compile(target={target!r})"
     if unknown:
         raise OptionError(f"{label} has no option {', '.join(map(repr, sorted(unknown)))}; the options are "
-                          "optimize, name, chunk_size, cache_dir, compiler, fast_math, device, block_size")
+                          "optimize, name, chunk_size, cache_dir, compiler, fast_math, device, block_size, inline")
     if target not in TARGETS:
         raise OptionError(f"compile(): unknown target {target!r}; the targets are 'c' (default), 'cuda', 'cuda-host'")
     for option, value, low in (("optimize", optimize, 0), ("chunk_size", chunk_size, 1)):
@@ -127,6 +130,8 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         raise OptionError(f"{label}: block_size must be an int in [32, 1024], got {block_size!r}")
     if not isinstance(fast_math, bool):
         raise OptionError(f"{label}: fast_math must be True or False, got {fast_math!r}")
+    if not isinstance(inline, bool):
+        raise OptionError(f"{label}: inline must be True or False, got {inline!r}")
     if device is not None and (isinstance(device, bool) or not isinstance(device, int) or device < 0):
         raise OptionError(f"{label}: device must be a GPU number (int >= 0) or None, got {device!r}")
     if compiler is not None and (not isinstance(compiler, (str, os.PathLike)) or not os.fspath(compiler)):
@@ -135,19 +140,19 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         raise OptionError(f"{label}: name must be a non-empty str (or None for the Function's name), got {name!r}")
     cache_dir = _build.check_cache_dir(cache_dir)
     options = dict(optimize=optimize, name=name, chunk_size=chunk_size, cache_dir=cache_dir, compiler=compiler,
-                   fast_math=fast_math, device=device, block_size=block_size)
+                   fast_math=fast_math, device=device, block_size=block_size, inline=inline)
     if target == "cuda":
         cupy, device = _cuda_device(device)  # fail early, before any code generation
         start = time.perf_counter()
         G = F.optimize(optimize) if optimize else F
-        prog = program(G, name, chunk_size, optimize)
+        prog = program(G, name, chunk_size, optimize, inline)
         generated = time.perf_counter() - start
         path, how, built_by = _device_binary(prog, cupy, device, compiler, fast_math, cache_dir)
         return CudaFunction(F, G, prog, path, how, built_by, generated, time.perf_counter() - start, cupy, device,
                             block_size, options)
     start = time.perf_counter()
     G = F.optimize(optimize) if optimize else F
-    prog = program(G, name, chunk_size, optimize)
+    prog = program(G, name, chunk_size, optimize, inline)
     path, source = _host_library(prog, compiler, fast_math, cache_dir)
     return CudaHostFunction(F, G, prog, path, source, time.perf_counter() - start, options)
 
