@@ -71,6 +71,11 @@ def _neg(a: Expr) -> Expr:
 
 # ops whose nodes act as masks in products (see _scale)
 _MASKS = frozenset({IF_ELSE} | {op for op in OP_LIST if op.has("boolean")})
+# The hot loops' fast paths.  A product of two nodes whose ops are _PLAIN (no constant, no
+# mask) is what _scale builds by _product; a sum of two nodes whose ops are _SUMMABLE (no
+# constant, no negation) is what _plus builds by _sum.  Everything else goes through them.
+_PLAIN = frozenset(op for op in OP_LIST if op is not CONST and op not in _MASKS)
+_SUMMABLE = frozenset(op for op in OP_LIST if op is not CONST and op is not NEG)
 
 # Direction sets: dict direction -> Expr (zero directions are absent).
 Dirs = dict
@@ -384,12 +389,118 @@ def _gradient_structural(node: Expr, bar: Any, adjoints: dict, active: set,
 
 
 # ------------------------------------------------------------------ sweeps
+# The per-direction inner loops of the sweeps (_scaled, _accumulate, and the same code inline in
+# gradient_sweep) build the same nodes as _scale and _plus term by term; the common cases are
+# looked up in the intern table inline:
+#   p * v for two _PLAIN nodes is the product node (what _scale builds by _product);
+#   1.0 * v is v; -1.0 * v is -v, and prev + (-1.0) * v is prev - v (what _plus makes of
+#   prev + -v, without the negation node in between) for a _PLAIN v that is no negation;
+#   prev + term for two _SUMMABLE nodes is the sum node (what _plus builds by _sum).
+_SUB_CODE, _NEG_CODE = SUB.code, NEG.code
+
+
+def _const_partials() -> dict:
+    """Ops whose partials are numbers whatever the operands (add: (1.0, 1.0), floor: (0.0,)), by op.
+
+    Read from the op table's own rules, on symbols and on constants alike, so
+    the sweeps can skip calling a rule whose answer is known.
+    """
+    from .expr import symbol
+
+    out = {}
+    for op in OP_LIST:
+        if op.arity <= 0 or op.deriv is None or op.has("structural"):
+            continue
+        found = []
+        for operands in ([symbol(f"_a{k}") for k in range(op.arity)], [const(0.5 + k) for k in range(op.arity)]):
+            try:
+                found.append(tuple(op.deriv(*operands, symbol("_r"))))
+            except Exception:  # a rule that needs more than this: leave it to the rule
+                found.append(None)
+        first = found[0]
+        if first is not None and all(type(p) is float for p in first) and all(f == first for f in found):
+            out[op] = first
+    return out
+
+
+_CONST_PARTIALS = _const_partials()
+
+
+def _partials(node: Expr) -> tuple:
+    """The op table's partial derivatives of ``node`` (by operand)."""
+    known = _CONST_PARTIALS.get(node.op)
+    return known if known is not None else node.op.deriv(*node.args, node)
+
+
+def _scaled(p: Any, dirs: Dirs) -> Dirs:
+    """``{k: p * dirs[k]}``: :func:`_scale` on every direction (a new dict)."""
+    if type(p) is Expr:
+        if p.op in _PLAIN:
+            out = {}
+            high = id(p) << 48
+            plain, get, mul_code = _PLAIN, _TABLE_GET, _MUL_CODE
+            for k, v in dirs.items():
+                if v.op in plain:
+                    key = ((high | id(v)) << 7) | mul_code
+                    node = get(key)
+                    out[k] = node if node is not None else _insert(MUL, (p, v), key)
+                else:
+                    out[k] = _scale(p, v)
+            return out
+    elif p == 1.0:
+        return dict(dirs)
+    return {k: _scale(p, v) for k, v in dirs.items()}
+
+
 def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
     """``acc[k] += p * dirs[k]`` for every direction k (a missing entry counts as 0)."""
+    plain, summable, table_get, get = _PLAIN, _SUMMABLE, _TABLE_GET, acc.get
+    if type(p) is Expr:
+        if p.op not in plain:
+            for k, v in dirs.items():
+                term = _scale(p, v)
+                prev = get(k)
+                acc[k] = term if prev is None else _plus(prev, term)
+            return
+        high = id(p) << 48
+        for k, v in dirs.items():
+            if v.op in plain:
+                key = ((high | id(v)) << 7) | _MUL_CODE
+                term = table_get(key)
+                if term is None:
+                    term = _insert(MUL, (p, v), key)
+            else:
+                term = _scale(p, v)
+            prev = get(k)
+            if prev is None:
+                acc[k] = term
+            elif prev.op in summable and term.op in summable:
+                key = ((id(prev) << 48 | id(term)) << 7) | _ADD_CODE
+                node = table_get(key)
+                acc[k] = node if node is not None else _insert(ADD, (prev, term), key)
+            else:
+                acc[k] = _plus(prev, term)
+        return
+    one, minus = p == 1.0, p == -1.0
     for k, v in dirs.items():
-        term = _scale(p, v)
-        prev = acc.get(k)
-        acc[k] = term if prev is None else _plus(prev, term)
+        prev = get(k)
+        if minus and prev is not None and v.op in plain and v.op is not NEG:
+            if prev.op is CONST:
+                acc[k] = _binary(SUB, prev, v)
+                continue
+            key = ((id(prev) << 48 | id(v)) << 7) | _SUB_CODE
+            node = table_get(key)
+            acc[k] = node if node is not None else _insert(SUB, (prev, v), key)
+            continue
+        term = v if one else _scale(p, v)
+        if prev is None:
+            acc[k] = term
+        elif prev.op in summable and term.op in summable:
+            key = ((id(prev) << 48 | id(term)) << 7) | _ADD_CODE
+            node = table_get(key)
+            acc[k] = node if node is not None else _insert(ADD, (prev, term), key)
+        else:
+            acc[k] = _plus(prev, term)
 
 
 @_memoized_masks
@@ -409,6 +520,7 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
     """
     tangents: dict[Expr, Dirs] = dict(seeds)
     get = tangents.get
+    scaled, accumulate, known = _scaled, _accumulate, _CONST_PARTIALS
     wanted = _Wanted(order)  # which results of each call the graph reads (only looked up at calls)
     for node in order:
         args = node.args
@@ -418,28 +530,37 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             t = get(args[0])
             if t is None:
                 continue
-            deriv = node.op.deriv
-            if deriv is None:  # a call or a result: the only ops without a rule of their own
-                _forward_structural(node, tangents, wanted)
+            partials = known.get(node.op)
+            if partials is None:
+                deriv = node.op.deriv
+                if deriv is None:  # a call or a result: the only ops without a rule of their own
+                    _forward_structural(node, tangents, wanted)
+                    continue
+                partials = deriv(args[0], node)
+            (p,) = partials
+            if (p.op is CONST and p.data == 0.0) if type(p) is Expr else p == 0.0:
                 continue
-            (p,) = deriv(args[0], node)
-            if _is_zero(p):
-                continue
-            tangents[node] = {k: _scale(p, v) for k, v in t.items()}
+            tangents[node] = scaled(p, t)
             continue
         if len(args) == 2:  # the common case, unrolled
             a, b = args
             ta, tb = get(a), get(b)
             if ta is None and tb is None:
                 continue
-            deriv = node.op.deriv
-            if deriv is None:  # a call
-                _forward_structural(node, tangents, wanted)
-                continue
-            pa, pb = deriv(a, b, node)
-            out = {} if ta is None or _is_zero(pa) else {k: _scale(pa, v) for k, v in ta.items()}
-            if tb is not None and not _is_zero(pb):
-                _accumulate(out, pb, tb)
+            partials = known.get(node.op)
+            if partials is None:
+                deriv = node.op.deriv
+                if deriv is None:  # a call
+                    _forward_structural(node, tangents, wanted)
+                    continue
+                partials = deriv(a, b, node)
+            pa, pb = partials
+            if ta is None or ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
+                out = {}
+            else:
+                out = scaled(pa, ta)
+            if tb is not None and not ((pb.op is CONST and pb.data == 0.0) if type(pb) is Expr else pb == 0.0):
+                accumulate(out, pb, tb)
             if out:
                 tangents[node] = out
             continue
@@ -573,6 +694,8 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set, valued: dict | None 
     adjoints: dict[Expr, Expr] = {f: ONE} if f in active else {}
     pop, get = adjoints.pop, adjoints.get
     scale, plus = _scale, _plus
+    plain, summable, table_get, insert, known = _PLAIN, _SUMMABLE, _TABLE_GET, _insert, _CONST_PARTIALS
+    mul_code, add_code, sub_code = _MUL_CODE, _ADD_CODE, _SUB_CODE
     for node in reversed(order):
         args = node.args
         if not args:
@@ -581,26 +704,54 @@ def gradient_sweep(order: list[Expr], f: Expr, active: set, valued: dict | None 
         if bar is None:
             continue
         op = node.op
-        if len(args) == 2 and op is not CALL:  # the common case, unrolled (if_else has three operands)
-            a, b = args
-            pa, pb = op.deriv(a, b, node)
-            if a in active and not ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
-                term = scale(pa, bar)
-                prev = get(a)
-                adjoints[a] = term if prev is None else plus(prev, term)
-            if b in active and not ((pb.op is CONST and pb.data == 0.0) if type(pb) is Expr else pb == 0.0):
-                term = scale(pb, bar)
-                prev = get(b)
-                adjoints[b] = term if prev is None else plus(prev, term)
-            continue
         if op is IF_ELSE:
             c = args[0]
             contributions = [(args[1], _select(c, bar, ZERO)), (args[2], _select(c, ZERO, bar))]
         elif op.deriv is None:  # a call or a result: the only ops without a rule of their own
             contributions = _gradient_structural(node, bar, adjoints, active, valued)
         else:
-            contributions = [(a, scale(p, bar)) for a, p in zip(args, op.deriv(*args, node))
-                             if a in active and not _is_zero(p)]
+            partials = known.get(op)
+            if partials is None:
+                partials = op.deriv(*args, node)
+            bar_plain = bar.op in plain
+            for a, p in zip(args, partials):
+                if a not in active:
+                    continue
+                prev = get(a)
+                # term = p * bar (as _scale), then adjoints[a] = prev + term (as _plus)
+                if type(p) is Expr:
+                    if p.op in plain and bar_plain:
+                        key = ((id(p) << 48 | id(bar)) << 7) | mul_code
+                        term = table_get(key)
+                        if term is None:
+                            term = insert(MUL, (p, bar), key)
+                    elif p.op is CONST and p.data == 0.0:
+                        continue
+                    else:
+                        term = scale(p, bar)
+                elif p == 1.0:
+                    term = bar
+                elif p == 0.0:
+                    continue
+                elif p == -1.0 and prev is not None and bar_plain and bar.op is not NEG:
+                    if prev.op is CONST:  # prev + -bar is prev - bar (as _plus)
+                        adjoints[a] = _binary(SUB, prev, bar)
+                        continue
+                    key = ((id(prev) << 48 | id(bar)) << 7) | sub_code
+                    node = table_get(key)
+                    adjoints[a] = node if node is not None else insert(SUB, (prev, bar), key)
+                    continue
+                else:
+                    term = scale(p, bar)
+                if prev is None:
+                    adjoints[a] = term
+                elif prev.op in summable and term.op in summable:
+                    key = ((id(prev) << 48 | id(term)) << 7) | add_code
+                    node = table_get(key)
+                    adjoints[a] = node if node is not None else insert(ADD, (prev, term), key)
+                else:
+                    adjoints[a] = plus(prev, term)
+            continue
         for a, term in contributions:
             if a not in active:
                 continue
