@@ -9,8 +9,9 @@ Each prints:
 * ``setup``: ``sg.NLP(...)`` returns (callbacks loaded, first calls made);
 * ``first_iter``: the first IPOPT iteration is done (its first Hessian evaluation returns);
 * ``solve``: ``solve_ipopt`` returns, counted from the start of the set-up;
-* ``best``: every callback runs the optimizing compiler's code (the last switch);
-* ``eval fast``/``eval best``: one evaluation of all five callbacks on each tier (median).
+* ``best``: every callback runs its final code (the last switch);
+* ``eval interp``/``eval tcc``/``eval -O2``: one evaluation of all five callbacks on each tier (median;
+  ``interp``: the Tape interpreter, which large callbacks start on).
 
 Cases: cart-pole multiple shooting (``examples/cartpole_multiple_shooting.py``,
 RK4 with 4 substeps) at N = 100 and 400, unrolled and mapped; the Luksan NLP at
@@ -85,7 +86,7 @@ def child(case: str, tier: str) -> dict:
 
     class Switches(logging.Handler):
         def emit(self, record):
-            if "switched from the fast tier" in record.getMessage():
+            if "switched from the" in record.getMessage():
                 switches.append(record.created)
 
     logger = logging.getLogger("symgraph")
@@ -115,10 +116,11 @@ def child(case: str, tier: str) -> dict:
     for C in nlp._eval.values():
         C.wait()
     best = (max(switches) - start) if switches else setup
-    evals = {t: eval_time(nlp, t) for t in ("fast", "best")}
+    evals = {t: eval_time(nlp, t) for t in ("interp", "fast", "best")}
     return {"case": case, "tier": tier, "setup": setup, "first_iter": first[0] if first else None,
             "solve": solved, "best": best, "iterations": sol.iterations, "f": float(sol.f),
-            "success": bool(sol.success), "tiers_at_solve_end": tiers_at_end, "eval_fast": evals["fast"],
+            "success": bool(sol.success), "tiers_at_solve_end": tiers_at_end, "eval_interp": evals["interp"],
+            "eval_fast": evals["fast"],
             "eval_best": evals["best"], "n_ops": {k: F.n_ops for k, F in nlp.functions.items()}}
 
 
@@ -134,11 +136,12 @@ def child_graph(tier: str, switches: list) -> dict:
     C.wait()
     best = (max(switches) - start) if switches else first
     times = {}
-    for t in ("fast", "best"):
-        D = F.compile(tier=t)
+    for t in ("interp", "fast", "best"):
+        D = _interpreted(F) if t == "interp" else F.compile(tier=t)
         times[t] = median_time(lambda: D(v))
     return {"case": "graph1e6", "tier": tier, "graph": built, "setup": first, "first_iter": first,
-            "solve": first, "best": best, "eval_fast": times["fast"], "eval_best": times["best"],
+            "solve": first, "best": best, "eval_interp": times["interp"], "eval_fast": times["fast"],
+            "eval_best": times["best"],
             "n_ops": {"F": F.n_ops}}
 
 
@@ -159,13 +162,24 @@ def child_load() -> dict:
             "source": C.library.source, "hits": build.STATS["function_hits"], "digest": digest[:8]}
 
 
+def _interpreted(F):
+    """``F`` on the Tape interpreter; its compiled code where the interpreter cannot run it (calls)."""
+    from codegen.interp import UnsupportedTape, interpreted
+
+    try:
+        return interpreted(F)
+    except UnsupportedTape:
+        return F.compile(tier="fast")
+
+
 def eval_time(nlp, tier: str) -> float:
-    """Median seconds of one evaluation of all five callbacks compiled for ``tier`` (cache hits)."""
+    """Median seconds of one evaluation of all five callbacks on ``tier`` ("interp": the Tape interpreter;
+    "fast", "best": compiled, cache hits)."""
     p = np.zeros(len(nlp.p))
     x = np.linspace(-0.5, 0.5, nlp.n)
     calls = []
     for key, F in nlp.functions.items():
-        C = F.compile(tier=tier)
+        C = _interpreted(F) if tier == "interp" else F.compile(tier=tier)
         args = [x, p] if key != "hess_l" else [x, p, 1.0, np.full(nlp.m, 0.5)]
         calls.append((C, args))
     return median_time(lambda: [C(*args) for C, args in calls])
@@ -291,7 +305,7 @@ def main() -> None:
         return
     cases = [c for c in args.only.split(",") if c] or list(DEFAULT_CASES) + (list(BIG_CASES) if args.big else [])
     header = (f"{'case':<14}{'run':<11}{'setup':>10}{'1st iter':>10}{'solve':>10}{'-O2 in use':>12}"
-              f"{'eval tcc':>11}{'eval -O2':>11}  ops (f, grad, g, jac, hess)")
+              f"{'eval interp':>12}{'eval tcc':>11}{'eval -O2':>11}  ops (f, grad, g, jac, hess)")
     with tempfile.TemporaryDirectory(prefix="symgraph-startup-") as load_dir:
         cold, warm = run("load1e5", "best", load_dir), run("load1e5", "best", load_dir)
     if "error" not in warm:
@@ -313,7 +327,8 @@ def main() -> None:
                 continue
             ops = ", ".join(f"{v:,}" for v in r["n_ops"].values())
             print(f"{case:<14}{label:<11}{fmt(r['setup']):>10}{fmt(r['first_iter']):>10}{fmt(r['solve']):>10}"
-                  f"{fmt(r['best']):>12}{fmt(r['eval_fast']):>11}{fmt(r['eval_best']):>11}  {ops}", flush=True)
+                  f"{fmt(r['best']):>12}{fmt(r.get('eval_interp')):>12}{fmt(r['eval_fast']):>11}"
+                  f"{fmt(r['eval_best']):>11}  {ops}", flush=True)
         if not args.no_casadi and case != "graph1e6":
             c = casadi_setup(case)
             if c is not None:
