@@ -15,6 +15,10 @@ Tape instructions per second, for component-major (SoA, default) and point-major
 one row with numpy arguments and host results (transfers included); JAX jit(vmap(...)) in float64
 on the same GPU (jacfwd / grad, dense); ``C.batch`` on the CPU at a small N, extrapolated per point.
 Results are checked against the CPU (C, or the VM) and JAX on the first points.  No assertion on time.
+Per case the program's per-thread memory is printed (calls expanded, strided views, doubles of work and
+of thread-local arrays, peak live values), and variants are timed at the first size beside the default:
+cart-pole in device functions of 2000 instructions; where calls were expanded (GMM), the calls kept as the
+C backend emits them (``inline=False``: the code before the expansion).
 
 Run: PYTHONPATH=. python bench/gpu.py [--quick] [--only cartpole luksan gmm] [--no-jax] [--no-cpu]
 """
@@ -328,6 +332,24 @@ class Rows(list):
         sys.stdout.flush()
 
 
+def describe_program(prog: Any) -> str:
+    """What decides a thread's memory: calls expanded, strided views, thread-local arrays, peak live values."""
+    return (f"{prog.n_ops:,} instructions, calls expanded: {prog.inlined}, strided views: {prog.strided}, "
+            f"{prog.work_size} doubles of work, {prog.thread_doubles} doubles of thread-local arrays, "
+            f"peak {prog.peak_live} live values")
+
+
+def variant_options(C: Any, single_part: bool) -> list:
+    """The variants timed beside the default program: device functions of 2000 instructions (cart-pole),
+    the calls kept as the C backend emits them (where they were expanded: the code before the expansion)."""
+    out = []
+    if single_part:
+        out.append(("parts of 2000", {"chunk_size": 2000}))
+    if C.program.inlined:
+        out.append(("calls kept", {"inline": False}))
+    return out
+
+
 def run_case(case: Case, cupy: Any, jax: Any, cpu: bool, repeats: int, rows: list, checks: list,
              single_part: bool = False) -> None:
     F = case.F
@@ -340,15 +362,16 @@ def run_case(case: Case, cupy: Any, jax: Any, cpu: bool, repeats: int, rows: lis
         compile_s = time.perf_counter() - start
         print(f"  compile (cold cache): {compile_s:.2f} s ({C.compiler}; generation {C.generate_seconds:.2f} s), "
               f"{len(C.source):,} chars of CUDA, {C.work_size} doubles of work per thread, block {C.block_size}")
+        print(f"  per thread: {describe_program(C.program)}")
     ops = C.program.n_ops
-    variant = variant_compile = None
-    if single_part:
+    variants = []  # (label, CudaFunction, compile seconds), timed at the first size
+    for label, options in variant_options(C, single_part):
         with tempfile.TemporaryDirectory(prefix="symgraph-gpu-bench-") as cold:
             start = time.perf_counter()
-            variant = F.compile(target="cuda", cache_dir=cold, chunk_size=2000)
-            variant_compile = time.perf_counter() - start
-        print(f"  device functions of 2000 instructions (the C backend's parts): compile {variant_compile:.2f} s, "
-              f"{variant.work_size} doubles of work per thread")
+            V = F.compile(target="cuda", cache_dir=cold, **options)
+            seconds = time.perf_counter() - start
+        print(f"  variant '{label}': compile {seconds:.2f} s, {describe_program(V.program)}")
+        variants.append((label, V, seconds))
     sync = cupy.cuda.Device().synchronize
     cpu_per_point = None
     reference = None
@@ -406,11 +429,11 @@ def run_case(case: Case, cupy: Any, jax: Any, cpu: bool, repeats: int, rows: lis
         if cpu_per_point is not None:
             rows.append([case.name, n, "C.batch CPU (extrapolated)", cpu_per_point * n * 1e3, 1 / cpu_per_point,
                          None, ops / cpu_per_point / 1e9, None, None])
-        if variant is not None and n == case.sizes[0]:  # parts of 2000 instructions, crossing values in local memory
+        for label, V, seconds in variants if n == case.sizes[0] else ():
             args = case.arguments(n, cupy, "soa")
-            t = median_time(lambda: variant.batch(*args), sync, repeats)
-            rows.append([case.name, n, "symgraph soa, parts of 2000", t * 1e3, n / t, bytes_per_point(C, args, n) * n / t / 1e9,
-                         ops * n / t / 1e9, variant_compile, None])
+            t = median_time(lambda: V.batch(*args), sync, repeats)
+            rows.append([case.name, n, f"symgraph soa, {label}", t * 1e3, n / t, bytes_per_point(C, args, n) * n / t / 1e9,
+                         ops * n / t / 1e9, seconds, None])
             del args
         soa = [r for r in rows if r[0] == case.name and r[1] == n and r[2] == "symgraph soa"][-1]
         if jax_time is not None:

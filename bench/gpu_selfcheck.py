@@ -122,6 +122,13 @@ def main() -> int:
                 dev = [cupy.asarray(a) if np.ndim(a) else a for a in args]
                 results[f"device {layout}"] = C.batch(*dev, layout=layout)
             results["chunks of 97"] = C.batch(*args, out="host", chunk_points=97)
+            if C.program.inlined:  # the calls kept (work array, argument copies): the other code path
+                kept = F.compile(target="cuda", inline=False)
+                results["calls kept soa"] = kept.batch(*args, out="host")
+                results["calls kept aos"] = kept.batch(*args, out="host", layout="aos")
+            print(f"  {name}: {C.program.n_ops} instructions, calls expanded {C.program.inlined}, strided views "
+                  f"{C.program.strided}, {C.program.thread_doubles} doubles of thread-local arrays, "
+                  f"peak {C.program.peak_live} live values")
             if HAVE_CFFI:
                 try:
                     results["(C backend vs VM)"] = F.compile().batch(*args)

@@ -256,3 +256,26 @@ def test_gmm_gradient_host_build_equals_vm_and_c_in_both_layouts():
     if HAVE_CC:
         c = values(F.optimize(1).inline().compile(optimize=0).batch(*params, X))
         assert all(same(g, r) for g, r in zip(values(H.batch(*params, X)), c))
+
+
+def test_ptxas_reports_a_smaller_thread_frame_with_the_calls_expanded(tmp_path):
+    """What the CUDA compiler itself reports (nvcc -Xptxas -v, sm_90, no GPU needed): the expanded program
+    of the small GMM gradient needs a smaller per-thread stack frame (local memory) than with its calls kept."""
+    import re
+    import subprocess
+
+    nvcc = cuda_runtime.find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found: ptxas's resource report is checked where the CUDA toolkit is installed")
+    inputs, objective = small_gmm(3, 4, 1)[:2]
+    G = sg.Function("gmm", inputs, [objective, *[sg.grad(objective, v) for v in inputs[:-1]]]).optimize(1)
+    frames = {}
+    for inline in (True, False):
+        path = tmp_path / f"gmm_{inline}.cu"
+        path.write_text(cuda.program(G, optimize=1, inline=inline).source)
+        done = subprocess.run([nvcc, "-cubin", "-arch=sm_90", "--fmad=false", "-Xptxas", "-v", "-o",
+                               str(path.with_suffix(".cubin")), str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = done.stderr.split("Compiling entry function 'sgf_gmm__kernel'")[1]
+        frames[inline] = int(re.search(r"(\d+) bytes stack frame", report).group(1))
+    assert frames[True] < frames[False] and frames[False] >= 8 * 40, frames
