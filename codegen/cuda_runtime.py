@@ -85,12 +85,13 @@ _MODULES: dict[str, Any] = {}
 def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | None = None,
                  chunk_size: int = CUDA_CHUNK, cache_dir: str | None = None, compiler: str | None = None,
                  fast_math: bool = False, device: int | None = None, block_size: int = BLOCK_SIZE,
-                 inline: bool = True, **unknown: Any) -> "CudaFunction | CudaHostFunction":
+                 inline: bool = True, map_grid: bool = True, **unknown: Any) -> Any:
     """Compile ``F`` for the GPU (``target="cuda"``) or its source for the CPU (``target="cuda-host"``).
 
     Args:
         F: the :class:`symgraph.Function`.
-        target: ``"cuda"`` (a :class:`CudaFunction`) or ``"cuda-host"`` (a :class:`CudaHostFunction`).
+        target: ``"cuda"`` (a :class:`CudaFunction`) or ``"cuda-host"`` (a :class:`CudaHostFunction`);
+            for a map Function, a :class:`codegen.cuda_map.CudaMapFunction` around either.
         optimize: optimizer level applied first (0: ``F`` as is).
         name: the name C identifiers are made from (default ``F.name``).
         chunk_size: instructions per generated device function (default ``CUDA_CHUNK``: one function
@@ -105,6 +106,9 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         inline: expand calls (maps and folds unrolled) when the program then has at most
             :data:`codegen.cuda.INLINE_MAX` instructions, so a thread's values stay in registers
             (False: keep the calls, whose operands and results go through the work array).
+        map_grid: a map Function (``body.map(n)``) runs its body's kernel over points and
+            instances, one thread per instance (a :class:`codegen.cuda_map.CudaMapFunction`);
+            False: one thread per point, all its instances.
 
     Raises :class:`~symgraph.errors.CudaUnavailableError` (a ``CompileError``)
     naming what is missing when CuPy, a GPU or a CUDA compiler is absent;
@@ -120,7 +124,8 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
     label = f"compile(target={target!r})"
     if unknown:
         raise OptionError(f"{label} has no option {', '.join(map(repr, sorted(unknown)))}; the options are "
-                          "optimize, name, chunk_size, cache_dir, compiler, fast_math, device, block_size, inline")
+                          "optimize, name, chunk_size, cache_dir, compiler, fast_math, device, block_size, inline, "
+                          "map_grid")
     if target not in TARGETS:
         raise OptionError(f"compile(): unknown target {target!r}; the targets are 'c' (default), 'cuda', 'cuda-host'")
     for option, value, low in (("optimize", optimize, 0), ("chunk_size", chunk_size, 1)):
@@ -130,8 +135,9 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         raise OptionError(f"{label}: block_size must be an int in [32, 1024], got {block_size!r}")
     if not isinstance(fast_math, bool):
         raise OptionError(f"{label}: fast_math must be True or False, got {fast_math!r}")
-    if not isinstance(inline, bool):
-        raise OptionError(f"{label}: inline must be True or False, got {inline!r}")
+    for option, value in (("inline", inline), ("map_grid", map_grid)):
+        if not isinstance(value, bool):
+            raise OptionError(f"{label}: {option} must be True or False, got {value!r}")
     if device is not None and (isinstance(device, bool) or not isinstance(device, int) or device < 0):
         raise OptionError(f"{label}: device must be a GPU number (int >= 0) or None, got {device!r}")
     if compiler is not None and (not isinstance(compiler, (str, os.PathLike)) or not os.fspath(compiler)):
@@ -140,7 +146,14 @@ def compile_cuda(F: Any, target: str = "cuda", optimize: int = 1, name: str | No
         raise OptionError(f"{label}: name must be a non-empty str (or None for the Function's name), got {name!r}")
     cache_dir = _build.check_cache_dir(cache_dir)
     options = dict(optimize=optimize, name=name, chunk_size=chunk_size, cache_dir=cache_dir, compiler=compiler,
-                   fast_math=fast_math, device=device, block_size=block_size, inline=inline)
+                   fast_math=fast_math, device=device, block_size=block_size, inline=inline, map_grid=map_grid)
+    if map_grid:
+        from .cuda_map import CudaMapFunction, grid_body
+
+        body = grid_body(F)
+        if body is not None:  # one thread per instance: the body's kernel over points and instances
+            return CudaMapFunction(F, compile_cuda(body, target, optimize, name, chunk_size, cache_dir, compiler,
+                                                   fast_math, device, block_size, inline, False))
     if target == "cuda":
         cupy, device = _cuda_device(device)  # fail early, before any code generation
         start = time.perf_counter()

@@ -468,6 +468,7 @@ def fake_cupy(free_bytes: int = 1 << 40) -> types.ModuleType:
     cp.zeros = lambda shape, dtype=np.float64: view(np.zeros(shape, dtype))
     cp.ones = lambda shape, dtype=np.float64: view(np.ones(shape, dtype))
     cp.broadcast_to = lambda a, shape: view(np.broadcast_to(a, shape))
+    cp.repeat = lambda a, n, axis=None: view(np.repeat(a, n, axis=axis))
     cp.asnumpy = lambda a: np.array(a)
     cp.from_dlpack = lambda a: view(np.from_dlpack(a))
     pool = types.SimpleNamespace(free_bytes=lambda: 0, free_all_blocks=lambda: None)
@@ -546,6 +547,29 @@ def test_emulated_device_batch_equals_vm(emulated, case):
             assert isinstance(data, cp.ndarray) == (out == "device")
             for g, r in zip(outputs(got, F), ref):
                 assert g.shape == r.shape and close(g, r, 1e-13).all(), (case, layout, out)
+
+
+def test_emulated_device_map_grid_one_thread_per_instance(emulated):
+    """A map Function: the body's kernel over points x instances (device and host arrays, both layouts)."""
+    cp = emulated()
+    x, p = sg.symbols("x", 2), sg.symbols("p")
+    body = sg.Function("t", [x, p], [sg.sin(x) * p, x[0] * x[1] + p])
+    M = body.map(4, shared=["p"], reduce=(None, "sum"))
+    C = M.compile(target="cuda")
+    assert type(C).__name__ == "CudaMapFunction" and C.program.in_sizes == (2, 1)
+    rng = np.random.default_rng(4)
+    X, P = rng.uniform(-1, 1, (6, 4, 2)), rng.uniform(-1, 1, 6)
+    for args in ((X, P), (cp.asarray(X), 0.5), (X[0], cp.asarray(P)), (X[0], 0.5)):
+        ref = M.batch(*[np.array(a) for a in args])
+        for layout in ("soa", "aos"):
+            for out in ("device", "host"):
+                got = C.batch(*args, layout=layout, out=out)
+                assert isinstance(got[0], cp.ndarray) == (out == "device")
+                for g, r in zip(got, ref):
+                    assert g.shape == r.shape and close(np.array(g), r, 1e-14).all()
+    assert cp.kernels[-1].launches > 0
+    one = C(X[1], 0.5)
+    assert all(close(g, r, 1e-14).all() for g, r in zip(one, M(X[1], 0.5)))
 
 
 def test_emulated_device_chunks_strides_and_shared(emulated):

@@ -279,3 +279,56 @@ def test_ptxas_reports_a_smaller_thread_frame_with_the_calls_expanded(tmp_path):
         report = done.stderr.split("Compiling entry function 'sgf_gmm__kernel'")[1]
         frames[inline] = int(re.search(r"(\d+) bytes stack frame", report).group(1))
     assert frames[True] < frames[False] and frames[False] >= 8 * 40, frames
+
+
+# ---------------------------------------------------------------- a map Function: one thread per instance
+
+@needs_cxx
+@settings(max_examples=6)
+@given(random_graphs(max_inputs=3, max_steps=8, smooth_only=True, ops=SMOOTH), st.integers(1, 4),
+       st.lists(st.booleans(), min_size=3, max_size=3), st.sampled_from([None, "sum"]),
+       st.lists(st.booleans(), min_size=3, max_size=3), st.sampled_from(["soa", "aos"]))
+def test_map_function_on_the_instance_grid_equals_the_vm(graph, m, shared_flags, reduce, batched, layout):
+    """Random bodies, shared and mapped inputs, stacked or summed output, arguments per point or one for all."""
+    body = graph.function("body")
+    n_in = len(graph.inputs)
+    shared = [k for k in range(n_in) if shared_flags[k]]
+    if len(shared) == n_in:
+        shared = shared[1:]
+    M = body.map(m, shared=shared, reduce=reduce)
+    H = M.compile(target="cuda-host", optimize=0)
+    assert type(H).__name__ == "CudaMapFunction" and H.program.in_sizes == (1,) * n_in
+    rng = np.random.default_rng(m)
+    points = 3
+    args = [rng.uniform(-2, 2, ((points,) if batched[k] else ()) + tuple(shape))
+            for k, shape in enumerate(M.input_shapes)]
+    with np.errstate(all="ignore"):
+        ref = values(M.batch(*args))
+    got = values(H.batch(*args, layout=layout))
+    for g, r in zip(got, ref):
+        finite = np.isfinite(r) & (np.abs(r) < 1e100)
+        assert g.shape == r.shape and close(g[finite], r[finite], 1e-9)
+    if reduce is None:  # the same instances, one per thread: bitwise the one-Function build's values
+        whole = values(M.compile(target="cuda-host", optimize=0, map_grid=False).batch(*args, layout=layout))
+        assert all(same(g, w) for g, w in zip(got, whole))
+
+
+@needs_cxx
+def test_map_grid_edges():
+    x, p = sg.symbols("x", 2), sg.symbols("p")
+    body = sg.Function("t", [x, p], [sg.sin(x) * p])
+    M = body.map(3, shared=["p"])
+    H = M.compile(target="cuda-host")
+    assert "one thread per instance of t" in repr(H) and H.work_size == 0 and H.source == H.body.source
+    assert type(M.compile(target="cuda-host", map_grid=False)).__name__ == "CudaHostFunction"
+    X = np.arange(12.0).reshape(2, 3, 2)
+    with pytest.raises(sg.ShapeError, match="listed in shared="):
+        H.batch(X, np.ones(2), shared=["p"])
+    with pytest.raises(sg.ShapeError):
+        H.batch(np.ones((2, 4, 2)), 1.0)
+    with pytest.raises(sg.OptionError, match="map_grid must be True or False"):
+        M.compile(target="cuda-host", map_grid="yes")
+    one = H(X[1], 2.0)
+    assert one.shape == (3, 2) and close(one, np.sin(X[1]) * 2.0, 1e-15)
+    fold = sg.Function("st", [p, sg.symbols("v")], [sg.cos(p) * 0.5]).fold(3)  # not a map: one Function
+    assert type(fold.compile(target="cuda-host")).__name__ == "CudaHostFunction"
