@@ -94,6 +94,10 @@ def functions() -> dict:
     states = body.fold(6)(s, V)
     cases["fold"] = (sg.Function("fo", [s, V], [states, sg.jacobian(states[-1], s)]),
                      lambda n: (rng.uniform(-1, 1, (n, 2)), rng.uniform(-1, 1, (n, 6))))
+    # a map Function: its body's kernel over points x instances (one thread per instance), the shared
+    # argument one array for every thread
+    cases["map_grid"] = (term.map(5, shared=["p"], reduce=("sum", None)),
+                         lambda n: (rng.uniform(-1, 1, (n, 5, 2)), 0.4))
     w = sg.symbols("w")
     inner = sg.Function("inner", [w], [sg.log1p(w * w) + sg.atan2(w, 2.0)])
     cases["calls"] = (sg.Function("c", [x], [inner(x[0]) * inner(x[1] + x[2]) + inner(x[2])]),
