@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from operator import attrgetter
 from typing import Any, Callable
 
 import numpy as np
@@ -53,6 +54,7 @@ from .sparsity import (column_coloring, flat_exprs, jacobian_sparsity, row_color
                        star_recovery, symbol_columns, symmetric)
 
 ZERO = const(0.0)
+_OP_OF = attrgetter("op")
 ONE = const(1.0)
 _MUL_CODE, _ADD_CODE = MUL.code, ADD.code
 
@@ -98,6 +100,26 @@ def _scale(p: Any, v: Expr) -> Expr:
     is nan or inf where the mask is 0 (the branch not taken) gives 0, not
     ``0 * inf = nan``.
     """
+    if type(p) is Expr:  # the common cases first: the same nodes as below, looked up inline
+        vop = v.op
+        if vop in _PLAIN:
+            pop = p.op
+            if pop in _PLAIN:  # no constant, no mask: _product
+                key = ((id(p) << 48 | id(v)) << 7) | _MUL_CODE
+            elif pop is CONST and vop is not NEG and (vop is not MUL or v.args[0].op is not CONST):
+                c = p.data
+                if c == 1.0 or c == -1.0 or c == 0.0:
+                    return _scale_general(p, v)
+                key = ((id(p) << 48 | id(v)) << 7) | _MUL_CODE  # c * v as _binary makes it
+            else:
+                return _scale_general(p, v)
+            node = _TABLE_GET(key)
+            return node if node is not None else _insert(MUL, (p, v), key)
+    return _scale_general(p, v)
+
+
+def _scale_general(p: Any, v: Expr) -> Expr:
+    """:func:`_scale` in full."""
     if type(p) is not Expr:
         if p == 1.0:
             return v
@@ -555,11 +577,14 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
                     continue
                 partials = deriv(a, b, node)
             pa, pb = partials
-            if ta is None or ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
-                out = {}
+            if tb is None or ((pb.op is CONST and pb.data == 0.0) if type(pb) is Expr else pb == 0.0):
+                if ta is None or ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
+                    continue
+                out = scaled(pa, ta)
+            elif ta is None or ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
+                out = scaled(pb, tb)  # what accumulating into no terms gives
             else:
                 out = scaled(pa, ta)
-            if tb is not None and not ((pb.op is CONST and pb.data == 0.0) if type(pb) is Expr else pb == 0.0):
                 accumulate(out, pb, tb)
             if out:
                 tangents[node] = out
@@ -602,12 +627,10 @@ def active_nodes(order: list[Expr], symbols) -> set:
         active.difference_update([node for node in leaves if node.op is CONST])
         return active | symbols
     active = symbols
-    add = active.add
+    add, isdisjoint = active.add, active.isdisjoint
     for node in order:
-        for a in node.args:
-            if a in active:
-                add(node)
-                break
+        if not isdisjoint(node.args):  # an operand is active (a leaf has none)
+            add(node)
     return active
 
 
@@ -986,12 +1009,15 @@ def jacobian(outputs: Any, inputs: Any, mode: str = "auto", *, tiled: bool = Tru
         raise DifferentiationError(f"jacobian mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     out_arr, roots = flat_exprs(outputs, "jacobian outputs")
     in_arr, columns = symbol_columns(inputs)
-    if mode == "auto" and tiled and _map_piece_reached(roots) and not _custom_map_reached(roots):
+    with building():
+        order = topological(roots)
+    # only a graph with result nodes can hold a mapped piece (one pass in C to rule it out)
+    if (mode == "auto" and tiled and RESULT in set(map(_OP_OF, order)) and _map_piece_reached(roots)
+            and not _custom_map_reached(roots)):
         J = _tiled_jacobian(roots, in_arr, len(roots))
         if J is not None:
             return J
     with building():
-        order = topological(roots)
         pat = jacobian_sparsity(roots, in_arr, order)
         used_cols, used_rows = np.unique(pat.cols), np.unique(pat.rows)  # only these are seeded
         fwd = column_coloring(pat) if mode != "reverse" else None

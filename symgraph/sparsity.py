@@ -208,6 +208,7 @@ def dependencies(roots: Sequence[Expr], columns: dict[Expr, int],
     masks: dict[Expr, tuple[int, int]] = {s: (j, 1) for s, j in columns.items()}
     get = masks.get
     plain = _PLAIN_FLAGS
+    flags_of = _FLAGS.get
     wide_bits, wide = 0, []
     # Call and result nodes have no entry in `plain` and make `_flags` raise KeyError: the
     # loop stops there, the node is handled below, and the loop resumes after it (so the
@@ -227,11 +228,19 @@ def dependencies(roots: Sequence[Expr], columns: dict[Expr, int],
                     continue
                 if len(args) == 2:
                     a, b = args
-                    if a.op is CONST or b.op is CONST:  # one constant operand: the other's set or nothing
-                        other = b if a.op is CONST else a
-                        m = get(other)
-                        if m is not None and _flags(node)[1 if other is b else 0]:
-                            masks[node] = m
+                    if a.op is CONST:  # one constant operand: the other's set or nothing
+                        m = get(b)
+                        if m is not None:
+                            flags = flags_of((node.op, a, None))  # _flags' key, made inline
+                            if (flags if flags is not None else _flags(node))[1]:
+                                masks[node] = m
+                        continue
+                    if b.op is CONST:
+                        m = get(a)
+                        if m is not None:
+                            flags = flags_of((node.op, None, b))
+                            if (flags if flags is not None else _flags(node))[0]:
+                                masks[node] = m
                         continue
                     fa, fb = plain[node.op]
                     m = get(a) if fa else None
