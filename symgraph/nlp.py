@@ -114,7 +114,11 @@ class NLP:
         if key is not None and _load_set_up(self, key, options):
             return
         self._derive(name)
-        self._eval = _compile_all(self._functions, options) if jit else dict(self._functions)
+        if jit:
+            self._eval = _compile_all(self._functions, options, self._finish_derive)
+        else:
+            self._finish_derive()
+            self._eval = dict(self._functions)
         if key is not None:
             _store_set_up(self, key, options)
 
@@ -130,26 +134,30 @@ class NLP:
                 if self._functions is None:
                     with building():
                         self._derive(self._name)
+                self._finish_derive()
         return self._functions
 
     def _derive(self, name: str) -> None:
         """Differentiate and build the callback Functions (and the sparsity structures and sums)."""
-        from .tiled import tiled_derivatives
+        from .tiled import Triplets, tiled_derivatives
         from .progress import phase
 
         with building(), phase("differentiate", name, self.n + self.m, "variables and constraints") as step:
             sigma = symbols("sigma")
             lam = symbols("lambda", self.m)
-            t = tiled_derivatives(self.x, self.f, self.g, sigma, lam)
+            hessian_spec = (f"{name}_hess_l", [self.x, self.p, sigma, lam], ["x", "p", "sigma", "lambda"])
+            t = tiled_derivatives(self.x, self.f, self.g, sigma, lam, hessian_spec)
             step.detail = "tiled (mapped terms)" if t.tiled else "general sparse AD"
-        if self._functions is None and not hasattr(self, "tiled"):  # a warm start keeps the cached structures
+            if not isinstance(t.hessian, Triplets):
+                step.detail += ", the Hessian in a forked process"
+        structures = self._functions is None and not hasattr(self, "tiled")  # a warm start keeps the cached ones
+        if structures:
             # mapped terms give COO triplets instance by instance: a position may repeat (values add up)
             self.tiled = t.tiled
             # tiled values come instance by instance, so a position may repeat: each callback's values are
             # summed into the distinct positions (CSC order) by one precomputed bincount
             self.jacobian_structure, self._jacobian_sum = _distinct(t.jacobian.rows, t.jacobian.cols,
                                                                     (self.m, self.n))
-            self.hessian_structure, self._hessian_sum = _distinct(t.hessian.rows, t.hessian.cols, (self.n, self.n))
             self._gradient_cols = t.gradient.cols
         xp = [self.x, self.p]
         names = ["x", "p"]
@@ -159,10 +167,26 @@ class NLP:
                        else Function(f"{name}_grad_f", xp, [t.gradient_dense], input_names=names)),
             "g": _values_function(f"{name}_g", xp, self.g, names, t.operand_columns),
             "jac_g": t.jacobian.function(f"{name}_jac_g", xp, names),
-            "hess_l": t.hessian.function(f"{name}_hess_l", [self.x, self.p, sigma, lam],
-                                         ["x", "p", "sigma", "lambda"]),
         }
+
+        def hessian() -> Function:  # waits for a forked child, where one builds the Hessian
+            if structures:
+                self.hessian_structure, self._hessian_sum = _distinct(t.hessian.rows, t.hessian.cols,
+                                                                      (self.n, self.n))
+            return t.hessian.function(*hessian_spec)
+
+        if isinstance(t.hessian, Triplets):
+            functions["hess_l"] = hessian()
+        else:  # the set-up compiles the others first, then asks for it (see _compile_all)
+            self._pending_hessian = hessian
         self._functions = functions
+
+    def _finish_derive(self) -> None:
+        """Take the Hessian from the forked child, where one builds it (:meth:`_derive`)."""
+        pending = self.__dict__.pop("_pending_hessian", None)
+        if pending is not None:
+            with building():
+                self._functions["hess_l"] = pending()
 
     # ------------------------------------------------------------ parameters
     def set_parameters(self, p: Any) -> None:
@@ -422,24 +446,44 @@ class _Signature:
         return f"Function({self.name}: derived on first use)"
 
 
-def _compile_all(functions: dict[str, Function], options: dict) -> dict:
+def _compile_all(functions: dict[str, Function], options: dict, finish: Any = None) -> dict:
     """Compile the callbacks side by side: the C compiler runs outside the GIL.
 
     The workers run in copies of this context, so their warnings (the tcc
     notice, a failed background build) point at the user's ``sg.NLP(...)`` line.
+    ``finish()``, if given, adds the callbacks still being derived (the
+    Hessian from a forked child) once the others are on their way; while it
+    waits this process imports the solver (cyipopt), which the first solve
+    would otherwise pay for.
     """
     import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
     from .progress import call_site
 
-    with call_site(), ThreadPoolExecutor(max_workers=min(len(functions), os.cpu_count() or 1)) as pool:
+    with call_site(), ThreadPoolExecutor(max_workers=min(5, os.cpu_count() or 1)) as pool:
         futures = {key: pool.submit(contextvars.copy_context().run, F.compile, **options)
                    for key, F in functions.items()}
-        compiled = {key: future.result() for key, future in futures.items()}
+        if finish is not None and len(functions) < len(_CALLBACKS):
+            _import_solver()
+            finish()
+            futures.update({key: pool.submit(contextvars.copy_context().run, F.compile, **options)
+                            for key, F in functions.items() if key not in futures})
+        compiled = {key: futures[key].result() for key in _CALLBACKS if key in futures}
     for C in compiled.values():  # first calls map code pages and bind symbols: pay that here,
         C(*[np.zeros(shape) for shape in C.function.input_shapes])  # not in the solver's loop
     return compiled
+
+
+def _import_solver() -> None:
+    """Import cyipopt now, where installed (about a second, mostly scipy.optimize), while a child works."""
+    import importlib.util
+
+    if importlib.util.find_spec("cyipopt") is not None:
+        try:
+            import cyipopt  # noqa: F401
+        except Exception:  # noqa: BLE001 - the solve itself reports a broken install
+            pass
 
 
 class NLPResult(dict):

@@ -475,13 +475,17 @@ def _repeats(keys: np.ndarray) -> bool:
 
 
 # ------------------------------------------------------------------ main entry
-def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:
+def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray,
+                      hessian_function: tuple | None = None) -> TiledDerivatives:
     """Gradient of ``f``, Jacobian of ``g`` and lower Hessian of ``sigma*f + lam'g`` w.r.t. ``x``, tiled.
 
     Args:
         x: flat array of distinct symbols (the variables).
         f: scalar Expr; g: flat array of Exprs (may be empty).
         sigma: the objective factor symbol; lam: one multiplier symbol per g.
+        hessian_function: ``(name, inputs, input_names)`` of the Function the caller will build from the
+            Hessian; where nothing tiles, a large Hessian is then built with that Function in a forked
+            child while this process builds the rest (see :func:`_general`).
 
     See the module docstring for what comes back and an example.
     """
@@ -491,7 +495,7 @@ def tiled_derivatives(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: n
     with building():
         split = _decompose(x, f, g)
         if split is None:
-            return _general(x, f, g, sigma, lam)
+            return _general(x, f, g, sigma, lam, hessian_function)
         live, f_rem, g_rem, zero = split
         # a constant remainder (all of f and g tiled) has no derivative: no sweep over x for it
         gradient_dense = (np.full(len(x), const(0.0), dtype=object) if f_rem.op is CONST
@@ -700,18 +704,125 @@ def _is_map_call(call: Expr) -> bool:
             and getattr(structure.body, "derivative_rule", None) is None)
 
 
-def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray) -> TiledDerivatives:
-    """No mapped piece: the general sparse AD, as sg.NLP always did."""
-    from .ad import grad, hessian, jacobian
+def _general(x: np.ndarray, f: Expr, g: np.ndarray, sigma: Expr, lam: np.ndarray,
+             hessian_function: tuple | None = None) -> TiledDerivatives:
+    """No mapped piece: the general sparse AD, as sg.NLP always did.
 
+    With ``hessian_function`` (``(name, inputs, input_names)`` of the Hessian's
+    Function, which sg.NLP will ask for) and a large enough Lagrangian, the
+    Hessian and its Function are built in a forked child
+    (:mod:`symgraph.forked`) while this process builds the gradient and the
+    Jacobian: ``hessian`` is then a :class:`ForkedHessian`.
+    """
+    from .ad import grad, jacobian
+
+    def lagrangian() -> Expr:
+        return sigma * f + (lam @ g if len(g) else 0.0)
+
+    hess: Any = None
+    if hessian_function is not None and _lagrangian_size(f, g) >= FORK_MIN_NODES:
+        from . import forked
+
+        job = forked.start(lambda: _hessian_data(lagrangian(), x, hessian_function))
+        if job.forked:
+            hess = ForkedHessian(job, x, lagrangian, hessian_function)
     gradient = np.asarray(grad(f, x), dtype=object).reshape(-1)
-    jac, hess = Triplets(), Triplets()
+    jac = Triplets()
     if len(g):
         J = jacobian(g, x)
         jac.add_exprs(J.rows, J.cols, J.values)
-    H = hessian(sigma * f + (lam @ g if len(g) else 0.0), x, lower=True)
-    hess.add_exprs(H.rows, H.cols, H.values)
+    if hess is None:
+        hess = _hessian_triplets(lagrangian(), x)
     return TiledDerivatives(False, gradient, Triplets(), jac, hess)
+
+
+#: A Lagrangian of at least this many nodes (f and g, counted up to the limit) has its Hessian built in a
+#: forked child, beside the gradient and the Jacobian (below it the fork costs more than it saves).
+FORK_MIN_NODES = 20_000
+
+
+def _lagrangian_size(f: Expr, g: np.ndarray) -> int:
+    """Nodes of f and g, counted up to FORK_MIN_NODES (an iterative walk that stops there)."""
+    seen: set = set()
+    stack = [f, *g.tolist()]
+    while stack and len(seen) < FORK_MIN_NODES:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(node.args)
+    return len(seen)
+
+
+def _hessian_triplets(lagrangian: Expr, x: np.ndarray) -> Triplets:
+    from .ad import hessian
+
+    H = hessian(lagrangian, x, lower=True)
+    hess = Triplets()
+    hess.add_exprs(H.rows, H.cols, H.values)
+    return hess
+
+
+def _hessian_data(lagrangian: Expr, x: np.ndarray, hessian_function: tuple) -> tuple:
+    """(rows, cols, the Function's Tape as arrays): the forked child's work, plain data only."""
+    hess = _hessian_triplets(lagrangian, x)
+    name, inputs, names = hessian_function
+    tape = hess.function(name, inputs, names).tape
+    return (hess.rows, hess.cols, tape.input_slots, tape.constants, tape.opcodes, tape.operands,
+            tape.output_slots)
+
+
+class ForkedHessian:
+    """The lower Hessian's triplets and Function, built by a forked child (:func:`_general`).
+
+    ``rows``, ``cols`` and ``function(...)`` (for the name, inputs and names
+    it was started with) wait for the child; ``values()`` and other inputs
+    build the Hessian here.
+    """
+
+    def __init__(self, job: Any, x: np.ndarray, lagrangian: Any, hessian_function: tuple) -> None:
+        self._job, self._x, self._lagrangian, self._spec = job, x, lagrangian, hessian_function
+        self._function: Any = None
+        self._triplets: Triplets | None = None
+
+    def _data(self) -> tuple:
+        return self._job.result()
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._data()[0]
+
+    @property
+    def cols(self) -> np.ndarray:
+        return self._data()[1]
+
+    def function(self, name: str, inputs: list, input_names: Sequence[str] | None = None, dense: Any = None) -> Any:
+        """The Hessian's Function: the child's Tape, for the spec it was started with (else built here)."""
+        from .assemble import AssembledFunction
+        from .tape import InputNames, Tape
+
+        spec_name, spec_inputs, spec_names = self._spec
+        same = (name == spec_name and dense is None and len(inputs) == len(spec_inputs)
+                and all(a is b for a, b in zip(inputs, spec_inputs)) and list(input_names or []) == list(spec_names))
+        if not same:
+            return self._built().function(name, inputs, input_names, dense)
+        if self._function is None:
+            _, _, input_slots, constants, opcodes, operands, output_slots = self._data()
+            inputs = [np.asarray(a, dtype=object) for a in inputs]
+            flat = [a.reshape(-1).copy() for a in inputs]
+            tape = Tape(input_slots=input_slots, constants=constants, opcodes=opcodes, operands=operands,
+                        output_slots=output_slots, symbol_names=InputNames(flat))
+            self._function = AssembledFunction(name, inputs, tape, input_names, None)
+        return self._function
+
+    def _built(self) -> Triplets:
+        if self._triplets is None:
+            with building():
+                self._triplets = _hessian_triplets(self._lagrangian(), self._x)
+        return self._triplets
+
+    def values(self) -> np.ndarray:
+        """The values as Exprs (built here)."""
+        return self._built().values()
 
 
 def _settle(t: _Term, f_rest: list, g_rest: dict) -> None:
