@@ -169,10 +169,11 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
                                         "install it (e.g. 'apt-get install tcc') or pass tier='best'")
         return _compile_tier(F, options, "fast")[0]
     if F.n_ops >= INTERP_MIN:  # a large Function starts on the Tape interpreter at once
-        best_key = function_key(F, options, "best")
-        C = _from_entry(F, options, "best", best_key) or _interpreter_first(F, options, best_key, fast)
-        if C is not None:
-            return C
+        with contextlib.suppress(CompilerNotFoundError):  # tcc alone: as below
+            best_key = function_key(F, options, "best")
+            C = _from_entry(F, options, "best", best_key) or _interpreter_first(F, options, best_key, fast)
+            if C is not None:
+                return C
     if fast is None:  # no fast compiler: "auto" is "best"
         return _compile_tier(F, options, "best")[0]
     try:
@@ -221,15 +222,19 @@ def _interpreter_first(F: Any, options: dict, best_key: str, fast: "_build.Compi
     from .interp import UnsupportedTape, interpreted
 
     try:
+        cc = _build.find_compiler(None)
+    except CompilerNotFoundError:  # tcc alone: its code, and the warning that nothing better follows
+        return None
+    try:
         with phase("interpret", F.name, F.n_ops, verbose=options.get("verbose")) as p:
-            C = interpreted(F, None, options["cache_dir"], _public(options), options.get("verbose"))
+            C = interpreted(F, cc, options["cache_dir"], _public(options), options.get("verbose"))
             p.detail = f"{C.work_size:,} doubles of work"
     except UnsupportedTape:
         return None
     flags = tuple(_build.DEFAULT_FLAGS if options["flags"] is None else options["flags"])
     parts = max(1, math.ceil(F.n_ops / max(1, options["chunk_size"])))
     estimate = estimate_build(F.n_ops, parts, flags, options["jobs"])
-    upgrade = dict(options, compiler=_build.find_compiler(None))
+    upgrade = dict(options, compiler=cc)
     if options["auto_tcc"] and fast is not None and estimate.cc_seconds > options["compile_budget"]:
         warn(tcc_notice(F.name, estimate, upgrade["compiler"].name, flags, options["compile_budget"]),
              BackendWarning)
