@@ -664,6 +664,7 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
             prev = acc.get(k)
             acc[k] = v if prev is None else _plus(prev, v)
     pop, get = adjoints.pop, adjoints.get
+    scaled, accumulate, known = _scaled, _accumulate, _CONST_PARTIALS
     for node in reversed(order):
         args = node.args
         if not args:
@@ -683,19 +684,21 @@ def reverse_sweep(order: list[Expr], seeds: list[tuple[Expr, Dirs]], active: set
                     prev = acc.get(k)
                     acc[k] = term if prev is None else _plus(prev, term)
             continue
-        deriv = node.op.deriv
-        if deriv is None:  # a call or a result: the only ops without a rule of their own
-            _reverse_structural(node, bar, adjoints, active, forwarded)
-            continue
-        partials = deriv(*args, node)
+        partials = known.get(node.op)
+        if partials is None:
+            deriv = node.op.deriv
+            if deriv is None:  # a call or a result: the only ops without a rule of their own
+                _reverse_structural(node, bar, adjoints, active, forwarded)
+                continue
+            partials = deriv(*args, node)
         for a, p in zip(args, partials):
-            if a not in active or _is_zero(p):
+            if a not in active or ((p.op is CONST and p.data == 0.0) if type(p) is Expr else p == 0.0):
                 continue
             acc = get(a)
             if acc is None:
-                adjoints[a] = {k: _scale(p, v) for k, v in bar.items()}
+                adjoints[a] = scaled(p, bar)
             else:
-                _accumulate(acc, p, bar)
+                accumulate(acc, p, bar)
     return adjoints
 
 

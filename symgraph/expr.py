@@ -712,38 +712,40 @@ def _simplify_binary(op: Op, a: Expr, b: Expr) -> Expr | None:
     only if ``x`` can never be ``-0.0``; ``0.0 - x`` is not ``-x`` (at
     ``x = +0.0``), ``-0.0 - x`` is.
     """
-    if a.op is CONST and b.op is CONST:
+    a_const, b_const = a.op is CONST, b.op is CONST
+    if a_const and b_const:
         return _fold(op, (a, b))
-    name = op.name
-    if name == "add":
-        if b.op is CONST:
+    # exactly one operand is constant from here on
+    if op is MUL:  # the most frequent: c * x
+        c = a.data if a_const else b.data
+        if c == 0.0:
+            return _STRUCTURAL_ZERO  # not IEEE (see _STRUCTURAL_ZERO)
+        if c == 1.0:
+            return b if a_const else a  # 1 * x, x * 1
+        if c == -1.0:
+            return apply(NEG, b if a_const else a)
+        return None
+    if op is ADD:
+        if b_const:
             a, b = b, a
-        if _is(a, 0.0) and (_signbit(a.data) or never_negative_zero(b)):
+        if a.data == 0.0 and (_signbit(a.data) or never_negative_zero(b)):
             return b  # -0.0 + x is x; +0.0 + x is x unless x is -0.0
         return None
-    if name == "sub":
-        if b.op is CONST and b.data == 0.0:
+    if op is SUB:
+        if b_const and b.data == 0.0:
             if not _signbit(b.data) or never_negative_zero(a):
                 return a  # x - 0.0 is x
             return _binary(ADD, const(0.0), a)  # x - (-0.0) is 0.0 + x
-        if _is(a, 0.0) and (_signbit(a.data) or never_positive_zero(b)):
+        if a_const and a.data == 0.0 and (_signbit(a.data) or never_positive_zero(b)):
             return apply(NEG, b)  # -0.0 - x is -x; +0.0 - x is -x unless x is +0.0
         return None
-    if b.op is CONST and b.data == op.identity:
-        return a  # x * 1, x / 1
-    if name == "mul":
-        if _is(a, 0.0) or _is(b, 0.0):
+    if b_const and b.data == op.identity:
+        return a  # x / 1
+    if op is DIV:
+        if a_const and a.data == 0.0:
             return _STRUCTURAL_ZERO  # not IEEE (see _STRUCTURAL_ZERO)
-        if _is(a, 1.0):
-            return b
-        if _is(a, -1.0) or _is(b, -1.0):
-            return apply(NEG, b if _is(a, -1.0) else a)
-        return None
-    if name == "div":
-        if _is(a, 0.0):
-            return _STRUCTURAL_ZERO  # not IEEE (see _STRUCTURAL_ZERO)
-        return apply(NEG, a) if _is(b, -1.0) else None
-    if name in ("pow", "powi") and _is(b, 0.0):
+        return apply(NEG, a) if b_const and b.data == -1.0 else None
+    if (op is POW or op is POWI) and b_const and b.data == 0.0:
         return const(1.0)
     return None
 
