@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from hypothesis import strategies as st
 import symgraph as sg
 from codegen import build, interp, runtime
 from tests.strategies import module_cache, points, random_graphs  # noqa: F401  (fixture: a cache per module)
+from tests.test_tiers import calls_during_the_switch
 
 GCC = shutil.which("gcc")
 
@@ -122,33 +121,7 @@ def test_auto_starts_on_the_interpreter_and_switches_under_concurrent_calls(slow
     with caplog.at_level(logging.INFO, logger="symgraph"):
         C = F.compile(tier="auto", cache_dir=str(slow_cc / "cache"))
         assert C.tier == "interp" and C.work_size == F.tape.n_slots
-        rng = np.random.default_rng(0)
-        pts = [rng.normal(size=12) for _ in range(8)]
-        refs = [F(v) for v in pts]
-        seen, errors = set(), []
-        stop = time.monotonic() + 120
-
-        def work():
-            try:
-                while time.monotonic() < stop:
-                    for v, (value, grad) in zip(pts, refs):
-                        before = C.tier
-                        got = C(v)
-                        seen.add(before)
-                        assert got[0] == pytest.approx(float(value), rel=1e-13)
-                        np.testing.assert_allclose(got[1], grad, rtol=1e-13, atol=1e-15)
-                        assert C.batch(np.stack([v, v]))[1].shape == (2, 12)
-                    if "best" in seen and C.wait(0):
-                        return
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors, errors[0]
+        seen = calls_during_the_switch(F, C, 12)
     assert seen == {"interp", "best"} and C.tier == "best" and C.upgrade_error is None
     assert any("interp tier (the Tape interpreter) to the best tier" in r.getMessage() for r in caplog.records)
     assert any(r.getMessage().startswith("interpret interp_switch") for r in caplog.records)

@@ -74,12 +74,12 @@ def test_auto_starts_on_tcc_and_switches_to_the_optimized_code(slow_cc, caplog):
     assert again.tier == "best" and again._upgrade_done is None
 
 
-def test_the_switch_under_concurrent_calls(slow_cc):
-    F = model("tiers_threads", 12)
-    C = F.compile(cache_dir=str(slow_cc / "cache"), tier="auto")
+def calls_during_the_switch(F, C, n: int) -> set:
+    """Call ``C`` (plain, ``out=``, batch) from 4 threads, checking every value against ``F``, until it has
+    switched to the best tier and its upgrade is done; the tiers seen before calls."""
     seen, errors = set(), []
     rng = np.random.default_rng(0)
-    points = [rng.normal(size=12) for _ in range(16)]
+    points = [rng.normal(size=n) for _ in range(16)]
     refs = [F(v) for v in points]
     stop = time.monotonic() + 120
 
@@ -92,10 +92,10 @@ def test_the_switch_under_concurrent_calls(slow_cc):
                     seen.add(before)
                     assert got[0] == pytest.approx(float(value), rel=1e-13)
                     np.testing.assert_allclose(got[1], grad, rtol=1e-13, atol=1e-15)
-                    out = (np.empty(()), np.empty(12))
+                    out = (np.empty(()), np.empty(n))
                     C(v, out=out)
                     np.testing.assert_allclose(out[1], grad, rtol=1e-13, atol=1e-15)
-                    assert C.batch(np.stack([v, v]))[1].shape == (2, 12)
+                    assert C.batch(np.stack([v, v]))[1].shape == (2, n)
                 if "best" in seen and C.wait(0):
                     return
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -107,6 +107,13 @@ def test_the_switch_under_concurrent_calls(slow_cc):
     for t in threads:
         t.join()
     assert not errors, errors[0]
+    return seen
+
+
+def test_the_switch_under_concurrent_calls(slow_cc):
+    F = model("tiers_threads", 12)
+    C = F.compile(cache_dir=str(slow_cc / "cache"), tier="auto")
+    seen = calls_during_the_switch(F, C, 12)
     assert seen == {"fast", "best"} and C.tier == "best"
 
 
