@@ -469,6 +469,20 @@ def _scaled(p: Any, dirs: Dirs) -> Dirs:
                 else:
                     out[k] = _scale(p, v)
             return out
+        if p.op is CONST and p.data != 1.0 and p.data != -1.0 and p.data != 0.0:
+            # c * v as _scale makes it: the product node, unless v is a negation or c' * w
+            out = {}
+            high = id(p) << 48
+            plain, get, mul_code = _PLAIN, _TABLE_GET, _MUL_CODE
+            for k, v in dirs.items():
+                vop = v.op
+                if vop in plain and vop is not NEG and (vop is not MUL or v.args[0].op is not CONST):
+                    key = ((high | id(v)) << 7) | mul_code
+                    node = get(key)
+                    out[k] = node if node is not None else _insert(MUL, (p, v), key)
+                else:
+                    out[k] = _scale(p, v)
+            return out
     elif p == 1.0:
         return dict(dirs)
     return {k: _scale(p, v) for k, v in dirs.items()}
@@ -478,7 +492,12 @@ def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
     """``acc[k] += p * dirs[k]`` for every direction k (a missing entry counts as 0)."""
     plain, summable, table_get, get = _PLAIN, _SUMMABLE, _TABLE_GET, acc.get
     if type(p) is Expr:
-        if p.op not in plain:
+        pop = p.op
+        if pop in plain:
+            scalar = False
+        elif pop is CONST and p.data != 1.0 and p.data != -1.0 and p.data != 0.0:
+            scalar = True  # c * v is the product node unless v is a negation or c' * w (see _scale)
+        else:
             for k, v in dirs.items():
                 term = _scale(p, v)
                 prev = get(k)
@@ -486,7 +505,8 @@ def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
             return
         high = id(p) << 48
         for k, v in dirs.items():
-            if v.op in plain:
+            vop = v.op
+            if vop in plain and (not scalar or (vop is not NEG and (vop is not MUL or v.args[0].op is not CONST))):
                 key = ((high | id(v)) << 7) | _MUL_CODE
                 term = table_get(key)
                 if term is None:
@@ -552,14 +572,14 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             t = get(args[0])
             if t is None:
                 continue
-            partials = known.get(node.op)
-            if partials is None:
+            rule = known.get(node.op)
+            if rule is None:
                 deriv = node.op.deriv
                 if deriv is None:  # a call or a result: the only ops without a rule of their own
                     _forward_structural(node, tangents, wanted)
                     continue
-                partials = deriv(args[0], node)
-            (p,) = partials
+                rule = deriv(args[0], node)
+            (p,) = rule
             if (p.op is CONST and p.data == 0.0) if type(p) is Expr else p == 0.0:
                 continue
             tangents[node] = scaled(p, t)
@@ -569,14 +589,14 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             ta, tb = get(a), get(b)
             if ta is None and tb is None:
                 continue
-            partials = known.get(node.op)
-            if partials is None:
+            rule = known.get(node.op)
+            if rule is None:
                 deriv = node.op.deriv
                 if deriv is None:  # a call
                     _forward_structural(node, tangents, wanted)
                     continue
-                partials = deriv(a, b, node)
-            pa, pb = partials
+                rule = deriv(a, b, node)
+            pa, pb = rule
             if tb is None or ((pb.op is CONST and pb.data == 0.0) if type(pb) is Expr else pb == 0.0):
                 if ta is None or ((pa.op is CONST and pa.data == 0.0) if type(pa) is Expr else pa == 0.0):
                     continue
@@ -602,8 +622,8 @@ def forward_sweep(order: list[Expr], seeds: dict[Expr, Dirs]) -> dict[Expr, Dirs
             _forward_structural(node, tangents, wanted)
             continue
         else:
-            partials = node.op.deriv(*args, node)
-            for t, p in zip(ts, partials):
+            rule = node.op.deriv(*args, node)
+            for t, p in zip(ts, rule):
                 if t and not _is_zero(p):
                     _accumulate(out, p, t)
         if out:
