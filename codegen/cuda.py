@@ -95,10 +95,13 @@ LOCAL_WORK_MAX = 2048
 # through the work array in local memory, while one function keeps them in registers, and NVRTC compiles one
 # function faster than the same code in parts (cart-pole, 24,000 instructions: 52 s in one, 98 s in parts of 2000).
 CUDA_CHUNK = 25_000
-# Calls are expanded (maps and folds unrolled) when the program then has at most this many instructions: a
-# bound on the straight-line code the CUDA compiler sees (its time grows with it: cart-pole, 7,900
-# instructions, 5 s in NVRTC), while values of expanded calls live in registers rather than in the work array.
-INLINE_MAX = 20_000
+# Calls are expanded (maps and folds unrolled) when the program then has at most this many instructions: the
+# values of expanded calls live in registers rather than in the work array, and NVRTC compiles the straight
+# line faster than the calls up to this size (NVRTC 13.5, sm_90: GMM d=5 k=10, 2,207 instructions, 1.4-2.4 s
+# expanded against 7.7-10.7 s with its calls; cart-pole, 7,892, 2.7 s), while beyond it the time grows fast
+# where many values are live at once (GMM d=10 k=20, 13,317 instructions with 2,058 live: 29 s expanded,
+# 22 s with its calls).
+INLINE_MAX = 10_000
 
 PRELUDE = """\
 #if defined(__CUDACC__)
