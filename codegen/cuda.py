@@ -24,8 +24,8 @@ thread's values in registers rather than in local memory (see docs/gpu.md):
   ``sg_strided_in`` / ``sg_strided_out`` (a pointer and a component
   stride, ``p[j * s]``), so component-major (SoA) arguments and results are
   read and written in place, with no per-thread copy into ``xin``/``xout``;
-  on the device inputs are read with ``__ldg`` (the read-only data cache:
-  fewer registers, e.g. 30 instead of 48 for the Luksan term).
+  on the device inputs are read with ``__ldg`` (the read-only data cache;
+  without it the strided view of the Luksan term takes 48 registers, not 30).
 
 :attr:`CudaProgram.thread_doubles` counts the doubles of thread-local arrays
 the per-point code declares (work array, argument copies, loop arrays).
