@@ -5,8 +5,7 @@
 #
 # Prints the machine (nvidia-smi, Python, CuPy, JAX versions), then
 #   1. bench/gpu_selfcheck.py: device results of a few Functions against the VM (PASS/FAIL lines);
-#   2. python -m pytest -x -q tests/test_cuda.py tests/test_cuda_inline.py (GPU tests included), when pytest
-#      and hypothesis import;
+#   2. python -m pytest -x -q tests/test_cuda.py (GPU tests included), when pytest and hypothesis import;
 #   3. python bench/gpu.py: the figures (cart-pole 1e6/1e7, Luksan 1e7, GMM 1e6; JAX and C.batch beside).
 # Each step has a time limit so the whole script ends within 6 minutes (about 5 with the default limits);
 # QUICK=1 runs the benchmark at small sizes; PYTEST_ARGS (default "-x -q") replaces pytest's options
@@ -73,10 +72,10 @@ section "device self-check (limit ${SELFCHECK_LIMIT} s)"
 timeout "$SELFCHECK_LIMIT" "$PY" bench/gpu_selfcheck.py 2>&1 | tee "$logs/gpu_selfcheck.log"
 echo "self-check exit status ${PIPESTATUS[0]}"
 
-section "tests/test_cuda.py tests/test_cuda_inline.py (limit ${PYTEST_LIMIT} s)"
+section "tests/test_cuda.py (limit ${PYTEST_LIMIT} s)"
 if "$PY" -c "import pytest, hypothesis" 2>/dev/null; then
     # shellcheck disable=SC2086
-    timeout "$PYTEST_LIMIT" "$PY" -m pytest ${PYTEST_ARGS:--x -q} -p no:cacheprovider -rs tests/test_cuda.py tests/test_cuda_inline.py 2>&1 \
+    timeout "$PYTEST_LIMIT" "$PY" -m pytest ${PYTEST_ARGS:--x -q} -p no:cacheprovider -rs tests/test_cuda.py 2>&1 \
         | tee "$logs/test_cuda.log"
     echo "pytest exit status ${PIPESTATUS[0]} (124: time limit)"
 else
