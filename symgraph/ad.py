@@ -115,6 +115,11 @@ def _scale(p: Any, v: Expr) -> Expr:
                 return _scale_general(p, v)
             node = _TABLE_GET(key)
             return node if node is not None else _insert(MUL, (p, v), key)
+        if vop is CONST:
+            if p.op is CONST:
+                return const(p.data * v.data)
+            if v.data == 1.0:
+                return p
     return _scale_general(p, v)
 
 
@@ -466,6 +471,8 @@ def _scaled(p: Any, dirs: Dirs) -> Dirs:
                     key = ((high | id(v)) << 7) | mul_code
                     node = get(key)
                     out[k] = node if node is not None else _insert(MUL, (p, v), key)
+                elif v is ONE:  # a unit seed
+                    out[k] = p
                 else:
                     out[k] = _scale(p, v)
             return out
@@ -480,6 +487,8 @@ def _scaled(p: Any, dirs: Dirs) -> Dirs:
                     key = ((high | id(v)) << 7) | mul_code
                     node = get(key)
                     out[k] = node if node is not None else _insert(MUL, (p, v), key)
+                elif v is ONE:  # c * 1 folds to c
+                    out[k] = p
                 else:
                     out[k] = _scale(p, v)
             return out
@@ -511,6 +520,8 @@ def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
                 term = table_get(key)
                 if term is None:
                     term = _insert(MUL, (p, v), key)
+            elif v is ONE:  # p * 1 is p (c * 1 folds to c)
+                term = p
             else:
                 term = _scale(p, v)
             prev = get(k)

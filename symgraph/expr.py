@@ -875,6 +875,7 @@ def topological(roots, leaves: set | frozenset | None = None) -> list[Expr]:
     order: list[Expr] = []
     emit = order.append
     expanded: set[Expr] = set()  # Expr hashes by identity, so sets are exact
+    expand = expanded.add
     for root in roots:
         if root in expanded:
             continue
@@ -884,17 +885,25 @@ def topological(roots, leaves: set | frozenset | None = None) -> list[Expr]:
             node = pop()
             if node is _EMIT:
                 emit(pop())
-            elif node not in expanded:
-                expanded.add(node)
+                continue
+            # Expand node, then its first operand, and so on: what pushing the operands (last
+            # first) and popping the first one again would do, without that push and pop.
+            while node not in expanded:
+                expand(node)
                 args = node.args
-                if args and (leaves is None or node not in leaves):
-                    push(node)
-                    push(_EMIT)
-                    for a in reversed(args):
+                if not args or (leaves is not None and node in leaves):
+                    emit(node)
+                    break
+                push(node)
+                push(_EMIT)
+                if len(args) == 2:
+                    if args[1] not in expanded:
+                        push(args[1])
+                else:
+                    for a in args[:0:-1]:
                         if a not in expanded:
                             push(a)
-                else:
-                    emit(node)
+                node = args[0]
     return order
 
 
