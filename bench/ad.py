@@ -14,6 +14,8 @@ Usage::
     python bench/ad.py --quick      # N = 1,000 only
     python bench/ad.py 1000 20000   # any N
     python bench/ad.py --optimize   # also count operations after F.optimize()
+    python bench/ad.py --phases     # also where symgraph's time goes (topological order,
+                                    # sparsity, coloring, sweeps) in each derivative
 """
 
 from __future__ import annotations
@@ -35,7 +37,42 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def ours(n: int, optimize: bool) -> dict:
+# The phases of symgraph's sparse AD, as symgraph.ad calls them (module globals, so wrapping them
+# here times every call; the sweeps may call each other through calls of Functions, counted once each).
+PHASES = ("topological", "active_nodes", "jacobian_sparsity", "column_coloring", "row_coloring", "star_coloring",
+          "gradient_sweep", "forward_sweep", "reverse_sweep")
+
+
+class PhaseTimer:
+    """Wraps the phases above in symgraph.ad with timers; ``take()`` returns and resets the totals."""
+
+    def __init__(self) -> None:
+        from symgraph import ad
+
+        self.totals: dict[str, float] = {}
+        self.depth = 0
+        for name in PHASES:
+            setattr(ad, name, self._wrap(name, getattr(ad, name)))
+
+    def _wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            if self.depth:  # a phase inside another (a sweep's own topological order) counts to the outer one
+                return fn(*args, **kwargs)
+            self.depth += 1
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.totals = self.totals, {}
+        return out
+
+
+def ours(n: int, optimize: bool, phases: PhaseTimer | None = None) -> dict:
     res = {}
     (x, f, g), res["build"] = _timed(lambda: sg.models.luksan(n))
     lam, sigma = sg.symbols("lam", n - 2), sg.symbols("sigma")
@@ -43,9 +80,14 @@ def ours(n: int, optimize: bool) -> dict:
         L = sigma * f + (lam * g).sum()
     res["f ops"] = sg.Function("f", [x], [f]).n_ops
     res["g ops"] = sg.Function("g", [x], [g]).n_ops
+    if phases is not None:
+        phases.take()
     gr, res["grad time"] = _timed(lambda: sg.grad(f, x))
+    res["grad phases"] = phases.take() if phases is not None else None
     J, res["jac time"] = _timed(lambda: sg.jacobian(g, x))
+    res["jac phases"] = phases.take() if phases is not None else None
     H, res["hess time"] = _timed(lambda: sg.hessian(L, x, lower=True))
+    res["hess phases"] = phases.take() if phases is not None else None
     for key, inputs, out in (("grad", [x], gr), ("jac", [x], J), ("hess", [x, lam, sigma], H)):
         F = sg.Function(key, inputs, [out])
         res[f"{key} ops"] = F.n_ops
@@ -93,9 +135,9 @@ def theirs(n: int) -> dict | None:
     return res
 
 
-def report(n: int, optimize: bool) -> None:
+def report(n: int, optimize: bool, phases: PhaseTimer | None = None) -> None:
     print(f"\n=== Luksan N = {n:,} ===")
-    a = ours(n, optimize)
+    a = ours(n, optimize, phases)
     b = theirs(n)
     keys = ["build", "f ops", "g ops", "grad time", "grad ops", "jac time", "jac ops", "jac nnz", "jac colors",
             "jac mode", "hess time", "hess ops", "hess nnz", "hess colors"]
@@ -111,6 +153,12 @@ def report(n: int, optimize: bool) -> None:
         print(f"{k:14s} {fa} {fb:>12s} {ratio}")
     if b is None:
         print("(casadi not importable: symgraph figures only)")
+    if phases is not None:
+        for key in ("grad", "jac", "hess"):
+            spent = a[f"{key} phases"]
+            rest = a[f"{key} time"] - sum(spent.values())
+            parts = ", ".join(f"{name} {t:.3f}" for name, t in sorted(spent.items(), key=lambda kv: -kv[1]))
+            print(f"{key} phases (s): {parts}, rest {rest:.3f}")
 
 
 def main() -> None:
@@ -118,11 +166,13 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, help="values of N (default 1000 100000)")
     parser.add_argument("--quick", action="store_true", help="N = 1000 only")
     parser.add_argument("--optimize", action="store_true", help="also count ops after Function.optimize()")
+    parser.add_argument("--phases", action="store_true", help="also time symgraph's AD phases")
     args = parser.parse_args()
     sizes = args.sizes or ([1000] if args.quick else [1000, 100000])
     np.set_printoptions(precision=3)
+    phases = PhaseTimer() if args.phases else None
     for n in sizes:
-        report(n, args.optimize)
+        report(n, args.optimize, phases)
 
 
 if __name__ == "__main__":
