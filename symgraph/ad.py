@@ -494,6 +494,18 @@ def _scaled(p: Any, dirs: Dirs) -> Dirs:
             return out
     elif p == 1.0:
         return dict(dirs)
+    elif p == -1.0:  # -v: the negation node (as _scale makes it through _neg) for a plain v
+        out = {}
+        plain, get, neg_code = _PLAIN, _TABLE_GET, _NEG_CODE
+        for k, v in dirs.items():
+            vop = v.op
+            if vop in plain and vop is not NEG:
+                key = id(v) << 7 | neg_code
+                node = get(key)
+                out[k] = node if node is not None else _insert(NEG, (v,), key)
+            else:
+                out[k] = _scale(p, v)
+        return out
     return {k: _scale(p, v) for k, v in dirs.items()}
 
 
@@ -537,7 +549,12 @@ def _accumulate(acc: Dirs, p: Any, dirs: Dirs) -> None:
     one, minus = p == 1.0, p == -1.0
     for k, v in dirs.items():
         prev = get(k)
-        if minus and prev is not None and v.op in plain and v.op is not NEG:
+        if minus and v.op in plain and v.op is not NEG:
+            if prev is None:  # -v (as _scale makes it through _neg)
+                key = id(v) << 7 | _NEG_CODE
+                node = table_get(key)
+                acc[k] = node if node is not None else _insert(NEG, (v,), key)
+                continue
             if prev.op is CONST:
                 acc[k] = _binary(SUB, prev, v)
                 continue
