@@ -26,6 +26,7 @@ import time
 
 import networkx  # noqa: F401  (imported up front so its import time is not charged to the first coloring)
 import numpy as np
+import scipy.sparse  # noqa: F401  (likewise: the first sparsity pattern's matrix imports it otherwise)
 
 import symgraph as sg
 
