@@ -420,9 +420,12 @@ def _gradient_structural(node: Expr, bar: Any, adjoints: dict, active: set,
 # gradient_sweep) build the same nodes as _scale and _plus term by term; the common cases are
 # looked up in the intern table inline:
 #   p * v for two _PLAIN nodes is the product node (what _scale builds by _product);
+#   c * v for a constant c other than 0, 1, -1 and a _PLAIN v that is no negation and no
+#   c' * w is the product node (what _binary builds for _scale); p * 1 is p;
 #   1.0 * v is v; -1.0 * v is -v, and prev + (-1.0) * v is prev - v (what _plus makes of
 #   prev + -v, without the negation node in between) for a _PLAIN v that is no negation;
 #   prev + term for two _SUMMABLE nodes is the sum node (what _plus builds by _sum).
+# tests/test_ad_speed_paths.py checks each against the general rules.
 _SUB_CODE, _NEG_CODE = SUB.code, NEG.code
 
 
