@@ -38,10 +38,10 @@ _SORTABLE = [op for op in OPS.values() if op.has("commutative") and op.arity == 
 
 
 def _unsorted(m: Match) -> bool:
-    x, y = m.ctx.current.args  # the node's own order, whichever variant matched
+    ctx = m.ctx
+    x, y = ctx.current.args  # the node's own order, whichever variant matched
     if x.op is CONST or y.op is CONST:
         return False
-    ctx = m.ctx
     keys = ctx.keys
     kx, ky = keys.get(x), keys.get(y)
     if kx is None:
@@ -52,7 +52,13 @@ def _unsorted(m: Match) -> bool:
 
 
 def _sort_rule(op) -> object:
-    return rule(f"sort-{op.name}", P[op.name](X, Y), lambda m: G[op.name](m.ctx.current.args[1], m.ctx.current.args[0]),
+    build = G[op.name]
+
+    def swap(m: Match):
+        x, y = m.ctx.current.args
+        return build(y, x)
+
+    return rule(f"sort-{op.name}", P[op.name](X, Y), swap,
                 f"{op.name}(a, b) -> {op.name}(b, a) ordered by structural key (constants stay first); "
                 "exact: IEEE " + ("add/mul are" if op.name in ("add", "mul") else "this op is") + " commutative",
                 guard=_unsorted)

@@ -25,12 +25,12 @@ rebuilt on their rewritten operands, and callees are not optimized here.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..call import rebuild
-from ..expr import RESULT, Expr, _binary, _unary, apply, building, const, topological
+from ..expr import CONST, RESULT, Expr, _binary, _unary, apply, building, const, topological
 from .analysis import Context
-from .pattern import OP, alternatives, compile_matcher
+from .pattern import OP, _FastMatch, alternatives, compile_matcher, matcher_code
 from .rules import Rule
 
 MAX_PASSES = 64
@@ -42,7 +42,8 @@ class Dispatch:
 
     Each rule's pattern is expanded into its commutative variants and each
     variant compiled to a matcher; a node only tries the variants whose
-    root and operand heads fit it.
+    root and operand heads fit it.  :meth:`tryer` compiles the candidates
+    of one such shape into a single function.
     """
 
     def __init__(self, rules: Sequence[Rule]) -> None:
@@ -51,9 +52,11 @@ class Dispatch:
         for r in self.rules:
             if r.pattern.head is None or r.pattern.kind != OP:
                 raise ValueError(f"rule {r.name}: the pattern root must be an op, got {r.pattern}")
-            variants = [(tuple(p.head for p in alt.args), compile_matcher(alt)) for alt in alternatives(r.pattern)]
+            variants = [(tuple(p.head for p in alt.args), compile_matcher(alt), alt) for alt in alternatives(r.pattern)]
             self.by_op.setdefault(r.pattern.head, []).append((r, variants))
         self.cache: dict[tuple, list[tuple[Rule, tuple]]] = {}
+        self.patterns: dict[tuple, list[tuple[Rule, tuple]]] = {}
+        self.tryers: dict[tuple, Callable | None] = {}
 
     def candidates(self, node: Expr) -> list[tuple[Rule, tuple]]:
         """``(rule, matchers)`` pairs whose variants' operand heads fit ``node``, in rule order."""
@@ -61,58 +64,138 @@ class Dispatch:
         key = (node.op.code,) + tuple([a.op.code for a in args])
         found = self.cache.get(key)
         if found is None:
-            found = []
+            found, pats = [], []
             for r, variants in self.by_op.get(key[0], ()):
-                fits = tuple(fn for heads, fn in variants
-                             if all(h is None or h == k for h, k in zip(heads, key[1:])))
+                fits = [(fn, alt) for heads, fn, alt in variants
+                        if all(h is None or h == k for h, k in zip(heads, key[1:]))]
                 if fits:
-                    found.append((r, fits))
+                    found.append((r, tuple(fn for fn, _ in fits)))
+                    pats.append((r, tuple(alt for _, alt in fits)))
             self.cache[key] = found
+            self.patterns[key] = pats
         return found
 
+    def tryer(self, node: Expr) -> Callable | None:
+        """``fn(node, ctx) -> (rule name, replacement) | None`` for nodes of ``node``'s shape; None: no candidate.
 
-def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
-                cands: list | None = None) -> Expr:
+        The first candidate rule that fires, as :func:`apply_rules` tries
+        them: a rule applies with the first of its variants that matches,
+        then its guard must hold and its replacement must be a different
+        node.  Generated code: the candidates' matchers inlined in rule order
+        (the tests of heads the shape fixes left out), so a node costs one call.
+
+        >>> import symgraph as sg
+        >>> from symgraph.optimize.analysis import Context
+        >>> from symgraph.optimize.rules import select
+        >>> x = sg.symbols("x")
+        >>> fn, ctx = dispatch_for(select()).tryer(x * x), Context([x])
+        >>> ctx.current = x * x
+        >>> fn(x * x, ctx)
+        ('mul-self', Expr(x**2))
+        >>> dispatch_for(select()).tryer(sg.sin(x)) is None
+        True
+        """
+        args = node.args
+        key = (node.op.code,) + tuple([a.op.code for a in args])
+        if key in self.tryers:
+            return self.tryers[key]
+        self.candidates(node)
+        fn = self.tryers[key] = _compile_tryer(self.patterns[key], key) if self.cache[key] else None
+        return fn
+
+
+def _compile_tryer(cands: list, key: tuple) -> Callable:
+    """The generated function of :meth:`Dispatch.tryer` for the candidates ``cands`` of shape ``key``."""
+    env: dict[str, Any] = {"Match": _FastMatch, "CONST": CONST, "Expr": Expr, "const": const}
+    root_args = [f"a{i}" for i in range(len(key) - 1)]
+    lines = ["def tryer(node, ctx):"]
+    if root_args:
+        lines.append(f"    {', '.join(root_args)}, = node.args")
+    for i, (r, alts) in enumerate(cands):
+        env[f"name{i}"], env[f"replace{i}"] = r.name, r.replace
+        block: list[str] = []  # the variants, each in a loop left at its first failed test
+        for j, alt in enumerate(alts):
+            body, binds = matcher_code(alt, "break", env, prefix=f"r{i}v{j}n", heads_known=True, root_args=root_args)
+            made = [f"m = Match({binds})", "m.ctx = ctx"]
+            pad = "        " if j else "    "
+            if j:
+                block.append("    if m is None:")
+            if not any(line.endswith(": break") for line in body):  # this variant always matches
+                block += [pad + line for line in body + made]
+                break  # the later variants are never tried
+            block += [pad + "while True:"] + [pad + "    " + line for line in body + made + ["break"]]
+        else:
+            block.insert(0, "    m = None")
+        pad = "    "
+        if block[0] != "    m = None":  # the first variant always matches
+            lines += block
+        else:
+            lines += block + ["    if m is not None:"]
+            pad = "        "
+        if r.guard is not None:
+            env[f"guard{i}"] = r.guard
+            lines.append(pad + f"if guard{i}(m):")
+            pad += "    "
+        lines += [pad + f"out = replace{i}(m)",
+                  pad + "if out is not None:",
+                  pad + "    if type(out) is not Expr:",
+                  pad + "        out = const(out)",
+                  pad + "    if out is not node:",
+                  pad + f"        return name{i}, out"]
+    lines.append("    return None")
+    src = "\n".join(lines) + "\n"
+    exec(compile(src, f"<rules at {key}>", "exec"), env)
+    return env["tryer"]
+
+
+def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter) -> Expr:
     """Rewrite at ``node`` (its operands are taken as already rewritten) until no rule fires.
 
     A rule applies with the first of its variants that matches; then its
-    guard must hold and its replacement must be a different node.  ``cands``
-    are the candidates of ``node`` if the caller has them.
+    guard must hold and its replacement must be a different node.
+
+    >>> import symgraph as sg
+    >>> from symgraph.optimize.rules import select
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> counts = Counter()
+    >>> apply_rules(-x * -y, dispatch_for(select()), Context([x, y]), counts), dict(counts)
+    (Expr(x * y), {'mul-neg-neg': 1})
     """
-    return _apply(node, dispatch, ctx, counts, cands)[0]
+    return _apply(node, dispatch, ctx, counts)[0]
 
 
 def _apply(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
-           cands: list | None = None) -> tuple[Expr, bool]:
-    """:func:`apply_rules`, and whether no rule fires at the node returned (False: stopped at the limit)."""
+           tryer: Callable | None = None) -> tuple[Expr, bool]:
+    """:func:`apply_rules`, and whether no rule fires at the node returned (False: stopped at the limit).
+
+    ``tryer``: the :meth:`Dispatch.tryer` of ``node`` if the caller has it.
+    """
+    tryers = dispatch.tryers
     for _ in range(MAX_FIRINGS_PER_NODE):
-        if not node.args:
+        args = node.args
+        if not args:
             return node, True
-        ctx.current = node
-        for r, matchers in (cands if cands is not None else dispatch.candidates(node)):
-            for fn in matchers:
-                m = fn(node, ctx)
-                if m is not None:
-                    break
+        if tryer is None:
+            if len(args) == 2:
+                key = (node.op.code, args[0].op.code, args[1].op.code)
             else:
-                continue
-            if r.guard is not None and not r.guard(m):
-                continue
-            out = r.replace(m)
-            if out is None:
-                continue
-            if type(out) is not Expr:
-                out = const(out)
-            if out is not node:
-                counts[r.name] += 1
-                node = out
-                cands = None
-                break
-        else:
+                key = (node.op.code,) + tuple([a.op.code for a in args])
+            tryer = tryers.get(key, _MISSING)
+            if tryer is _MISSING:
+                tryer = dispatch.tryer(node)
+            if tryer is None:
+                return node, True
+        ctx.current = node
+        fired = tryer(node, ctx)
+        if fired is None:
             return node, True
+        counts[fired[0]] += 1
+        node = fired[1]
+        tryer = None
     return node, False
 
 
+_MISSING = object()
 _DISPATCH: dict[tuple, Dispatch] = {}
 
 
@@ -145,9 +228,14 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     dispatch = dispatch_for(rules)
     ctx = Context(symbol_order)
     whole_graph = any(r.needs_uses for r in dispatch.rules)
-    cache = dispatch.cache
+    tryers = dispatch.tryers
     counts: Counter = Counter()
     normal: set[Expr] = set()
+    # Nodes at which every rule was tried and none fired, though an operand is not known normal yet
+    # (a replacement's new inner node): while their operands stay the same nodes, no rule fires there
+    # (rules read only the nodes under them and memoized keys), so a later pass skips trying them.
+    # Use counts change between passes: with rules that read them, every node is tried every pass.
+    inert: set[Expr] = set()
     passes = 0
     keys, key_of = ctx.keys, ctx.key
     eager = None  # key every node as it is made: its users' guards then find their operands' keys
@@ -185,21 +273,21 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     rebuilt = apply(node.op, *nargs) if changed else node
                 rargs = rebuilt.args
                 settled = True  # no rule fires at result
-                if not rargs:
+                if not rargs or rebuilt in inert:
                     result = rebuilt
                 else:
                     if len(rargs) == 2:
                         key = (rebuilt.op.code, rargs[0].op.code, rargs[1].op.code)
                     else:
                         key = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
-                    cands = cache.get(key)
-                    if cands is None:
-                        cands = dispatch.candidates(rebuilt)
-                    if not cands:  # no rule can match this shape
+                    tryer = tryers.get(key, _MISSING)
+                    if tryer is _MISSING:
+                        tryer = dispatch.tryer(rebuilt)
+                    if tryer is None:  # no rule can match this shape
                         result = rebuilt
                     else:
                         ctx.node = node
-                        result, settled = _apply(rebuilt, dispatch, ctx, counts, cands)
+                        result, settled = _apply(rebuilt, dispatch, ctx, counts, tryer)
                 if result is node:
                     normal.add(node)
                 elif settled and not whole_graph:
@@ -208,8 +296,12 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                         a0, a1 = rargs
                         if (not a0.args or a0 in normal) and (not a1.args or a1 in normal):
                             normal.add(result)
+                        else:
+                            inert.add(result)
                     elif all(not a.args or a in normal for a in rargs):
                         normal.add(result)  # a new node in normal form: later passes need not walk it
+                    else:
+                        inert.add(result)
                 new[node] = result
                 if eager and result not in keys:
                     rargs = result.args

@@ -29,7 +29,8 @@ _SIGN_BLIND = ("exp", "cos", "cosh", "square", "abs", "log", "log2", "log10", "e
 
 
 def _plus_zero_rule(name: str):
-    return rule(f"plus-zero-{name}", P[name](PLUS_ZERO), lambda m: G[name](m.x),
+    build = G[name]
+    return rule(f"plus-zero-{name}", P[name](PLUS_ZERO), lambda m: build(m.x),
                 f"{name}(0.0 + x) -> {name}(x); exact: {name}(-0.0) is {name}(+0.0)")
 
 RULES = table("fold", [

@@ -26,7 +26,8 @@ True
 from __future__ import annotations
 
 import keyword
-from typing import Any
+from functools import partial
+from typing import Any, Sequence
 
 from ..errors import OptimizerOptionError
 from ..expr import CONST, Expr, _binary, _unary, apply, const
@@ -180,12 +181,12 @@ class _GraphBuilders:
             raise AttributeError(f"no op {name!r} in the op table")
         op = OPS[name]
         if op.arity == 2 and not op.has("structural"):  # what apply does for two operands, without its checks
-            builder = lambda a, b: _binary(op, a, b)  # noqa: E731
+            builder = partial(_binary, op)
         elif op.arity == 1 and not op.has("structural"):
-            builder = lambda a: _unary(op, a)  # noqa: E731
+            builder = partial(_unary, op)
         else:
-            builder = lambda *args: apply(op, *args)  # noqa: E731
-        made[name] = builder
+            builder = partial(apply, op)
+        made[name] = self.__dict__[name] = builder  # G.<op> finds it from now on without this method
         return builder
 
     __getitem__ = __getattr__
@@ -291,49 +292,73 @@ def compile_matcher(pat: Pat):
     True
     """
     env: dict[str, Any] = {"Match": _FastMatch, "CONST": CONST}
+    lines, binds = matcher_code(pat, "return None", env)
+    tail = [f"m = Match({binds})", "m.ctx = ctx", "return m"]
+    src = "def matcher(node, ctx):\n    " + "\n    ".join(lines + tail) + "\n"
+    exec(compile(src, f"<pattern {pat}>", "exec"), env)
+    return env["matcher"]
+
+
+def matcher_code(pat: Pat, fail: str, env: dict, prefix: str = "n", heads_known: bool = False,
+                 root_args: Sequence[str] = ()) -> tuple[list[str], str]:
+    """Python lines testing ``node`` against ``pat`` literally (``fail`` where it does not match), and the bindings.
+
+    The bindings are ``name=expression`` arguments for ``Match``.  Names the
+    lines need (ops, literals) are added to ``env``; local names start with
+    ``prefix``.  ``heads_known``: the opcodes of the node and of its operands
+    are known to fit the pattern's heads, so those tests are left out.
+    ``root_args``: local names already holding the node's operands.
+
+    >>> env = {}
+    >>> lines, binds = matcher_code(var("a") * var("a"), "return None", env, heads_known=True)
+    >>> lines, binds
+    (['n1 = node.args[0]', 'n2 = node.args[1]', 'if n2 is not n1: return None'], 'a=n1')
+    """
     lines: list[str] = []
     bound: dict[str, str] = {}
     counter = [0]
 
     def fresh() -> str:
         counter[0] += 1
-        return f"n{counter[0]}"
+        return f"{prefix}{counter[0]}"
 
-    work = [(pat, "node")]  # patterns are tiny; an explicit list keeps the order operands-first-left
+    work = [(pat, "node", 0)]  # patterns are tiny; an explicit list keeps the order operands-first-left
     while work:
-        p, e = work.pop(0)
+        p, e, depth = work.pop(0)
+        known = heads_known and depth <= 1
         if p.kind == OP:
             env[f"op{p.op.code}"] = p.op
-            lines.append(f"if {e}.op is not op{p.op.code}: return None")
+            if not known:
+                lines.append(f"if {e}.op is not op{p.op.code}: {fail}")
             subs = []
             for i, sub in enumerate(p.args):
-                name = fresh()
-                lines.append(f"{name} = {e}.args[{i}]")
-                subs.append((sub, name))
+                if depth == 0 and root_args:
+                    name = root_args[i]
+                else:
+                    name = fresh()
+                    lines.append(f"{name} = {e}.args[{i}]")
+                subs.append((sub, name, depth + 1))
             work = subs + work
         elif p.kind == LIT:
-            key = f"lit{counter[0]}"
+            key = f"{prefix}lit{counter[0]}"
             counter[0] += 1
             env[key] = p.node
-            lines.append(f"if {e} is not {key}: return None")
+            lines.append(f"if {e} is not {key}: {fail}")
         elif p.kind == VAR:
             if p.name in bound:
-                lines.append(f"if {e} is not {bound[p.name]}: return None")
+                lines.append(f"if {e} is not {bound[p.name]}: {fail}")
             else:
                 bound[p.name] = e
         else:  # CST
-            lines.append(f"if {e}.op is not CONST: return None")
+            if not known:
+                lines.append(f"if {e}.op is not CONST: {fail}")
             if p.name in bound:
-                lines.append(f"if {e}.data != {bound[p.name]}: return None")
+                lines.append(f"if {e}.data != {bound[p.name]}: {fail}")
             else:
                 value = fresh()
                 lines.append(f"{value} = {e}.data")
                 bound[p.name] = value
-    binds = ", ".join(f"{k}={v}" for k, v in bound.items())
-    tail = [f"m = Match({binds})", "m.ctx = ctx", "return m"]
-    src = "def matcher(node, ctx):\n    " + "\n    ".join(lines + tail) + "\n"
-    exec(compile(src, f"<pattern {pat}>", "exec"), env)
-    return env["matcher"]
+    return lines, ", ".join(f"{k}={v}" for k, v in bound.items())
 
 
 def match(pat: Pat, node: Expr, ctx: Any = None) -> Match | None:
