@@ -133,6 +133,11 @@ class Context:
             if k0 is not None and k1 is not None:
                 k = keys[node] = hash((node.op.code, k0, k1))
                 return k
+        elif len(args) == 1 and node.data is None:  # a unary op over a keyed operand
+            k0 = keys.get(args[0])
+            if k0 is not None:
+                k = keys[node] = hash((node.op.code, k0))
+                return k
         elif type(node.data) is int and len(args) == 1:  # a result whose call is keyed (as below)
             k0 = keys.get(args[0])
             if k0 is not None:

@@ -178,6 +178,8 @@ def _apply(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
         if tryer is None:
             if len(args) == 2:
                 key = (node.op.code, args[0].op.code, args[1].op.code)
+            elif len(args) == 1:
+                key = (node.op.code, args[0].op.code)
             else:
                 key = (node.op.code,) + tuple([a.op.code for a in args])
             tryer = tryers.get(key, _MISSING)
@@ -278,6 +280,8 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 else:
                     if len(rargs) == 2:
                         key = (rebuilt.op.code, rargs[0].op.code, rargs[1].op.code)
+                    elif len(rargs) == 1:
+                        key = (rebuilt.op.code, rargs[0].op.code)
                     else:
                         key = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
                     tryer = tryers.get(key, _MISSING)
@@ -298,6 +302,12 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                             normal.add(result)
                         else:
                             inert.add(result)
+                    elif len(rargs) == 1:
+                        a0 = rargs[0]
+                        if not a0.args or a0 in normal:
+                            normal.add(result)
+                        else:
+                            inert.add(result)
                     elif all(not a.args or a in normal for a in rargs):
                         normal.add(result)  # a new node in normal form: later passes need not walk it
                     else:
@@ -305,11 +315,17 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 new[node] = result
                 if eager and result not in keys:
                     rargs = result.args
-                    if len(rargs) == 2 and result.data is None:  # Context.key's fast path, inlined
-                        k0, k1 = keys.get(rargs[0]), keys.get(rargs[1])
-                        if k0 is not None and k1 is not None:
-                            keys[result] = hash((result.op.code, k0, k1))
-                            continue
+                    if result.data is None:  # Context.key's fast paths, inlined
+                        if len(rargs) == 2:
+                            k0, k1 = keys.get(rargs[0]), keys.get(rargs[1])
+                            if k0 is not None and k1 is not None:
+                                keys[result] = hash((result.op.code, k0, k1))
+                                continue
+                        elif len(rargs) == 1:
+                            k0 = keys.get(rargs[0])
+                            if k0 is not None:
+                                keys[result] = hash((result.op.code, k0))
+                                continue
                     key_of(result)
             new_roots = [new.get(r, r) for r in roots]
             if all(a is b for a, b in zip(new_roots, roots)):
