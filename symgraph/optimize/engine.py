@@ -28,6 +28,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
 from ..call import rebuild
+from ..ops import OPS
 from ..expr import CONST, RESULT, Expr, _binary, _unary, apply, building, const, topological
 from .analysis import Context
 from .pattern import OP, _FastMatch, alternatives, compile_matcher, matcher_code
@@ -57,6 +58,7 @@ class Dispatch:
         self.cache: dict[tuple, list[tuple[Rule, tuple]]] = {}
         self.patterns: dict[tuple, list[tuple[Rule, tuple]]] = {}
         self.tryers: dict[tuple, Callable | None] = {}
+        self.by_shape: dict[int | tuple, Callable | None] = {}  # the engine's: tryers by a packed int key
 
     def candidates(self, node: Expr) -> list[tuple[Rule, tuple]]:
         """``(rule, matchers)`` pairs whose variants' operand heads fit ``node``, in rule order."""
@@ -165,13 +167,13 @@ def apply_rules(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter) -
 
 
 def _apply(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
-           tryer: Callable | None = None) -> tuple[Expr, bool]:
+           tryer: Callable | None = None, limit: int = MAX_FIRINGS_PER_NODE) -> tuple[Expr, bool]:
     """:func:`apply_rules`, and whether no rule fires at the node returned (False: stopped at the limit).
 
-    ``tryer``: the :meth:`Dispatch.tryer` of ``node`` if the caller has it.
+    ``tryer``: the :meth:`Dispatch.tryer` of ``node`` if the caller has it; ``limit``: firings allowed.
     """
     tryers = dispatch.tryers
-    for _ in range(MAX_FIRINGS_PER_NODE):
+    for _ in range(limit):
         args = node.args
         if not args:
             return node, True
@@ -198,6 +200,8 @@ def _apply(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
 
 
 _MISSING = object()
+_ONE = (1 << 10) - 1  # the third opcode field of a one-operand node's packed shape: no opcode
+assert max(op.code for op in OPS.values()) < _ONE and CONST.code < _ONE  # opcodes fit 10 bits
 _DISPATCH: dict[tuple, Dispatch] = {}
 
 
@@ -230,7 +234,8 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     dispatch = dispatch_for(rules)
     ctx = Context(symbol_order)
     whole_graph = any(r.needs_uses for r in dispatch.rules)
-    tryers = dispatch.tryers
+    fast = dispatch.by_shape
+    fast_get = fast.get
     counts: Counter = Counter()
     normal: set[Expr] = set()
     # Nodes at which every rule was tried and none fired, though an operand is not known normal yet
@@ -253,6 +258,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                 eager = ctx.numbers_symbols(order)  # they are computed then (a symbol's number would)
             new: dict[Expr, Expr] = {}
             new_get = new.get
+            later = passes > 1  # inert is empty before the second pass
             for node in order:
                 args = node.args
                 if not args or node in normal:
@@ -275,23 +281,29 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     rebuilt = apply(node.op, *nargs) if changed else node
                 rargs = rebuilt.args
                 settled = True  # no rule fires at result
-                if not rargs or rebuilt in inert:
+                if not rargs or (rebuilt is node and later and node in inert):
                     result = rebuilt
                 else:
                     if len(rargs) == 2:
-                        key = (rebuilt.op.code, rargs[0].op.code, rargs[1].op.code)
+                        shape = rebuilt.op.code << 20 | rargs[0].op.code << 10 | rargs[1].op.code
                     elif len(rargs) == 1:
-                        key = (rebuilt.op.code, rargs[0].op.code)
+                        shape = rebuilt.op.code << 20 | rargs[0].op.code << 10 | _ONE
                     else:
-                        key = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
-                    tryer = tryers.get(key, _MISSING)
+                        shape = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
+                    tryer = fast_get(shape, _MISSING)
                     if tryer is _MISSING:
-                        tryer = dispatch.tryer(rebuilt)
+                        tryer = fast[shape] = dispatch.tryer(rebuilt)
                     if tryer is None:  # no rule can match this shape
                         result = rebuilt
-                    else:
+                    else:  # the first try inlined: at most nodes no rule fires
                         ctx.node = node
-                        result, settled = _apply(rebuilt, dispatch, ctx, counts, tryer)
+                        ctx.current = rebuilt
+                        fired = tryer(rebuilt, ctx)
+                        if fired is None:
+                            result = rebuilt
+                        else:
+                            counts[fired[0]] += 1
+                            result, settled = _apply(fired[1], dispatch, ctx, counts, None, MAX_FIRINGS_PER_NODE - 1)
                 if result is node:
                     normal.add(node)
                 elif settled and not whole_graph:
@@ -313,7 +325,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     else:
                         inert.add(result)
                 new[node] = result
-                if eager and result not in keys:
+                if eager:  # a key already there is the one computed again here (keys are structural)
                     rargs = result.args
                     if result.data is None:  # Context.key's fast paths, inlined
                         if len(rargs) == 2:
