@@ -533,11 +533,17 @@ def apply(op: Op, *operands: Any) -> Expr:
     """
     if id(op) not in _TABLE_OP_IDS:
         _refuse_op(op)
-    if len(operands) != op.arity:
-        raise ArityError(f"{op.name} takes {op.arity} operand(s), got {len(operands)}")
-    if op.arity == 1:
-        return _unary(op, *operands)
-    if op.arity == 2:
+    n = len(operands)
+    if n != op.arity:
+        raise ArityError(f"{op.name} takes {op.arity} operand(s), got {n}")
+    if n == 1:
+        a = operands[0]
+        if type(a) is Expr and a.op is not CONST and (op is not NEG or a.op is not NEG):
+            key = id(a) << 7 | op.code  # _unary's lookup, inline (derivative rules build through here)
+            node = _TABLE_GET(key)
+            return node if node is not None else _insert(op, (a,), key)
+        return _unary(op, a)
+    if n == 2:
         return _binary(op, *operands)
     args = tuple([x if type(x) is Expr else const(x) for x in operands])
     simplified = _simplify(op, args)
