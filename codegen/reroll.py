@@ -49,6 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 __all__ = ["Loop", "Ref", "find_loops", "index_text", "LOCAL", "CONST", "ARRAY0", "UNUSED",
            "MIN_ITERATIONS", "MIN_SAVED", "MAX_PERIOD"]
@@ -166,30 +167,55 @@ def _savings(key: np.ndarray, arr: np.ndarray, idx: np.ndarray, periods: list) -
     agree (compared as one exact id per row, :func:`row_ids`); it is regular
     when it matches ``i + L``, which matches ``i + 2L``, with equal index
     steps (compared column by column, over the columns of ``idx`` that vary,
-    at the few instructions that match twice).
+    at the few instructions that match twice).  All periods at once: one
+    ``(periods, m)`` comparison, read shifted by each row's period.
 
     >>> key = np.zeros(6, dtype=np.int64)
     >>> _savings(key, np.full((6, 1), ARRAY0), np.arange(6)[:, None], [1]).tolist()
     [[4, 3, 2, 1, 0, 0]]
     """
-    m = len(key)
-    saved = np.zeros((len(periods), m), dtype=np.int64)
-    usable = key >= 0
+    m, n_periods = len(key), len(periods)
+    saved = np.zeros((n_periods, m), dtype=np.int64)
+    if not n_periods or not m:
+        return saved
     ids = row_ids(np.column_stack([key, arr]))
-    columns = [np.ascontiguousarray(idx[:, k]) for k in range(idx.shape[1]) if np.any(idx[:, k] != idx[0, k])]
-    for row, L in enumerate(periods):
-        match = usable[:-L] & (ids[:-L] == ids[L:])
-        regular = np.flatnonzero(match[:-L] & match[L:])  # few: checked one by one from here
-        for column in columns:
-            a, b, c = column[regular], column[regular + L], column[regular + 2 * L]
-            regular = regular[b - a == c - b]
-        if not len(regular):
+    period = np.asarray(periods, dtype=np.int64)
+    top = int(period.max())
+    # ids past the end match nothing; match[row, i]: i matches i + L (L = period[row])
+    ids_ext = np.concatenate([ids, np.full(top, int(ids.min()) - 1, dtype=np.int64)])
+    match_ext = np.zeros((n_periods, m + top), dtype=bool)
+    match = match_ext[:, :m]
+    if np.array_equal(period, np.arange(1, n_periods + 1)):  # 1, 2, ...: row r reads r + 1 ahead, a strided view
+        np.equal(sliding_window_view(ids_ext[1:], m)[:n_periods], ids[None, :], out=match)
+        match &= (key >= 0)[None, :]
+        # match[r, i + r + 1] is element i + 1 of row r of a (W + 1)-strided view of match_ext (W its width)
+        flat = match_ext.reshape(-1)
+        twice = as_strided(flat[1:], shape=(n_periods, m), strides=((m + top + 1) * flat.strides[0], flat.strides[0]))
+    else:
+        ahead = np.arange(m, dtype=np.int64)[None, :] + period[:, None]
+        np.equal(ids_ext[ahead], ids[None, :], out=match)
+        match &= (key >= 0)[None, :]
+        twice = np.take_along_axis(match_ext, ahead, axis=1)
+    rows, at = np.nonzero(match & twice)  # few: checked one by one
+    step = period[rows]
+    for k in range(idx.shape[1]):
+        column = idx[:, k]
+        if not len(at):
+            return saved
+        if np.all(column == column[0]):
             continue
-        # a run of consecutive regular instructions reaches the end of its block
-        block = np.concatenate([[0], np.cumsum(np.diff(regular) != 1)])
-        last = regular[np.append(np.flatnonzero(np.diff(block)), len(regular) - 1)]
-        run = last[block] - regular + 1
-        saved[row, regular] = (run // L) * L
+        a, b, c = column[at], column[at + step], column[at + 2 * step]
+        keep = b - a == c - b
+        rows, at, step = rows[keep], at[keep], step[keep]
+    if not len(at):
+        return saved
+    # a run of consecutive regular instructions (one period) reaches the end of its block
+    starts = np.ones(len(at), dtype=bool)
+    starts[1:] = (np.diff(at) != 1) | (np.diff(rows) != 0)
+    block = np.cumsum(starts) - 1
+    last = at[np.append(np.flatnonzero(starts[1:]), len(at) - 1)]
+    run = last[block] - at + 1
+    saved[rows, at] = (run // step) * step
     return saved
 
 
