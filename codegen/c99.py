@@ -715,6 +715,12 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     # per op: the C format and the helper it needs, for the plain ones (_statement does the others)
     plain = {op: (op.c.format, op.name if op.name in C_HELPERS else None) for op in set(ops)
              if op is not CALL and op is not RESULT and op is not _POWI and op.c is not None}
+    # (format, arity) of the instructions the inner loop of emit_run writes itself: a plain op of one or
+    # two operands needing no helper, not written with its call, stored nowhere (None: emit writes it)
+    shape_of = {op: (fmt, op.arity) for op, (fmt, helper) in plain.items() if helper is None and op.arity in (1, 2)}
+    simple = ~done & (wslot_of[first:] < 0)
+    simple[place_slot - first] = False
+    shapes = [shape_of.get(op) if ok else None for op, ok in zip(ops, simple.tolist())]
     results_at: dict[int, int] = {}  # call slot -> where its results start in w
     scratch = 0  # doubles after the crossing slots that calls use
     emitted = 0  # statements of instructions written (a loop's body once)
@@ -793,12 +799,37 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                 lines.append(f"  w[{wslot[s]}] = v{s};")
             return i + 1
 
+        def emit_run(i: int, stop: int) -> int:
+            """Emit instructions from ``i`` while before ``stop`` (as ``emit`` does); where it stopped."""
+            nonlocal emitted
+            if spilled:
+                while i < stop:
+                    i = emit(i)
+                return i
+            append, count = lines.append, 0
+            while i < stop:
+                shape = shapes[i]
+                if shape is None:
+                    i = emit(i)
+                    continue
+                fmt, arity = shape
+                a = operands[i][0]
+                ta = f"v{a}" if a >= part_first else operand(a)
+                if arity == 2:
+                    b = operands[i][1]
+                    append(f"  const double v{first + i} = {fmt(ta, f'v{b}' if b >= part_first else operand(b))};")
+                else:
+                    append(f"  const double v{first + i} = {fmt(ta)};")
+                count += 1
+                i += 1
+            emitted += count
+            return i
+
         found = finder.loops(lo, hi, part_first) if finder is not None else []
         i = lo
         for loop in found + [None]:
             start = hi if loop is None else lo + loop.start
-            while i < start:
-                i = emit(i)
+            i = emit_run(i, start)
             if loop is None:
                 break
             for i in range(start, start + loop.period):  # iteration 0, straight
