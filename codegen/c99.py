@@ -699,7 +699,7 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     text_id: dict[str, int] = {}
     const_id = np.array([text_id.setdefault(c, len(text_id)) for c in consts], dtype=np.int64)
     sources = _Sources(tape, wslot_of, const_id, list(text_id))
-    ops = [OP_LIST[c] for c in tape.opcodes.tolist()]
+    ops = _OP_ARRAY[tape.opcodes].tolist()
     operands = operand_matrix.tolist()
     immediates = tape.immediates.tolist()
     block_end, done, resume = _stored_results(tape, reader_part, last_part, wslot_of)
@@ -717,10 +717,13 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
              if op is not CALL and op is not RESULT and op is not _POWI and op.c is not None}
     # (format, arity) of the instructions the inner loop of emit_run writes itself: a plain op of one or
     # two operands needing no helper, not written with its call, stored nowhere (None: emit writes it)
-    shape_of = {op: (fmt, op.arity) for op, (fmt, helper) in plain.items() if helper is None and op.arity in (1, 2)}
+    shape_of = np.empty(len(OP_LIST) + 1, dtype=object)  # by opcode; the last entry: None for the others
+    for op, (fmt, helper) in plain.items():
+        if helper is None and op.arity in (1, 2):
+            shape_of[op.code] = (fmt, op.arity)
     simple = ~done & (wslot_of[first:] < 0)
     simple[place_slot - first] = False
-    shapes = [shape_of.get(op) if ok else None for op, ok in zip(ops, simple.tolist())]
+    shapes = shape_of[np.where(simple, tape.opcodes, len(OP_LIST))].tolist()
     results_at: dict[int, int] = {}  # call slot -> where its results start in w
     scratch = 0  # doubles after the crossing slots that calls use
     emitted = 0  # statements of instructions written (a loop's body once)
@@ -814,10 +817,11 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                     continue
                 fmt, arity = shape
                 a = operands[i][0]
-                ta = f"v{a}" if a >= part_first else operand(a)
+                ta = f"v{a}" if a >= part_first else consts[a - n_in] if n_in <= a < first else operand(a)
                 if arity == 2:
                     b = operands[i][1]
-                    append(f"  const double v{first + i} = {fmt(ta, f'v{b}' if b >= part_first else operand(b))};")
+                    tb = f"v{b}" if b >= part_first else consts[b - n_in] if n_in <= b < first else operand(b)
+                    append(f"  const double v{first + i} = {fmt(ta, tb)};")
                 else:
                     append(f"  const double v{first + i} = {fmt(ta)};")
                 count += 1
@@ -1007,6 +1011,10 @@ class _LoopFinder:
         return reroll.find_loops(self.key[lo:hi], arr, idx, a.shape[1], part_first, self.last_reader[lo:hi] - lo)
 
 
+_OP_ARRAY = np.empty(len(OP_LIST) + 1, dtype=object)  # op by opcode (the last entry: None)
+for _op in OP_LIST:
+    _OP_ARRAY[_op.code] = _op
+del _op
 _MAX_PLACES = 4  # output places of one value that a loop body stores (a value with more stays straight-line)
 
 
