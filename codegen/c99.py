@@ -699,7 +699,7 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     text_id: dict[str, int] = {}
     const_id = np.array([text_id.setdefault(c, len(text_id)) for c in consts], dtype=np.int64)
     sources = _Sources(tape, wslot_of, const_id, list(text_id))
-    ops = _OP_ARRAY[tape.opcodes].tolist()
+    ops = _op_array()[tape.opcodes].tolist()
     operands = operand_matrix.tolist()
     immediates = tape.immediates.tolist()
     block_end, done, resume = _stored_results(tape, reader_part, last_part, wslot_of)
@@ -1011,10 +1011,14 @@ class _LoopFinder:
         return reroll.find_loops(self.key[lo:hi], arr, idx, a.shape[1], part_first, self.last_reader[lo:hi] - lo)
 
 
-_OP_ARRAY = np.empty(len(OP_LIST) + 1, dtype=object)  # op by opcode (the last entry: None)
-for _op in OP_LIST:
-    _OP_ARRAY[_op.code] = _op
-del _op
+def _op_array() -> np.ndarray:
+    """The ops of ``OP_LIST`` by opcode in an object array, and None after them (for fancy indexing)."""
+    array = np.empty(len(OP_LIST) + 1, dtype=object)
+    for op in OP_LIST:
+        array[op.code] = op
+    return array
+
+
 _MAX_PLACES = 4  # output places of one value that a loop body stores (a value with more stays straight-line)
 
 
