@@ -816,11 +816,18 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                     i = emit(i)
                     continue
                 fmt, arity = shape
-                a = operands[i][0]
-                ta = f"v{a}" if a >= part_first else consts[a - n_in] if n_in <= a < first else operand(a)
+                row = operands[i]
+                a = row[0]  # a value of this part or one loaded into it already: its local; a constant: inline
+                if a >= part_first or loaded[a] == p:
+                    ta = f"v{a}"
+                else:
+                    ta = consts[a - n_in] if n_in <= a < first else operand(a)
                 if arity == 2:
-                    b = operands[i][1]
-                    tb = f"v{b}" if b >= part_first else consts[b - n_in] if n_in <= b < first else operand(b)
+                    b = row[1]
+                    if b >= part_first or loaded[b] == p:
+                        tb = f"v{b}"
+                    else:
+                        tb = consts[b - n_in] if n_in <= b < first else operand(b)
                     append(f"  const double v{first + i} = {fmt(ta, tb)};")
                 else:
                     append(f"  const double v{first + i} = {fmt(ta)};")
