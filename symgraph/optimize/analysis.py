@@ -111,6 +111,8 @@ class Context:
     (True, True)
     """
 
+    __slots__ = ("keys", "_symbols", "uses", "user_op", "node", "current")
+
     def __init__(self, symbol_order: Iterable[Expr] = ()) -> None:
         self.keys: dict[Expr, int] = {}
         self._symbols: dict[Expr, int] = {}

@@ -118,7 +118,7 @@ def _compile_tryer(cands: list, key: tuple) -> Callable:
         block: list[str] = []  # the variants, each in a loop left at its first failed test
         for j, alt in enumerate(alts):
             body, binds = matcher_code(alt, "break", env, prefix=f"r{i}v{j}n", heads_known=True, root_args=root_args)
-            made = [f"m = Match({binds})", "m.ctx = ctx"]
+            made = ["m = Match()"] + [f"m[{k!r}] = {v}" for k, v in binds] + ["m.ctx = ctx"]  # no keyword dict
             pad = "        " if j else "    "
             if j:
                 block.append("    if m is None:")
@@ -322,9 +322,34 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                         fired = tryer(rebuilt, ctx)
                         if fired is None:
                             result = rebuilt
-                        else:
+                        else:  # _apply's loop, inlined: rules at each replacement until none fires
                             counts[fired[0]] += 1
-                            result, settled = _apply(fired[1], dispatch, ctx, counts, None, MAX_FIRINGS_PER_NODE - 1)
+                            result = fired[1]
+                            settled = False
+                            for _ in range(MAX_FIRINGS_PER_NODE - 1):
+                                rargs = result.args
+                                if len(rargs) == 2:
+                                    shape = result.op.code << 20 | rargs[0].op.code << 10 | rargs[1].op.code
+                                elif len(rargs) == 1:
+                                    shape = result.op.code << 20 | rargs[0].op.code << 10 | _ONE
+                                elif not rargs:
+                                    settled = True
+                                    break
+                                else:
+                                    shape = (result.op.code,) + tuple([a.op.code for a in rargs])
+                                tryer = fast_get(shape, _MISSING)
+                                if tryer is _MISSING:
+                                    tryer = fast[shape] = dispatch.tryer(result)
+                                if tryer is None:
+                                    settled = True
+                                    break
+                                ctx.current = result
+                                fired = tryer(result, ctx)
+                                if fired is None:
+                                    settled = True
+                                    break
+                                counts[fired[0]] += 1
+                                result = fired[1]
                 if result is node:
                     normal.add(node)
                 elif settled and not whole_graph:

@@ -293,17 +293,17 @@ def compile_matcher(pat: Pat):
     """
     env: dict[str, Any] = {"Match": _FastMatch, "CONST": CONST}
     lines, binds = matcher_code(pat, "return None", env)
-    tail = [f"m = Match({binds})", "m.ctx = ctx", "return m"]
+    tail = [f"m = Match({', '.join(f'{k}={v}' for k, v in binds)})", "m.ctx = ctx", "return m"]
     src = "def matcher(node, ctx):\n    " + "\n    ".join(lines + tail) + "\n"
     exec(compile(src, f"<pattern {pat}>", "exec"), env)
     return env["matcher"]
 
 
 def matcher_code(pat: Pat, fail: str, env: dict, prefix: str = "n", heads_known: bool = False,
-                 root_args: Sequence[str] = ()) -> tuple[list[str], str]:
+                 root_args: Sequence[str] = ()) -> tuple[list[str], list[tuple[str, str]]]:
     """Python lines testing ``node`` against ``pat`` literally (``fail`` where it does not match), and the bindings.
 
-    The bindings are ``name=expression`` arguments for ``Match``.  Names the
+    The bindings are ``(name, expression)`` pairs, in the order bound.  Names the
     lines need (ops, literals) are added to ``env``; local names start with
     ``prefix``.  ``heads_known``: the opcodes of the node and of its operands
     are known to fit the pattern's heads, so those tests are left out.
@@ -312,7 +312,7 @@ def matcher_code(pat: Pat, fail: str, env: dict, prefix: str = "n", heads_known:
     >>> env = {}
     >>> lines, binds = matcher_code(var("a") * var("a"), "return None", env, heads_known=True)
     >>> lines, binds
-    (['n1 = node.args[0]', 'n2 = node.args[1]', 'if n2 is not n1: return None'], 'a=n1')
+    (['n1 = node.args[0]', 'n2 = node.args[1]', 'if n2 is not n1: return None'], [('a', 'n1')])
     """
     lines: list[str] = []
     bound: dict[str, str] = {}
@@ -358,7 +358,7 @@ def matcher_code(pat: Pat, fail: str, env: dict, prefix: str = "n", heads_known:
                 value = fresh()
                 lines.append(f"{value} = {e}.data")
                 bound[p.name] = value
-    return lines, ", ".join(f"{k}={v}" for k, v in bound.items())
+    return lines, list(bound.items())
 
 
 def match(pat: Pat, node: Expr, ctx: Any = None) -> Match | None:
