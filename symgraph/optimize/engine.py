@@ -247,8 +247,9 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     keys, key_of = ctx.keys, ctx.key
     eager = None  # key every node as it is made: its users' guards then find their operands' keys
     def quiet(o: Expr) -> bool:
-        # True (and o recorded normal) if o, a result's operand, is in normal form: its operands are, and no
-        # rule fires at it.  Only asked where keys do not depend on when they are computed (eager): o is
+        # True (and o recorded normal) if o, an operand of a rule's replacement, is in normal form: its
+        # operands are, and no rule fires at it.  Only asked where keys do not depend on when they are
+        # computed (eager), of replacements not known inert (a result's operands are results, known): o is
         # then what the next pass would find, a node that no rule changes, so it need not walk o or the
         # result above it.  Nothing is rewritten here (a replacement's new inner node where a rule does
         # fire waits for the next pass, as before).
@@ -358,13 +359,15 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                         a0, a1 = rargs
                         if (not a0.args or a0 in normal) and (not a1.args or a1 in normal):
                             normal.add(result)
-                        elif eager and quiet(a0) and quiet(a1):
+                        elif (eager and result is not rebuilt and a0 not in inert and a1 not in inert
+                              and quiet(a0) and quiet(a1)):
                             normal.add(result)
                         else:
                             inert.add(result)
                     elif len(rargs) == 1:
                         a0 = rargs[0]
-                        if not a0.args or a0 in normal or (eager and quiet(a0)):
+                        if not a0.args or a0 in normal or (eager and result is not rebuilt and a0 not in inert
+                                                           and quiet(a0)):
                             normal.add(result)
                         else:
                             inert.add(result)
