@@ -31,7 +31,7 @@ from ..call import rebuild
 from ..ops import OPS
 from ..expr import CONST, RESULT, Expr, _binary, _unary, apply, building, const, topological
 from .analysis import Context
-from .pattern import OP, _FastMatch, alternatives, compile_matcher, matcher_code
+from .pattern import OP, alternatives, compile_matcher, match_class, matcher_code
 from .rules import Rule
 
 MAX_PASSES = 64
@@ -108,7 +108,7 @@ class Dispatch:
 
 def _compile_tryer(cands: list, key: tuple) -> Callable:
     """The generated function of :meth:`Dispatch.tryer` for the candidates ``cands`` of shape ``key``."""
-    env: dict[str, Any] = {"Match": _FastMatch, "CONST": CONST, "Expr": Expr, "const": const}
+    env: dict[str, Any] = {"CONST": CONST, "Expr": Expr, "const": const}
     root_args = [f"a{i}" for i in range(len(key) - 1)]
     lines = ["def tryer(node, ctx):"]
     if root_args:
@@ -118,7 +118,8 @@ def _compile_tryer(cands: list, key: tuple) -> Callable:
         block: list[str] = []  # the variants, each in a loop left at its first failed test
         for j, alt in enumerate(alts):
             body, binds = matcher_code(alt, "break", env, prefix=f"r{i}v{j}n", heads_known=True, root_args=root_args)
-            made = ["m = Match()"] + [f"m[{k!r}] = {v}" for k, v in binds] + ["m.ctx = ctx"]  # no keyword dict
+            env[f"Match{i}_{j}"] = match_class([k for k, _ in binds])
+            made = [f"m = Match{i}_{j}()"] + [f"m[{k!r}] = {v}" for k, v in binds] + ["m.ctx = ctx"]
             pad = "        " if j else "    "
             if j:
                 block.append("    if m is None:")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import keyword
 from functools import partial
+from operator import itemgetter
 from typing import Any, Sequence
 
 from ..errors import OptimizerOptionError
@@ -221,6 +222,29 @@ class _FastMatch(Match):
 
     __slots__ = ()
     __init__ = dict.__init__
+
+
+_MATCH_CLASSES: dict[tuple, type] = {}
+
+
+def match_class(names: Sequence[str]) -> type:
+    """A :class:`Match` class whose bindings ``names`` read as attributes without a Python call.
+
+    ``m.x`` is a property reading ``m["x"]`` through ``operator.itemgetter``
+    (names that are already attributes of a Match, such as ``get``, stay
+    what they are).
+
+    >>> M = match_class(("x",))
+    >>> m = M(); m["x"] = 1
+    >>> m.x, isinstance(m, Match), match_class(("x",)) is M
+    (1, True, True)
+    """
+    key = tuple(names)
+    found = _MATCH_CLASSES.get(key)
+    if found is None:
+        fields = {n: property(itemgetter(n)) for n in key if not hasattr(_FastMatch, n)}
+        found = _MATCH_CLASSES[key] = type("Match", (_FastMatch,), {"__slots__": (), **fields})
+    return found
 
 
 def match_into(pat: Pat, node: Expr, m: dict) -> bool:
