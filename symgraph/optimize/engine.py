@@ -292,11 +292,11 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                     continue
                 if len(args) == 2:  # the common case, unrolled
                     a0, a1 = args
-                    b0, b1 = new_get(a0, a0), new_get(a1, a1)  # operands not walked are normal
+                    b0, b1 = new[a0], new[a1]  # every operand comes first in the walk (normal ones as leaves)
                     rebuilt = node if (b0 is a0 and b1 is a1) else _binary(node.op, b0, b1)
                 elif len(args) == 1:
                     a0 = args[0]
-                    b0 = new_get(a0, a0)
+                    b0 = new[a0]
                     rebuilt = node if b0 is a0 else _unary(node.op, b0)
                 else:
                     nargs = [new_get(a, a) for a in args]
