@@ -700,7 +700,9 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     const_id = np.array([text_id.setdefault(c, len(text_id)) for c in consts], dtype=np.int64)
     sources = _Sources(tape, wslot_of, const_id, list(text_id))
     ops = _op_array()[tape.opcodes].tolist()
-    operands = operand_matrix.tolist()
+    columns = [operand_matrix[:, k].tolist() for k in range(operand_matrix.shape[1])]  # flat lists: quick to make
+    col0, col1 = (columns + [[], []])[:2]
+    operands = _Rows(columns)
     immediates = tape.immediates.tolist()
     block_end, done, resume = _stored_results(tape, reader_part, last_part, wslot_of)
     places = outputs.places(~done)
@@ -816,14 +818,13 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                     i = emit(i)
                     continue
                 fmt, arity = shape
-                row = operands[i]
-                a = row[0]  # a value of this part or one loaded into it already: its local; a constant: inline
+                a = col0[i]  # a value of this part or one loaded into it already: its local; a constant: inline
                 if a >= part_first or loaded[a] == p:
                     ta = f"v{a}"
                 else:
                     ta = consts[a - n_in] if n_in <= a < first else operand(a)
                 if arity == 2:
-                    b = row[1]
+                    b = col1[i]
                     if b >= part_first or loaded[b] == p:
                         tb = f"v{b}"
                     else:
@@ -1016,6 +1017,22 @@ class _LoopFinder:
         arr = np.concatenate([arr, store_arr, pl[:, 0::2]], axis=1)
         idx = np.concatenate([idx, np.maximum(ws, 0)[:, None], np.maximum(pl[:, 1::2], 0)], axis=1)
         return reroll.find_loops(self.key[lo:hi], arr, idx, a.shape[1], part_first, self.last_reader[lo:hi] - lo)
+
+
+class _Rows:
+    """Row ``i`` of an operand matrix as a list, made when asked, from its columns as lists.
+
+    >>> _Rows([[1, 2], [3, 4]])[1]
+    [2, 4]
+    """
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: list) -> None:
+        self.columns = columns
+
+    def __getitem__(self, i: int) -> list:
+        return [column[i] for column in self.columns]
 
 
 def _op_array() -> np.ndarray:
