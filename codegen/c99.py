@@ -718,13 +718,15 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
     plain = {op: (op.c.format, op.name if op.name in C_HELPERS else None) for op in set(ops)
              if op is not CALL and op is not RESULT and op is not _POWI and op.c is not None}
     # (format, arity) of the instructions the inner loop of emit_run writes itself: a plain op of one or
-    # two operands needing no helper, not written with its call, stored nowhere (None: emit writes it)
+    # two operands needing no helper, not written with its call, stored into no output (None: emit writes
+    # it); kept_in[i]: the work slot instruction i is kept in (-1: none)
     shape_of = np.empty(len(OP_LIST) + 1, dtype=object)  # by opcode; the last entry: None for the others
     for op, (fmt, helper) in plain.items():
         if helper is None and op.arity in (1, 2):
             shape_of[op.code] = (fmt, op.arity)
-    simple = ~done & (wslot_of[first:] < 0)
+    simple = ~done
     simple[place_slot - first] = False
+    kept_in = wslot_of[first:].tolist()
     shapes = shape_of[np.where(simple, tape.opcodes, len(OP_LIST))].tolist()
     results_at: dict[int, int] = {}  # call slot -> where its results start in w
     scratch = 0  # doubles after the crossing slots that calls use
@@ -832,6 +834,8 @@ def _emit_parts(tape: Any, outputs: _Outputs, cname: str, chunk: int, prefix: st
                     append(f"  const double v{first + i} = {fmt(ta, tb)};")
                 else:
                     append(f"  const double v{first + i} = {fmt(ta)};")
+                if kept_in[i] >= 0:
+                    append(f"  w[{kept_in[i]}] = v{first + i};")
                 count += 1
                 i += 1
             emitted += count
