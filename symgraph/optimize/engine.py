@@ -448,4 +448,4 @@ def pending(roots: Sequence[Expr], normal: set) -> list[Expr]:
     >>> [str(n) for n in pending([e], {sg.sin(x)})]
     ['1', 'sin(x)', '1 + sin(x)']
     """
-    return topological(roots, leaves=normal)
+    return topological(roots, leaves=normal if normal else None)
