@@ -386,7 +386,12 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
                                 keys[result] = hash((result.op.code, k0, k1))
                                 continue
                         elif len(rargs) == 1:
-                            k0 = keys.get(rargs[0])
+                            a0 = rargs[0]
+                            k0 = keys.get(a0)
+                            if k0 is None and a0.data is None and len(a0.args) == 2:  # a new inner node: -(x * y)
+                                k00, k01 = keys.get(a0.args[0]), keys.get(a0.args[1])
+                                if k00 is not None and k01 is not None:
+                                    k0 = keys[a0] = hash((a0.op.code, k00, k01))
                             if k0 is not None:
                                 keys[result] = hash((result.op.code, k0))
                                 continue
