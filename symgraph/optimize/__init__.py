@@ -65,12 +65,13 @@ def optimize_function(F, level: int = 1, rules: Any = None):
     start = time.perf_counter()
     roots = [e for arr in F.outputs for e in arr.reshape(-1)]
     symbol_order = [s for arr in F.inputs for s in arr.reshape(-1)]
-    new_roots, counts, passes = rewrite(roots, chosen, symbol_order)
+    new_roots, counts, passes = rewrite(roots, chosen, symbol_order, closed=True)  # a Function's inputs: all
     if rules is None and level == 2:
         # Level 2 (reassociation) starts from the level-1 fixed point and is bounded in passes; a
         # result that did not reach its fixed point is kept only if it has fewer operations.
         counts1 = counts
-        new_roots2, counts2, passes2 = rewrite(new_roots, all_rules(), symbol_order, max_passes=LEVEL2_PASSES)
+        new_roots2, counts2, passes2 = rewrite(new_roots, all_rules(), symbol_order, max_passes=LEVEL2_PASSES,
+                                               closed=True)
         if passes2 < LEVEL2_PASSES or count_ops(new_roots2) < count_ops(new_roots):
             new_roots, passes = new_roots2, passes + passes2
             counts = counts1 + counts2

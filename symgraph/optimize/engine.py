@@ -201,6 +201,8 @@ def _apply(node: Expr, dispatch: Dispatch, ctx: Context, counts: Counter,
 
 
 _MISSING = object()
+_EMIT = object()  # walk stack marker: the node below it has its operands rewritten
+_PENDING = object()  # the value in a pass's map of a node expanded and not yet rewritten
 _ONE = (1 << 10) - 1  # the third opcode field of a one-operand node's packed shape: no opcode
 assert max(op.code for op in OPS.values()) < _ONE and CONST.code < _ONE  # opcodes fit 10 bits
 _DISPATCH: dict[tuple, Dispatch] = {}
@@ -223,13 +225,14 @@ def dispatch_for(rules: Sequence[Rule]) -> Dispatch:
 
 
 def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable[Expr] = (),
-            max_passes: int = MAX_PASSES) -> tuple[list[Expr], Counter, int]:
+            max_passes: int = MAX_PASSES, closed: bool = False) -> tuple[list[Expr], Counter, int]:
     """Rewrite the DAG under ``roots`` with ``rules`` to a fixed point.
 
     Returns the new roots (same order), the number of times each rule fired,
     and the number of passes run.  ``symbol_order`` fixes the order key of
     symbols (e.g. a Function's inputs; others are numbered as first met), so
-    operand sorting is deterministic.
+    operand sorting is deterministic; ``closed``: every symbol under
+    ``roots`` is in ``symbol_order`` (as a Function's inputs are).
     """
     roots = list(roots)
     dispatch = dispatch_for(rules)
@@ -272,130 +275,161 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     with building():
         while passes < max_passes:
             passes += 1
+            starts = roots  # the walk below starts from these, operands first (as pending() orders them)
             if whole_graph:
-                order = topological(roots)
-                ctx.count_uses(order)
-            else:
-                order = pending(roots, normal)
+                starts = topological(roots)
+                ctx.count_uses(starts)
             if eager is None:  # only where every symbol has its number already: keys do not depend on when
-                eager = ctx.numbers_symbols(order)  # they are computed then (a symbol's number would)
+                if closed:  # they are computed then (a symbol's number would)
+                    eager = True
+                else:
+                    if not whole_graph:
+                        starts = pending(roots, normal)
+                    eager = ctx.numbers_symbols(starts)
             new: dict[Expr, Expr] = {}
             new_get = new.get
             later = passes > 1  # inert is empty before the second pass
-            for node in order:
-                args = node.args
-                if not args or node in normal:
-                    new[node] = node
+            # pending()'s walk, each node rewritten as it is emitted: depth-first, operands left to right,
+            # a node in new once expanded (_PENDING until rewritten), normal nodes not descended into
+            for start in starts:
+                if start in new:
                     continue
-                if node.data is not None:  # a call or result: opaque, rebuilt on its rewritten operands
-                    new[node] = opaque(node, new_get, normal)
-                    continue
-                if len(args) == 2:  # the common case, unrolled
-                    a0, a1 = args
-                    b0, b1 = new[a0], new[a1]  # every operand comes first in the walk (normal ones as leaves)
-                    rebuilt = node if (b0 is a0 and b1 is a1) else _binary(node.op, b0, b1)
-                elif len(args) == 1:
-                    a0 = args[0]
-                    b0 = new[a0]
-                    rebuilt = node if b0 is a0 else _unary(node.op, b0)
-                else:
-                    nargs = [new_get(a, a) for a in args]
-                    changed = any(a is not b for a, b in zip(args, nargs))
-                    rebuilt = apply(node.op, *nargs) if changed else node
-                rargs = rebuilt.args
-                settled = True  # no rule fires at result
-                if not rargs or (rebuilt is node and later and node in inert):
-                    result = rebuilt
-                else:
-                    if len(rargs) == 2:
-                        shape = rebuilt.op.code << 20 | rargs[0].op.code << 10 | rargs[1].op.code
-                    elif len(rargs) == 1:
-                        shape = rebuilt.op.code << 20 | rargs[0].op.code << 10 | _ONE
+                stack = [start]
+                push, pop = stack.append, stack.pop
+                while stack:
+                    node = pop()
+                    if node is not _EMIT:
+                        while node not in new:  # expand node, then its first operand, and so on
+                            args = node.args
+                            if not args or node in normal:
+                                new[node] = node
+                                break
+                            new[node] = _PENDING
+                            push(node)
+                            push(_EMIT)
+                            if len(args) == 2:
+                                if args[1] not in new:
+                                    push(args[1])
+                            else:
+                                for a in args[:0:-1]:
+                                    if a not in new:
+                                        push(a)
+                            node = args[0]
+                        continue
+                    node = pop()
+                    args = node.args
+                    if not args or node in normal:
+                        new[node] = node
+                        continue
+                    if node.data is not None:  # a call or result: opaque, rebuilt on its rewritten operands
+                        new[node] = opaque(node, new_get, normal)
+                        continue
+                    if len(args) == 2:  # the common case, unrolled
+                        a0, a1 = args
+                        b0, b1 = new[a0], new[a1]  # every operand comes first in the walk (normal ones as leaves)
+                        rebuilt = node if (b0 is a0 and b1 is a1) else _binary(node.op, b0, b1)
+                    elif len(args) == 1:
+                        a0 = args[0]
+                        b0 = new[a0]
+                        rebuilt = node if b0 is a0 else _unary(node.op, b0)
                     else:
-                        shape = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
-                    tryer = fast_get(shape, _MISSING)
-                    if tryer is _MISSING:
-                        tryer = fast[shape] = dispatch.tryer(rebuilt)
-                    if tryer is None:  # no rule can match this shape
+                        nargs = [new_get(a, a) for a in args]
+                        changed = any(a is not b for a, b in zip(args, nargs))
+                        rebuilt = apply(node.op, *nargs) if changed else node
+                    rargs = rebuilt.args
+                    settled = True  # no rule fires at result
+                    if not rargs or (rebuilt is node and later and node in inert):
                         result = rebuilt
-                    else:  # the first try inlined: at most nodes no rule fires
-                        ctx.node = node
-                        ctx.current = rebuilt
-                        fired = tryer(rebuilt, ctx)
-                        if fired is None:
+                    else:
+                        if len(rargs) == 2:
+                            shape = rebuilt.op.code << 20 | rargs[0].op.code << 10 | rargs[1].op.code
+                        elif len(rargs) == 1:
+                            shape = rebuilt.op.code << 20 | rargs[0].op.code << 10 | _ONE
+                        else:
+                            shape = (rebuilt.op.code,) + tuple([a.op.code for a in rargs])
+                        tryer = fast_get(shape, _MISSING)
+                        if tryer is _MISSING:
+                            tryer = fast[shape] = dispatch.tryer(rebuilt)
+                        if tryer is None:  # no rule can match this shape
                             result = rebuilt
-                        else:  # _apply's loop, inlined: rules at each replacement until none fires
-                            counts[fired[0]] += 1
-                            result = fired[1]
-                            settled = False
-                            for _ in range(MAX_FIRINGS_PER_NODE - 1):
-                                rargs = result.args
-                                if len(rargs) == 2:
-                                    shape = result.op.code << 20 | rargs[0].op.code << 10 | rargs[1].op.code
-                                elif len(rargs) == 1:
-                                    shape = result.op.code << 20 | rargs[0].op.code << 10 | _ONE
-                                elif not rargs:
-                                    settled = True
-                                    break
-                                else:
-                                    shape = (result.op.code,) + tuple([a.op.code for a in rargs])
-                                tryer = fast_get(shape, _MISSING)
-                                if tryer is _MISSING:
-                                    tryer = fast[shape] = dispatch.tryer(result)
-                                if tryer is None:
-                                    settled = True
-                                    break
-                                ctx.current = result
-                                fired = tryer(result, ctx)
-                                if fired is None:
-                                    settled = True
-                                    break
+                        else:  # the first try inlined: at most nodes no rule fires
+                            ctx.node = node
+                            ctx.current = rebuilt
+                            fired = tryer(rebuilt, ctx)
+                            if fired is None:
+                                result = rebuilt
+                            else:  # _apply's loop, inlined: rules at each replacement until none fires
                                 counts[fired[0]] += 1
                                 result = fired[1]
-                if result is node:
-                    normal.add(node)
-                elif settled and not whole_graph:
-                    rargs = result.args
-                    if len(rargs) == 2:  # the common case, unrolled
-                        a0, a1 = rargs
-                        if (not a0.args or a0 in normal) and (not a1.args or a1 in normal):
-                            normal.add(result)
-                        elif (eager and result is not rebuilt and a0 not in inert and a1 not in inert
-                              and quiet(a0) and quiet(a1)):
-                            normal.add(result)
-                        else:
-                            inert.add(result)
-                    elif len(rargs) == 1:
-                        a0 = rargs[0]
-                        if not a0.args or a0 in normal or (eager and result is not rebuilt and a0 not in inert
-                                                           and quiet(a0)):
-                            normal.add(result)
-                        else:
-                            inert.add(result)
-                    elif all(not a.args or a in normal for a in rargs):
-                        normal.add(result)  # a new node in normal form: later passes need not walk it
-                    else:
-                        inert.add(result)
-                new[node] = result
-                if eager:  # a key already there is the one computed again here (keys are structural)
-                    rargs = result.args
-                    if result.data is None:  # Context.key's fast paths, inlined
-                        if len(rargs) == 2:
-                            k0, k1 = keys.get(rargs[0]), keys.get(rargs[1])
-                            if k0 is not None and k1 is not None:
-                                keys[result] = hash((result.op.code, k0, k1))
-                                continue
+                                settled = False
+                                for _ in range(MAX_FIRINGS_PER_NODE - 1):
+                                    rargs = result.args
+                                    if len(rargs) == 2:
+                                        shape = result.op.code << 20 | rargs[0].op.code << 10 | rargs[1].op.code
+                                    elif len(rargs) == 1:
+                                        shape = result.op.code << 20 | rargs[0].op.code << 10 | _ONE
+                                    elif not rargs:
+                                        settled = True
+                                        break
+                                    else:
+                                        shape = (result.op.code,) + tuple([a.op.code for a in rargs])
+                                    tryer = fast_get(shape, _MISSING)
+                                    if tryer is _MISSING:
+                                        tryer = fast[shape] = dispatch.tryer(result)
+                                    if tryer is None:
+                                        settled = True
+                                        break
+                                    ctx.current = result
+                                    fired = tryer(result, ctx)
+                                    if fired is None:
+                                        settled = True
+                                        break
+                                    counts[fired[0]] += 1
+                                    result = fired[1]
+                    if result is node:
+                        normal.add(node)
+                    elif settled and not whole_graph:
+                        rargs = result.args
+                        if len(rargs) == 2:  # the common case, unrolled
+                            a0, a1 = rargs
+                            if (not a0.args or a0 in normal) and (not a1.args or a1 in normal):
+                                normal.add(result)
+                            elif (eager and result is not rebuilt and a0 not in inert and a1 not in inert
+                                  and quiet(a0) and quiet(a1)):
+                                normal.add(result)
+                            else:
+                                inert.add(result)
                         elif len(rargs) == 1:
                             a0 = rargs[0]
-                            k0 = keys.get(a0)
-                            if k0 is None and a0.data is None and len(a0.args) == 2:  # a new inner node: -(x * y)
-                                k00, k01 = keys.get(a0.args[0]), keys.get(a0.args[1])
-                                if k00 is not None and k01 is not None:
-                                    k0 = keys[a0] = hash((a0.op.code, k00, k01))
-                            if k0 is not None:
-                                keys[result] = hash((result.op.code, k0))
-                                continue
-                    key_of(result)
+                            if not a0.args or a0 in normal or (eager and result is not rebuilt and a0 not in inert
+                                                               and quiet(a0)):
+                                normal.add(result)
+                            else:
+                                inert.add(result)
+                        elif all(not a.args or a in normal for a in rargs):
+                            normal.add(result)  # a new node in normal form: later passes need not walk it
+                        else:
+                            inert.add(result)
+                    new[node] = result
+                    if eager:  # a key already there is the one computed again here (keys are structural)
+                        rargs = result.args
+                        if result.data is None:  # Context.key's fast paths, inlined
+                            if len(rargs) == 2:
+                                k0, k1 = keys.get(rargs[0]), keys.get(rargs[1])
+                                if k0 is not None and k1 is not None:
+                                    keys[result] = hash((result.op.code, k0, k1))
+                                    continue
+                            elif len(rargs) == 1:
+                                a0 = rargs[0]
+                                k0 = keys.get(a0)
+                                if k0 is None and a0.data is None and len(a0.args) == 2:  # a new inner node: -(x * y)
+                                    k00, k01 = keys.get(a0.args[0]), keys.get(a0.args[1])
+                                    if k00 is not None and k01 is not None:
+                                        k0 = keys[a0] = hash((a0.op.code, k00, k01))
+                                if k0 is not None:
+                                    keys[result] = hash((result.op.code, k0))
+                                    continue
+                        key_of(result)
             new_roots = [new.get(r, r) for r in roots]
             if all(a is b for a, b in zip(new_roots, roots)):
                 break
