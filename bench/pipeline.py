@@ -18,6 +18,7 @@ CasADi SX ``jacobian``/``hessian`` + ``tril`` (target: within 3x).
     python3 bench/pipeline.py --quick    # 10^5 ops only, AD at N = 1,000
     python3 bench/pipeline.py --only ad  # one section: optimize, codegen or ad (several allowed)
     python3 bench/pipeline.py --profile optimize --size 100000  # cProfile of one phase on the Luksan model
+    python3 bench/pipeline.py --digest   # sha256 of each model's optimized Tape and generated C, and rule counts
 
 Times are CPU seconds of this process (``time.process_time``: every phase is
 single-threaded, and on a shared machine wall time measures the neighbours),
@@ -173,6 +174,28 @@ def ad(sizes: list[int], repeat: int) -> None:
     print(f"target: ratio < {AD_TARGET}")
 
 
+def digest(size: int) -> None:
+    """What a faster pipeline must leave unchanged: per model, sha256 of the optimized Tape's arrays and of
+    ``single_file(program(G, runtime_tables=True), G)``, with the rule counts and passes."""
+    import hashlib
+
+    from codegen.c99 import single_file
+
+    for name, build in MODELS.items():
+        F = build(size)
+        G = F.optimize(1)
+        c = hashlib.sha256(single_file(program(G, runtime_tables=True), G).encode()).hexdigest()
+        tape = hashlib.sha256()
+        for attr in sorted(vars(G.tape)):
+            value = getattr(G.tape, attr)
+            tape.update(attr.encode())
+            for part in value if isinstance(value, tuple) else (value,):
+                tape.update(part.tobytes() if hasattr(part, "tobytes") else repr(part).encode())
+        report = G.optimize_report
+        print(f"{name:<8} C {c[:16]} tape {tape.hexdigest()[:16]} ops {G.n_ops} passes {report.passes} "
+              f"counts {sorted(report.counts.items())}", flush=True)
+
+
 def profile(phase: str, model: str, size: int, top: int) -> None:
     """cProfile of one phase on one model, the ``top`` functions by internal time."""
     F = MODELS[model](size)
@@ -206,7 +229,11 @@ def main() -> None:
     ap.add_argument("--model", choices=sorted(MODELS), default="luksan", help="model to profile")
     ap.add_argument("--size", type=int, default=100_000, help="operations of the profiled model")
     ap.add_argument("--top", type=int, default=30, help="functions in the profile")
+    ap.add_argument("--digest", action="store_true", help="hashes of the optimized Tapes and the C, rule counts")
     args = ap.parse_args()
+    if args.digest:
+        digest(args.size)
+        return
     if args.profile:
         profile(args.profile, args.model, args.size, args.top)
         return
