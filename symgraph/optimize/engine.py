@@ -233,6 +233,13 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     symbols (e.g. a Function's inputs; others are numbered as first met), so
     operand sorting is deterministic; ``closed``: every symbol under
     ``roots`` is in ``symbol_order`` (as a Function's inputs are).
+
+    >>> import symgraph as sg
+    >>> from symgraph.optimize.rules import select
+    >>> x, y = sg.symbols("x"), sg.symbols("y")
+    >>> (out,), counts, passes = rewrite([(-y) * x + x * x], select(), [x, y], closed=True)
+    >>> str(out), sorted(counts.items()), passes
+    ('x**2 - x * y', [('add-neg', 1), ('mul-neg', 1), ('mul-self', 1), ('sort-mul', 2)], 2)
     """
     roots = list(roots)
     dispatch = dispatch_for(rules)
@@ -250,6 +257,7 @@ def rewrite(roots: Sequence[Expr], rules: Sequence[Rule], symbol_order: Iterable
     passes = 0
     keys, key_of = ctx.keys, ctx.key
     eager = None  # key every node as it is made: its users' guards then find their operands' keys
+
     def quiet(o: Expr) -> bool:
         # True (and o recorded normal) if o, an operand of a rule's replacement, is in normal form: its
         # operands are, and no rule fires at it.  Only asked where keys do not depend on when they are
