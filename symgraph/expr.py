@@ -486,6 +486,7 @@ def intern_results(call: Expr, start: int, count: int) -> list[Expr]:
     """The result nodes ``start .. start+count-1`` of ``call`` (as :func:`intern_structural`, in bulk).
 
     >>> import symgraph as sg
+    >>> from symgraph.expr import intern_results  # the package's module (a doctest runner may load a copy)
     >>> x = sg.symbols("x")
     >>> r = sg.Function("f", [x], [[x, 2 * x]])(x)
     >>> intern_results(r[0].args[0], 0, 2) == list(r)
@@ -578,35 +579,43 @@ def collect() -> int:
     grown fourfold since the last sweep.  One pass over the table's reference
     counts (a loop in C) finds the nodes dead now; dropping one releases its
     operands, so the operands of every dropped node are checked again (by
-    their keys), newest first, until nothing more dies: the Python work is
-    proportional to the dead nodes, not to the table.  A dead call node also
-    releases its callee Function, which may hold nodes (its cached derivative
-    Functions) that no dropped node reaches, so the sweep runs again while a
-    pass dropped a call.
+    their keys) until nothing more dies: the Python work is proportional to
+    the dead nodes, not to the table.  A dead call node also releases its
+    callee Function, which may hold nodes no dropped node reaches (its body,
+    its cached derivative Functions, their calls in turn); where a call was
+    dropped, full passes in reverse creation order follow (a node is created
+    after its operands, so one such pass frees whole dead subgraphs, older
+    ones included) while a pass drops a call.
 
     >>> isinstance(collect(), int)
     True
     """
-    dropped = 0
     getrefcount = sys.getrefcount
-    again = True
+    keys = list(_TABLE)
+    counts = np.fromiter(map(getrefcount, _TABLE.values()), dtype=np.int64, count=len(keys))
+    stack = [keys[i] for i in np.flatnonzero(counts <= _UNREFERENCED).tolist()]
+    del keys, counts
+    dropped, again = 0, False
+    while stack:
+        key = stack.pop()
+        node = _TABLE.get(key)
+        # references: the table, `node`, getrefcount's argument
+        if node is None or getrefcount(node) > 3:
+            continue
+        del _TABLE[key]
+        dropped += 1
+        again = again or node.op is CALL
+        stack.extend(_operand_keys(node))
+        del node  # the last reference: its operands lose one each
     while again:
         again = False
-        keys = list(_TABLE)
-        counts = np.fromiter(map(getrefcount, _TABLE.values()), dtype=np.int64, count=len(keys))
-        stack = [keys[i] for i in np.flatnonzero(counts <= _UNREFERENCED).tolist()]
-        del keys, counts
-        while stack:
-            key = stack.pop()
-            node = _TABLE.get(key)
-            # references: the table, `node`, getrefcount's argument
-            if node is None or getrefcount(node) > 3:
-                continue
-            del _TABLE[key]
-            dropped += 1
-            again = again or node.op is CALL
-            stack.extend(_operand_keys(node))
-            del node  # the last reference: its operands lose one each
+        for key in reversed(list(_TABLE)):
+            node = _TABLE[key]
+            if getrefcount(node) <= 3:
+                again = again or node.op is CALL
+                del _TABLE[key]
+                dropped += 1
+            del node
     _SWEEP_AT[0] = max(1 << 16, 4 * len(_TABLE))
     return dropped
 
