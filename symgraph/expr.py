@@ -576,41 +576,24 @@ def collect() -> int:
     """Forget interned nodes nobody references any more; returns how many.
 
     The intern table holds strong references, so it is swept whenever it has
-    grown fourfold since the last sweep.  One pass over the table's reference
-    counts (a loop in C) finds the nodes dead now; dropping one releases its
-    operands, so the operands of every dropped node are checked again (by
-    their keys) until nothing more dies: the Python work is proportional to
-    the dead nodes, not to the table.  A dead call node also releases its
-    callee Function, which may hold nodes no dropped node reaches (its body,
-    its cached derivative Functions, their calls in turn); where a call was
-    dropped, full passes in reverse creation order follow (a node is created
-    after its operands, so one such pass frees whole dead subgraphs, older
-    ones included) while a pass drops a call.
+    grown fourfold since the last sweep.  A pass in reverse creation order
+    frees whole dead subgraphs: a node is always created after its operands,
+    so dropping a parent releases its operands before they are visited.  A
+    dead call node is the exception: it releases its callee Function, which
+    may hold nodes newer than the call (its cached derivative Functions), so
+    the sweep runs again while a pass dropped a call.
 
     >>> isinstance(collect(), int)
     True
     """
+    dropped = 0
     getrefcount = sys.getrefcount
-    keys = list(_TABLE)
-    counts = np.fromiter(map(getrefcount, _TABLE.values()), dtype=np.int64, count=len(keys))
-    stack = [keys[i] for i in np.flatnonzero(counts <= _UNREFERENCED).tolist()]
-    del keys, counts
-    dropped, again = 0, False
-    while stack:
-        key = stack.pop()
-        node = _TABLE.get(key)
-        # references: the table, `node`, getrefcount's argument
-        if node is None or getrefcount(node) > 3:
-            continue
-        del _TABLE[key]
-        dropped += 1
-        again = again or node.op is CALL
-        stack.extend(_operand_keys(node))
-        del node  # the last reference: its operands lose one each
+    again = True
     while again:
         again = False
         for key in reversed(list(_TABLE)):
             node = _TABLE[key]
+            # references: the table, `node`, getrefcount's argument
             if getrefcount(node) <= 3:
                 again = again or node.op is CALL
                 del _TABLE[key]
@@ -618,28 +601,6 @@ def collect() -> int:
             del node
     _SWEEP_AT[0] = max(1 << 16, 4 * len(_TABLE))
     return dropped
-
-
-# The reference count map(sys.getrefcount, table.values()) reports for a value only the table holds.
-_UNREFERENCED = next(map(sys.getrefcount, {0: object()}.values()))
-
-
-def _operand_keys(node: Expr) -> list:
-    """The intern-table keys of ``node``'s interned operands (as _binary, _unary, apply and
-    intern_structural make them)."""
-    out = []
-    for a in node.args:
-        args = a.args
-        if not args:
-            continue  # symbols are not interned; constants live in their own table
-        op = a.op
-        if op is CALL:
-            out.append((id(a.data), *map(id, args)))
-        elif op is RESULT:
-            out.append((id(args[0]), a.data))
-        else:
-            out.append(_key(op, args))
-    return out
 
 
 def _is(x: Expr, value: float) -> bool:
