@@ -8,7 +8,10 @@ the result (or the exception) of the work run here.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +23,36 @@ from symgraph import forked, tiled
 
 def needs_fork():
     if not forked.available():
-        pytest.skip("no fork here (not Linux, one CPU, or another thread running)")
+        pytest.skip("no fork here (not Linux, one CPU, or another thread running): "
+                    "test_the_fork_tests_run_in_a_fresh_process runs them where threads are the reason")
+
+
+def fork_possible_without_threads() -> bool:
+    """Linux with two or more CPUs: a process without other threads would fork."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and cpus >= 2 \
+        and os.environ.get(forked.ENVIRONMENT, "1") != "0"
+
+
+def test_the_fork_tests_run_in_a_fresh_process():
+    """In a full test run other tests leave threads behind (compile upgrades, dask), so the tests above
+    skip there; this runs the module again in a fresh interpreter, where they must all run and pass."""
+    if os.environ.get("SYMGRAPH_FORK_SUBRUN"):
+        pytest.skip("this is the fresh process")
+    if forked.available():
+        pytest.skip("the fork tests ran in this process")
+    if not fork_possible_without_threads():
+        pytest.skip("no fork on this machine (not Linux, or one CPU)")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(Path(__file__))],
+                          env=dict(os.environ, SYMGRAPH_FORK_SUBRUN="1"), cwd=root, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert "passed" in summary and summary.count("skipped") <= 1, done.stdout[-4000:]
 
 
 def test_a_forked_job_returns_the_childs_value():
