@@ -199,22 +199,3 @@ def test_the_interpreter_runs_a_large_unrolled_model_like_the_vm():
     for got, want in zip(results(I(v)), results(F(v))):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
-
-def test_tcc_alone_keeps_the_fast_tier_and_its_warning(tmp_path, monkeypatch):
-    if shutil.which("tcc") is None:
-        pytest.skip("needs tcc")
-    real = build.find_compiler
-
-    def tcc_only(name=None):
-        if name != "tcc":
-            raise sg.CompilerNotFoundError("no C compiler found (looked for cc, gcc, clang on PATH)")
-        return real(name)
-
-    monkeypatch.setattr(build, "find_compiler", tcc_only)
-    monkeypatch.setattr(runtime, "INTERP_MIN", 1)
-    F = model("interp_tcc_only")
-    with pytest.warns(sg.BackendWarning, match="no C compiler found"):
-        C = F.compile(cache_dir=str(tmp_path), tier="auto")
-    assert C.tier == "fast"
-    v = np.linspace(-1, 1, 10)
-    np.testing.assert_allclose(C(v)[1], F(v)[1], rtol=1e-13)

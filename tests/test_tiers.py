@@ -244,7 +244,9 @@ def test_nlp_starts_on_the_fast_tier_and_solves_correctly(slow_cc, monkeypatch):
     np.testing.assert_allclose(again.x, sol.x, rtol=1e-9, atol=1e-12)
 
 
-def test_no_optimizing_compiler_keeps_tcc_and_warns(tmp_path, monkeypatch):
+@pytest.mark.parametrize("interp_min", [runtime.INTERP_MIN, 1])  # 1: large enough for the interpreter tier,
+def test_no_optimizing_compiler_keeps_tcc_and_warns(tmp_path, monkeypatch, interp_min):  # which steps aside
+    monkeypatch.setattr(runtime, "INTERP_MIN", interp_min)
     real = build.find_compiler
 
     def tcc_only(name=None):
