@@ -125,10 +125,9 @@ int sg_interp_eval(const sg_tape_program *p, const double *const *arg, double *c
 }}
 
 int sg_interp_batch(const sg_tape_program *p, long n, const double *const *arg, double *const *res, double *w) {{
-    const double *a[64];
-    double *r[64];
+    const double *a[p->n_in > 0 ? p->n_in : 1];
+    double *r[p->n_out > 0 ? p->n_out : 1];
     long pt, k;
-    if (p->n_in > 64 || p->n_out > 64) return 2;
     for (pt = 0; pt < n; ++pt) {{
         int flag;
         for (k = 0; k < p->n_in; ++k) a[k] = arg[k] + pt * (p->in_offsets[k + 1] - p->in_offsets[k]);

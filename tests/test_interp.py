@@ -199,3 +199,14 @@ def test_the_interpreter_runs_a_large_unrolled_model_like_the_vm():
     for got, want in zip(results(I(v)), results(F(v))):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
+
+
+def test_batch_of_a_function_with_many_inputs_and_outputs():
+    xs = [sg.symbols(f"x{k}") for k in range(70)]
+    outs = [sg.sin(x) * (k + 1) for k, x in enumerate(xs)]
+    F = sg.Function("interp_many", xs, outs)
+    I = interp.interpreted(F)
+    X = np.random.default_rng(3).normal(size=(70, 4))
+    got = I.batch(*X)
+    for k in range(70):
+        np.testing.assert_array_equal(got[k], np.sin(X[k]) * (k + 1))
