@@ -168,17 +168,13 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
             raise CompilerNotFoundError("compile(tier='fast') needs tcc, the fast compiler, and it is not on PATH; "
                                         "install it (e.g. 'apt-get install tcc') or pass tier='best'")
         return _compile_tier(F, options, "fast")[0]
-    if F.n_ops >= INTERP_MIN:  # a large Function starts on the Tape interpreter at once
-        with contextlib.suppress(CompilerNotFoundError):  # tcc alone: as below
-            best_key = function_key(F, options, "best")
-            C = _from_entry(F, options, "best", best_key) or _interpreter_first(F, options, best_key, fast)
-            if C is not None:
-                return C
-    if fast is None:  # no fast compiler: "auto" is "best"
+    if fast is None and F.n_ops < INTERP_MIN:  # no fast compiler: "auto" is "best"
         return _compile_tier(F, options, "best")[0]
     try:
         best_key = function_key(F, options, "best")
     except CompilerNotFoundError as exc:  # tcc alone: its code, and one warning that nothing better follows
+        if fast is None:
+            raise
         from symgraph.progress import current_site
 
         C = _compile_tier(F, options, "fast")[0]
@@ -187,6 +183,12 @@ def _compile(F: Any, options: dict) -> "CompiledFunction":
     hit = _from_entry(F, options, "best", best_key)
     if hit is not None:
         return hit
+    if F.n_ops >= INTERP_MIN:  # a large Function starts on the Tape interpreter at once
+        C = _interpreter_first(F, options, best_key, fast)
+        if C is not None:
+            return C
+    if fast is None:  # no fast compiler: "auto" is "best"
+        return _compile_tier(F, options, "best", best_key)[0]
     fast_options = options
     if options["optimize"] and F.n_ops >= FAST_UNOPTIMIZED_MIN:  # the optimizer is most of a large cold start
         fast_options = dict(options, optimize=0)
@@ -221,10 +223,7 @@ def _interpreter_first(F: Any, options: dict, best_key: str, fast: "_build.Compi
 
     from .interp import UnsupportedTape, interpreted
 
-    try:
-        cc = _build.find_compiler(None)
-    except CompilerNotFoundError:  # tcc alone: its code, and the warning that nothing better follows
-        return None
+    cc = _build.find_compiler(None)  # found: the best key was made with it
     try:
         with phase("interpret", F.name, F.n_ops, verbose=options.get("verbose")) as p:
             C = interpreted(F, cc, options["cache_dir"], _public(options), options.get("verbose"))
@@ -236,8 +235,7 @@ def _interpreter_first(F: Any, options: dict, best_key: str, fast: "_build.Compi
     estimate = estimate_build(F.n_ops, parts, flags, options["jobs"])
     upgrade = dict(options, compiler=cc)
     if options["auto_tcc"] and fast is not None and estimate.cc_seconds > options["compile_budget"]:
-        warn(tcc_notice(F.name, estimate, upgrade["compiler"].name, flags, options["compile_budget"]),
-             BackendWarning)
+        warn(tcc_notice(F.name, estimate, cc.name, flags, options["compile_budget"]), BackendWarning)
         upgrade["compiler"] = fast
         if F.n_ops >= FAST_UNOPTIMIZED_MIN:
             upgrade["optimize"] = 0
