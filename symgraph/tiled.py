@@ -234,10 +234,7 @@ def _split_tree(root: Expr) -> tuple[list, list] | None:
         c, node = stack.pop()
         children = _linear_children(node)
         if children is None:
-            if is_result(node) and _is_map_call(node.args[0]):
-                mapped.append((c, node))
-            elif not (node.op is CONST and node.data == 0.0):
-                rest.append((c, node))
+            _place_piece(c, node, mapped, rest)
             continue
         key = id(node)
         if key in seen:
@@ -285,12 +282,16 @@ def _split_shared(root: Expr) -> tuple[list[tuple[float, Expr]], list[tuple[floa
     mapped: list[tuple[float, Expr]] = []
     rest: list[tuple[float, Expr]] = []
     for node in first:
-        c = coef[id(node)]
-        if is_result(node) and _is_map_call(node.args[0]):
-            mapped.append((c, node))
-        elif not (node.op is CONST and node.data == 0.0):
-            rest.append((c, node))
+        _place_piece(coef[id(node)], node, mapped, rest)
     return mapped, rest
+
+
+def _place_piece(c: float, node: Expr, mapped: list, rest: list) -> None:
+    """``c * node`` among the mapped pieces (a result of a map call), the rest, or nowhere (the constant 0)."""
+    if is_result(node) and _is_map_call(node.args[0]):
+        mapped.append((c, node))
+    elif not (node.op is CONST and node.data == 0.0):
+        rest.append((c, node))
 
 
 def _linear_children(node: Expr) -> tuple | None:
